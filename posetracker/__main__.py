@@ -1,0 +1,3 @@
+from posetracker.cli import main_entry
+
+main_entry()

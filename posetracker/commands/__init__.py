@@ -1,0 +1,8 @@
+"""CLI subcommands, one module each; every module exposes ``register(subparsers)``.
+
+The tuple below is the CLI's command list, in the order ``--help`` shows them.
+"""
+
+from posetracker.commands import eval_cmd
+
+COMMAND_MODULES = (eval_cmd,)

@@ -1,0 +1,69 @@
+"""``posetracker eval posetrack|coco|crowdpose``: score predictions like the official tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval", help="score predictions against ground truth (PoseTrack, COCO, CrowdPose)",
+        description="Score predictions against ground truth with the official tools' rules.")
+    kinds = p.add_subparsers(dest="eval_kind", metavar="KIND", required=True)
+
+    pt = kinds.add_parser(
+        "posetrack", help="PoseTrack: per-joint AP at PCKh 0.5 and MOTA/MOTP (poseval's rules)",
+        description="PoseTrack evaluation as the official poseval computes it: per-joint AP "
+        "(PCKh 0.5), MOTA, MOTP, precision and recall. GT_DIR and PRED_DIR hold one JSON file per "
+        "sequence with the same names; PoseTrack 2017 and 2018 files may be mixed.")
+    pt.add_argument("gt_dir", metavar="GT_DIR", help="folder of ground-truth JSON files, or one file")
+    pt.add_argument("pred_dir", metavar="PRED_DIR", help="folder of prediction JSON files, or one file")
+    pt.add_argument("--per-sequence", action="store_true", help="add a row per sequence")
+    _add_output_args(pt)
+    pt.set_defaults(func=_run_posetrack)
+
+    for name, what in (("coco", "COCO keypoints (pycocotools)"),
+                       ("crowdpose", "CrowdPose: AP, AR and AP easy/medium/hard")):
+        c = kinds.add_parser(name, help=what, description=f"{what}. GT is an annotation file, "
+                             "PRED a keypoint results file (list of image_id/keypoints/score).")
+        c.add_argument("gt", metavar="GT", help="ground-truth annotation JSON")
+        c.add_argument("pred", metavar="PRED", help="keypoint results JSON")
+        _add_output_args(c)
+        c.set_defaults(func=_run_coco if name == "coco" else _run_crowdpose)
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", metavar="FILE", help="also write the report: .csv, .json or .md")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the figures as grouped bars")
+
+
+def _emit(df, args, title: str) -> int:
+    from evaluation.report import format_table, plot_report, save_report
+
+    print(format_table(df))
+    sys.stdout.flush()
+    if args.out:
+        save_report(df, args.out)
+    if args.plot:
+        plot_report(df, args.plot, title=title)
+    return 0
+
+
+def _run_posetrack(args) -> int:
+    from evaluation.posetrack import evaluate_posetrack
+
+    df = evaluate_posetrack(args.gt_dir, args.pred_dir, per_sequence=args.per_sequence)
+    return _emit(df, args, "PoseTrack")
+
+
+def _run_coco(args) -> int:
+    from evaluation.coco import evaluate_coco
+
+    return _emit(evaluate_coco(args.gt, args.pred), args, "COCO keypoints")
+
+
+def _run_crowdpose(args) -> int:
+    from evaluation.crowdpose import evaluate_crowdpose
+
+    return _emit(evaluate_crowdpose(args.gt, args.pred), args, "CrowdPose")

@@ -1,0 +1,27 @@
+"""Shared test fixtures: where the real data and models are (``../shared`` beside the repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("POSETRACKER_SHARED", REPO.parent / "shared"))
+DATA = SHARED / "data"
+MODELS = SHARED / "models"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.fail(f"shared data not found at {DATA} (set POSETRACKER_SHARED)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    if not MODELS.is_dir():
+        pytest.fail(f"shared models not found at {MODELS} (set POSETRACKER_SHARED)")
+    return MODELS
