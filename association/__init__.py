@@ -1,0 +1,1 @@
+"""CrowdPose joint-candidate association: person-joint graph solved per joint type."""

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``posetracker bench``; each module exposes ``register(bench_subparsers)``."""

@@ -1,0 +1,1 @@
+"""Across-frame tracking: PoseFlow building and PoseFlow NMS, plus baseline trackers."""
