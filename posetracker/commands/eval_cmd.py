@@ -29,6 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "PRED a keypoint results file (list of image_id/keypoints/score).")
         c.add_argument("gt", metavar="GT", help="ground-truth annotation JSON")
         c.add_argument("pred", metavar="PRED", help="keypoint results JSON")
+        if name == "coco":
+            c.add_argument("--by-crowd", action="store_true",
+                           help="add rows for CrowdPose-style easy/medium/hard images (crowd index "
+                           "computed from GT: < 0.2 / < 0.8 / >= 0.8)")
+        else:
+            c.add_argument("--pred-schema", choices=("crowdpose14", "coco17"), default="crowdpose14",
+                           help="joint layout of PRED; coco17 results are converted to CrowdPose-14 "
+                           "(neck and head top derived from shoulders and face) (default: %(default)s)")
         _add_output_args(c)
         c.set_defaults(func=_run_coco if name == "coco" else _run_crowdpose)
 
@@ -58,6 +66,10 @@ def _run_posetrack(args) -> int:
 
 
 def _run_coco(args) -> int:
+    if args.by_crowd:
+        from evaluation.crowdpose import evaluate_coco_by_crowd
+
+        return _emit(evaluate_coco_by_crowd(args.gt, args.pred), args, "COCO keypoints by crowd index")
     from evaluation.coco import evaluate_coco
 
     return _emit(evaluate_coco(args.gt, args.pred), args, "COCO keypoints")
@@ -65,5 +77,7 @@ def _run_coco(args) -> int:
 
 def _run_crowdpose(args) -> int:
     from evaluation.crowdpose import evaluate_crowdpose
+    from posetracker.schemas import get_schema
 
-    return _emit(evaluate_crowdpose(args.gt, args.pred), args, "CrowdPose")
+    df = evaluate_crowdpose(args.gt, args.pred, pred_schema=get_schema(args.pred_schema))
+    return _emit(df, args, "CrowdPose")

@@ -1,0 +1,287 @@
+"""CrowdPose evaluation, the crowd index, and crowded-scene splits of any COCO-format set.
+
+CrowdPose (Li et al., CVPR 2019) scores keypoints like COCO with three changes, which the official
+``crowdposetools`` makes and :func:`evaluate_crowdpose` reproduces on top of pycocotools:
+
+1. 14 joints with their own OKS sigmas (COCO's body sigmas, 0.079 for head and neck);
+2. the OKS scale is ``s = 0.53 * w * h`` of the ground-truth box (CrowdPose has no segment areas);
+3. besides AP/AR over all images, AP on the images of each crowd-index bucket: easy
+   (``crowdIndex < 0.2``), medium (``< 0.8``), hard (``>= 0.8``), each bucket evaluated on its own.
+
+Predictions per image are capped at 20 (COCO's keypoint ``maxDets``).
+
+**Crowd index** of an image (the CrowdPose paper, Sec. 3): ``CI = 1/n sum_i N_b(i) / N_a(i)`` where,
+for person ``i``, ``N_a(i)`` counts ``i``'s own labelled joints and ``N_b(i)`` the labelled joints of
+*other* people that lie inside ``i``'s box. The paper leaves out which people take part; the released
+``crowdIndex`` values of CrowdPose val are reproduced exactly (all 2000 images, after rounding to the
+stored two decimals) by this reading, which :func:`crowd_index` implements:
+
+- persons ``i`` are the non-crowd annotations with at least 4 labelled joints, counted by the file's
+  ``num_keypoints`` (CrowdPose counts its 12 body joints there, COCO all 17);
+- ``N_a(i)`` counts all of ``i``'s labelled joints (``v > 0``);
+- ``N_b(i)`` counts every other annotation's labelled joints inside the closed box ``[x, x+w] x
+  [y, y+h]`` (crowd annotations and people with few joints included);
+- an image without such persons has index 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from posetracker.errors import InputError
+from posetracker.formats.coco import (
+    CocoDataset, check_crowdpose_gt, load_json, results_to_frames,
+    validate_coco_results,
+)
+from posetracker.poses import FramePoses
+from posetracker.schemas import COCO17, CROWDPOSE14, KeypointSchema, convert_keypoints
+
+from evaluation.coco import (
+    COCO_COLUMNS, GroundTruth, Predictions, as_dataset, as_results, check_area, figures,
+    coco_sigmas, official_sigmas, run_cocoeval,
+)
+
+#: Crowd-index bucket limits: easy < 0.2 <= medium < 0.8 <= hard.
+CROWD_THRESHOLDS: tuple[float, float] = (0.2, 0.8)
+BUCKETS = ("easy", "medium", "hard")
+#: CrowdPose's OKS scale: this fraction of the ground-truth box area stands in for the segment area.
+BOX_AREA_FACTOR = 0.53
+#: Fewest labelled joints (``num_keypoints``) for a person to enter the crowd-index mean.
+MIN_JOINTS_FOR_CROWD_INDEX = 4
+
+CROWDPOSE_COLUMNS = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP easy", "AP medium", "AP hard")
+
+
+# -- crowd index ------------------------------------------------------------------------------
+def crowd_index(annotations: Iterable[dict], min_joints: int = MIN_JOINTS_FOR_CROWD_INDEX) -> float:
+    """Crowd index of one image from its ground-truth annotations (COCO layout dicts).
+
+    Each annotation needs ``keypoints`` (flat ``x, y, v``) and ``bbox`` (``x, y, w, h``);
+    ``iscrowd`` defaults to 0 and ``num_keypoints`` to the count of ``v > 0``. See the module
+    docstring for the rule.
+    """
+    anns = [a for a in annotations if "keypoints" in a]
+    if not anns:
+        return 0.0
+    # joints: (m, 3) all labelled joints of the image with the index of their owner.
+    owners, points = [], []
+    for p, a in enumerate(anns):
+        kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)
+        lab = kp[kp[:, 2] > 0, :2]
+        points.append(lab)
+        owners.append(np.full(len(lab), p))
+    pts = np.concatenate(points) if points else np.zeros((0, 2))
+    own = np.concatenate(owners) if owners else np.zeros(0, dtype=int)
+
+    ratios = []
+    for p, a in enumerate(anns):
+        n_labelled = len(points[p])
+        num_kp = a.get("num_keypoints", n_labelled)
+        if a.get("iscrowd", 0) or num_kp < min_joints or n_labelled == 0:
+            continue
+        x, y, w, h = (float(v) for v in a["bbox"])
+        inside = ((pts[:, 0] >= x) & (pts[:, 0] <= x + w) & (pts[:, 1] >= y) & (pts[:, 1] <= y + h))
+        n_other = int(np.count_nonzero(inside & (own != p)))
+        ratios.append(n_other / n_labelled)
+    return float(np.mean(ratios)) if ratios else 0.0
+
+
+def crowd_index_table(dataset: GroundTruth, min_joints: int = MIN_JOINTS_FOR_CROWD_INDEX
+                      ) -> dict[int, float]:
+    """Crowd index of every image of a COCO-format ground truth, ``{image_id: index}``."""
+    ds = as_dataset(dataset)
+    return {i: crowd_index(anns, min_joints) for i, anns in ds.annotations_by_image().items()}
+
+
+def bucket(ci: float, thresholds: tuple[float, float] = CROWD_THRESHOLDS) -> str:
+    """``"easy"`` below ``thresholds[0]``, ``"hard"`` from ``thresholds[1]``, else ``"medium"``."""
+    if ci < thresholds[0]:
+        return "easy"
+    return "medium" if ci < thresholds[1] else "hard"
+
+
+def split_by_crowd(crowd: Mapping[int, float], thresholds: tuple[float, float] = CROWD_THRESHOLDS
+                   ) -> dict[str, list[int]]:
+    """Image ids per bucket, ``{"easy": [...], "medium": [...], "hard": [...]}``."""
+    out: dict[str, list[int]] = {b: [] for b in BUCKETS}
+    for image_id, ci in crowd.items():
+        out[bucket(ci, thresholds)].append(int(image_id))
+    return out
+
+
+# -- COCO-17 -> CrowdPose-14 ------------------------------------------------------------------
+#: Head top = shoulder midpoint + HEAD_TOP_FROM_FACE * (face point - shoulder midpoint). The face
+#: point is the nose; 1.47 is the median of this ratio over the 13 people with nose, head top and
+#: both shoulders labelled in the shared PoseTrack18 frames (rounded to 1.5; a small sample).
+HEAD_TOP_FROM_FACE = 1.5
+#: Neck = shoulder midpoint + NECK_TOWARDS_HEAD * (head top - shoulder midpoint): the median
+#: position of the labelled neck along that line over the 5910 people of CrowdPose val with both
+#: shoulders, head and neck labelled (0.231; quartiles 0.18 and 0.28).
+NECK_TOWARDS_HEAD = 0.23
+
+
+def coco_to_crowdpose(poses: FramePoses) -> FramePoses:
+    """COCO-17 poses as CrowdPose-14 poses, so COCO-trained models can be scored on CrowdPose.
+
+    The 12 body joints are copied. CrowdPose's extra joints are built from COCO's:
+
+    1. shoulder midpoint ``S`` (needs both shoulders);
+    2. face point ``F``: the nose; without a nose the midpoint of the present eyes, else of the
+       present ears (these sit higher than the nose, so the head top lands a little high);
+    3. head top ``H = S + HEAD_TOP_FROM_FACE * (F - S)`` (needs ``S`` and ``F``);
+    4. neck ``N = S + NECK_TOWARDS_HEAD * (H - S)``, or ``S`` itself when there is no face point.
+
+    A derived joint's score is the minimum score of the joints it is built from; a joint whose
+    sources are absent is absent (NaN, score 0). Boxes, box scores and track ids are kept.
+    """
+    if poses.schema is not COCO17:
+        raise InputError(f"coco_to_crowdpose needs COCO-17 poses, got {poses.schema.name}")
+    kp, sc = convert_keypoints(poses.keypoints, poses.keypoint_scores, COCO17, CROWDPOSE14)
+    n = len(poses)
+    src, ssc, pres = poses.keypoints, poses.keypoint_scores, poses.present
+    j = COCO17.index
+
+    def midpoint(names: Sequence[str], need_all: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        idx = [j(nm) for nm in names]
+        p = pres[:, idx]
+        ok = p.all(1) if need_all else p.any(1)
+        xy = np.where(p[..., None], src[:, idx], 0.0).sum(1) / np.maximum(p.sum(1), 1)[:, None]
+        score = np.where(p, ssc[:, idx], np.inf).min(1)
+        return xy, np.where(ok, score, 0.0), ok
+
+    s_xy, s_sc, s_ok = midpoint(("left_shoulder", "right_shoulder"), need_all=True)
+    f_xy, f_sc, f_ok = np.zeros((n, 2)), np.zeros(n), np.zeros(n, dtype=bool)
+    for names in (("nose",), ("left_eye", "right_eye"), ("left_ear", "right_ear")):
+        xy, score, ok = midpoint(names, need_all=False)
+        take = ok & ~f_ok
+        f_xy[take], f_sc[take], f_ok[take] = xy[take], score[take], True
+
+    head_ok = s_ok & f_ok
+    head = s_xy + HEAD_TOP_FROM_FACE * (f_xy - s_xy)
+    neck = np.where(head_ok[:, None], s_xy + NECK_TOWARDS_HEAD * (head - s_xy), s_xy)
+    both = np.minimum(s_sc, f_sc)
+    h, nk = CROWDPOSE14.index("head"), CROWDPOSE14.index("neck")
+    kp[:, h] = np.where(head_ok[:, None], head, np.nan)
+    sc[:, h] = np.where(head_ok, both, 0.0)
+    kp[:, nk] = np.where(s_ok[:, None], neck, np.nan)
+    sc[:, nk] = np.where(head_ok, both, s_sc)
+    return FramePoses(kp, sc, poses.boxes, poses.box_scores, CROWDPOSE14,
+                      track_ids=poses.track_ids, head_boxes=poses.head_boxes)
+
+
+# -- evaluation -------------------------------------------------------------------------------
+def _crowdpose_results(pred: Predictions, ds: CocoDataset, pred_schema: KeypointSchema) -> list[dict]:
+    """Validated CrowdPose-14 results; COCO-17 input (``pred_schema`` or frames) is converted."""
+    if pred_schema not in (CROWDPOSE14, COCO17):
+        raise InputError(f"CrowdPose evaluation takes crowdpose14 or coco17 predictions, "
+                         f"not {pred_schema.name}")
+    if isinstance(pred, Mapping):  # FramePoses know their schema
+        frames = {}
+        for image_id, poses in pred.items():
+            if poses.schema is COCO17:
+                poses = coco_to_crowdpose(poses)
+            elif poses.schema is not CROWDPOSE14:
+                raise InputError(f"predictions for image {image_id} use schema {poses.schema.name}; "
+                                 "CrowdPose evaluation takes crowdpose14 or coco17 poses")
+            frames[image_id] = poses
+        return as_results(frames, ds, CROWDPOSE14.num_keypoints)
+
+    raw, source = (load_json(pred), str(pred)) if isinstance(pred, (str, Path)) \
+        else (list(pred), "<predictions>")
+    if pred_schema is COCO17:
+        results = validate_coco_results(raw, source, COCO17.num_keypoints, image_ids=ds.image_ids)
+        frames = results_to_frames(results, COCO17)
+        return as_results({i: coco_to_crowdpose(p) for i, p in frames.items()}, ds,
+                          CROWDPOSE14.num_keypoints)
+    first = raw[0] if isinstance(raw, list) and raw and isinstance(raw[0], dict) else {}
+    if isinstance(first.get("keypoints"), list) and len(first["keypoints"]) == 3 * COCO17.num_keypoints:
+        raise InputError(f"{source}: results have COCO-17 keypoints (51 values, expected 42 for "
+                         "CrowdPose-14); convert them with --pred-schema coco17 "
+                         "(pred_schema=COCO17)")
+    return validate_coco_results(raw, source, CROWDPOSE14.num_keypoints, image_ids=ds.image_ids)
+
+
+def _bucket_ap(ev, img_ids: list[int]) -> float:
+    """CrowdPose's per-bucket AP: the images of one bucket evaluated on their own.
+
+    crowdposetools averages ``precision[:, :, :, 0, :]`` (every OKS threshold and recall point,
+    area range "all"); a bucket without images or without ground truth gets NaN.
+    """
+    if not img_ids:
+        return float("nan")
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.params.imgIds = sorted(img_ids)
+        ev.evaluate()
+        ev.accumulate()
+    s = ev.eval["precision"][:, :, :, 0, :]
+    s = s[s > -1]
+    return float(np.mean(s)) if s.size else float("nan")
+
+
+def evaluate_crowdpose(gt: GroundTruth, pred: Predictions, pred_schema: KeypointSchema = CROWDPOSE14
+                       ) -> pd.DataFrame:
+    """CrowdPose evaluation as ``crowdposetools`` computes it (module docstring).
+
+    Args:
+        gt: CrowdPose ground truth (file, parsed dict or :class:`CocoDataset`), 14 joints and a
+            ``crowdIndex`` per image.
+        pred: Results file, results list, or ``{image_id: FramePoses}`` (CrowdPose-14 or COCO-17
+            poses; COCO-17 ones go through :func:`coco_to_crowdpose`).
+        pred_schema: Joint layout of a results file or list: CROWDPOSE14, or COCO17 to convert.
+
+    Returns:
+        One row (index ``"all"``) with :data:`CROWDPOSE_COLUMNS`.
+    """
+    ds = as_dataset(gt)
+    check_crowdpose_gt(ds)
+    results = _crowdpose_results(pred, ds, pred_schema)
+    gt_dict = ds.to_dict()
+    for a in gt_dict["annotations"]:  # the OKS scale and the area-range test both use it
+        a["area"] = BOX_AREA_FACTOR * a["bbox"][2] * a["bbox"][3]
+    ev = run_cocoeval(gt_dict, results, official_sigmas(CROWDPOSE14.sigmas))
+    overall = figures(ev.stats[[0, 1, 2, 5, 6, 7]])
+    groups = split_by_crowd(ds.stored_crowd_index())
+    per_bucket = [_bucket_ap(ev, groups[b]) for b in BUCKETS]
+    return pd.DataFrame([overall + per_bucket], columns=list(CROWDPOSE_COLUMNS),
+                        index=pd.Index(["all"], name="set"))
+
+
+def evaluate_coco_by_crowd(
+    gt: GroundTruth, pred: Predictions, thresholds: tuple[float, float] = CROWD_THRESHOLDS
+) -> pd.DataFrame:
+    """COCO keypoint evaluation overall and on CrowdPose-style easy / medium / hard images.
+
+    The crowd index of each image is computed from the ground truth (:func:`crowd_index`); each
+    bucket's row is the standard COCO evaluation restricted to that bucket's images.
+
+    Returns:
+        Rows ``overall, easy, medium, hard``; columns :data:`COCO_COLUMNS` plus ``images`` (the
+        bucket's image count). A bucket without images has NaN figures.
+    """
+    ds = as_dataset(gt)
+    check_area(ds)
+    sigmas = coco_sigmas(ds)
+    results = as_results(pred, ds, len(sigmas))
+    groups = split_by_crowd(crowd_index_table(ds), thresholds)
+    ev = run_cocoeval(ds.to_dict(), results, sigmas)
+    rows = [figures(ev.stats[:10]) + [len(ds.images)]]
+    for b in BUCKETS:
+        if groups[b]:
+            with contextlib.redirect_stdout(io.StringIO()):
+                ev.params.imgIds = sorted(groups[b])
+                ev.evaluate()
+                ev.accumulate()
+                ev.summarize()
+            rows.append(figures(ev.stats[:10]) + [len(groups[b])])
+        else:
+            rows.append([float("nan")] * len(COCO_COLUMNS) + [0])
+    df = pd.DataFrame(rows, columns=[*COCO_COLUMNS, "images"],
+                      index=pd.Index(["overall", *BUCKETS], name="set"))
+    df["images"] = df["images"].astype(int)
+    return df
