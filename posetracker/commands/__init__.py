@@ -3,6 +3,9 @@
 The tuple below is the CLI's command list, in the order ``--help`` shows them.
 """
 
-from posetracker.commands import bench_cmd, eval_cmd
+from posetracker.commands import bench_cmd, convert_cmd, eval_cmd, track_cmd
+from posetracker.commands import estimate_cmd, fit_nms_cmd
+from posetracker.commands import models_cmd
 
-COMMAND_MODULES = (eval_cmd, bench_cmd)
+COMMAND_MODULES = (track_cmd, eval_cmd, convert_cmd, bench_cmd, estimate_cmd, fit_nms_cmd,
+                   models_cmd)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-BENCH_MODULES: tuple = ()
+from posetracker.benchmarks import tracking
+from posetracker.benchmarks import estimate, models_table
+from posetracker.benchmarks import pipeline
+from posetracker.benchmarks import sppe
+from posetracker.benchmarks import association
+
+BENCH_MODULES: tuple = (tracking, estimate, models_table, pipeline, sppe, association)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     pt.add_argument("gt_dir", metavar="GT_DIR", help="folder of ground-truth JSON files, or one file")
     pt.add_argument("pred_dir", metavar="PRED_DIR", help="folder of prediction JSON files, or one file")
     pt.add_argument("--per-sequence", action="store_true", help="add a row per sequence")
+    pt.add_argument("--strict-poseval", action="store_true",
+                    help="joints never annotated in GT_DIR (e.g. the nose in Bonn data) count as "
+                    "poseval counts them (AP 0, MOTP 0, NaN groups) instead of being left out")
     _add_output_args(pt)
     pt.set_defaults(func=_run_posetrack)
 
@@ -60,9 +63,25 @@ def _emit(df, args, title: str) -> int:
 
 def _run_posetrack(args) -> int:
     from evaluation.posetrack import evaluate_posetrack
+    from evaluation.report import format_table, plot_report, save_report
 
-    df = evaluate_posetrack(args.gt_dir, args.pred_dir, per_sequence=args.per_sequence)
-    return _emit(df, args, "PoseTrack")
+    df = evaluate_posetrack(args.gt_dir, args.pred_dir, per_sequence=args.per_sequence,
+                            strict_poseval=args.strict_poseval)
+    # Two tables as poseval prints them: AP per group; MOTA per group, then MOTP, Prec, Rec totals.
+    groups = [c.split(" ", 1)[1] for c in df.columns if c.startswith("AP ")]
+    ap = df[[f"AP {g}" for g in groups]].set_axis(groups, axis=1)
+    mot = df[[f"MOTA {g}" for g in groups] + ["MOTP Total", "Precision Total", "Recall Total"]]
+    mot = mot.set_axis(groups + ["MOTP", "Prec", "Rec"], axis=1)
+    print("Average Precision (AP, PCKh 0.5), percent")
+    print(format_table(ap, digits=1))
+    print("\nMultiple Object Tracking (MOTA per group; MOTP, precision, recall totals), percent")
+    print(format_table(mot, digits=1))
+    sys.stdout.flush()
+    if args.out:
+        save_report(df, args.out)
+    if args.plot:
+        plot_report(df, args.plot, title="PoseTrack")
+    return 0
 
 
 def _run_coco(args) -> int:

@@ -1,0 +1,105 @@
+"""Settings of the CrowdPose joint-candidate association (Li et al., CVPR 2019), as a frozen dataclass.
+
+Every field has a default that works with MoveNet heatmaps; YAML configs and ``--set association.x=...``
+overrides are read with :func:`posetracker.config.load_config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class AssociationConfig:
+    """Parameters of candidate extraction, the person-joint graph and the per-joint matching.
+
+    Candidates (paper Sec. 3.1, "joint-candidate SPPE"):
+
+    Attributes:
+        candidate_threshold: Minimum response (heatmap value in [0, 1], after the estimator's sigmoid
+            and any person prior) for a local maximum to take part in the person-joint graph.
+        fallback_threshold: Minimum response for a local maximum to be kept at all; candidates between
+            this and ``candidate_threshold`` stay out of the graph and serve the fallback (a faint
+            peak of an occluded joint is still a better guess than none; COCO's OKS scores a missing
+            joint like a wrong one).
+        max_candidates: Most candidates kept per proposal and joint type (highest responses first).
+        peak_window: Side of the square window, in heatmap cells, in which a candidate must be the
+            maximum (odd; 3 = the 8-neighbourhood).
+        refine: Sub-pixel refinement of each peak: ``"gaussian"`` fits a parabola to the log of the
+            3-cell neighbourhood in x and y (exact for a Gaussian peak, and it measures the peak's width
+            too); ``"quadratic"`` fits the parabola to the raw responses; ``"none"`` keeps the cell.
+            Offsets given by the estimator (MoveNet's sub-cell offsets) replace the fit when passed.
+        response_size: Width (standard deviation) of the heatmap's Gaussian response, in heatmap cells,
+            used as the candidate size ``u`` when the peak's own width cannot be measured; with
+            ``measure_size`` false it is used for every candidate.
+        measure_size: Measure ``u`` per candidate from the peak's curvature (``"gaussian"`` refine);
+            clamped to ``[0.5, 3] x response_size``.
+
+    Graph (paper Sec. 3.2, "joint node building" and "person-joint connection"):
+
+    Attributes:
+        delta_scale: Candidates of joint type ``k`` from different proposals form one joint node when
+            they lie within ``min(u1, u2) * delta_k`` pixels, with
+            ``delta_k = delta_scale * sigma_k / mean(sigma)`` (``sigma``: the schema's OKS sigmas), so
+            loosely annotated joints (hips) merge from farther apart than precise ones (eyes).
+        node_position: Where an assigned joint is placed: ``"own"`` = the owner's own candidate in the
+            node; ``"mean"`` = the response-weighted mean of all the node's candidates.
+
+    Assignment (paper Sec. 3.2, "graph optimization"):
+
+    Attributes:
+        fallback: What a proposal gets for a joint type in which it won no joint node (see
+            :mod:`association.assign`, step 2): a joint seen only faintly takes its strongest faint
+            peak unless ``"drop"``; a joint whose nodes all went to other proposals takes
+            ``"next"``: its strongest faint candidate outside the owned nodes, else nothing;
+            ``"keep"``: its strongest candidate although another proposal owns it, scored
+            ``fallback_factor`` x its response; ``"drop"``: nothing (NaN joint, score 0).
+        fallback_factor: Score multiplier for joints placed by the ``"keep"`` fallback.
+        min_joints: Proposals that own fewer joints than this after matching are redundant and removed.
+        pose_score: The output box score: ``"mean"`` = proposal score x mean score of the joints
+            above ``kpt_threshold`` (of all present joints when none is), the RMPE estimator's
+            ``box_x_kpt`` rule, so both paths rank poses alike; ``"sum"`` = proposal score x mean over
+            all joint types (absent ones count 0), which ranks a pose that lost joints lower.
+        kpt_threshold: See ``pose_score``.
+        prior_bias: The ``b`` of the person prior ``b / (distance + b)`` (cells) that turns a
+            person-agnostic heatmap into this proposal's response when the SPPE gives the expected
+            joint positions (:func:`association.candidates.distance_prior`); 1.8 is MoveNet's.
+    """
+
+    candidate_threshold: float = 0.05
+    fallback_threshold: float = 0.0
+    max_candidates: int = 4
+    peak_window: int = 3
+    refine: Literal["gaussian", "quadratic", "none"] = "gaussian"
+    response_size: float = 1.5
+    measure_size: bool = True
+    delta_scale: float = 2.0
+    node_position: Literal["own", "mean"] = "own"
+    fallback: Literal["next", "keep", "drop"] = "keep"
+    fallback_factor: float = 0.5
+    min_joints: int = 1
+    pose_score: Literal["mean", "sum"] = "mean"
+    kpt_threshold: float = 0.2
+    prior_bias: float = 1.8
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.candidate_threshold < 1.0:
+            raise ValueError(f"candidate_threshold must be in [0, 1), got {self.candidate_threshold}")
+        if not 0.0 <= self.fallback_threshold <= self.candidate_threshold:
+            raise ValueError("fallback_threshold must be in [0, candidate_threshold], got "
+                             f"{self.fallback_threshold}")
+        if self.max_candidates < 1:
+            raise ValueError(f"max_candidates must be >= 1, got {self.max_candidates}")
+        if self.peak_window < 1 or self.peak_window % 2 == 0:
+            raise ValueError(f"peak_window must be odd and >= 1, got {self.peak_window}")
+        if self.response_size <= 0:
+            raise ValueError(f"response_size must be > 0, got {self.response_size}")
+        if self.delta_scale <= 0:
+            raise ValueError(f"delta_scale must be > 0, got {self.delta_scale}")
+        if not 0.0 <= self.fallback_factor <= 1.0:
+            raise ValueError(f"fallback_factor must be in [0, 1], got {self.fallback_factor}")
+        if self.prior_bias <= 0:
+            raise ValueError(f"prior_bias must be > 0, got {self.prior_bias}")
+        if self.min_joints < 0:
+            raise ValueError(f"min_joints must be >= 0, got {self.min_joints}")

@@ -1,0 +1,315 @@
+"""The RMPE per-frame estimator (Fang et al., ICCV 2017): detector -> symmetric spatial transformer
+-> SPPE -> spatial de-transformer -> parametric pose NMS.
+
+For a batch of frames:
+
+1. **detect** people (boxes in original image pixels, score- and size-filtered);
+2. **transform**: each box becomes a crop region padded to the SPPE's aspect ratio and enlarged by
+   the scale factor; all crops of the batch come from one ``grid_sample`` call on the device
+   (optionally refined by a trained STN);
+3. **SPPE**: keypoints and scores in crop pixels (optionally heatmaps and multi-peak candidates);
+4. **SDTN**: the inverse map takes them back to image pixels;
+5. **pose NMS** per frame removes and merges duplicate poses.
+
+:meth:`RMPEEstimator.estimate` returns one :class:`~posetracker.poses.FramePoses` (COCO-17) per
+frame; :meth:`RMPEEstimator.intermediates` stops before NMS and returns everything the
+joint-candidate association needs (heatmaps, candidates, affines) instead.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from estimators.config import EstimatorConfig
+from estimators.pose_nms import pose_nms
+from estimators.sppe import SPPE, load_sppe
+from estimators.transform import STN, box_regions, crop_affines, crop_boxes, crop_to_image, frames_to_tensor
+from posetracker.errors import InputError, ModelError
+from posetracker.poses import FramePoses
+
+STAGES = ("detect", "transform", "sppe", "sdtn", "nms")
+
+
+@dataclass
+class StageTimes:
+    """Accumulated wall-clock seconds per stage, and how many frames and people they covered."""
+
+    seconds: dict = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+    frames: int = 0
+    persons: int = 0
+
+    def ms_per_frame(self) -> dict:
+        """Milliseconds per frame of each stage, and ``total``."""
+        n = max(self.frames, 1)
+        out = {s: 1000.0 * v / n for s, v in self.seconds.items()}
+        out["total"] = sum(out.values())
+        return out
+
+    def reset(self) -> None:
+        self.seconds = {s: 0.0 for s in STAGES}
+        self.frames = self.persons = 0
+
+
+@dataclass
+class FrameIntermediates:
+    """One frame's per-box SPPE results before pose NMS (``m`` boxes, ``k`` joints).
+
+    Attributes:
+        boxes: ``(m, 4)`` detector boxes xyxy, image pixels.
+        box_scores: ``(m,)`` detector scores.
+        affines: ``(m, 2, 3)`` float64 crop-pixel -> image-pixel maps (the SDTN); apply with
+            :func:`estimators.transform.crop_to_image` (``heatmap_stride`` for heatmap cells).
+        keypoints: ``(m, k, 2)`` image pixels.
+        keypoint_scores: ``(m, k)``.
+        heatmaps: ``(m, k, hh, hw)`` raw SPPE heatmaps (CPU float32), or ``None``.
+        heatmap_stride: Crop pixels per heatmap cell.
+        candidates: ``(m, k, c, 3)`` multi-peak candidates x, y (image pixels), score; or ``None``.
+    """
+
+    boxes: np.ndarray
+    box_scores: np.ndarray
+    affines: torch.Tensor
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+    heatmaps: torch.Tensor | None = None
+    heatmap_stride: float = 1.0
+    candidates: np.ndarray | None = None
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU raises ConfigError-like input."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+class PersonDetector:
+    """A Darknet YOLO person detector with the config's thresholds.
+
+    Args:
+        yolo: An :class:`estimators.darknet.DarknetYolo` (or anything with the same ``detect``).
+        conf_threshold, nms_threshold, max_people, min_box_size: See
+            :class:`estimators.config.DetectorConfig`.
+    """
+
+    def __init__(self, yolo, *, conf_threshold: float = 0.05, nms_threshold: float = 0.5,
+                 max_people: int = 30, min_box_size: float = 4.0):
+        self.yolo = yolo
+        self.conf_threshold = conf_threshold
+        self.nms_threshold = nms_threshold
+        self.max_people = max_people
+        self.min_box_size = min_box_size
+
+    def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``(m, 5)`` xyxy + score per frame, best first."""
+        dets = self.yolo.detect(list(frames), conf=self.conf_threshold, nms=self.nms_threshold,
+                                max_detections=self.max_people)
+        out = []
+        for d in dets:
+            d = np.asarray(d, dtype=np.float64).reshape(-1, 5)
+            small = np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1]) < self.min_box_size
+            out.append(d[~small])
+        return out
+
+
+def load_detector(model: str, device: torch.device | str = "cpu"):
+    """A Darknet YOLO (:class:`estimators.darknet.DarknetYolo`) from a registry name
+    (``yolo-fastest-xl``), a ``.cfg`` path (weights beside it) or a ``.weights`` path."""
+    from estimators.darknet import DarknetYolo
+    from posetracker.models import resolve_model
+
+    resolved = resolve_model(model)
+    if resolved.format != "darknet":
+        raise ModelError(f"{model}: a {resolved.format} model is not a supported person detector "
+                         "(use a Darknet YOLO)")
+    return DarknetYolo.from_files(resolved.topology, resolved.weights).to(device)
+
+
+class RMPEEstimator:
+    """Multi-person pose estimation per frame, top-down, as RMPE.
+
+    Args:
+        sppe: The single-person pose estimator.
+        detector: A :class:`PersonDetector`; may be ``None`` if boxes are always given.
+        config: Thresholds, scale factor, NMS parameters and pose scoring.
+        stn: Optional trained :class:`~estimators.transform.STN` refining the box crops.
+    """
+
+    def __init__(self, sppe: SPPE, detector: PersonDetector | None = None,
+                 config: EstimatorConfig = EstimatorConfig(), stn: STN | None = None):
+        self.sppe = sppe
+        self.detector = detector
+        self.config = config
+        self.stn = stn
+        self.device = sppe.device
+        self.times = StageTimes()
+
+    @classmethod
+    def from_config(cls, config: EstimatorConfig, *, with_detector: bool = True) -> "RMPEEstimator":
+        """Load the models the config names onto its device."""
+        device = pick_device(config.device)
+        s = config.sppe
+        sppe = load_sppe(s.model, device=device, flip_test=s.flip_test, half=s.half,
+                         batch_size=s.batch_size)
+        detector = None
+        if with_detector:
+            d = config.detector
+            yolo = load_detector(d.model, device)
+            # Fully convolutional with anchors in input pixels: any multiple of 32 works.
+            yolo.input_size = (d.input_size, d.input_size)
+            detector = PersonDetector(yolo, conf_threshold=d.conf_threshold,
+                                      nms_threshold=d.nms_threshold, max_people=d.max_people,
+                                      min_box_size=d.min_box_size)
+        stn = None
+        if s.stn_checkpoint:
+            stn = STN()
+            try:
+                stn.load_state_dict(torch.load(s.stn_checkpoint, map_location="cpu", weights_only=True))
+            except (OSError, RuntimeError) as e:
+                raise ModelError(f"cannot load STN checkpoint {s.stn_checkpoint}: {e}") from None
+            stn = stn.to(device).eval()
+        return cls(sppe, detector, config, stn)
+
+    # -- stages ----------------------------------------------------------------------------
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _tick(self, stage: str, t0: float) -> float:
+        self._sync()
+        t = time.perf_counter()
+        self.times.seconds[stage] += t - t0
+        return t
+
+    def _check(self, frames: Sequence[np.ndarray]) -> None:
+        for i, f in enumerate(frames):
+            if not (isinstance(f, np.ndarray) and f.ndim == 3 and f.shape[2] == 3 and f.dtype == np.uint8):
+                raise InputError(f"frame {i}: expected an (H, W, 3) uint8 RGB image, got "
+                                 f"{getattr(f, 'shape', type(f))} {getattr(f, 'dtype', '')}")
+
+    def _boxes(self, frames, boxes) -> list[np.ndarray]:
+        if boxes is not None:
+            if len(boxes) != len(frames):
+                raise InputError(f"{len(boxes)} box arrays for {len(frames)} frames")
+            out = []
+            for b in boxes:
+                b = np.asarray(b, dtype=np.float64)
+                b = b.reshape(-1, b.shape[-1] if b.size else 5)
+                out.append(np.column_stack([b[:, :4], b[:, 4] if b.shape[1] > 4 else np.ones(len(b))]))
+            return out
+        if self.detector is None:
+            raise InputError("this estimator has no detector: pass boxes")
+        return self.detector(frames)
+
+    def _per_box(self, frames, boxes, heatmaps: bool, candidates: int):
+        """Stages 1-4 for a batch: returns per-frame boxes and the flat per-box SPPE results."""
+        self._check(frames)
+        t = time.perf_counter()
+        dets = self._boxes(frames, boxes)
+        t = self._tick("detect", t)
+        counts = [len(d) for d in dets]
+        allb = np.concatenate(dets) if sum(counts) else np.zeros((0, 5))
+        fidx = np.repeat(np.arange(len(frames)), counts)
+        size = self.sppe.input_size
+        A = crop_affines(box_regions(allb[:, :4], size, self.config.sppe.scale_factor), size)
+        if len(allb):
+            images = frames_to_tensor(list(frames), self.device)
+            sizes = np.array([f.shape[:2] for f in frames])
+            A = A.to(self.device)
+            crops = crop_boxes(images, fidx, A, size, frame_sizes=sizes)
+            if self.stn is not None:
+                with torch.inference_mode():
+                    A = self.stn.refine(crops, A, size)
+                crops = crop_boxes(images, fidx, A, size, frame_sizes=sizes)
+            del images
+        else:
+            crops = torch.zeros(0, 3, *size, device=self.device)
+        t = self._tick("transform", t)
+        out = self.sppe(crops, heatmaps=heatmaps, candidates=candidates)
+        t = self._tick("sppe", t)
+        kp = crop_to_image(out.keypoints, A.to(out.keypoints.device)).cpu().numpy()
+        sc = out.scores.cpu().numpy().astype(np.float64)
+        cand = None
+        if out.candidates is not None and len(allb):
+            c = out.candidates.float()
+            m, k, nc, _ = c.shape
+            xy = crop_to_image(c[..., :2].reshape(m, k * nc, 2), A.to(c.device)).reshape(m, k, nc, 2)
+            cand = torch.cat([xy, c[..., 2:].double()], -1).cpu().numpy()
+        t = self._tick("sdtn", t)
+        return dets, counts, A, kp, sc, out, cand, t
+
+    def person_scores(self, box_scores: np.ndarray, kp_scores: np.ndarray) -> np.ndarray:
+        """People's result scores ``(m,)`` from detector scores ``(m,)`` and joint scores ``(m, k)``
+        (``config.pose_score``: detector score x mean of the joints above ``kpt_threshold``)."""
+        above = kp_scores > self.config.kpt_threshold
+        kmean = np.where(above.any(1), (kp_scores * above).sum(1) / np.maximum(above.sum(1), 1),
+                         kp_scores.mean(1) if kp_scores.size else 0.0)
+        if self.config.pose_score == "kpt":
+            return kmean
+        if self.config.pose_score == "box":
+            return box_scores
+        return box_scores * kmean
+
+    _pose_scores = person_scores  # the name the pipeline first used
+
+    # -- public API --------------------------------------------------------------------------
+    def estimate(self, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray] | None = None
+                 ) -> list[FramePoses]:
+        """Poses of every frame.
+
+        Args:
+            frames: ``(H, W, 3)`` uint8 RGB images (sizes may differ).
+            boxes: Optional per-frame ``(m, 4)`` or ``(m, 5)`` person boxes (xyxy [+ score]) to use
+                instead of the detector (e.g. ground-truth boxes).
+
+        Returns:
+            One COCO-17 :class:`FramePoses` per frame; ``box_scores`` holds the person score
+            (``config.pose_score``), boxes are the detector's.
+        """
+        out: list[FramePoses] = []
+        step = self.config.frame_batch
+        for s in range(0, len(frames), step):
+            fr = frames[s: s + step]
+            bx = None if boxes is None else boxes[s: s + step]
+            dets, counts, _, kp, sc, _, _, t = self._per_box(fr, bx, False, 0)
+            start = 0
+            for d, n in zip(dets, counts):
+                k_, s_ = kp[start: start + n], sc[start: start + n]
+                start += n
+                poses = FramePoses(k_, s_, d[:, :4], self.person_scores(d[:, 4], s_), self.sppe.schema)
+                poses, _ = pose_nms(poses, self.config.nms)
+                out.append(poses)
+                self.times.persons += len(poses)
+            self.times.frames += len(fr)
+            self._tick("nms", t)
+        return out
+
+    def intermediates(self, frames: Sequence[np.ndarray], *, heatmaps: bool = True,
+                      candidates: int = 3, boxes: Sequence[np.ndarray] | None = None
+                      ) -> list[FrameIntermediates]:
+        """Stages 1-4 without pose NMS: per frame, the per-box heatmaps, candidates and affines,
+        for the joint-candidate association to use instead of NMS. Heatmaps are moved to the CPU."""
+        result: list[FrameIntermediates] = []
+        step = self.config.frame_batch
+        for s in range(0, len(frames), step):
+            fr = frames[s: s + step]
+            bx = None if boxes is None else boxes[s: s + step]
+            dets, counts, A, kp, sc, out, cand, _ = self._per_box(fr, bx, heatmaps, candidates)
+            start = 0
+            for d, n in zip(dets, counts):
+                sl = slice(start, start + n)
+                start += n
+                result.append(FrameIntermediates(
+                    boxes=d[:, :4], box_scores=d[:, 4], affines=A[sl].cpu(), keypoints=kp[sl],
+                    keypoint_scores=sc[sl],
+                    heatmaps=None if out.heatmaps is None else out.heatmaps[sl].cpu(),
+                    heatmap_stride=out.heatmap_stride,
+                    candidates=None if cand is None else cand[sl]))
+        return result

@@ -1,0 +1,235 @@
+"""Single-person pose estimators (SPPE) behind one interface: MoveNet and FastPose.
+
+:class:`SPPE` wraps a network that maps person crops ``(m, 3, h, w)`` (float RGB 0..255) to
+keypoints in crop pixels and scores, adds batching, optional flip testing and float16 on CUDA, and
+reports what the joint-candidate association needs (raw heatmaps, multi-peak candidates).
+
+The wrapped network is any ``nn.Module`` whose ``forward(crops, **options)`` returns either a
+mapping or an object with ``keypoints`` ``(m, k, 2)`` crop pixels and ``scores`` ``(m, k)``, and,
+when asked for, ``heatmaps`` ``(m, k, hh, hw)`` and ``candidates`` (see :class:`SPPEOutput`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from posetracker.errors import ModelError
+from posetracker.schemas import COCO17, KeypointSchema
+
+
+@dataclass
+class SPPEOutput:
+    """SPPE results for ``m`` crops.
+
+    Attributes:
+        keypoints: ``(m, k, 2)`` float32 joint xy in crop pixels (pixel-index coordinates).
+        scores: ``(m, k)`` float32 joint confidences in [0, 1].
+        heatmaps: ``(m, k, hh, hw)`` raw heatmaps (model's own scale), or ``None``.
+        heatmap_stride: Crop pixels per heatmap cell (``h / hh``).
+        candidates: ``(m, k, c, 3)`` up to ``c`` peaks per joint as x, y (crop pixels), score
+            (score 0 = no peak), or ``None``.
+    """
+
+    keypoints: torch.Tensor
+    scores: torch.Tensor
+    heatmaps: torch.Tensor | None = None
+    heatmap_stride: float = 1.0
+    candidates: torch.Tensor | None = None
+
+
+def _field(out: Any, name: str):
+    """Read ``name`` from a network output: a mapping, an object, or a ``(keypoints, scores)`` tuple."""
+    if isinstance(out, dict):
+        return out.get(name)
+    if isinstance(out, (tuple, list)):
+        order = ("keypoints", "scores")
+        return out[order.index(name)] if name in order else None
+    return getattr(out, name, None)
+
+
+class SPPE:
+    """Batched single-person pose estimation on crops.
+
+    Args:
+        network: The pose network (see the module docstring); put in eval mode here.
+        input_size: ``(h, w)`` crop size the network takes, pixels.
+        schema: Keypoint schema of its outputs (COCO-17 for MoveNet and FastPose).
+        flip_test: Also run mirrored crops and average with the un-mirrored result.
+        half: float16 inference; only applied on CUDA (CPU half is slow and inexact).
+        batch_size: Largest number of crops per forward call.
+        name: For reports.
+    """
+
+    def __init__(self, network: nn.Module, input_size: tuple[int, int], *,
+                 schema: KeypointSchema = COCO17, flip_test: bool = False, half: bool = False,
+                 batch_size: int = 64, name: str = "sppe"):
+        self.network = network.eval()
+        self.input_size = tuple(input_size)
+        self.schema = schema
+        self.flip_test = flip_test
+        self.batch_size = batch_size
+        self.name = name
+        tensors = [*network.parameters(), *network.buffers()]
+        self.device = tensors[0].device if tensors else torch.device("cpu")
+        self.half = bool(half and self.device.type == "cuda")
+        if self.half:
+            self.network.half()
+
+    def to(self, device: torch.device | str) -> "SPPE":
+        self.network.to(device)
+        self.device = torch.device(device)
+        self.half = self.half and self.device.type == "cuda"
+        return self
+
+    def _run(self, crops: torch.Tensor, heatmaps: bool, candidates: int) -> SPPEOutput:
+        x = crops.to(self.device, torch.float16 if self.half else torch.float32)
+        opts = {}
+        if heatmaps:
+            opts["return_heatmaps"] = True
+        if candidates:
+            opts["candidates"] = candidates
+        out = self.network(x, **opts)
+        hm = _field(out, "heatmaps") if heatmaps else None
+        return SPPEOutput(
+            keypoints=_field(out, "keypoints").float(),
+            scores=_field(out, "scores").float(),
+            heatmaps=None if hm is None else hm.float(),
+            heatmap_stride=float(self.input_size[0] / hm.shape[-2]) if hm is not None else 1.0,
+            candidates=_field(out, "candidates") if candidates else None,
+        )
+
+    def _run_flip(self, crops: torch.Tensor, heatmaps: bool, candidates: int) -> SPPEOutput:
+        out = self._run(crops, heatmaps, candidates)
+        if not self.flip_test:
+            return out
+        w = self.input_size[1]
+        perm = torch.as_tensor(self.schema.flip_permutation, device=out.keypoints.device)
+        fl = self._run(torch.flip(crops, dims=[3]), heatmaps, 0)
+        # Un-mirror: x -> w - 1 - x in pixel-index coordinates, and swap left/right joints.
+        kp_f = fl.keypoints[:, perm].clone()
+        kp_f[..., 0] = (w - 1) - kp_f[..., 0]
+        sc_f = fl.scores[:, perm]
+        # Score-weighted average of the two views, so a confident view dominates.
+        wa, wb = out.scores.clamp_min(1e-6), sc_f.clamp_min(1e-6)
+        out.keypoints = (out.keypoints * wa[..., None] + kp_f * wb[..., None]) / (wa + wb)[..., None]
+        out.scores = (out.scores + sc_f) / 2
+        if heatmaps and out.heatmaps is not None and fl.heatmaps is not None:
+            # Mirrored heatmap cells: flip back along x; cell centres stay cell centres.
+            out.heatmaps = (out.heatmaps + torch.flip(fl.heatmaps[:, perm], dims=[3])) / 2
+        return out
+
+    @torch.inference_mode()
+    def __call__(self, crops: torch.Tensor, *, heatmaps: bool = False, candidates: int = 0
+                 ) -> SPPEOutput:
+        """Pose of every crop ``(m, 3, h, w)`` float RGB 0..255, in chunks of ``batch_size``."""
+        m = crops.shape[0]
+        k = self.schema.num_keypoints
+        if m == 0:
+            return SPPEOutput(torch.zeros(0, k, 2), torch.zeros(0, k))
+        parts = [self._run_flip(crops[s: s + self.batch_size], heatmaps, candidates)
+                 for s in range(0, m, self.batch_size)]
+        if len(parts) == 1:
+            return parts[0]
+
+        def cat(name):
+            vals = [getattr(p, name) for p in parts]
+            return None if vals[0] is None else torch.cat(vals)
+        return SPPEOutput(cat("keypoints"), cat("scores"), cat("heatmaps"), parts[0].heatmap_stride,
+                          cat("candidates"))
+
+
+def heatmap_peaks(heatmaps: torch.Tensor, count: int, stride: float) -> torch.Tensor:
+    """Up to ``count`` local maxima per heatmap, best first: ``(m, k, hh, hw)`` ->
+    ``(m, k, count, 3)`` x, y in crop pixels (cell centres), value; missing peaks have value 0."""
+    m, k, hh, hw = heatmaps.shape
+    pooled = torch.nn.functional.max_pool2d(heatmaps, 3, stride=1, padding=1)
+    peaks = torch.where(heatmaps == pooled, heatmaps, torch.full_like(heatmaps, -torch.inf))
+    val, idx = peaks.reshape(m, k, -1).topk(min(count, hh * hw), dim=-1)
+    x = (idx % hw).to(heatmaps.dtype) * stride + (stride - 1) / 2
+    y = (idx // hw).to(heatmaps.dtype) * stride + (stride - 1) / 2
+    val = torch.where(torch.isfinite(val), val, torch.zeros_like(val)).clamp_min(0)
+    return torch.stack([x, y, val], dim=-1)
+
+
+class MoveNetNet(nn.Module):
+    """MoveNet SinglePose (:class:`estimators.movenet.MoveNet`) as an SPPE network.
+
+    MoveNet's coordinates are fractions of the crop (0 = the crop's outer edge) times its side;
+    in pixel-index coordinates that is 0.5 pixel less. Heatmaps are MoveNet's sigmoid maps (grid
+    of stride 4); candidates are its offset-refined local maxima.
+    """
+
+    def __init__(self, movenet: nn.Module):
+        super().__init__()
+        self.movenet = movenet
+        self.input_size = movenet.input_size
+
+    def forward(self, x: torch.Tensor, return_heatmaps: bool = False, candidates: int = 0) -> dict:
+        heads = self.movenet.heads(x)
+        res = self.movenet.decode(heads, return_maps=return_heatmaps)
+        out = {"keypoints": res.keypoints - 0.5, "scores": res.scores}
+        if return_heatmaps:
+            out["heatmaps"] = res.heatmaps
+        if candidates:
+            c = self.movenet.candidates(heads, k_max=candidates)
+            out["candidates"] = torch.cat([c.keypoints - 0.5, c.scores[..., None]], dim=-1)
+        return out
+
+
+class FastPoseNet(nn.Module):
+    """AlphaPose's FastPose as an SPPE network: normalisation, heatmaps, and its decoding
+    (arg-max + quarter-cell offset towards the higher neighbour).
+
+    Heatmap cell ``x`` maps to crop pixel ``x * stride - 0.5``: AlphaPose puts cell ``x`` at
+    ``x1 + x * box_w / W`` of the crop box, i.e. at edge coordinate ``x * stride``.
+    """
+
+    def __init__(self, fastpose: nn.Module):
+        super().__init__()
+        self.fastpose = fastpose
+        self.input_size = (256, 192)
+
+    def forward(self, x: torch.Tensor, return_heatmaps: bool = False, candidates: int = 0) -> dict:
+        from estimators.fastpose import FastPose, heatmaps_to_coords
+
+        hm = self.fastpose(FastPose.normalize(x).to(x.dtype))
+        stride = x.shape[-2] / hm.shape[-2]
+        cells, scores = heatmaps_to_coords(hm.float())
+        out = {"keypoints": cells * stride - 0.5, "scores": scores.clamp(0, 1)}
+        if return_heatmaps:
+            out["heatmaps"] = hm
+        if candidates:
+            out["candidates"] = heatmap_peaks(hm.float(), candidates, stride)
+        return out
+
+
+def load_sppe(model: str, *, device: torch.device | str = "cpu", flip_test: bool = False,
+              half: bool = False, batch_size: int = 64) -> SPPE:
+    """Build the SPPE named by ``model``: a registry name (``movenet-thunder``, ...) or a path to a
+    MoveNet ``model.json`` (or its cached ``.safetensors``) or a FastPose ``.pth``/``.safetensors``."""
+    from posetracker.models import resolve_model
+
+    resolved = resolve_model(model)
+    if resolved.format == "fastpose":
+        from estimators.fastpose import FastPose
+
+        net: nn.Module = FastPoseNet(FastPose.from_checkpoint(resolved.weights))
+        size, kind = (256, 192), "fastpose"
+    elif resolved.format == "tfjs":
+        from estimators.movenet import MoveNet
+
+        movenet = MoveNet.from_tfjs(resolved.topology, device=device,
+                                    weights=resolved.tfjs_weights())
+        net = MoveNetNet(movenet)
+        size = (movenet.input_size, movenet.input_size)
+        kind = f"movenet-{movenet.variant}"
+    else:
+        raise ModelError(f"{model}: a {resolved.format} model is not a pose estimator")
+    return SPPE(net.to(device), size, flip_test=flip_test, half=half, batch_size=batch_size,
+                name=kind)

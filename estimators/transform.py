@@ -1,0 +1,220 @@
+"""Symmetric spatial transformer (STN) and de-transformer (SDTN) of RMPE.
+
+Coordinates: image and crop points are in *pixel-index* coordinates (the centre of pixel ``(i, j)``
+is ``x = j, y = i``), the convention of COCO keypoints. A crop of ``out_w x out_h`` pixels shows the
+image region ``[cx - W/2, cx + W/2] x [cy - H/2, cy + H/2]``; its pixel ``u`` covers
+``[u - 0.5, u + 0.5]`` of the crop, so the crop's outer edges ``-0.5`` and ``out_w - 0.5`` land on
+the region's edges. Hence the crop -> image affine of one box::
+
+    x = cx + (u + 0.5 - out_w / 2) * (W / out_w)
+    y = cy + (v + 0.5 - out_h / 2) * (H / out_h)
+
+The SDTN is exactly this map (:func:`crop_to_image`); the STN samples the image at it with one
+``grid_sample`` call for every crop of a batch of frames (:func:`crop_boxes`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def box_regions(boxes: np.ndarray | torch.Tensor, out_size: tuple[int, int],
+                scale_factor: float = 1.25) -> torch.Tensor:
+    """Crop regions for person boxes: padded to the SPPE's aspect ratio, then enlarged.
+
+    Args:
+        boxes: ``(m, 4)`` xyxy pixels.
+        out_size: SPPE input ``(out_h, out_w)`` in pixels.
+        scale_factor: Enlargement of the padded box (1.0 = tight).
+
+    Returns:
+        ``(m, 4)`` float64 tensor ``cx, cy, W, H``: region centre and size in image pixels, with
+        ``W / H == out_w / out_h``.
+    """
+    b = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+    out_h, out_w = out_size
+    aspect = out_w / out_h
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    w = (b[:, 2] - b[:, 0]).clamp_min(1.0)
+    h = (b[:, 3] - b[:, 1]).clamp_min(1.0)
+    # Pad the short side (never shrink) so the region has the SPPE's aspect ratio.
+    w, h = torch.maximum(w, h * aspect), torch.maximum(h, w / aspect)
+    return torch.stack([cx, cy, w * scale_factor, h * scale_factor], dim=1)
+
+
+def crop_affines(regions: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    """Crop-pixel -> image-pixel affine matrices of regions ``(m, 4)`` ``cx, cy, W, H``.
+
+    Returns ``(m, 2, 3)`` float64 ``A`` with ``[x, y] = A @ [u, v, 1]``.
+    """
+    r = torch.as_tensor(regions, dtype=torch.float64).reshape(-1, 4)
+    out_h, out_w = out_size
+    sx, sy = r[:, 2] / out_w, r[:, 3] / out_h
+    A = torch.zeros(len(r), 2, 3, dtype=torch.float64, device=r.device)
+    A[:, 0, 0] = sx
+    A[:, 1, 1] = sy
+    A[:, 0, 2] = r[:, 0] + (0.5 - out_w / 2) * sx
+    A[:, 1, 2] = r[:, 1] + (0.5 - out_h / 2) * sy
+    return A
+
+
+def invert_affines(A: torch.Tensor) -> torch.Tensor:
+    """Inverses of ``(m, 2, 3)`` affine matrices (as ``(m, 2, 3)``)."""
+    M = A[:, :, :2]
+    Minv = torch.linalg.inv(M)
+    return torch.cat([Minv, -(Minv @ A[:, :, 2:])], dim=2)
+
+
+def apply_affines(A: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Map points ``(m, k, 2)`` by per-crop affines ``(m, 2, 3)``; returns ``(m, k, 2)``."""
+    A = A.to(points.dtype)
+    return points @ A[:, :, :2].transpose(1, 2) + A[:, None, :, 2]
+
+
+def crop_to_image(points: torch.Tensor | np.ndarray, affines: torch.Tensor,
+                  heatmap_stride: float = 1.0) -> torch.Tensor:
+    """The spatial de-transformer (SDTN): crop (or heatmap) coordinates -> image pixels.
+
+    Args:
+        points: ``(m, k, 2)`` xy in crop pixels, or in heatmap cells when ``heatmap_stride`` is the
+            number of crop pixels per cell (e.g. 4 for a 64x48 heatmap of a 256x192 crop; a cell
+            centre ``i`` covers crop pixels ``[i*s, (i+1)*s)``, i.e. crop coordinate ``(i+0.5)*s-0.5``).
+        affines: ``(m, 2, 3)`` crop -> image affines from :func:`crop_affines` (or an STN).
+
+    Returns:
+        ``(m, k, 2)`` float64 image pixel coordinates (NaN stays NaN).
+    """
+    p = torch.as_tensor(points, dtype=torch.float64, device=affines.device)
+    if heatmap_stride != 1.0:
+        p = (p + 0.5) * heatmap_stride - 0.5
+    return apply_affines(affines.to(torch.float64), p)
+
+
+def image_to_crop(points: torch.Tensor | np.ndarray, affines: torch.Tensor) -> torch.Tensor:
+    """Image pixels ``(m, k, 2)`` -> crop pixels, the STN's forward map of points."""
+    p = torch.as_tensor(points, dtype=torch.float64, device=affines.device)
+    return apply_affines(invert_affines(affines.to(torch.float64)), p)
+
+
+def frames_to_tensor(frames: list[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
+    """Stack ``h x w x 3`` uint8 RGB frames into one ``(f, 3, H, W)`` float32 tensor on ``device``.
+
+    Frames of different sizes are zero-padded at the right and bottom to the largest size; the
+    padding reads as black, exactly like sampling outside a frame.
+    """
+    H = max(f.shape[0] for f in frames)
+    W = max(f.shape[1] for f in frames)
+    out = torch.zeros(len(frames), H, W, 3, dtype=torch.uint8, device=device)
+    for i, f in enumerate(frames):
+        # Upload as uint8 (4x less traffic than float), convert on the device.
+        out[i, : f.shape[0], : f.shape[1]] = torch.from_numpy(np.ascontiguousarray(f)).to(device)
+    return out.permute(0, 3, 1, 2).float()
+
+
+def crop_boxes(images: torch.Tensor, frame_index: torch.Tensor | np.ndarray, affines: torch.Tensor,
+               out_size: tuple[int, int], frame_sizes: torch.Tensor | np.ndarray | None = None
+               ) -> torch.Tensor:
+    """All crops of a batch of frames with one ``affine_grid`` and one ``grid_sample`` call.
+
+    The ``m`` crops are grouped per frame into ``(f, c_max * out_h, out_w)`` sampling grids (c_max =
+    most crops of any frame; unused slots sample outside and are dropped), so the frames are never
+    copied per crop.
+
+    Args:
+        images: ``(f, C, H, W)`` float frames (padded to a common size, see :func:`frames_to_tensor`).
+        frame_index: ``(m,)`` int frame of each crop.
+        affines: ``(m, 2, 3)`` crop -> image pixel affines.
+        out_size: ``(out_h, out_w)``.
+        frame_sizes: ``(f, 2)`` true ``(h, w)`` of each frame; pixels outside read as 0. Defaults to
+            the tensor size (then padding already reads as 0).
+
+    Returns:
+        ``(m, C, out_h, out_w)`` crops, bilinear, in ``images``' dtype, crop order as given.
+    """
+    f, C, H, W = images.shape
+    out_h, out_w = out_size
+    dev = images.device
+    fi = torch.as_tensor(frame_index, dtype=torch.long, device=dev).reshape(-1)
+    m = len(fi)
+    if m == 0:
+        return images.new_zeros(0, C, out_h, out_w)
+    counts = torch.bincount(fi, minlength=f)
+    c_max = int(counts.max())
+    # Slot of each crop within its frame: rank among earlier crops of the same frame.
+    order = torch.argsort(fi, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.empty_like(fi)
+    slot[order] = torch.arange(m, device=dev) - starts[fi[order]]
+
+    # Image-normalized coordinates for affine_grid: pixel-index x -> (2x + 1) / W - 1.
+    to_norm = torch.tensor([[2.0 / W, 0, 1.0 / W - 1], [0, 2.0 / H, 1.0 / H - 1], [0, 0, 1]],
+                           dtype=torch.float64, device=dev)
+    # Crop-normalized -> crop pixel: u = (un + 1) * out_w / 2 - 0.5.
+    from_norm = torch.tensor([[out_w / 2.0, 0, out_w / 2.0 - 0.5], [0, out_h / 2.0, out_h / 2.0 - 0.5],
+                              [0, 0, 1]], dtype=torch.float64, device=dev)
+    A = affines.to(device=dev, dtype=torch.float64)
+    A3 = torch.cat([A, A.new_tensor([0, 0, 1]).expand(m, 1, 3)], dim=1)
+    theta = (to_norm @ A3 @ from_norm)[:, :2]
+    grid = F.affine_grid(theta.to(images.dtype), [m, C, out_h, out_w], align_corners=False)
+    if frame_sizes is not None:
+        # Points outside their frame's true size read as zero: push them far outside.
+        sz = torch.as_tensor(frame_sizes, dtype=grid.dtype, device=dev)[fi]  # (m, 2) h, w
+        px = (grid[..., 0] + 1) * W / 2 - 0.5
+        py = (grid[..., 1] + 1) * H / 2 - 0.5
+        outside = ((px <= -1) | (py <= -1) | (px >= sz[:, None, None, 1])
+                   | (py >= sz[:, None, None, 0]))
+        grid = torch.where(outside[..., None], grid.new_tensor(-4.0), grid)
+    big = grid.new_full((f, c_max, out_h, out_w, 2), -4.0)  # -4: outside -> zeros
+    big[fi, slot] = grid
+    out = F.grid_sample(images, big.reshape(f, c_max * out_h, out_w, 2), mode="bilinear",
+                        padding_mode="zeros", align_corners=False)
+    out = out.reshape(f, C, c_max, out_h, out_w).permute(0, 2, 1, 3, 4)
+    return out[fi, slot]
+
+
+class STN(nn.Module):
+    """Learnable spatial transformer: a small localization net refining the box crop.
+
+    It looks at a crop (``(m, 3, h, w)``, 0..255) and predicts a 6-parameter affine ``T`` in the
+    crop's normalized coordinates; the refined crop -> image map is ``A_box o T``. The last layer is
+    zero-initialised with identity bias, so an untrained STN is exactly the analytic box transform.
+    Used only when a trained checkpoint is given (``SPPEConfig.stn_checkpoint``).
+    """
+
+    def __init__(self, channels: int = 16):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, channels, 5, stride=4, padding=2), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels * 2, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+        )
+        self.fc = nn.Linear(channels * 2 * 16, 6)
+        nn.init.zeros_(self.fc.weight)
+        with torch.no_grad():
+            self.fc.bias.copy_(torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        """``(m, 3, h, w)`` crops -> ``(m, 2, 3)`` affines in normalized crop coordinates."""
+        return self.fc(self.features(crops / 255.0)).view(-1, 2, 3)
+
+    def refine(self, crops: torch.Tensor, affines: torch.Tensor, out_size: tuple[int, int]
+               ) -> torch.Tensor:
+        """Compose predicted normalized affines with box affines ``(m, 2, 3)`` (crop px -> image px).
+
+        Returns the refined crop-pixel -> image-pixel affines (float64), to be passed to
+        :func:`crop_boxes` again and to :func:`crop_to_image` (the SDTN uses the same map).
+        """
+        out_h, out_w = out_size
+        T = self(crops).to(torch.float64)
+        m = len(T)
+        dev = T.device
+        to_n = torch.tensor([[2.0 / out_w, 0, 1.0 / out_w - 1], [0, 2.0 / out_h, 1.0 / out_h - 1],
+                             [0, 0, 1]], dtype=torch.float64, device=dev)
+        from_n = torch.linalg.inv(to_n)
+        bottom = T.new_tensor([0, 0, 1]).expand(m, 1, 3)
+        T3 = torch.cat([T, bottom], 1)
+        A3 = torch.cat([affines.to(dev, torch.float64), bottom], 1)
+        return (A3 @ from_n @ T3 @ to_n)[:, :2]

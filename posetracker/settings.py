@@ -1,0 +1,148 @@
+"""The application's settings: one frozen :class:`AppConfig` composing every domain's config.
+
+Sections (each a frozen dataclass owned by its package; unknown keys are rejected):
+
+- ``estimator``: :class:`estimators.config.EstimatorConfig` (detector, SPPE, pose NMS, device);
+- ``association``: :class:`association.config.AssociationConfig` (CrowdPose association);
+- ``tracker``: :class:`tracker.config.TrackerConfig` (which tracker, and each tracker's settings);
+- ``pipeline``: :class:`PipelineConfig` below (grouping method, queues, outputs).
+
+:func:`load_app_config` reads ``configs/default.yaml`` (beside the package, when present), then the
+user's ``--config FILE``, then ``--set key=value`` overrides, in that order; each later source
+overrides keys of the earlier ones and leaves the others alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+from association.config import AssociationConfig
+from estimators.config import EstimatorConfig
+from posetracker.config import dump_config, from_dict, load_yaml, merge_overrides
+from tracker.config import TrackerConfig
+
+#: The project's default settings file (``configs/default.yaml`` at the repository root).
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What ``posetracker track`` writes besides the stream.
+
+    Attributes:
+        format: Final JSON format: ``posetrack18`` (default; the official evaluation's), ``posetrack17``
+            or ``coco`` (a keypoint results list; metadata then goes to ``<out>.meta.json``).
+        jsonl: Also stream every frame to ``<out>.jsonl`` while running (kept when a run is
+            interrupted; :func:`posetracker.sinks.read_jsonl` reads it back).
+        render_boxes: Draw person boxes in the rendered video.
+        render_trail: Frames of trail drawn behind each track (0: none).
+        render_threshold: Joints scored below this are not drawn.
+    """
+
+    format: Literal["posetrack18", "posetrack17", "coco"] = "posetrack18"
+    jsonl: bool = True
+    render_boxes: bool = False
+    render_trail: int = 15
+    render_threshold: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.render_trail < 0:
+            raise ValueError("render_trail must be >= 0")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How frames flow through the stages (see :mod:`posetracker.pipeline`).
+
+    Batch sizes and device live in the ``estimator`` section (``frame_batch``, ``sppe.batch_size``,
+    ``device``, ``sppe.half``), where the estimator reads them; the pipeline uses the same numbers
+    for its detector batches and its batches of people across frames.
+
+    Attributes:
+        association: How redundant poses of one frame are removed: ``nms`` (RMPE's parametric pose
+            NMS, from ``estimator.nms``) or ``crowdpose`` (joint-candidate association, from the
+            ``association`` section).
+        mode: ``threaded`` (stages overlap, the default) or ``sequential`` (one thread; for
+            comparison and debugging).
+        queue_size: Capacity of each queue between stages, in frames; memory use is bounded by
+            about ``5 x queue_size`` frames plus one batch per stage.
+        pose_max_frames: Most frames gathered into one batch of people for the pose estimator.
+        pose_workers: Pose-estimator threads working on successive batches at once (threaded
+            mode); on a CPU the pose estimator is the slowest stage, so it gets more than one.
+        threads: Torch CPU threads per call; 0 = automatic: in threaded mode the CPU cores shared
+            out among the pose workers and the detector (at least 1), in sequential mode torch's
+            default (all cores).
+        output: What is written.
+    """
+
+    association: Literal["nms", "crowdpose"] = "nms"
+    mode: Literal["threaded", "sequential"] = "threaded"
+    queue_size: int = 4
+    pose_max_frames: int = 8
+    pose_workers: int = 2
+    threads: int = 0
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def torch_threads(self, cpu_count: int) -> int:
+        """Torch threads per call for this mode (see ``threads``); 0 = torch's default."""
+        if self.threads or self.mode == "sequential":
+            return self.threads
+        return max(1, cpu_count // (self.pose_workers + 1))
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1 or self.pose_max_frames < 1 or self.pose_workers < 1:
+            raise ValueError("queue_size, pose_max_frames and pose_workers must be >= 1")
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Every setting of a ``posetracker track`` run. See the module docstring for the sections."""
+
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    association: AssociationConfig = field(default_factory=AssociationConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) \
+            else v
+    return out
+
+
+def load_app_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                    defaults: str | Path | None = DEFAULT_CONFIG,
+                    extra: Mapping[str, Any] | None = None) -> AppConfig:
+    """Settings from ``defaults`` (if the file exists), then ``path``, then the nested mapping
+    ``extra`` (e.g. a tracker-only file as ``{"tracker": ...}``), then ``overrides``.
+
+    Raises:
+        ConfigError: a file cannot be read, or a key or value does not fit :class:`AppConfig`
+            (the message names the file and the key).
+    """
+    data: dict[str, Any] = {}
+    where = "config"
+    if defaults is not None and Path(defaults).is_file():
+        data = load_yaml(defaults)
+        from_dict(AppConfig, data, str(defaults))  # name the defaults file if it is the bad one
+        where = str(defaults)
+    if path is not None:
+        data = _deep_merge(data, load_yaml(path))
+        where = str(path)
+    if extra:
+        data = _deep_merge(data, dict(extra))
+    if overrides:
+        data = merge_overrides(data, overrides)
+        where = f"{where} + --set"
+    return from_dict(AppConfig, data, where)
+
+
+def dump_app_config(config: AppConfig) -> str:
+    """YAML of every setting, loadable again with ``--config``."""
+    return dump_config(config)

@@ -1,0 +1,128 @@
+"""Tracker building blocks: similarities, ORB correspondences, the AlphaPose grade, PF-NMS merge,
+the detector-noise model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posetracker.poses import Frame, VideoPoses
+from posetracker.schemas import POSETRACK17
+from tracker import pfnms
+from tracker.alphapose import (AlphaPoseTracker, expanded_boxes, inclusive_box_iou,
+                               joint_window_iou_inclusive)
+from tracker.orb import OrbMatcher, box_correspondence_iou, joint_correspondence_iou
+from tracker.perturb import NOISE_LEVELS, perturb_video
+from tracker.poseflow import PoseFlowTracker
+from tracker.similarity import box_iou, pose_similarity, top_mean
+
+from tests.test_tracker import frame, person
+
+
+def test_box_iou_known_values():
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10]])
+    assert np.allclose(box_iou(a, b), [[50 / 150, 0.0, 1.0]])
+
+
+def test_pose_similarity_gaussian_and_absent_joints():
+    a = np.zeros((1, 3, 2))
+    b = np.zeros((1, 3, 2))
+    b[0, 0] = (3.0, 4.0)        # 5 px away
+    b[0, 2] = np.nan            # absent: ignored
+    sim = pose_similarity(a, b, np.array([10.0]), sigma=0.5)   # tolerance 5 px
+    assert sim[0, 0] == pytest.approx((np.exp(-0.5) + 1.0) / 2)
+    none = np.full((1, 3, 2), np.nan)
+    assert pose_similarity(a, none, np.array([10.0]), 0.5)[0, 0] == 0.0
+
+
+def test_alphapose_grade_parts_follow_the_released_rules():
+    # Identical joints: window IoU 1 (up to the script's 1e-5); 10 px apart in x: inclusive count.
+    a = np.zeros((1, 1, 2))
+    b = np.array([[[10.0, 0.0]]])
+    assert joint_window_iou_inclusive(a, a, 30)[0, 0, 0] == pytest.approx(1.0, abs=1e-6)
+    inter = (60 - 10 + 1) * 61
+    assert joint_window_iou_inclusive(a, b, 30)[0, 0, 0] == pytest.approx(
+        inter / (2 * 61 * 61 - inter))
+    assert joint_window_iou_inclusive(a, np.array([[[61.0, 0.0]]]), 30)[0, 0, 0] == 0.0
+    assert top_mean(np.array([[1, 0, 0.5, 0.25]]), 2)[0] == pytest.approx(0.75)
+    kp = np.array([[[10.0, 20.0], [110.0, 220.0]]])
+    assert expanded_boxes(kp, 0.1, None).tolist() == [[0.0, 0.0, 120.0, 240.0]]
+    assert expanded_boxes(kp, 0.1, (100, 200)).tolist() == [[0.0, 0.0, 100.0, 200.0]]
+    box = np.array([[0.0, 0.0, 9.0, 9.0]])
+    assert inclusive_box_iou(box, box)[0, 0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_alphapose_accepts_above_threshold_and_carries_people_over_empty_frames():
+    tr = AlphaPoseTracker()
+    out = [tr.update(f) for f in (frame(person(100, 300)), frame(), frame(person(104, 300)),
+                                  frame(person(900, 300)))]
+    assert [f.track_ids.tolist() for f in out] == [[0], [], [0], [1]]
+
+
+def _texture(shift: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    big = (rng.random((300, 520)) * 255).astype(np.uint8)
+    import cv2
+
+    big = cv2.GaussianBlur(big, (5, 5), 1.0)
+    return np.dstack([big[:, shift:shift + 480]] * 3)
+
+
+def test_orb_correspondences_follow_the_image_motion():
+    m = OrbMatcher(n_features=500)
+    assert m.match(_texture(0)).shape == (0, 4)
+    corr = m.match(_texture(8))        # content moves 8 px to the left
+    assert len(corr) > 50
+    dx = corr[:, 2] - corr[:, 0]
+    assert np.median(dx) == pytest.approx(-8, abs=0.6)
+    # Joint windows that follow the motion share correspondences; windows that do not, share none.
+    prev = np.array([[[200.0, 150.0]]])
+    moved = prev - (8, 0)
+    elsewhere = prev + (150, 0)
+    iou = joint_correspondence_iou(corr, prev, np.concatenate([moved, elsewhere]), 30.0)
+    assert iou[0, 0, 0] > 0.3 and iou[0, 1, 0] == 0.0
+    boxes = np.array([[150.0, 100.0, 250.0, 200.0]])
+    b = box_correspondence_iou(corr, boxes, np.concatenate([boxes - (8, 0, 8, 0), boxes + 200]))
+    assert b[0, 0] > 0.5 and b[0, 1] == 0.0
+
+
+def test_poseflow_and_alphapose_run_with_images():
+    for tr in (PoseFlowTracker(), AlphaPoseTracker()):
+        for t in range(6):
+            tr.update(frame(person(200 - 2 * t, 200, height=150)), _texture(2 * t))
+        out = tr.finish()
+        assert [f.track_ids.tolist() for f in out] == [[0]] * 6
+
+
+def test_merge_pair_weights_by_joint_scores():
+    kp_a = np.array([[0.0, 0.0], [np.nan, np.nan]])
+    kp_b = np.array([[4.0, 8.0], [1.0, 1.0]])
+    kp, sc, box, bs = pfnms.merge_pair(kp_a, np.array([0.75, 0.0]), np.array([0, 0, 2, 2.0]), 0.9,
+                                       kp_b, np.array([0.25, 0.5]), np.array([2, 2, 4, 4.0]), 0.3)
+    assert np.allclose(kp, [[1.0, 2.0], [1.0, 1.0]])
+    assert np.allclose(sc, [0.75, 0.5]) and bs == 0.9
+    assert np.allclose(box, [0.5, 0.5, 2.5, 2.5])
+
+
+def _gt_video(n_frames=40):
+    frames = []
+    for t in range(n_frames):
+        p = frame(person(100 + 3 * t, 300), person(500, 300 - t))
+        frames.append(Frame(t, p.with_track_ids([0, 1])))
+    return VideoPoses("synthetic", frames, POSETRACK17)
+
+
+def test_perturbation_is_deterministic_untracked_and_noisy():
+    v = _gt_video()
+    a = perturb_video(v, NOISE_LEVELS["high"], seed=3)
+    b = perturb_video(v, NOISE_LEVELS["high"], seed=3)
+    c = perturb_video(v, NOISE_LEVELS["high"], seed=4)
+    assert all(f.poses.track_ids is None for f in a.frames)
+    flat = lambda vid: np.concatenate([np.nan_to_num(f.poses.keypoints).ravel() for f in vid])
+    assert np.array_equal(flat(a), flat(b)) and not np.array_equal(flat(a), flat(c))
+    counts = [len(f.poses) for f in a.frames]
+    assert min(counts) < 2 or max(counts) > 2          # misses or false positives happened
+    clean = perturb_video(v, NOISE_LEVELS["none"], seed=0)
+    assert all(np.allclose(f.poses.keypoints, g.poses.keypoints, equal_nan=True)
+               for f, g in zip(clean.frames, v.frames))

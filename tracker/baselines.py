@@ -1,0 +1,78 @@
+"""Baseline trackers: ``none`` (a new id for every pose) and ``iou`` (greedy box IoU)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from posetracker.poses import FramePoses
+from tracker.base import ImmediateOutput
+from tracker.similarity import box_iou
+
+
+class NoTracker(ImmediateOutput):
+    """Gives every pose of every frame a new id (0, 1, 2, ...): the floor of any tracker."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def _clear(self) -> None:
+        self._next_id = 0
+
+    def update(self, poses: FramePoses, image: np.ndarray | None = None) -> FramePoses:
+        ids = np.arange(self._next_id, self._next_id + len(poses), dtype=np.int64)
+        self._next_id += len(poses)
+        return self._emit(poses.with_track_ids(ids))
+
+
+class IouTracker(ImmediateOutput):
+    """Greedy box-IoU tracking: the highest-IoU (track, pose) pair is linked first.
+
+    Args:
+        threshold: Minimum IoU between a track's last box and a new box.
+        max_age: A track not matched for more than this many frames is dropped (1: only tracks
+            seen in the previous frame are candidates).
+
+    Ids start at 0 and restart on :meth:`reset`.
+    """
+
+    def __init__(self, threshold: float = 0.3, max_age: int = 1) -> None:
+        self.threshold = threshold
+        self.max_age = max_age
+        self.reset()
+
+    def _clear(self) -> None:
+        self._next_id = 0
+        self._t = 0
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._boxes = np.zeros((0, 4))
+        self._last = np.zeros(0, dtype=np.int64)
+
+    def update(self, poses: FramePoses, image: np.ndarray | None = None) -> FramePoses:
+        t = self._t
+        self._t += 1
+        alive = t - self._last <= self.max_age
+        self._ids, self._boxes, self._last = self._ids[alive], self._boxes[alive], self._last[alive]
+        n = len(poses)
+        ids = np.full(n, -1, dtype=np.int64)
+        if n and len(self._ids):
+            iou = box_iou(self._boxes, poses.boxes)
+            order = np.argsort(-iou, axis=None)
+            used_t, used_p = set(), set()
+            for flat in order:
+                i, j = divmod(int(flat), n)
+                if iou[i, j] < self.threshold:
+                    break
+                if i in used_t or j in used_p:
+                    continue
+                used_t.add(i)
+                used_p.add(j)
+                ids[j] = self._ids[i]
+                self._boxes[i] = poses.boxes[j]
+                self._last[i] = t
+        new = ids < 0
+        ids[new] = np.arange(self._next_id, self._next_id + new.sum())
+        self._next_id += int(new.sum())
+        self._ids = np.concatenate([self._ids, ids[new]])
+        self._boxes = np.concatenate([self._boxes, poses.boxes[new]])
+        self._last = np.concatenate([self._last, np.full(int(new.sum()), t, dtype=np.int64)])
+        return self._emit(poses.with_track_ids(ids))

@@ -1,0 +1,145 @@
+"""Inter-frame keypoint correspondences from ORB features (the stand-in for DeepMatching).
+
+The PoseFlow paper counts DeepMatching correspondences that fall in both joint neighbourhoods; the
+released tracker switched to ORB written to text files per frame pair. Here ORB features are computed
+once per frame, kept in memory, and matched to the previous frame's features only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class OrbMatcher:
+    """Matches each new frame's ORB features to the previous frame's.
+
+    Args:
+        n_features: ORB features per frame (OpenCV ``nfeatures``).
+        max_hamming: Matches whose descriptors differ in more bits are dropped (of 256).
+        ratio: Lowe's ratio test: a match is kept when its distance is below ``ratio`` times the
+            second-best candidate's (rejects features on repeated texture; and a 2-nearest-neighbour
+            search costs half of a cross-checked one).
+        max_side: Frames whose longer side exceeds this are downscaled for feature extraction
+            (coordinates are reported in the original pixels); 0 keeps the full size.
+    """
+
+    def __init__(self, n_features: int = 1000, max_hamming: int = 64, ratio: float = 0.8,
+                 max_side: int = 960) -> None:
+        import cv2
+
+        self.n_features = n_features
+        self.max_hamming = max_hamming
+        self.ratio = ratio
+        self.max_side = max_side
+        self._cv2 = cv2
+        self._orb = cv2.ORB_create(nfeatures=n_features)
+        self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+        self._prev: tuple[np.ndarray, np.ndarray] | None = None
+
+    def reset(self) -> None:
+        """Forget the previous frame (start of a new video)."""
+        self._prev = None
+
+    def match(self, image: np.ndarray) -> np.ndarray:
+        """Features of ``image`` matched to the previous call's image.
+
+        Args:
+            image: ``(h, w)`` gray or ``(h, w, 3)`` BGR uint8 frame.
+
+        Returns:
+            ``(c, 4)`` float64 rows ``x_prev, y_prev, x_cur, y_cur`` in pixels; ``(0, 4)`` on the
+            first frame or when either frame has no features.
+        """
+        cv2 = self._cv2
+        img = np.asarray(image)
+        if img.ndim == 3:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        if img.dtype != np.uint8:
+            img = np.clip(img, 0, 255).astype(np.uint8)
+        factor = 1.0
+        if self.max_side and max(img.shape) > self.max_side:
+            factor = max(img.shape) / self.max_side
+            img = cv2.resize(img, (round(img.shape[1] / factor), round(img.shape[0] / factor)),
+                             interpolation=cv2.INTER_AREA)
+        kps, desc = self._orb.detectAndCompute(img, None)
+        pts = (cv2.KeyPoint_convert(kps).astype(np.float64).reshape(-1, 2) * factor
+               if kps else np.zeros((0, 2)))
+        prev, self._prev = self._prev, (pts, desc)
+        if prev is None or desc is None or prev[1] is None or len(pts) == 0 or len(prev[0]) == 0:
+            return np.zeros((0, 4))
+        keep = []
+        for pair in self._matcher.knnMatch(prev[1], desc, k=2):
+            if not pair:
+                continue
+            best = pair[0]
+            if best.distance <= self.max_hamming and (
+                    len(pair) < 2 or best.distance < self.ratio * pair[1].distance):
+                keep.append((best.queryIdx, best.trainIdx))
+        if not keep:
+            return np.zeros((0, 4))
+        q, t = np.array(keep).T
+        return np.hstack([prev[0][q], pts[t]])
+
+
+def _in_windows(points: np.ndarray, centers: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """``points (c, 2)``, ``centers (n, k, 2)``, ``half (n,)`` -> ``(k, n, c)`` float32 membership."""
+    d = np.abs(centers.transpose(1, 0, 2)[:, :, None, :] - points[None, None])  # (k, n, c, 2)
+    inside = (d <= half[None, :, None, None]).all(-1)                           # NaN -> False
+    return inside.astype(np.float32)
+
+
+def joint_correspondence_iou(corr: np.ndarray, prev_kp: np.ndarray, cur_kp: np.ndarray,
+                             half: np.ndarray | float,
+                             half_cur: np.ndarray | float | None = None) -> np.ndarray:
+    """Per-joint correspondence IoU between poses of the previous and the current frame.
+
+    For joint ``j`` of previous pose ``a`` and current pose ``b``: the matches whose previous point
+    lies in the square of half-size ``half`` around ``a_j`` and whose current point lies in the
+    square around ``b_j``, divided by the matches in either square (PoseFlow's ``K_sim`` term, and
+    AlphaPose's ``pose_iou_dm``).
+
+    Args:
+        corr: ``(c, 4)`` correspondences from :meth:`OrbMatcher.match`.
+        prev_kp: ``(n, k, 2)`` poses in the previous frame.
+        cur_kp: ``(m, k, 2)`` poses in the current frame.
+        half: Window half-size in pixels around previous joints, scalar or ``(n,)``.
+        half_cur: The same around current joints, scalar or ``(m,)``; default: ``half`` if scalar,
+            else its median.
+
+    Returns:
+        ``(n, m, k)`` in [0, 1]; 0 without correspondences.
+    """
+    n, k = prev_kp.shape[:2]
+    m = cur_kp.shape[0]
+    if len(corr) == 0 or n == 0 or m == 0:
+        return np.zeros((n, m, k))
+    h = np.broadcast_to(np.asarray(half, dtype=np.float64), (n,))
+    if half_cur is None:
+        half_cur = float(np.median(h))
+    hb = np.broadcast_to(np.asarray(half_cur, dtype=np.float64), (m,))
+    a = _in_windows(corr[:, :2], prev_kp, h)          # (k, n, c)
+    b = _in_windows(corr[:, 2:], cur_kp, hb)          # (k, m, c)
+    inter = a @ b.transpose(0, 2, 1)                  # (k, n, m)
+    union = a.sum(-1)[:, :, None] + b.sum(-1)[:, None, :] - inter
+    out = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    return out.transpose(1, 2, 0).astype(np.float64)
+
+
+def box_correspondence_iou(corr: np.ndarray, prev_boxes: np.ndarray,
+                           cur_boxes: np.ndarray) -> np.ndarray:
+    """Correspondences with the previous point in box ``a`` and the current in box ``b``, over
+    those in either box: ``(n, 4), (m, 4) -> (n, m)`` (AlphaPose's ``dm_iou``)."""
+    n, m = len(prev_boxes), len(cur_boxes)
+    if len(corr) == 0 or n == 0 or m == 0:
+        return np.zeros((n, m))
+
+    def inside(pts, boxes):
+        return ((pts[None, :, 0] >= boxes[:, None, 0]) & (pts[None, :, 0] <= boxes[:, None, 2])
+                & (pts[None, :, 1] >= boxes[:, None, 1]) & (pts[None, :, 1] <= boxes[:, None, 3])
+                ).astype(np.float32)
+
+    a = inside(corr[:, :2], np.asarray(prev_boxes, dtype=np.float64))
+    b = inside(corr[:, 2:], np.asarray(cur_boxes, dtype=np.float64))
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0).astype(np.float64)

@@ -1,0 +1,117 @@
+"""Vectorised similarities between two sets of poses (all pairs at once).
+
+Shapes: ``a`` holds ``n`` poses and ``b`` holds ``m`` poses of ``k`` joints; every function returns
+an ``(n, m)`` (or ``(n, m, k)``) array so that a whole frame is scored with a few numpy operations.
+Absent joints are NaN and never contribute.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of xyxy boxes: ``(n, 4), (m, 4) -> (n, m)``; degenerate boxes give 0."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+    area_a = np.maximum(a[:, 2] - a[:, 0], 0) * np.maximum(a[:, 3] - a[:, 1], 0)
+    area_b = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def person_scale(boxes: np.ndarray, minimum: float = 1.0) -> np.ndarray:
+    """Person size in pixels, ``sqrt(box width * box height)``: ``(n, 4) -> (n,)``.
+
+    ``minimum`` keeps single-joint poses (zero-area boxes) from dividing by zero.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.maximum(np.sqrt(np.maximum(b[:, 2] - b[:, 0], 0)
+                              * np.maximum(b[:, 3] - b[:, 1], 0)), minimum)
+
+
+def joint_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean joint-to-joint distances in pixels: ``(n, k, 2), (m, k, 2) -> (n, m, k)``.
+
+    NaN where the joint is absent in either pose.
+    """
+    d = np.asarray(a, dtype=np.float64)[:, None] - np.asarray(b, dtype=np.float64)[None, :]
+    return np.sqrt((d * d).sum(-1))
+
+
+def pose_similarity(a: np.ndarray, b: np.ndarray, scale: np.ndarray, sigma: float,
+                    min_common: int = 1) -> np.ndarray:
+    """Gaussian pose similarity, the PoseFlow/RMPE ``P_sim`` normalised by person scale.
+
+    ``mean_n exp(-|a_n - b_n|^2 / (2 (sigma * scale)^2))`` over the joints present in both poses.
+
+    Args:
+        a: ``(n, k, 2)`` poses (pixels).
+        b: ``(m, k, 2)`` poses (pixels).
+        scale: ``(n,)`` or ``(n, m)`` person size in pixels (see :func:`person_scale`).
+        sigma: Joint tolerance as a fraction of the person size.
+        min_common: Pairs sharing fewer present joints get similarity 0.
+
+    Returns:
+        ``(n, m)`` similarities in [0, 1].
+    """
+    diff = np.asarray(a, dtype=np.float64)[:, None] - np.asarray(b, dtype=np.float64)[None, :]
+    d2 = (diff * diff).sum(-1)                               # (n, m, k) squared pixels
+    common = np.isfinite(d2)
+    s = np.asarray(scale, dtype=np.float64)
+    s = s[:, None] if s.ndim == 1 else s
+    with np.errstate(invalid="ignore"):
+        g = np.where(common, np.exp(-d2 / (2.0 * (sigma * s[..., None]) ** 2)), 0.0)
+    cnt = common.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(cnt >= max(min_common, 1), g.sum(-1) / np.maximum(cnt, 1), 0.0)
+    return out
+
+
+def joint_window_iou(a: np.ndarray, b: np.ndarray, half: float | np.ndarray) -> np.ndarray:
+    """IoU of the square windows of half-size ``half`` pixels around each joint pair.
+
+    Args:
+        a: ``(n, k, 2)``; b: ``(m, k, 2)``.
+        half: Window half-size in pixels, a scalar or ``(n,)`` per pose of ``a``.
+
+    Returns:
+        ``(n, m, k)`` IoU in [0, 1]; 0 where the joint is absent in either pose. Equal windows:
+        ``IoU = ix * iy / (2 (2h)^2 - ix * iy)`` with ``ix = max(0, 2h - |dx|)``.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    h = np.asarray(half, dtype=np.float64)
+    h = h[:, None, None] if h.ndim == 1 else h
+    d = np.abs(a[:, None] - b[None, :])                     # (n, m, k, 2)
+    ix = np.clip(2 * h - d[..., 0], 0, None)
+    iy = np.clip(2 * h - d[..., 1], 0, None)
+    inter = np.nan_to_num(ix * iy, nan=0.0)
+    return inter / (2.0 * (2 * h) ** 2 - inter)
+
+
+def top_mean(values: np.ndarray, num: int) -> np.ndarray:
+    """Mean of the ``num`` largest values along the last axis: ``(..., k) -> (...)``."""
+    k = values.shape[-1]
+    num = min(num, k)
+    if num <= 0:
+        return np.zeros(values.shape[:-1])
+    part = np.partition(values, k - num, axis=-1)[..., k - num:]
+    return part.mean(-1)
+
+
+def pose_confidence(keypoint_scores: np.ndarray, box_scores: np.ndarray,
+                    present: np.ndarray) -> np.ndarray:
+    """PoseFlow's pose confidence ``s(P) = s_box + mean(s_pose) + max(s_pose)``: ``-> (n,)``.
+
+    Means and maxima run over the present joints; a pose without joints scores ``s_box``.
+    """
+    sc = np.where(present, keypoint_scores, 0.0)
+    cnt = present.sum(-1)
+    mean = np.where(cnt > 0, sc.sum(-1) / np.maximum(cnt, 1), 0.0)
+    mx = sc.max(-1) if sc.shape[-1] else np.zeros(sc.shape[0])
+    return np.asarray(box_scores, dtype=np.float64) + mean + mx
