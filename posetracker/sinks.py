@@ -55,6 +55,19 @@ def _open_output(path: Path, newline: str | None = None) -> io.TextIOWrapper:
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
 
 
+def _umask() -> int:
+    """The process's file-creation mask, read without changing it (``os.umask`` would set it,
+    racing with other threads); 0o022 where ``/proc`` does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it to ``path``.
 
@@ -70,6 +83,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        # mkstemp makes the file private (0600); the output gets the usual permissions
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

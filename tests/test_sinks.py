@@ -80,6 +80,9 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
     atomic_write(target, lambda tmp: tmp.write_text("{}"))
     assert [p.name for p in tmp_path.iterdir()] == ["final.json"]
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # not private 0600
 
 
 def test_final_coco_file_and_meta(tmp_path):

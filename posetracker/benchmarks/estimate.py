@@ -2,13 +2,16 @@
 
 For each source x device x frame batch x precision: milliseconds per frame of every stage
 (detect, transform, SPPE, SDTN, pose NMS), frames/s and persons/s of the estimator (decoding the
-video is not counted), people per frame, and the resident memory (RSS) after the first batch and at
-the end, so a growth per frame shows up as ``RSS growth``.
+video is not counted), people per frame, and the resident memory (RSS) after the warm-up, half-way
+and at the end. The allocator keeps the high-water mark of the largest batch of crops seen, so RSS
+rises while batches with more people than before arrive; a per-frame leak shows as growth over the
+second half (``RSS growth 2nd half``), which stays near zero when memory is flat.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 
@@ -27,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precisions", nargs="+", default=["fp32", "fp16"], choices=("fp32", "fp16"),
                    help="SPPE precisions; fp16 runs on CUDA only (default fp32 fp16)")
     p.add_argument("--warmup", type=int, default=1, help="batches run before timing (default 1)")
+    p.add_argument("--passes", type=int, default=1, help="play each source this many times (2: the "
+                   "half-way RSS is after the first pass, so the 2nd-half growth tests for leaks)")
     p.add_argument("--save", metavar="PATH", help="also write the table (.md, .csv or .json)")
     add_estimator_options(p, threads=1)
     p.set_defaults(func=run)
@@ -71,10 +76,13 @@ def run(args: argparse.Namespace) -> int:
                 source = open_source(src, max_frames=args.max_frames)
                 for bs in args.batch_sizes:
                     est.times.reset()
-                    rss0 = None
+                    rss0 = rss_half = None
+                    total = args.passes * (source.expected_frames or args.max_frames)
+                    half = max(1, (total - args.warmup * bs) // 2)
                     n = 0
                     t_wall = 0.0
-                    for i, chunk in enumerate(batched(source, bs)):
+                    frames = itertools.chain.from_iterable(source for _ in range(args.passes))
+                    for i, chunk in enumerate(batched(frames, bs)):
                         images = [f.image for f in chunk]
                         if i < args.warmup:
                             est.estimate(images)
@@ -85,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
                         est.estimate(images)
                         t_wall += time.perf_counter() - t0
                         n += len(images)
+                        if rss_half is None and n >= half:
+                            rss_half = rss_mb()
                     if n == 0:
                         print(f"{src}: too few frames for batch {bs}", file=sys.stderr)
                         continue
@@ -95,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
                         "precision": precision, "people/frame": est.times.persons / n,
                         **{f"{k} ms": v for k, v in ms.items()},
                         "frames/s": n / t_wall, "persons/s": est.times.persons / t_wall,
-                        "RSS MiB": rss1, "RSS growth MiB": rss1 - (rss0 or rss1),
+                        "RSS warm MiB": rss0 or rss1, "RSS half MiB": rss_half or rss1,
+                        "RSS end MiB": rss1, "RSS growth 2nd half": rss1 - (rss_half or rss1),
                         "frames": n,
                     })
                     print(f"{Path(src).name} {device} batch {bs} {precision}: "

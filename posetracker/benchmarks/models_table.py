@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_DETECTORS = ("yolo-fastest-1.1-xl", "yolo-fastest-1.1_body")
+DEFAULT_DETECTORS = ("yolo-fastest-xl", "yolo-fastest-body")
 DEFAULT_POSE_MODELS = ("movenet-thunder", "movenet-lightning")
 
 
@@ -163,5 +163,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"({len(images)} images, {sum(len(v) for v in kp_boxes.values())} keypoint-annotated "
           f"people; {device}, {args.threads} thread(s))")
     if args.save:
-        save_report(df, args.save)
+        save_report(df.reset_index().set_index("stage"), args.save)
     return 0
