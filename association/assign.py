@@ -7,7 +7,10 @@ joint type. Steps:
 
 1. per joint type, solve the matching with ``scipy.optimize.linear_sum_assignment(maximize=True)``
    (the paper uses an updated Kuhn-Munkres algorithm; the optimum is the same); pairs without an
-   edge (weight 0) are not owned;
+   edge (weight 0) are not owned. An edge weighs the candidate's response, times the person node's
+   confidence when ``person_weights`` are given (``person_weight="score"``: the proposal's person
+   score, as CrowdPose's released matching weighs a joint by ``human score x joint score``), so a
+   weak duplicate box does not take joints from the strong box of the same person;
 2. fallback for a proposal that owns no node of a joint type. If it saw that joint only faintly (no
    candidate reached ``candidate_threshold``), its strongest faint peak, the SPPE's own best guess.
    If it lost its nodes to other proposals: with ``fallback="next"`` its strongest faint candidate
@@ -19,12 +22,17 @@ joint type. Steps:
    removal of person nodes without joints, ``min_joints = 1``);
 4. the remaining proposals become :class:`posetracker.poses.FramePoses`: each owned joint at the
    owner's own candidate (or the node's mean, ``node_position``) with its response as joint score,
-   the proposal's box, and a pose score from the proposal score and the joint scores.
+   the proposal's box, and a pose score from the proposal score and the joint scores;
+5. redundant proposals that survive step 3 are merged by RMPE's parametric pose NMS
+   (``config.nms``, the estimator's defaults). Two boxes on one person rarely yield candidates
+   within one joint node's radius (a few pixels) for every joint, so each keeps some nodes of its
+   own; the pose NMS compares whole poses at the person's scale and merges them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -34,6 +42,7 @@ import torch
 from association.candidates import JointCandidates, distance_prior, extract_candidates
 from association.config import AssociationConfig
 from association.graph import PersonJointGraph, build_graph
+from estimators.pose_nms import pose_nms
 from posetracker.poses import FramePoses
 from posetracker.schemas import KeypointSchema
 
@@ -71,17 +80,24 @@ def match_max_weight(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows[real], cols[real]
 
 
-def assign(graph: PersonJointGraph, config: AssociationConfig = AssociationConfig()) -> Assignment:
-    """Steps 1-3 on a built graph."""
+def assign(graph: PersonJointGraph, config: AssociationConfig = AssociationConfig(),
+           person_weights: np.ndarray | None = None) -> Assignment:
+    """Steps 1-3 on a built graph.
+
+    Args:
+        person_weights: Optional ``(n,)`` confidence of each person node; an edge's weight in the
+            matching is then the candidate's response times its proposal's confidence.
+    """
     cand = graph.candidates
     n, k, m = cand.score.shape
     node = np.full((n, k), -1, dtype=np.int64)
     slot = np.full((n, k), -1, dtype=np.int64)
     fallback = np.zeros((n, k), dtype=bool)
     shared = np.zeros((n, k), dtype=bool)
+    pw = np.ones(n) if person_weights is None else np.asarray(person_weights, dtype=np.float64)
 
     for t, jt in enumerate(graph.joints):
-        rows, cols = match_max_weight(jt.weights)
+        rows, cols = match_max_weight(jt.weights * pw[:, None])
         node[rows, t] = cols
         slot[rows, t] = jt.slot[rows, cols]
 
@@ -156,18 +172,35 @@ def associate(
     box_scores: np.ndarray,
     schema: KeypointSchema,
     config: AssociationConfig = AssociationConfig(),
+    person_weights: np.ndarray | None = None,
+    pose_scores: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[FramePoses, np.ndarray]:
-    """Candidates of ``n`` proposals -> final poses, by the whole CrowdPose association.
+    """Candidates of ``n`` proposals -> final poses, by the whole CrowdPose association (steps 1-5).
 
-    Returns the poses and the indices ``(n_kept,)`` of the proposals they come from.
+    Args:
+        person_weights: Optional ``(n,)`` person-node confidences that scale the edge weights (see
+            :func:`assign`).
+        pose_scores: Optional ``(box_scores (m,), keypoint_scores (m, k)) -> (m,)`` rule that
+            replaces ``config.pose_score`` for the output poses' scores (and the order of step 5).
+
+    Returns:
+        The poses and the indices ``(n_kept,)`` of the proposals they come from, in proposal order
+        (a merged pose names the proposal the others were merged into).
     """
     if candidates.num_joints != schema.num_keypoints:
         raise ValueError(f"candidates have {candidates.num_joints} joint types, schema "
                          f"{schema.name} has {schema.num_keypoints}")
     graph = build_graph(candidates, schema.sigma_array(), config)
-    result = assign(graph, config)
+    result = assign(graph, config, person_weights)
     poses = assignment_poses(graph, result, boxes, box_scores, schema, config)
-    return poses, np.flatnonzero(result.kept)
+    kept = np.flatnonzero(result.kept)
+    if pose_scores is not None:
+        poses = replace(poses, box_scores=pose_scores(np.asarray(box_scores, np.float64)[kept],
+                                                      poses.keypoint_scores))
+    # Step 5: merge the redundant proposals that kept joint nodes of their own.
+    poses, nms = pose_nms(poses, config.nms)
+    order = np.argsort(nms.keep, kind="stable")          # back to proposal order
+    return poses.subset(order), kept[nms.keep[order]]
 
 
 def associate_heatmaps(
@@ -179,6 +212,8 @@ def associate_heatmaps(
     config: AssociationConfig = AssociationConfig(),
     offsets: torch.Tensor | np.ndarray | None = None,
     expected: torch.Tensor | np.ndarray | None = None,
+    person_weights: np.ndarray | None = None,
+    pose_scores: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[FramePoses, np.ndarray]:
     """One frame's SPPE heatmaps -> final poses: candidates, graph, matching, poses.
 
@@ -190,6 +225,7 @@ def associate_heatmaps(
         expected: Optional ``(n, k, 2)`` joint positions (cells) where the SPPE expects this
             proposal's person (MoveNet: regressed from its centre); they weight the heatmaps with
             :func:`association.candidates.distance_prior`.
+        person_weights, pose_scores: See :func:`associate`.
 
     Returns:
         The poses and the indices of the proposals they come from.
@@ -200,7 +236,7 @@ def associate_heatmaps(
         prior = distance_prior(torch.as_tensor(expected, device=hm.device), tuple(hm.shape[-2:]),
                                config.prior_bias)
     cand = extract_candidates(hm, heatmap_to_image, config, offsets=offsets, prior=prior)
-    return associate(cand, boxes, box_scores, schema, config)
+    return associate(cand, boxes, box_scores, schema, config, person_weights, pose_scores)
 
 
 def heatmap_affines(crop_to_image: np.ndarray, stride: float) -> np.ndarray:
@@ -216,8 +252,47 @@ def heatmap_affines(crop_to_image: np.ndarray, stride: float) -> np.ndarray:
     return out
 
 
+def answer_cells(
+    answer: np.ndarray, size: tuple[int, int], offsets: torch.Tensor | np.ndarray | None = None
+) -> np.ndarray:
+    """The heatmap cell each single-person answer was read from: ``(n, k, 2)`` cells -> ``(n, k, 2)``.
+
+    An SPPE reads a joint as a cell plus a sub-cell offset. Centring the person prior on that
+    *cell* (not on the refined point, which can lie a cell or more away) makes the answer's cell a
+    local maximum of the weighted heatmap at its own height, so the answer is always one of the
+    proposal's candidates, at the position and score the pose-NMS path uses: where proposals do
+    not compete, both paths return the same joints. With MoveNet the prior centred there is also
+    exactly as strong as MoveNet's own (``b / (d + b)``), so no neighbour cell outweighs it.
+
+    Args:
+        answer: ``(n, k, 2)`` answers in heatmap cells (x, y); NaN = no answer.
+        size: ``(h, w)`` of the heatmaps.
+        offsets: Optional ``(n, k, h, w, 2)`` sub-cell offsets (cells, x first): the cell is the one
+            whose ``cell + offset`` is nearest the answer. Without offsets: the nearest cell.
+    """
+    a = np.asarray(answer, dtype=np.float64)
+    h, w = size
+    if offsets is None or a.size == 0:
+        cell = np.round(a)
+    else:
+        off = torch.as_tensor(offsets).float()
+        ys = torch.arange(h, dtype=off.dtype, device=off.device).reshape(h, 1)
+        xs = torch.arange(w, dtype=off.dtype, device=off.device).reshape(1, w)
+        t = torch.as_tensor(np.nan_to_num(a, nan=-1e4), dtype=off.dtype, device=off.device)
+        d2 = ((xs + off[..., 0] - t[..., 0, None, None]) ** 2
+              + (ys + off[..., 1] - t[..., 1, None, None]) ** 2)        # (n, k, h, w)
+        flat = d2.reshape(*d2.shape[:2], h * w).argmin(-1).cpu().numpy()
+        cell = np.stack([flat % w, flat // w], axis=-1).astype(np.float64)
+    cell[..., 0] = np.clip(cell[..., 0], 0, w - 1)
+    cell[..., 1] = np.clip(cell[..., 1], 0, h - 1)
+    return np.where(np.isfinite(a), cell, np.nan)
+
+
 def associate_intermediates(
-    inter, schema: KeypointSchema, config: AssociationConfig = AssociationConfig()
+    inter,
+    schema: KeypointSchema,
+    config: AssociationConfig = AssociationConfig(),
+    pose_scores: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[FramePoses, np.ndarray]:
     """CrowdPose association of one frame's per-box SPPE results, instead of pose NMS.
 
@@ -228,7 +303,19 @@ def associate_intermediates(
     pixels, and optionally ``offsets`` ``(n, k, h, w, 2)`` sub-cell offsets (cells, x first).
 
     The single-person answer is where the SPPE expects each proposal's person; it weights that
-    proposal's heatmaps with the person prior (see :func:`associate_heatmaps`).
+    proposal's heatmaps with the person prior centred on the answer's cell (see
+    :func:`answer_cells` and :func:`associate_heatmaps`). With ``config.person_weight="score"`` each
+    person node's confidence is the person score of its single-person answer (``pose_scores``, else
+    box score x mean joint score).
+
+    Args:
+        pose_scores: Optional ``(box_scores (n,), keypoint_scores (n, k)) -> (n,)`` rule that
+            replaces ``config.pose_score`` for the output poses' scores, so that the association
+            ranks poses exactly as the pose-NMS path does (the product passes the estimator's
+            :meth:`~estimators.rmpe.RMPEEstimator.person_scores`); it also orders step 5's pose NMS.
+
+    Returns:
+        The poses and the indices of the proposals they come from.
     """
     n = len(inter.boxes)
     if n == 0 or inter.heatmaps is None:
@@ -241,12 +328,21 @@ def associate_intermediates(
     inv = np.linalg.inv(lin)
     kp = np.asarray(inter.keypoints, dtype=np.float64)
     expected = np.einsum("nij,nkj->nki", inv, kp - cells_to_image[:, None, :, 2])
-    expected = np.nan_to_num(expected, nan=-1e4)     # a joint without an answer: no prior peak
     heatmaps = torch.as_tensor(inter.heatmaps).float().clamp(0.0, 1.0)
     offsets = getattr(inter, "offsets", None)
-    return associate_heatmaps(heatmaps, cells_to_image, np.asarray(inter.boxes),
-                              np.asarray(inter.box_scores), schema, config, offsets=offsets,
-                              expected=torch.as_tensor(expected, device=heatmaps.device))
+    expected = answer_cells(expected, tuple(heatmaps.shape[-2:]), offsets)
+    expected = np.nan_to_num(expected, nan=-1e4)     # a joint without an answer: no prior peak
+    box_scores = np.asarray(inter.box_scores, dtype=np.float64)
+    person_weights = None
+    if config.person_weight == "score":
+        kp_scores = np.asarray(inter.keypoint_scores, dtype=np.float64)
+        person_weights = (pose_scores(box_scores, kp_scores) if pose_scores is not None
+                          else box_scores * kp_scores.mean(axis=1))
+    poses, kept = associate_heatmaps(heatmaps, cells_to_image, np.asarray(inter.boxes), box_scores,
+                                     schema, config, offsets=offsets,
+                                     expected=torch.as_tensor(expected, device=heatmaps.device),
+                                     person_weights=person_weights, pose_scores=pose_scores)
+    return poses, kept
 
 
 class AssociatingEstimator:
@@ -255,7 +351,8 @@ class AssociatingEstimator:
     Wraps any object with ``intermediates(frames, heatmaps=..., candidates=..., boxes=...)`` and a
     ``sppe.schema`` (:class:`estimators.rmpe.RMPEEstimator`); :meth:`estimate` has the estimator's
     signature, so command code can swap one for the other. Other attributes (``device``, ``times``)
-    are the wrapped estimator's.
+    are the wrapped estimator's. Poses are scored by the estimator's own ``person_scores`` rule
+    when it has one (the pose-NMS path's ranking), else by ``config.pose_score``.
 
     Args:
         estimator: The RMPE estimator.
@@ -272,8 +369,9 @@ class AssociatingEstimator:
     def estimate(self, frames, boxes=None) -> list[FramePoses]:
         """Poses of every frame, one :class:`FramePoses` each, associated per frame."""
         schema = self.estimator.sppe.schema
+        scores = getattr(self.estimator, "person_scores", None)
         out = []
         for inter in self.estimator.intermediates(frames, heatmaps=True, candidates=0, boxes=boxes):
-            poses, _ = associate_intermediates(inter, schema, self.config)
+            poses, _ = associate_intermediates(inter, schema, self.config, scores)
             out.append(poses)
         return out

@@ -77,6 +77,7 @@ def find_peaks(
     heatmaps: torch.Tensor,
     config: AssociationConfig = AssociationConfig(),
     offsets: torch.Tensor | None = None,
+    refine_on: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Steps 1-3: local maxima of ``(n, k, h, w)`` heatmaps with sub-cell positions, in heatmap cells.
 
@@ -85,6 +86,10 @@ def find_peaks(
         config: Threshold, window, count and refinement settings.
         offsets: Optional ``(n, k, h, w, 2)`` sub-cell (dx, dy) offsets in cells, added at the peak
             cell instead of the parabola fit (MoveNet regresses these).
+        refine_on: Optional ``(n, k, h, w)`` maps whose neighbourhoods give the sub-cell fit and the
+            width ``u`` instead of ``heatmaps`` (the raw heatmaps when ``heatmaps`` are weighted by a
+            person prior, whose slope would pull the fitted vertex towards the prior's centre);
+            the score is then the weighted peak cell's value.
 
     Returns:
         ``xy`` ``(n, k, m, 2)`` heatmap coordinates (NaN where no candidate), ``score`` ``(n, k, m)``
@@ -113,12 +118,15 @@ def find_peaks(
     px = flat - py * w
 
     # 3. sub-cell refinement from the 3-cell neighbourhoods in x and y
+    weighted_score = score
+    if refine_on is not None:
+        hm = refine_on.float()
     plane = hm.reshape(n, k, h * w)
 
     def at(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
         return plane.gather(-1, (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)))
 
-    centre = score.clamp_min(0)
+    centre = score.clamp_min(0) if refine_on is None else at(py, px)
     left, right = at(py, px - 1), at(py, px + 1)
     up, down = at(py - 1, px), at(py + 1, px)
     in_x = (px > 0) & (px < w - 1)
@@ -152,6 +160,8 @@ def find_peaks(
             measured = s2.sqrt().clamp(0.5 * config.response_size, 3.0 * config.response_size)
             size = torch.where(ok, measured, size)
 
+    if refine_on is not None:
+        centre = weighted_score.clamp_min(0)
     xy = torch.stack([px.to(hm.dtype) + dx, py.to(hm.dtype) + dy], dim=-1)
     nan = torch.full_like(xy, float("nan"))
     xy = torch.where(valid.unsqueeze(-1), xy, nan)
@@ -263,7 +273,8 @@ def extract_candidates(
     off = None if offsets is None else torch.as_tensor(offsets, device=hm.device)
     with torch.no_grad():
         weighted = hm if prior is None else hm.float() * torch.as_tensor(prior, device=hm.device)
-        xy, score, size, cell = find_peaks(weighted, config, off)
+        xy, score, size, cell = find_peaks(weighted, config, off,
+                                           refine_on=None if prior is None else hm.float())
         n, k, h, w = hm.shape
         raw = hm.float().reshape(n, k, h * w).gather(-1, cell.clamp_min(0))
         value = torch.where(cell >= 0, raw, torch.zeros_like(raw)) if prior is not None else score

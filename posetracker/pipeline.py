@@ -595,30 +595,16 @@ class RMPEStages:
 
     def group(self, inter, image: np.ndarray) -> FramePoses:
         schema = self.estimator.sppe.schema
+        # both methods rank people as the estimator does (detector score x joint scores)
+        person_scores = self.estimator.person_scores
         if self.association == "crowdpose":
-            return self._associate(inter, schema)
+            from association.assign import associate_intermediates
+
+            # the same call as `estimate --association crowdpose` (AssociatingEstimator)
+            return associate_intermediates(inter, schema, self.association_config,
+                                           person_scores)[0]
         from estimators.pose_nms import pose_nms
 
-        # the person score as the estimator forms it (detector score x joint scores)
-        scores = self.estimator._pose_scores(inter.box_scores, inter.keypoint_scores)
+        scores = person_scores(inter.box_scores, inter.keypoint_scores)
         poses = FramePoses(inter.keypoints, inter.keypoint_scores, inter.boxes, scores, schema)
         return pose_nms(poses, self.estimator.config.nms)[0]
-
-    def _associate(self, inter, schema) -> FramePoses:
-        from association.assign import associate
-        from association.candidates import extract_candidates
-
-        n = len(inter.boxes)
-        if n == 0 or inter.heatmaps is None:
-            return FramePoses.empty(schema)
-        # Heatmap cell (centres at integers) -> crop pixel (pixel centres at integers):
-        # crop = cell * stride + (stride - 1) / 2; then the SDTN affine crop -> image.
-        s = float(inter.heatmap_stride)
-        cell_to_crop = np.array([[s, 0.0, (s - 1) / 2], [0.0, s, (s - 1) / 2], [0.0, 0.0, 1.0]])
-        crop_to_img = inter.affines.double().cpu().numpy().reshape(n, 2, 3)
-        heat_to_img = crop_to_img @ cell_to_crop
-        heatmaps = inter.heatmaps.float().clamp(0.0, 1.0)
-        cand = extract_candidates(heatmaps, heat_to_img, self.association_config)
-        poses, _ = associate(cand, inter.boxes, inter.box_scores, schema,
-                             self.association_config)
-        return poses

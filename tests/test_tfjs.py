@@ -82,6 +82,48 @@ def test_same_padding_stride2_is_asymmetric(op, size):
         assert np.abs(sym - y).max() > 0.5
 
 
+@pytest.mark.parametrize("op", ["Conv2D", "DepthwiseConv2dNative"])
+@pytest.mark.parametrize("pads", [(0, 1, 2, 0), (2, 0, 0, 1), (1, 1, 0, 2)])
+def test_explicit_asymmetric_padding(op, pads):
+    """EXPLICIT (top, bottom, left, right) paddings, more before or after (depthwise convs fold
+    them into zero kernel taps instead of padding the input)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 9, 8, 4)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 4, 3 if op == "Conv2D" else 2)).astype(np.float32)
+    top, bottom, left, right = pads
+    attr = {"strides": _ints([1, 2, 2, 1]), "padding": _s("EXPLICIT"), "dilations": _ints([1, 1, 1, 1]),
+            "explicit_paddings": _ints([0, 0, top, bottom, left, right, 0, 0])}
+    g = _graph([("y", op, ["x", "w"], attr)], {"w": w})
+    ref = _tf_conv_reference(x, w, 2, pads, depthwise=op != "Conv2D")
+    np.testing.assert_allclose(g(torch.from_numpy(x)).numpy(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_batches_run_in_slices_with_the_same_results(monkeypatch):
+    """A conv/elementwise plan runs a CPU batch in slices (small activations); results are the
+    whole batch's. A plan with a reshape (may mix images) always runs whole."""
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.standard_normal((5, 8, 8, 3)).astype(np.float32))
+    w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    d = rng.standard_normal((3, 3, 4, 1)).astype(np.float32)
+    conv = {"strides": _ints([1, 1, 1, 1]), "padding": _s("SAME"), "dilations": _ints([1, 1, 1, 1])}
+    nodes = [("c", "Conv2D", ["x", "w"], conv), ("m", "Mul", ["c", "k"], {}),
+             ("y", "DepthwiseConv2dNative", ["m", "d"], {**conv, "strides": _ints([1, 2, 2, 1])}),
+             ("r", "Reshape", ["y", "shape"], {})]
+    consts = {"w": w, "d": d, "k": np.float32([1, 2, 3, 4]).reshape(1, 1, 1, 4), "shape": np.int32([-1, 64])}
+    monkeypatch.setattr(TfjsGraph, "_CPU_SLICE_BYTES", 2 * 8 * 8 * 4 * 4)  # two images per slice
+    first = _graph(nodes, consts, outputs=("y", "r")).run({"x": x}, ["y"])["y"]  # learns its peak on image 0
+    g = _graph(nodes, consts, outputs=("y", "r"))
+    whole = {name: g.run({"x": x[i:i + 1]}, ["y"])["y"] for i, name in enumerate("abcde")}
+    np.testing.assert_array_equal(first.numpy(), torch.cat(list(whole.values())).numpy())
+    assert g._batch_of((("x",), ("y",)), {"x": x}) == 5
+    assert g._batch_of((("x",), ("r",)), {"x": x}) is None
+    y = g.run({"x": x}, ["y"])["y"]
+    assert g._chunk_size((("x",), ("y",))) == 2
+    np.testing.assert_array_equal(y.numpy(), torch.cat(list(whole.values())).numpy())
+    r = g.run({"x": x}, ["r"])["r"]
+    np.testing.assert_allclose(r.numpy(), y.reshape(-1, 64).numpy(), atol=1e-6)
+
+
 def test_fused_conv_bias_relu6_and_fusion_of_plain_ops():
     """_FusedConv2D(BiasAdd, Relu6) equals Conv2D -> BiasAdd -> Relu6 (the latter gets fused too)."""
     rng = np.random.default_rng(1)

@@ -10,8 +10,8 @@ Accuracy (``--coco DIR``): on a COCO-format set, each image's ground-truth perso
 (the estimator's symmetric spatial transformer) and run through MoveNet once; both paths share those
 heads. The *nms* path decodes MoveNet's single person per crop and applies parametric pose NMS; the
 *crowdpose* path takes joint candidates from the same heatmaps (each proposal's heatmaps weighted by a prior around MoveNet's own single-person
-answer, refined by MoveNet's sub-cell offsets, or without them as the estimator's intermediates give
-them today) and associates them (:func:`association.assign.associate_intermediates`). Both rank poses by box score x
+answer, refined by MoveNet's sub-cell offsets as the estimator's intermediates carry them, or without
+them for comparison) and associates them (:func:`association.assign.associate_intermediates`). Both rank poses by box score x
 mean joint score above a threshold (the estimator's and the association config's thresholds are
 both shown). COCO keypoint AP overall and per crowd-index bucket (easy < 0.2 <= medium
 < 0.8 <= hard) and on all images with crowd index >= 0.2.

@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     import torch
 
-    from estimators.rmpe import RMPEEstimator
     from evaluation.report import format_table, save_report
+    from posetracker.build import build_estimator
     from posetracker.commands.estimate_cmd import batched, estimator_config, set_threads
     from posetracker.sources import open_source
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
     for device in devices:
-        est = RMPEEstimator.from_config(replace(base, device=device))
+        est = build_estimator(replace(base, device=device))
         for precision in args.precisions:
             if precision == "fp16" and device != "cuda":
                 continue

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_DETECTORS = ("yolo-fastest-xl", "yolo-fastest-body")
+DEFAULT_DETECTORS = ("yolo-fastest-xl", "yolo-fastest-body", "centernet", "nanodet")
 DEFAULT_POSE_MODELS = ("movenet-thunder", "movenet-lightning")
 
 
@@ -95,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     import torch
 
+    from estimators.darknet import DarknetYolo
     from estimators.rmpe import PersonDetector, RMPEEstimator, load_detector, pick_device
     from estimators.sppe import load_sppe
     from evaluation.coco import evaluate_coco
     from evaluation.report import format_table, save_report
+    from posetracker.build import detector_files, sppe_files
     from posetracker.commands.estimate_cmd import estimate_coco_images, estimator_config, set_threads
     from posetracker.formats.coco import read_coco_gt
     from posetracker.sources import read_image
@@ -119,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
     d = config.detector
     detectors = {}
     for name in args.detectors:
-        yolo = load_detector(name, device)
-        yolo.input_size = (d.input_size, d.input_size)
+        yolo = load_detector(*detector_files(name), device)
+        if isinstance(yolo, DarknetYolo):  # the TF.js graphs fix their input size
+            yolo.input_size = (d.input_size, d.input_size)
         det = PersonDetector(yolo, conf_threshold=d.conf_threshold,
                              nms_threshold=d.nms_threshold, max_people=d.max_people,
                              min_box_size=d.min_box_size)
@@ -128,13 +131,14 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         dets = {i: det([im])[0] for i, im in images.items()}
         ms = 1000 * (time.perf_counter() - t0) / len(images)
-        rows.append({"stage": "detector", "model": Path(name).stem, "setting": f"{d.input_size}px conf {d.conf_threshold}",
+        rows.append({"stage": "detector", "model": Path(name).stem, "setting": f"{yolo.input_size[0]}px conf {d.conf_threshold}",
                      "box AP50": box_ap50(dataset, dets), "recall@0.5": recall_at(dets, kp_boxes),
                      "kpt AP": np.nan, "ms/image": ms})
         print(f"detector {name}: done", file=sys.stderr)
     s = config.sppe
     for name in args.pose_models:
-        sppe = load_sppe(name, device=device, flip_test=s.flip_test, half=s.half,
+        path, weights = sppe_files(name)
+        sppe = load_sppe(path, weights=weights, device=device, flip_test=s.flip_test, half=s.half,
                          batch_size=s.batch_size)
         for scale in args.scales:
             cfg = replace(config, sppe=replace(s, scale_factor=scale))

@@ -30,8 +30,8 @@ def add_estimator_options(p: argparse.ArgumentParser, threads: int = 0) -> None:
                    help="override a config value, e.g. --set nms.mode=alphapose (repeatable)")
     g.add_argument("--pose-model", metavar="NAME|PATH", help="SPPE: movenet-thunder, "
                    "movenet-lightning, or a model file (sets sppe.model)")
-    g.add_argument("--detector", metavar="NAME|PATH", help="person detector: registry name or "
-                   "Darknet .cfg path (sets detector.model)")
+    g.add_argument("--detector", metavar="NAME|PATH", help="person detector: registry name, "
+                   "Darknet .cfg or TF.js model.json path (sets detector.model)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to run (default auto)")
     g.add_argument("--half", action="store_true", help="float16 SPPE on CUDA")
     g.add_argument("--flip", action="store_true", help="flip test (average with mirrored crops)")
@@ -177,7 +177,7 @@ def _check_writable(path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from estimators.rmpe import RMPEEstimator
+    from posetracker.build import build_estimator
     from posetracker.formats.coco import frames_to_coco_results, read_coco_gt
     from posetracker.sinks import JsonlSink, atomic_write
     from posetracker.sources import open_source
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     if args.gt:
         ids_by_name, lookup = gt_boxes_lookup(read_coco_gt(args.gt))
         boxes_for = lookup if args.gt_boxes else None
-    estimator = RMPEEstimator.from_config(config, with_detector=not args.gt_boxes)
+    estimator = build_estimator(config, with_detector=not args.gt_boxes)
     if args.association == "crowdpose":
         from association.assign import AssociatingEstimator
 

@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from estimators.fit_nms import fit_nms
-    from estimators.rmpe import RMPEEstimator
     from evaluation.coco import evaluate_coco
+    from posetracker.build import build_estimator
     from posetracker.config import dump_config
     from posetracker.formats.coco import read_coco_gt
     from posetracker.sinks import atomic_write
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     images = Path(args.images)
     if not images.is_dir():
         raise InputError(f"--images {images}: not a folder")
-    estimator = RMPEEstimator.from_config(replace(config, nms=replace(config.nms, mode="none")))
+    estimator = build_estimator(replace(config, nms=replace(config.nms, mode="none")))
     candidates = estimate_coco_images(estimator, dataset, images, config.frame_batch)
 
     def ap(frames: dict) -> float:

@@ -150,7 +150,7 @@ def build_stages(config, cuda_index: int | None = None):
     """
     import torch
 
-    from estimators.rmpe import RMPEEstimator
+    from posetracker.build import build_estimator
     from posetracker.pipeline import RMPEStages
 
     threads = config.pipeline.torch_threads(os.cpu_count() or 1)
@@ -160,7 +160,7 @@ def build_stages(config, cuda_index: int | None = None):
         if not torch.cuda.is_available() or cuda_index >= torch.cuda.device_count():
             raise InputError(f"--device cuda:{cuda_index}: no such CUDA device")
         torch.cuda.set_device(cuda_index)
-    estimator = RMPEEstimator.from_config(config.estimator)
+    estimator = build_estimator(config.estimator)
     stages = RMPEStages(estimator, config.pipeline.association, config.association)
     return stages, str(estimator.device)
 
