@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -326,9 +327,22 @@ class _Run:
                 continue
 
 
-def _worker(run: _Run, name: str, body: Callable[[], None]) -> threading.Thread:
+def _caller_torch_threads() -> int | None:
+    """Torch's intra-op threads as the calling thread has them set; ``None``: torch not loaded."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
+def _worker(run: _Run, name: str, body: Callable[[], None],
+            torch_threads: int | None = None) -> threading.Thread:
     def target() -> None:
         try:
+            if torch_threads is not None:
+                # torch.set_num_threads on the caller's thread does not reach threads started
+                # later: their OpenMP calls would use every core each (measured: a 1-thread
+                # setting gave 2 busy cores per call on a 2-core machine), oversubscribing the
+                # CPU while several stages run model calls at once.
+                sys.modules["torch"].set_num_threads(torch_threads)
             body()
         except _Cancelled:
             pass
@@ -455,13 +469,14 @@ def run_pipeline(
             expect += 1
         run.put(q_group, _END)
 
+    intra = _caller_torch_threads()  # every stage's model calls get the caller's setting
     threads = [
-        _worker(run, "read", reader),
+        _worker(run, "read", reader, intra),
         _worker(run, "detect", batching(q_read, q_det, lambda b: len(b) >= options.det_batch,
-                                        lambda b: _detect(b, stages, times))),
-        *(_worker(run, f"pose-{i}", pose_worker) for i in range(options.pose_workers)),
-        _worker(run, "group", grouping),
-        _worker(run, "track", tracking),
+                                        lambda b: _detect(b, stages, times)), intra),
+        *(_worker(run, f"pose-{i}", pose_worker, intra) for i in range(options.pose_workers)),
+        _worker(run, "group", grouping, intra),
+        _worker(run, "track", tracking, intra),
     ]
     frames = people = 0
     t0 = time.perf_counter()

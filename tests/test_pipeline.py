@@ -257,3 +257,21 @@ def test_looped_input_for_the_memory_check():
     frames = list(looped(list(make_frames(3, start=5)), 3))
     assert [f.index for f in frames] == list(range(9))
     assert frames[3].name == frames[0].name
+
+
+def test_stage_threads_set_the_callers_torch_thread_count(monkeypatch):
+    # torch.set_num_threads on one thread does not reach OpenMP in threads started later (a stage
+    # thread's convolutions then use every core); each stage thread must set it again itself.
+    import torch
+
+    calls: list[tuple[str, int]] = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    monkeypatch.setattr(torch, "set_num_threads",
+                        lambda n: calls.append((threading.current_thread().name, n)))
+    try:
+        run_pipeline(make_frames(6), FakeStages(), None, Collect(), PipelineOptions(det_batch=2))
+    finally:
+        monkeypatch.setattr(torch, "set_num_threads", real)
+    names = {name for name, n in calls if n == 3}
+    assert {"posetracker-detect", "posetracker-pose-0", "posetracker-read"} <= names
