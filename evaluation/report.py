@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from posetracker.errors import InputError
+from posetracker.fileio import atomic_write_text
 
 
 def format_table(df: pd.DataFrame, digits: int = 4) -> str:
     """A fixed-width table for the terminal; floats with ``digits`` decimals."""
     return df.to_string(float_format=lambda v: f"{v:.{digits}f}")
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it and a rename, so a reader
-    never sees a half-written file and an interrupted run leaves the old file intact."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_report(df: pd.DataFrame, path: str | Path) -> None:

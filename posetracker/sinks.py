@@ -22,13 +22,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
 from posetracker.errors import InputError
+from posetracker.fileio import atomic_write
 from posetracker.poses import Frame, FramePoses, VideoPoses
 from posetracker.schemas import KeypointSchema, get_schema
 from posetracker.sources import SourceFrame
@@ -53,42 +53,6 @@ def _open_output(path: Path, newline: str | None = None) -> io.TextIOWrapper:
         return open(path, "w", encoding="utf-8", newline=newline)
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
-
-
-def _umask() -> int:
-    """The process's file-creation mask, read without changing it (``os.umask`` would set it,
-    racing with other threads); 0o022 where ``/proc`` does not say."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o022
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it to ``path``.
-
-    The temporary file is removed if ``write`` raises (or is interrupted), so a failed write
-    leaves neither a partial ``path`` nor a stray temporary file.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        # mkstemp makes the file private (0600); the output gets the usual permissions
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _num(x: float) -> float | None:

@@ -108,13 +108,13 @@ def read_poses_file(path: str):
 def frame_images(video, frames_dir: str) -> list[Path]:
     """One image path per frame of ``video``: by file name when frames name their images, else the
     folder's images in name order (their count must match)."""
-    from posetracker.formats.alphapose import _natural_key
+    from posetracker.sources import natural_key
 
     d = Path(frames_dir)
     if not d.is_dir():
         raise InputError(f"{d}: no such folder")
     files = sorted((f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES),
-                   key=lambda f: _natural_key(f.name))
+                   key=lambda f: natural_key(f.name))
     if all(f.image for f in video.frames):
         by_name = {f.name: f for f in files}
         out = []

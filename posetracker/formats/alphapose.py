@@ -9,7 +9,6 @@ are ordered by id (numbers) or by file name (strings, digit runs compared as num
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +17,11 @@ from posetracker.errors import InputError
 from posetracker.formats.coco import load_json
 from posetracker.poses import Frame, FramePoses, VideoPoses, keypoint_boxes
 from posetracker.schemas import COCO17, CROWDPOSE14, MPII16, POSETRACK17, KeypointSchema
+from posetracker.sources import natural_key
 
 # Joint count -> the schema results with that many joints are read in.
 SCHEMA_BY_COUNT: dict[int, KeypointSchema] = {17: COCO17, 15: POSETRACK17, 16: MPII16,
                                               14: CROWDPOSE14}
-
-
-def _natural_key(name: str) -> list:
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
 
 
 def _finite_numbers(v) -> bool:
@@ -87,7 +83,7 @@ def read_results_video(path: str | Path, schema: KeypointSchema | None = None,
     kinds = {type(i) for i in groups}
     if len(kinds) > 1:
         raise InputError(f"{p}: image ids mix numbers and names")
-    order = sorted(groups, key=_natural_key if str in kinds else None)
+    order = sorted(groups, key=natural_key if str in kinds else None)
     frames = []
     for index, iid in enumerate(order):
         rs = groups[iid]

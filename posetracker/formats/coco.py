@@ -22,7 +22,6 @@ import copy
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from posetracker.errors import InputError
+from posetracker.fileio import atomic_write_text
 from posetracker.poses import FramePoses, keypoint_boxes
 from posetracker.schemas import COCO17, SCHEMAS, KeypointSchema
 
@@ -51,20 +51,6 @@ def load_json(path: PathLike) -> Any:
         raise InputError(f"{p}: malformed JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{p}: cannot read ({e})") from None
-
-
-def _atomic_write_json(path: PathLike, obj: Any) -> None:
-    # Temporary file beside the target + rename: readers never see a half-written file.
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _is_int(v: Any) -> bool:
@@ -343,7 +329,7 @@ def write_coco_results(
     category_id: int = 1,
 ) -> None:
     """Write a keypoint results file (see :func:`frames_to_coco_results`) atomically."""
-    _atomic_write_json(path, frames_to_coco_results(frames, category_id))
+    atomic_write_text(path, json.dumps(frames_to_coco_results(frames, category_id)))
 
 
 # -- ground truth as poses -------------------------------------------------------------------

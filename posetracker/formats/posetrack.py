@@ -24,13 +24,12 @@ Writers produce files poseval accepts: per-joint scores, integer track ids uniqu
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from posetracker.errors import InputError
+from posetracker.fileio import atomic_write_text
 from posetracker.poses import Frame, FramePoses, VideoPoses
 from posetracker.schemas import POSETRACK17, POSETRACK18, KeypointSchema, convert_keypoints
 
@@ -413,17 +412,8 @@ def _image_name(video: VideoPoses, frame: Frame) -> str:
 
 
 def _dump(obj, path: str | Path) -> None:
-    """Write JSON through a temporary file in the same folder and a rename (atomic)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(obj, separators=(",", ":")))  # dumps uses the C encoder, dump not
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically; ``dumps`` (not ``dump``) uses the C encoder."""
+    atomic_write_text(path, json.dumps(obj, separators=(",", ":")))
 
 
 def _finite_row(arr: np.ndarray | None, i: int) -> list[float] | None:
