@@ -93,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     import pandas as pd
-    import torch
 
     from estimators.darknet import DarknetYolo
     from estimators.rmpe import PersonDetector, RMPEEstimator, load_detector, pick_device
