@@ -237,12 +237,17 @@ class _TrackStep:
 
     A windowed tracker finalises frame ``t`` only after seeing later frames, so frames wait
     here (at most the tracker's window, images included) until ``pop_final`` releases them.
+    Final ids are renumbered 0, 1, 2, ... in order of first appearance
+    (:class:`tracker.base.OutputIds`).
     """
 
     def __init__(self, tracker: Tracker | None, times: StageTimes):
+        from tracker.base import OutputIds
+
         self.tracker = tracker
         self.times = times
         self.waiting: deque[_Item] = deque()
+        self.ids = OutputIds()
 
     def _release(self, final: list[FramePoses]) -> list[_Item]:
         if len(final) > len(self.waiting):
@@ -251,7 +256,7 @@ class _TrackStep:
         out = []
         for poses in final:
             it = self.waiting.popleft()
-            it.poses = poses
+            it.poses = self.ids(poses)
             out.append(it)
         return out
 
@@ -291,6 +296,7 @@ class _Cancelled(Exception):
 
 
 _END = object()  # end-of-stream marker, passed down the queues once
+_EMPTY = object()  # "nothing waiting" from _Run.get_ready
 
 
 class _Run:
@@ -316,6 +322,15 @@ class _Run:
                 return
             except queue.Full:
                 continue
+
+    def get_ready(self, q: queue.Queue) -> Any:
+        """An item already waiting in ``q``, else ``_EMPTY`` (never blocks)."""
+        if self.stop.is_set():
+            raise _Cancelled
+        try:
+            return q.get_nowait()
+        except queue.Empty:
+            return _EMPTY
 
     def get(self, q: queue.Queue) -> Any:
         while True:
@@ -387,18 +402,31 @@ def run_pipeline(
             if close is not None:  # release the video file now, also when stopped early
                 close()
 
+    def gather_batch(q_in: queue.Queue, full: Callable[[list[_Item]], bool]
+                     ) -> tuple[list[_Item], bool]:
+        """Wait for one frame, then take the frames already waiting until ``full``.
+
+        Returns the batch and whether the stream ended. Not waiting for a full batch keeps a
+        stage from idling while its input trickles in (at the start of a video, or behind a
+        slower stage): on a CPU a smaller batch costs the same per frame, and on a GPU an idle
+        device gains nothing from waiting either.
+        """
+        batch: list[_Item] = []
+        while not full(batch):
+            item = run.get(q_in) if not batch else run.get_ready(q_in)
+            if item is _EMPTY:
+                break
+            if item is _END:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
     def batching(q_in: queue.Queue, q_out: queue.Queue, full: Callable[[list[_Item]], bool],
                  work: Callable[[list[_Item]], None]) -> Callable[[], None]:
         def body() -> None:
             done = False
             while not done:
-                batch: list[_Item] = []
-                while not full(batch):
-                    item = run.get(q_in)
-                    if item is _END:
-                        done = True
-                        break
-                    batch.append(item)
+                batch, done = gather_batch(q_in, full)
                 if batch:
                     work(batch)
                     for it in batch:
@@ -431,13 +459,7 @@ def run_pipeline(
             with gather:
                 if pose["ended"]:
                     break
-                batch: list[_Item] = []
-                while not pose_full(batch):
-                    item = run.get(q_det)
-                    if item is _END:
-                        pose["ended"] = True
-                        break
-                    batch.append(item)
+                batch, pose["ended"] = gather_batch(q_det, pose_full)
                 mine = pose["taken"]
                 pose["taken"] += bool(batch)
             if not batch:
@@ -576,11 +598,15 @@ class RMPEStages:
         estimator: A loaded ``RMPEEstimator`` with a detector.
         association: ``"nms"`` or ``"crowdpose"``.
         association_config: :class:`association.config.AssociationConfig` for ``"crowdpose"``.
+        min_pose_score: ``group`` drops the poses whose person score is below this, after
+            redundant poses are removed (so a weak duplicate cannot outlive its stronger twin).
     """
 
-    def __init__(self, estimator, association: str = "nms", association_config=None):
+    def __init__(self, estimator, association: str = "nms", association_config=None,
+                 min_pose_score: float = 0.0):
         if association not in ("nms", "crowdpose"):
             raise ValueError(f"association must be 'nms' or 'crowdpose', got {association!r}")
+        self.min_pose_score = min_pose_score
         if estimator.detector is None:
             raise ValueError("the estimator needs a detector to run on videos")
         self.estimator = estimator
@@ -609,6 +635,13 @@ class RMPEStages:
                                                 heatmaps=crowd, candidates=0)
 
     def group(self, inter, image: np.ndarray) -> FramePoses:
+        poses = self._group(inter)
+        if self.min_pose_score > 0 and len(poses):
+            poses = poses.subset(np.flatnonzero(np.asarray(poses.box_scores)
+                                                >= self.min_pose_score))
+        return poses
+
+    def _group(self, inter) -> FramePoses:
         schema = self.estimator.sppe.schema
         # both methods rank people as the estimator does (detector score x joint scores)
         person_scores = self.estimator.person_scores

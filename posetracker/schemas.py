@@ -225,13 +225,16 @@ def index_map(src: KeypointSchema, dst: KeypointSchema) -> np.ndarray:
 
 
 def convert_keypoints(
-    keypoints: np.ndarray, scores: np.ndarray, src: KeypointSchema, dst: KeypointSchema
+    keypoints: np.ndarray, scores: np.ndarray, src: KeypointSchema, dst: KeypointSchema,
+    derive_head: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Re-index poses from ``src`` to ``dst``.
 
     Args:
         keypoints: ``(n, k_src, 2)`` pixel coordinates.
         scores: ``(n, k_src)`` per-joint scores.
+        derive_head: Where ``dst`` has ``head_bottom``/``head_top`` and ``src`` lacks them but has
+            face joints and shoulders (COCO), fill them in with :func:`derive_head_joints`.
 
     Returns:
         ``(n, k_dst, 2)`` keypoints (NaN where ``src`` has no such joint) and ``(n, k_dst)`` scores
@@ -244,4 +247,74 @@ def convert_keypoints(
     have = m >= 0
     out_kp[:, m[have]] = keypoints[:, have]
     out_sc[:, m[have]] = scores[:, have]
+    if derive_head and n:
+        dst_pos = {c: i for i, c in enumerate(dst.canonical)}
+        missing = [c for c in ("head_bottom", "head_top")
+                   if c in dst_pos and c not in src.canonical]
+        if missing and all(c in src.canonical for c in ("left_shoulder", "right_shoulder")):
+            derived = derive_head_joints(keypoints, scores, src)
+            for c in missing:
+                out_kp[:, dst_pos[c]], out_sc[:, dst_pos[c]] = derived[c]
     return out_kp, out_sc
+
+
+#: PoseTrack's ``head_bottom`` and ``head_top`` lie on the line from the shoulders' midpoint
+#: ``m`` through the head centre ``c``, at ``m + t (c - m)`` with these ``t``. Medians over the
+#: annotated people with head boxes (box centre as ``c``): Bonn train (MPII joints, 1142 people)
+#: 0.28 and 1.65, the PoseTrack 2018 samples (14 people) 0.32 and 1.51. With the true head centre
+#: the fitted points fall within PCKh 0.5 of the Bonn test annotations for 97 % (neck) and 90 %
+#: (top) of 7976 people.
+HEAD_BOTTOM_T = 0.30
+HEAD_TOP_T = 1.58
+#: Face joints whose mean is taken as the head centre: the eyes and ears sit at half the head's
+#: height (eye line), ears at the back, eyes at the front; the nose only when none of them is seen.
+_FACE = ("left_eye", "right_eye", "left_ear", "right_ear")
+_FACE_MIN_SCORE = 0.1  # face joints scored below this are not used for the head centre
+
+
+def derive_head_joints(keypoints: np.ndarray, scores: np.ndarray, schema: KeypointSchema
+                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``head_bottom`` (PoseTrack's upper neck) and ``head_top`` from face joints and shoulders.
+
+    For schemas without those joints (COCO): the head centre ``c`` is the score-weighted mean of
+    the eyes and ears scored at least 0.1 (the nose when none is), ``m`` the shoulders' midpoint,
+    and the joints are ``m + t (c - m)`` with :data:`HEAD_BOTTOM_T` and :data:`HEAD_TOP_T`. Their
+    score is the lower of the shoulders' mean score and the face joints' (mean) score, so a pose
+    with an unseen head or unseen shoulders gets low-scored head joints.
+
+    Args:
+        keypoints: ``(n, k, 2)`` pixels in ``schema``; needs both shoulders and a nose or eyes/ears.
+        scores: ``(n, k)``.
+
+    Returns:
+        ``{"head_bottom": ((n, 2), (n,)), "head_top": ((n, 2), (n,))}``: points (NaN where the
+        shoulders or the whole face are missing) and scores (0 there).
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    sc = np.asarray(scores, dtype=np.float64)
+    pos = {c: i for i, c in enumerate(schema.canonical)}
+    n = kp.shape[0]
+    sh = [pos["left_shoulder"], pos["right_shoulder"]]
+    mid = kp[:, sh].mean(1)  # NaN when a shoulder is missing
+    sh_score = sc[:, sh].mean(1)
+    face = [pos[c] for c in _FACE if c in pos]
+    w = np.where(np.isfinite(kp[:, face]).all(-1) & (sc[:, face] >= _FACE_MIN_SCORE),
+                 sc[:, face], 0.0) if face else np.zeros((n, 0))
+    wsum = w.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = np.nansum(kp[:, face] * w[..., None], axis=1) / wsum[:, None]
+        face_score = wsum / np.maximum((w > 0).sum(1), 1)
+    if "nose" in pos:
+        use_nose = wsum <= 0
+        centre[use_nose] = kp[use_nose, pos["nose"]]
+        face_score[use_nose] = sc[use_nose, pos["nose"]]
+    else:
+        centre[wsum <= 0] = np.nan
+    ok = np.isfinite(mid).all(1) & np.isfinite(centre).all(1)
+    score = np.where(ok, np.minimum(sh_score, face_score), 0.0)
+    out = {}
+    for name, t in (("head_bottom", HEAD_BOTTOM_T), ("head_top", HEAD_TOP_T)):
+        pt = mid + t * (centre - mid)
+        pt[~ok] = np.nan
+        out[name] = (pt, score.copy())
+    return out

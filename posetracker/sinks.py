@@ -213,14 +213,20 @@ class FinalJsonSink:
         path: Output file.
         fmt: ``posetrack18``, ``posetrack17`` or ``coco``.
         name: Sequence name (PoseTrack ``vid_id`` / file stem).
+        keypoint_threshold: PoseTrack formats: joints scored below this are written as absent.
+        derive_head: PoseTrack formats: fill ``head_bottom``/``head_top`` for COCO poses
+            (:func:`posetracker.schemas.derive_head_joints`).
     """
 
-    def __init__(self, path: str | Path, fmt: str = "posetrack18", name: str = ""):
+    def __init__(self, path: str | Path, fmt: str = "posetrack18", name: str = "",
+                 keypoint_threshold: float = 0.0, derive_head: bool = False):
         if fmt not in FORMATS:
             raise InputError(f"unknown output format {fmt!r} (choose from {', '.join(FORMATS)})")
         self.path = Path(path)
         self.fmt = fmt
         self.name = name or self.path.stem
+        self.keypoint_threshold = keypoint_threshold
+        self.derive_head = derive_head
         self._frames: list[Frame] = []
         # Fail before the run, not after it, when the output folder cannot be written.
         try:
@@ -249,7 +255,7 @@ class FinalJsonSink:
 
         writer = posetrack.write_posetrack18 if self.fmt == "posetrack18" else \
             posetrack.write_posetrack17
-        writer(video, tmp)
+        writer(video, tmp, derive_head=self.derive_head, min_score=self.keypoint_threshold)
         if video.meta:
             # The run's metadata rides along under a top-level "meta" key, which the PoseTrack
             # evaluation ignores (it reads "images"/"annotations" or "annolist").

@@ -113,6 +113,38 @@ def test_writer_output_follows_poseval_conventions(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
+def test_writer_derives_head_joints_and_drops_low_scored_ones(tmp_path):
+    """``posetracker track``'s options: head joints for COCO poses, low joints written absent."""
+    kp = np.full((1, 17, 2), np.nan)
+    for name, xy in {"nose": (50, 65), "left_eye": (55, 60), "right_eye": (45, 60),
+                     "left_shoulder": (75, 100), "right_shoulder": (25, 100),
+                     "left_hip": (70, 200), "right_hip": (30, 200)}.items():
+        kp[0, COCO17.index(name)] = xy
+    sc = np.where(np.isfinite(kp[..., 0]), 0.8, 0.0)
+    sc[0, COCO17.index("right_hip")] = 0.2
+    v = VideoPoses("seq", [Frame(0, FramePoses.from_keypoints(kp, sc, COCO17, track_ids=[1]))],
+                   COCO17)
+    write_posetrack18(v, tmp_path / "a.json", derive_head=True, min_score=0.3)
+    ann = json.loads((tmp_path / "a.json").read_text())["annotations"][0]
+    trip = np.reshape(ann["keypoints"], (17, 3))
+    top, neck = POSETRACK18.index("head_top"), POSETRACK18.index("head_bottom")
+    np.testing.assert_allclose(trip[top], [50, 100 - 1.58 * 40, 1])
+    np.testing.assert_allclose(trip[neck], [50, 100 - 0.30 * 40, 1])
+    assert ann["scores"][top] == pytest.approx(0.8)
+    rhip = POSETRACK18.index("right_hip")
+    assert list(trip[rhip]) == [0, 0, 0] and ann["scores"][rhip] == 0
+    assert list(trip[POSETRACK18.index("left_hip")]) == [70, 200, 1]
+    # read back, the derived joints are ordinary joints and the dropped one is absent
+    back = read_posetrack(tmp_path / "a.json").frames[0].poses
+    assert np.isfinite(back.keypoints[0, top]).all() and np.isnan(back.keypoints[0, rhip]).all()
+    write_posetrack17(v, tmp_path / "b.json", derive_head=True, min_score=0.3)
+    pts = json.loads((tmp_path / "b.json").read_text())["annolist"][0]["annorect"][0][
+        "annopoints"][0]["point"]
+    ids = {p["id"][0] for p in pts}
+    assert {POSETRACK17.index("head_top"), POSETRACK17.index("head_bottom")} <= ids
+    assert POSETRACK17.index("right_hip") not in ids
+
+
 def test_2018_absent_joint_rule(tmp_path):
     """poseval drops x=y=v=0 only: a joint with v=0 but coordinates is present."""
     kps = [0, 0, 0] * 17

@@ -54,7 +54,8 @@ def test_windowed_tracker_frames_come_out_final_and_in_order(run):
     res = run(make_frames(11), FakeStages(people=2), WindowTracker(window=4), out,
               PipelineOptions(det_batch=3, pose_batch=2))
     assert out.frames == list(range(11)) and res.frames == 11
-    assert all(list(p.track_ids) == [100, 101] for p in out.poses)  # final ids, never provisional
+    # final ids (100, 101), renumbered in order of first appearance; provisional ones never
+    assert all(list(p.track_ids) == [0, 1] for p in out.poses)
 
 
 def test_threaded_and_sequential_agree():
@@ -275,3 +276,69 @@ def test_stage_threads_set_the_callers_torch_thread_count(monkeypatch):
         monkeypatch.setattr(torch, "set_num_threads", real)
     names = {name for name, n in calls if n == 3}
     assert {"posetracker-detect", "posetracker-pose-0", "posetracker-read"} <= names
+
+
+def test_rmpe_stages_drop_low_scored_poses(toy_estimator, data_dir):
+    from posetracker.pipeline import RMPEStages
+    from posetracker.sources import open_source
+
+    src = list(open_source(data_dir / "videos" / "basketball_crossing.mp4", max_frames=2,
+                           stride=30))
+    every = RMPEStages(toy_estimator, "nms")
+    inter = every.estimate([f.image for f in src], every.detect([f.image for f in src]))
+    all_poses = [every.group(i, f.image) for i, f in zip(inter, src)]
+    scores = np.concatenate([p.box_scores for p in all_poses])
+    assert len(scores) >= 2
+    cut = float(np.median(scores))
+    some = RMPEStages(toy_estimator, "nms", min_pose_score=cut)
+    for i, f, whole in zip(inter, src, all_poses):
+        kept = some.group(i, f.image)
+        assert np.all(kept.box_scores >= cut)
+        np.testing.assert_allclose(kept.keypoints,
+                                   whole.keypoints[np.asarray(whole.box_scores) >= cut])
+
+
+def test_a_stage_does_not_wait_for_a_full_batch():
+    # The pose stage takes the frames that are waiting instead of waiting for pose_batch people:
+    # with a detector that hands over one frame at a time and a pose batch that is never full,
+    # each pose call still gets frames as soon as they arrive.
+    class Slow(FakeStages):
+        def __init__(self):
+            super().__init__()
+            self.pose_calls: list[int] = []
+
+        def detect(self, prepared):
+            time.sleep(0.02)
+            return super().detect(prepared)
+
+        def estimate(self, images, detections):
+            self.pose_calls.append(len(images))
+            return super().estimate(images, detections)
+
+    stages = Slow()
+    out = Collect()
+    run_pipeline(make_frames(6), stages, None, out,
+                 PipelineOptions(det_batch=1, pose_batch=1000, pose_max_frames=1000))
+    assert out.frames == list(range(6))
+    assert sum(stages.pose_calls) == 6 and len(stages.pose_calls) > 1
+
+
+@pytest.mark.parametrize("run", [run_pipeline, run_sequential])
+def test_written_ids_count_up_from_zero_in_order_of_appearance(run):
+    # a tracker that starts a new id for every pose of every third frame (as PoseFlow's counter
+    # runs on over the flows its NMS later suppresses): the written ids have no gaps
+    class Jumpy(NearestTracker):
+        def __init__(self):
+            super().__init__()
+            self.t = 0
+
+        def update(self, poses, image):
+            ids = [500 - 7 * (self.t // 3) - i for i in range(len(poses))]
+            self.t += 1
+            self.ready.append(poses.with_track_ids(ids))
+            return self.ready[-1]
+
+    out = Collect()
+    run(make_frames(7), FakeStages(people=2), Jumpy(), out, PipelineOptions(det_batch=2))
+    ids = [list(p.track_ids) for p in out.poses]
+    assert ids == [[0, 1]] * 3 + [[2, 3]] * 3 + [[4, 5]]

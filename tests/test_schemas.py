@@ -3,7 +3,8 @@ import pytest
 
 from posetracker.errors import InputError
 from posetracker.schemas import (BONN_MPII_IDS, COCO17, CROWDPOSE14, MPII16, POSETRACK17,
-                                 POSETRACK18, SCHEMAS, convert_keypoints, get_schema, index_map)
+                                 POSETRACK18, SCHEMAS, convert_keypoints, derive_head_joints,
+                                 get_schema, index_map)
 
 
 def test_posetrack17_to_18_map():
@@ -65,3 +66,57 @@ def test_convert_keypoints_roundtrip():
 def test_unknown_schema_is_clear():
     with pytest.raises(InputError, match="unknown keypoint schema 'foo'"):
         get_schema("foo")
+
+
+def _upright_coco(scale: float = 1.0) -> np.ndarray:
+    """One upright COCO pose (pixels): shoulders at y=100, eyes and ears at y=60, nose at y=65."""
+    kp = np.full((17, 2), np.nan)
+    pts = {"nose": (50, 65), "left_eye": (55, 60), "right_eye": (45, 60), "left_ear": (62, 60),
+           "right_ear": (38, 60), "left_shoulder": (75, 100), "right_shoulder": (25, 100)}
+    for name, xy in pts.items():
+        kp[COCO17.index(name)] = xy
+    return kp * scale
+
+
+def test_head_joints_from_face_and_shoulders():
+    kp = _upright_coco()[None]
+    sc = np.full((1, 17), 0.8)
+    sc[0, COCO17.index("left_shoulder")] = 0.4
+    out = derive_head_joints(kp, sc, COCO17)
+    # head centre (50, 60), shoulders' midpoint (50, 100): points on that line at t 0.30 / 1.58
+    np.testing.assert_allclose(out["head_bottom"][0][0], [50, 100 - 0.30 * 40])
+    np.testing.assert_allclose(out["head_top"][0][0], [50, 100 - 1.58 * 40])
+    # score: the lower of the shoulders' mean (0.6) and the face's (0.8)
+    np.testing.assert_allclose(out["head_top"][1], [0.6])
+    # the construction turns and scales with the person
+    rot = np.array([[0.0, -1.0], [1.0, 0.0]])
+    turned = derive_head_joints(2 * kp @ rot.T, sc, COCO17)
+    np.testing.assert_allclose(turned["head_top"][0][0], 2 * out["head_top"][0][0] @ rot.T)
+
+
+def test_head_joints_fall_back_and_go_missing():
+    kp = np.stack([_upright_coco()] * 3)
+    sc = np.full((3, 17), 0.9)
+    face = [COCO17.index(n) for n in ("left_eye", "right_eye", "left_ear", "right_ear")]
+    sc[0, face] = 0.0  # no eyes or ears seen: the nose is the head centre
+    kp[1, COCO17.index("right_shoulder")] = np.nan  # no shoulders' midpoint: nothing derived
+    out = derive_head_joints(kp, sc, COCO17)
+    np.testing.assert_allclose(out["head_top"][0][0], [50, 100 + 1.58 * (65 - 100)])
+    assert np.isnan(out["head_top"][0][1]).all() and out["head_top"][1][1] == 0
+    assert np.isfinite(out["head_top"][0][2]).all()
+
+
+def test_convert_derives_head_joints_only_when_asked():
+    kp = _upright_coco()[None]
+    sc = np.full((1, 17), 0.7)
+    plain, _ = convert_keypoints(kp, sc, COCO17, POSETRACK18)
+    assert np.isnan(plain[0, [POSETRACK18.index("head_bottom"), POSETRACK18.index("head_top")]]).all()
+    full, fsc = convert_keypoints(kp, sc, COCO17, POSETRACK18, derive_head=True)
+    top = POSETRACK18.index("head_top")
+    np.testing.assert_allclose(full[0, top], [50, 100 - 1.58 * 40])
+    assert fsc[0, top] == pytest.approx(0.7)
+    np.testing.assert_array_equal(np.delete(full, [1, 2], axis=1), np.delete(plain, [1, 2], axis=1))
+    # a schema that has the joints keeps its own
+    bonn = np.zeros((1, POSETRACK17.num_keypoints, 2))
+    out, _ = convert_keypoints(bonn, np.ones((1, 15)), POSETRACK17, POSETRACK18, derive_head=True)
+    np.testing.assert_array_equal(out[0, top], [0, 0])

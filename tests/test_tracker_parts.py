@@ -126,3 +126,18 @@ def test_perturbation_is_deterministic_untracked_and_noisy():
     clean = perturb_video(v, NOISE_LEVELS["none"], seed=0)
     assert all(np.allclose(f.poses.keypoints, g.poses.keypoints, equal_nan=True)
                for f, g in zip(clean.frames, v.frames))
+
+
+def test_output_ids_renumber_in_order_of_first_appearance():
+    from posetracker.poses import FramePoses
+    from posetracker.schemas import COCO17
+    from tracker.base import OutputIds
+
+    kp = np.zeros((2, 17, 2))
+    ids = OutputIds()
+    a = ids(FramePoses.from_keypoints(kp, np.ones((2, 17)), COCO17, track_ids=[40, 7]))
+    b = ids(FramePoses.from_keypoints(kp, np.ones((2, 17)), COCO17, track_ids=[7, 1000]))
+    assert list(a.track_ids) == [0, 1] and list(b.track_ids) == [1, 2]
+    ids.reset()
+    c = ids(FramePoses.from_keypoints(kp[:1], np.ones((1, 17)), COCO17, track_ids=[1000]))
+    assert list(c.track_ids) == [0]

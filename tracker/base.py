@@ -45,14 +45,37 @@ def track_frames(tracker: Tracker, frames: Iterable[FramePoses],
         One tracked :class:`FramePoses` per input frame, in order.
     """
     tracker.reset()
+    ids = OutputIds()
     out: list[FramePoses] = []
     image_iter = iter(images) if images is not None else None
     for poses in frames:
         image = next(image_iter, None) if image_iter is not None else None
         tracker.update(poses, image)
-        out.extend(tracker.pop_final())
-    out.extend(tracker.finish())
+        out.extend(map(ids, tracker.pop_final()))
+    out.extend(map(ids, tracker.finish()))
     return out
+
+
+class OutputIds:
+    """Renumbers final track ids 0, 1, 2, ... in the order they first appear in the output.
+
+    A tracker draws ids from a counter for every track it starts, including the ones it later
+    suppresses (PoseFlow NMS drops short flows, merges redundant ones): written as they are, the
+    ids of a video would have gaps and could pass 999, the largest id the PoseTrack evaluation
+    accepts. One instance per video; the mapping is one-to-one, so scores do not change.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[int, int] = {}
+
+    def __call__(self, frame: FramePoses) -> FramePoses:
+        if frame.track_ids is None:
+            return frame
+        out = [self._ids.setdefault(int(t), len(self._ids)) for t in frame.track_ids]
+        return frame.with_track_ids(out)
+
+    def reset(self) -> None:
+        self._ids.clear()
 
 
 class ImmediateOutput:

@@ -109,7 +109,9 @@ def worker(spec: dict) -> dict:
     frames = looped(source, spec["passes"])
     out = Path(spec["out_dir"]) / "out.json"
     sink = SinkSet([JsonlSink(out.with_suffix(".jsonl")),
-                    FinalJsonSink(out, config.pipeline.output.format, source.name)])
+                    FinalJsonSink(out, config.pipeline.output.format, source.name,
+                                  keypoint_threshold=config.pipeline.output.keypoint_threshold,
+                                  derive_head=config.pipeline.output.derive_head)])
     options = PipelineOptions(det_batch=config.estimator.frame_batch,
                               pose_batch=config.estimator.sppe.batch_size,
                               pose_max_frames=config.pipeline.pose_max_frames,

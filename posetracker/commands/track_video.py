@@ -161,7 +161,8 @@ def build_stages(config, cuda_index: int | None = None):
             raise InputError(f"--device cuda:{cuda_index}: no such CUDA device")
         torch.cuda.set_device(cuda_index)
     estimator = build_estimator(config.estimator)
-    stages = RMPEStages(estimator, config.pipeline.association, config.association)
+    stages = RMPEStages(estimator, config.pipeline.association, config.association,
+                         min_pose_score=config.pipeline.min_pose_score)
     return stages, str(estimator.device)
 
 
@@ -198,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
     sinks = []
     if pc.output.jsonl:
         sinks.append(JsonlSink(args.jsonl or out.with_suffix(".jsonl")))
-    sinks.append(FinalJsonSink(out, pc.output.format, source.name))
+    sinks.append(FinalJsonSink(out, pc.output.format, source.name,
+                               keypoint_threshold=pc.output.keypoint_threshold,
+                               derive_head=pc.output.derive_head))
     if args.csv:
         sinks.append(CsvSink(args.csv))
     if args.render:

@@ -395,10 +395,20 @@ def _read_2018(data: dict, path: Path) -> VideoPoses:
 # ----------------------------------------------------------------------------------------------
 # writing
 # ----------------------------------------------------------------------------------------------
-def _in_schema(poses: FramePoses, schema: KeypointSchema) -> tuple[np.ndarray, np.ndarray]:
+def _in_schema(poses: FramePoses, schema: KeypointSchema, derive_head: bool = False,
+               min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints ``(n, k, 2)`` and scores ``(n, k)`` in ``schema``; joints scored below
+    ``min_score`` become absent (NaN, score 0)."""
     if poses.schema is schema:
-        return np.asarray(poses.keypoints), np.asarray(poses.keypoint_scores)
-    return convert_keypoints(poses.keypoints, poses.keypoint_scores, poses.schema, schema)
+        kp, sc = np.asarray(poses.keypoints), np.asarray(poses.keypoint_scores)
+    else:
+        kp, sc = convert_keypoints(poses.keypoints, poses.keypoint_scores, poses.schema, schema,
+                                   derive_head=derive_head)
+    if min_score > 0:
+        low = sc < min_score
+        kp = np.where(low[..., None], np.nan, kp)
+        sc = np.where(low, 0.0, sc)
+    return kp, sc
 
 
 def _track_ids_for_file(poses: FramePoses) -> list[int]:
@@ -422,13 +432,20 @@ def _finite_row(arr: np.ndarray | None, i: int) -> list[float] | None:
     return [float(v) for v in arr[i]]
 
 
-def write_posetrack18(video: VideoPoses, path: str | Path) -> None:
+def write_posetrack18(video: VideoPoses, path: str | Path, derive_head: bool = False,
+                      min_score: float = 0.0) -> None:
     """Write ``video`` as a PoseTrack 2018 JSON file (converting its schema to POSETRACK18).
 
     Every frame becomes an image (``is_labeled`` from ``Frame.labeled``), every person an
     annotation with ``keypoints`` triplets (``[0, 0, 0]`` for absent joints, ``v = 1`` when the
     joint's score is > 0 else 0), per-joint ``scores``, ``track_id``, ``bbox`` (xywh), ``score``
     and, when known, ``bbox_head``.
+
+    Options for writing an estimator's output (``posetracker track``): ``derive_head`` fills
+    ``head_bottom``/``head_top`` from the face joints and shoulders when the poses' schema lacks
+    them (COCO; :func:`posetracker.schemas.derive_head_joints`), and joints scored below
+    ``min_score`` are written as absent: the MOT metrics count every written joint that matches
+    no ground truth as a false positive, whatever its score.
     """
     schema = POSETRACK18
     vid = str(video.meta.get("vid_id", video.name.split("_")[0]))
@@ -442,7 +459,7 @@ def write_posetrack18(video: VideoPoses, path: str | Path) -> None:
             img["ignore_regions_y"] = [[float(v) for v in r[:, 1]] for r in frame.ignore_regions]
         images.append(img)
         poses = frame.poses
-        kp, sc = _in_schema(poses, schema)
+        kp, sc = _in_schema(poses, schema, derive_head, min_score)
         tids = _track_ids_for_file(poses)
         for i in range(len(poses)):
             trip = []
@@ -467,19 +484,26 @@ def write_posetrack18(video: VideoPoses, path: str | Path) -> None:
                            "keypoints": names, "skeleton": skeleton}]}, path)
 
 
-def write_posetrack17(video: VideoPoses, path: str | Path) -> None:
+def write_posetrack17(video: VideoPoses, path: str | Path, derive_head: bool = False,
+                      min_score: float = 0.0) -> None:
     """Write ``video`` as a PoseTrack 2017 ``annolist`` file (schema converted to POSETRACK17).
 
     One ``annolist`` entry per frame with ``image``, ``imgnum``, ``is_labeled``, ignore regions
     and one ``annorect`` per person: ``track_id``, head box ``x1 y1 x2 y2`` when known, ``score``,
     and ``annopoints`` with ``id``, ``x``, ``y``, ``score`` and ``is_visible`` (score > 0) per
     present joint.
+
+    Options for writing an estimator's output (``posetracker track``): ``derive_head`` fills
+    ``head_bottom``/``head_top`` from the face joints and shoulders when the poses' schema lacks
+    them (COCO; :func:`posetracker.schemas.derive_head_joints`), and joints scored below
+    ``min_score`` are written as absent: the MOT metrics count every written joint that matches
+    no ground truth as a false positive, whatever its score.
     """
     schema = POSETRACK17
     annolist = []
     for fi, frame in enumerate(video.frames):
         poses = frame.poses
-        kp, sc = _in_schema(poses, schema)
+        kp, sc = _in_schema(poses, schema, derive_head, min_score)
         tids = _track_ids_for_file(poses)
         rects = []
         for i in range(len(poses)):
