@@ -130,6 +130,15 @@ def test_ctrl_c_exits_130_and_keeps_frames(tmp_path, stages, monkeypatch, capsys
     assert main(["track", str(video), "-o", str(out), "--tracker", "none"]) == 130
     assert "finished frames are in" in capsys.readouterr().err
     assert len(_lines(out.with_suffix(".jsonl"))) == 5 and not out.exists()
+    # the stream finishes into the final file the run would have written, for those frames
+    monkeypatch.setattr(JsonlSink, "write", real_write)
+    assert main(["convert", "jsonl", str(out.with_suffix(".jsonl")), str(out)]) == 0
+    from posetracker.formats.posetrack import read_posetrack
+
+    video_out = read_posetrack(out)
+    assert len(video_out.frames) == 5
+    assert all(f.poses.track_ids is not None and len(f.poses) == 1 for f in video_out.frames)
+    assert main(["convert", "jsonl", str(tmp_path / "none.jsonl"), str(out)]) == 2
 
 
 @pytest.mark.parametrize("make", [

@@ -1,4 +1,5 @@
-"""``posetracker convert bonn|posetrack``: turn annotation files into PoseTrack JSON."""
+"""``posetracker convert bonn|posetrack|jsonl``: turn annotation files and streamed results into
+PoseTrack JSON."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
-        help="convert annotations to PoseTrack JSON (Bonn .mat, PoseTrack 2017 <-> 2018)",
+        help="convert to PoseTrack JSON (Bonn .mat, PoseTrack 2017 <-> 2018, a track run's "
+        "JSON lines)",
         description="Convert annotation files to PoseTrack JSON, one file per video sequence.")
     kinds = p.add_subparsers(dest="convert_kind", metavar="KIND", required=True)
 
@@ -30,6 +32,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("out_dir", metavar="OUT_DIR", help="folder for the converted files (created)")
     t.add_argument("--to", choices=("2017", "2018"), required=True, help="output version")
     t.set_defaults(func=_run_posetrack)
+
+    j = kinds.add_parser(
+        "jsonl", help="a `track` run's JSON lines -> its final JSON (finish an interrupted run)",
+        description="Write the final file of a `posetracker track` run from its JSON-lines "
+        "stream: what an interrupted run (Ctrl-C, a crash) left there becomes a complete PoseTrack "
+        "or COCO file of the finished frames. The options mirror the track settings "
+        "pipeline.output.*; the defaults are track's.")
+    j.add_argument("jsonl", metavar="JSONL", help="the stream (<out>.jsonl)")
+    j.add_argument("output", metavar="OUT_JSON", help="file to write (atomically)")
+    j.add_argument("--format", choices=("posetrack18", "posetrack17", "coco"),
+                   default="posetrack18", help="output format (default: %(default)s)")
+    j.add_argument("--keypoint-threshold", type=float, default=0.3, metavar="S",
+                   help="PoseTrack formats: joints scored below S are written absent "
+                   "(default: %(default)s)")
+    j.add_argument("--no-derive-head", action="store_true",
+                   help="PoseTrack formats: do not fill head_bottom/head_top of COCO poses from "
+                   "the eyes, ears and shoulders")
+    j.set_defaults(func=_run_jsonl)
 
 
 def _run_bonn(args) -> int:
@@ -55,4 +75,23 @@ def _run_posetrack(args) -> int:
     for f in files:
         write(read_posetrack(f), out / f.name)
     print(f"wrote {len(files)} PoseTrack {args.to} files to {out}")
+    return 0
+
+
+def _run_jsonl(args) -> int:
+    from posetracker.errors import InputError
+    from posetracker.sinks import FinalJsonSink, read_jsonl
+    from posetracker.sources import SourceFrame
+
+    if not 0 <= args.keypoint_threshold <= 1:
+        raise InputError("--keypoint-threshold must be in [0, 1]")
+    video = read_jsonl(args.jsonl)
+    name = Path(args.jsonl).stem
+    sink = FinalJsonSink(args.output, args.format, name,
+                         keypoint_threshold=args.keypoint_threshold,
+                         derive_head=not args.no_derive_head)
+    for f in video.frames:
+        sink.write(SourceFrame(f.index, None, f.image), f.poses)
+    sink.close({"converted_from": str(args.jsonl)})
+    print(f"wrote {len(video.frames)} frames of {args.jsonl} to {args.output} ({args.format})")
     return 0

@@ -225,8 +225,10 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         sink.abort()
         if pc.output.jsonl and not args.quiet:
-            print(f"posetracker: stopped; finished frames are in "
-                  f"{args.jsonl or out.with_suffix('.jsonl')}", file=sys.stderr)
+            jl = args.jsonl or out.with_suffix(".jsonl")
+            print(f"posetracker: stopped; finished frames are in {jl} "
+                  f"(posetracker convert jsonl {jl} {out} writes them as {out.name})",
+                  file=sys.stderr)
         raise
     bar.close()
     meta = {
