@@ -88,9 +88,10 @@ class PipelineOptions:
     """How the pipeline batches and buffers (the run-time part of ``pipeline`` settings).
 
     Attributes:
-        det_batch: Frames per detector call.
+        det_batch: Most frames per detector call.
         pose_batch: People per pose-estimator call; the pose stage gathers frames until their
-            people reach this number (or ``pose_max_frames`` frames are gathered).
+            people reach this number (or ``pose_max_frames`` frames are gathered). In threaded
+            mode a stage does not wait for a full batch: it takes the frames already waiting.
         pose_max_frames: Most frames gathered for one pose-estimator call (bounds memory and
             latency when frames have few people).
         pose_workers: Threads running the pose estimator on successive batches at once. The pose

@@ -38,7 +38,8 @@ class OutputConfig:
             interrupted; :func:`posetracker.sinks.read_jsonl` reads it back).
         render_boxes: Draw person boxes in the rendered video.
         render_trail: Frames of trail drawn behind each track (0: none).
-        render_threshold: Joints scored below this are not drawn.
+        render_threshold: Joints scored below this are not drawn (as ``keypoint_threshold``: the
+            video shows what the PoseTrack file holds).
         keypoint_threshold: In the PoseTrack files, joints scored below this are written as
             absent (``[0, 0, 0]``; the JSON lines keep every joint). The MOT metrics count every
             written joint that matches no ground truth as a false positive whatever its score, so
@@ -54,7 +55,7 @@ class OutputConfig:
     jsonl: bool = True
     render_boxes: bool = False
     render_trail: int = 15
-    render_threshold: float = 0.2
+    render_threshold: float = 0.3
     keypoint_threshold: float = 0.3
     derive_head: bool = True
 

@@ -243,6 +243,11 @@ class FinalJsonSink:
         if not self._frames:
             raise InputError(f"no frames were read, {self.path} not written")
         video = VideoPoses(self.name, self._frames, self._frames[0].poses.schema, dict(meta))
+        top = max((int(f.poses.track_ids.max()) for f in self._frames
+                   if f.poses.track_ids is not None and len(f.poses)), default=-1)
+        if self.fmt != "coco" and top >= 1000:
+            log.warning("%s: track ids reach %d; the official PoseTrack evaluation accepts ids "
+                        "up to 999 only", self.path, top)
         atomic_write(self.path, lambda tmp: self._write(video, tmp))
 
     def _write(self, video: VideoPoses, tmp: Path) -> None:

@@ -152,3 +152,12 @@ def test_final_posetrack_file_round_trips_with_meta(tmp_path, fmt):
     assert len(video.frames) == 3
     for fr in video.frames:
         assert sorted(fr.poses.track_ids.tolist()) == [0, 1]
+
+
+def test_final_posetrack_file_warns_on_ids_poseval_refuses(tmp_path, caplog):
+    sink = FinalJsonSink(tmp_path / "a.json", "posetrack18", "clip")
+    for f, p in _tracked_frames(2):
+        sink.write(f, p.with_track_ids(p.track_ids + 999))
+    with caplog.at_level("WARNING"):
+        sink.close({})
+    assert "track ids reach 1000" in caplog.text and (tmp_path / "a.json").exists()

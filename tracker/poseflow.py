@@ -110,7 +110,7 @@ class PoseFlowTracker:
                  w_orb: float = 1.0, orb_window: float = 0.1, gap_decay: float = 0.9,
                  use_motion: bool = True, stop_score: float = 0.5, nms: bool = True,
                  merge_threshold: float = 0.35, merge_min_overlap: int = 2,
-                 relink_threshold: float = 0.3, relink_gap: int = 30, min_flow_len: int = 4,
+                 relink_threshold: float = 0.3, relink_gap: int = 60, min_flow_len: int = 4,
                  min_flow_score: float = 0.0, orb_features: int = 1000,
                  w_conf: float = 1.0) -> None:
         if window < 1 or link_len < 1:
