@@ -68,6 +68,13 @@ class SPPEConfig:
         batch_size: At most this many crops per SPPE forward call.
         stn_checkpoint: Optional trained STN (localization net) state dict; empty = the analytic
             box transform, the default.
+        mask_outside_box: Blank (set to 0, as outside the frame) the parts of each crop that lie
+            outside its box enlarged by ``mask_margin``. The crop is the box padded to a square,
+            so a narrow box's crop shows its neighbours too, and a single-person model may pose the
+            more prominent neighbour instead (two people hugging: both boxes got the same person's
+            pose, and pose NMS then removed one of them).
+        mask_margin: Enlargement of the box on each side before masking, as a fraction of its
+            width and height (limbs the detector cut off stay in view).
     """
 
     model: str = "movenet-thunder"
@@ -76,10 +83,14 @@ class SPPEConfig:
     half: bool = False
     batch_size: int = 64
     stn_checkpoint: str = ""
+    mask_outside_box: bool = False
+    mask_margin: float = 0.1
 
     def __post_init__(self) -> None:
         if self.scale_factor <= 0:
             raise ValueError("scale_factor must be positive")
+        if self.mask_margin < 0:
+            raise ValueError("mask_margin must be >= 0")
         if self.batch_size <= 0:
             raise ValueError("batch_size must be positive")
 

@@ -271,11 +271,16 @@ class RMPEEstimator:
             images = frames_to_tensor(list(frames), self.device)
             sizes = np.array([f.shape[:2] for f in frames])
             A = A.to(self.device)
-            crops = crop_boxes(images, fidx, A, size, frame_sizes=sizes)
+            keep = None
+            if self.config.sppe.mask_outside_box:
+                b = allb[:, :4]
+                pad = self.config.sppe.mask_margin * (b[:, 2:] - b[:, :2])
+                keep = np.concatenate([b[:, :2] - pad, b[:, 2:] + pad], axis=1)
+            crops = crop_boxes(images, fidx, A, size, frame_sizes=sizes, keep_regions=keep)
             if self.stn is not None:
                 with torch.inference_mode():
                     A = self.stn.refine(crops, A, size)
-                crops = crop_boxes(images, fidx, A, size, frame_sizes=sizes)
+                crops = crop_boxes(images, fidx, A, size, frame_sizes=sizes, keep_regions=keep)
             del images
         else:
             crops = torch.zeros(0, 3, *size, device=self.device)

@@ -115,8 +115,8 @@ def frames_to_tensor(frames: list[np.ndarray], device: torch.device | str = "cpu
 
 
 def crop_boxes(images: torch.Tensor, frame_index: torch.Tensor | np.ndarray, affines: torch.Tensor,
-               out_size: tuple[int, int], frame_sizes: torch.Tensor | np.ndarray | None = None
-               ) -> torch.Tensor:
+               out_size: tuple[int, int], frame_sizes: torch.Tensor | np.ndarray | None = None,
+               keep_regions: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     """All crops of a batch of frames with one ``affine_grid`` and one ``grid_sample`` call.
 
     The ``m`` crops are grouped per frame into ``(f, c_max * out_h, out_w)`` sampling grids (c_max =
@@ -130,6 +130,8 @@ def crop_boxes(images: torch.Tensor, frame_index: torch.Tensor | np.ndarray, aff
         out_size: ``(out_h, out_w)``.
         frame_sizes: ``(f, 2)`` true ``(h, w)`` of each frame; pixels outside read as 0. Defaults to
             the tensor size (then padding already reads as 0).
+        keep_regions: ``(m, 4)`` xyxy image pixels per crop; crop pixels sampling outside their
+            region read as 0 too (masking a person's neighbours out of the crop).
 
     Returns:
         ``(m, C, out_h, out_w)`` crops, bilinear, in ``images``' dtype, crop order as given.
@@ -159,13 +161,20 @@ def crop_boxes(images: torch.Tensor, frame_index: torch.Tensor | np.ndarray, aff
     A3 = torch.cat([A, A.new_tensor([0, 0, 1]).expand(m, 1, 3)], dim=1)
     theta = (to_norm @ A3 @ from_norm)[:, :2]
     grid = F.affine_grid(theta.to(images.dtype), [m, C, out_h, out_w], align_corners=False)
-    if frame_sizes is not None:
-        # Points outside their frame's true size read as zero: push them far outside.
-        sz = torch.as_tensor(frame_sizes, dtype=grid.dtype, device=dev)[fi]  # (m, 2) h, w
+    if frame_sizes is not None or keep_regions is not None:
+        # Points outside their frame's true size (or their keep region) read as zero: push them
+        # far outside.
         px = (grid[..., 0] + 1) * W / 2 - 0.5
         py = (grid[..., 1] + 1) * H / 2 - 0.5
-        outside = ((px <= -1) | (py <= -1) | (px >= sz[:, None, None, 1])
-                   | (py >= sz[:, None, None, 0]))
+        outside = torch.zeros_like(px, dtype=torch.bool)
+        if frame_sizes is not None:
+            sz = torch.as_tensor(frame_sizes, dtype=grid.dtype, device=dev)[fi]  # (m, 2) h, w
+            outside |= ((px <= -1) | (py <= -1) | (px >= sz[:, None, None, 1])
+                        | (py >= sz[:, None, None, 0]))
+        if keep_regions is not None:
+            r = torch.as_tensor(keep_regions, dtype=grid.dtype, device=dev).reshape(m, 4)
+            r = r[:, :, None, None]
+            outside |= (px < r[:, 0]) | (py < r[:, 1]) | (px > r[:, 2]) | (py > r[:, 3])
         grid = torch.where(outside[..., None], grid.new_tensor(-4.0), grid)
     big = grid.new_full((f, c_max, out_h, out_w, 2), -4.0)  # -4: outside -> zeros
     big[fi, slot] = grid

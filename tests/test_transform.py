@@ -88,6 +88,19 @@ def test_identity_crop_reproduces_pixels_and_outside_is_zero():
     assert crops[1].abs().max() == 0  # entirely outside frame 0
 
 
+def test_keep_regions_blank_the_rest_of_each_crop():
+    img = torch.arange(2 * 3 * 6 * 8, dtype=torch.float32).reshape(2, 3, 6, 8) + 1
+    A = crop_affines(torch.tensor([[3.5, 2.5, 8.0, 6.0], [3.5, 2.5, 8.0, 6.0]]), (6, 8))
+    # crop 0 keeps pixel columns 2..5 and rows 1..3 of frame 1; crop 1 keeps all of frame 0
+    keep = np.array([[2, 1, 5, 3], [-1, -1, 9, 7]], dtype=float)
+    crops = crop_boxes(img, [1, 0], A, (6, 8), keep_regions=keep)
+    inside = torch.zeros(6, 8, dtype=torch.bool)
+    inside[1:4, 2:6] = True
+    assert torch.equal(crops[0][:, inside], img[1][:, inside])
+    assert crops[0][:, ~inside].abs().max() == 0
+    assert torch.allclose(crops[1], img[0])
+
+
 def test_frames_to_tensor_pads():
     a = np.full((4, 5, 3), 7, np.uint8)
     b = np.full((6, 3, 3), 9, np.uint8)
