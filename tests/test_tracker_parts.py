@@ -138,6 +138,6 @@ def test_output_ids_renumber_in_order_of_first_appearance():
     a = ids(FramePoses.from_keypoints(kp, np.ones((2, 17)), COCO17, track_ids=[40, 7]))
     b = ids(FramePoses.from_keypoints(kp, np.ones((2, 17)), COCO17, track_ids=[7, 1000]))
     assert list(a.track_ids) == [0, 1] and list(b.track_ids) == [1, 2]
-    ids.reset()
-    c = ids(FramePoses.from_keypoints(kp[:1], np.ones((1, 17)), COCO17, track_ids=[1000]))
+    # a new video (a new instance) counts from 0 again
+    c = OutputIds()(FramePoses.from_keypoints(kp[:1], np.ones((1, 17)), COCO17, track_ids=[1000]))
     assert list(c.track_ids) == [0]

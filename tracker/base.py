@@ -74,9 +74,6 @@ class OutputIds:
         out = [self._ids.setdefault(int(t), len(self._ids)) for t in frame.track_ids]
         return frame.with_track_ids(out)
 
-    def reset(self) -> None:
-        self._ids.clear()
-
 
 class ImmediateOutput:
     """Mixin for trackers whose ids are final at once: keeps ``update``'s results for
