@@ -94,10 +94,10 @@ def worker(spec: dict) -> dict:
 
     import torch
 
-    from posetracker.commands.track_video import build_stages
+    from posetracker.commands.track_video import build_stages, final_sink
     from posetracker.pipeline import PipelineOptions, run_pipeline, run_sequential
     from posetracker.settings import load_app_config
-    from posetracker.sinks import FinalJsonSink, JsonlSink, SinkSet
+    from posetracker.sinks import JsonlSink, SinkSet
     from posetracker.sources import open_source
     from tracker import make_tracker
 
@@ -109,9 +109,7 @@ def worker(spec: dict) -> dict:
     frames = looped(source, spec["passes"])
     out = Path(spec["out_dir"]) / "out.json"
     sink = SinkSet([JsonlSink(out.with_suffix(".jsonl")),
-                    FinalJsonSink(out, config.pipeline.output.format, source.name,
-                                  keypoint_threshold=config.pipeline.output.keypoint_threshold,
-                                  derive_head=config.pipeline.output.derive_head)])
+                    final_sink(out, config.pipeline.output, source.name)])
     options = PipelineOptions(det_batch=config.estimator.frame_batch,
                               pose_batch=config.estimator.sppe.batch_size,
                               pose_max_frames=config.pipeline.pose_max_frames,

@@ -166,6 +166,15 @@ def build_stages(config, cuda_index: int | None = None):
     return stages, str(estimator.device)
 
 
+def final_sink(out: Path, output, name: str):
+    """The final-JSON sink of a run, as ``pipeline.output`` (an ``OutputConfig``) says; the
+    pipeline benchmark writes through the same one."""
+    from posetracker.sinks import FinalJsonSink
+
+    return FinalJsonSink(out, output.format, name, keypoint_threshold=output.keypoint_threshold,
+                         derive_head=output.derive_head)
+
+
 def run(args: argparse.Namespace) -> int:
     """The VIDEO mode of ``posetracker track``; returns the exit status."""
     from posetracker.config import to_dict
@@ -188,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     from posetracker import __version__
     from posetracker.pipeline import PipelineOptions, run_pipeline, run_sequential
     from posetracker.render import VideoRenderer
-    from posetracker.sinks import CsvSink, FinalJsonSink, JsonlSink, SinkSet
+    from posetracker.sinks import CsvSink, JsonlSink, SinkSet
     from tracker import make_tracker
 
     pc = config.pipeline
@@ -199,9 +208,7 @@ def run(args: argparse.Namespace) -> int:
     sinks = []
     if pc.output.jsonl:
         sinks.append(JsonlSink(args.jsonl or out.with_suffix(".jsonl")))
-    sinks.append(FinalJsonSink(out, pc.output.format, source.name,
-                               keypoint_threshold=pc.output.keypoint_threshold,
-                               derive_head=pc.output.derive_head))
+    sinks.append(final_sink(out, pc.output, source.name))
     if args.csv:
         sinks.append(CsvSink(args.csv))
     if args.render:
