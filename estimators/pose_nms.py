@@ -178,7 +178,7 @@ def pose_nms(poses: FramePoses, config: PoseNMSConfig = PoseNMSConfig()) -> tupl
 
     Returns the merged :class:`FramePoses` (in pick order) and the :class:`NMSResult`.
     """
-    n, k = len(poses), poses.num_keypoints
+    n = len(poses)
     if config.mode == "none" or n == 0:
         res = NMSResult(np.arange(n), np.array(poses.keypoints), np.array(poses.keypoint_scores),
                         tuple(np.array([i]) for i in range(n)))

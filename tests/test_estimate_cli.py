@@ -6,7 +6,6 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 
 from posetracker.cli import main
 from posetracker.schemas import COCO17

@@ -90,7 +90,6 @@ def perturb_video(video: VideoPoses, level: NoiseLevel, seed: int) -> VideoPoses
     """
     rng = np.random.default_rng(seed)
     schema = video.schema
-    k = schema.num_keypoints
     n_frames = len(video.frames)
     tids = sorted({int(t) for f in video.frames
                    for t in (f.poses.track_ids if f.poses.track_ids is not None
@@ -108,7 +107,7 @@ def perturb_video(video: VideoPoses, level: NoiseLevel, seed: int) -> VideoPoses
         gt = frame.poses
         ids = gt.track_ids if gt.track_ids is not None else np.arange(len(gt))
         scales = person_scale(keypoint_boxes(gt.keypoints))
-        kps, scs = [], []
+        kps = []
         for i in range(len(gt)):
             if not np.isfinite(gt.keypoints[i]).any():
                 continue
