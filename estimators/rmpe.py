@@ -120,7 +120,7 @@ class PersonDetector:
     """A Darknet YOLO person detector with the config's thresholds.
 
     Args:
-        yolo: An :class:`estimators.darknet.DarknetYolo` (or anything with the same ``detect``).
+        yolo: An :class:`estimators.runtimes.darknet.DarknetYolo` (or anything with the same ``detect``).
         conf_threshold, nms_threshold, max_people, min_box_size: See
             :class:`estimators.config.DetectorConfig`.
     """
@@ -148,12 +148,12 @@ class PersonDetector:
 def load_detector(topology: str | Path, weights: str | Path | None = None,
                   device: torch.device | str = "cpu"):
     """A person detector from its files, by format: a Darknet YOLO
-    (:class:`estimators.darknet.DarknetYolo`) from its ``.cfg`` and weights (``.weights`` or
+    (:class:`estimators.runtimes.darknet.DarknetYolo`) from its ``.cfg`` and weights (``.weights`` or
     ``.safetensors``; default: the ``.weights`` beside the ``.cfg``), or a TF.js CenterNet/NanoDet
     (:func:`estimators.tfjs_detectors.load_tfjs_detector`) from its ``model.json`` and weights
     (``.safetensors``; default: the ``.bin`` beside it). Registry names are resolved by the
     application (:func:`posetracker.build.detector_files`)."""
-    from estimators.darknet import DarknetYolo
+    from estimators.runtimes.darknet import DarknetYolo
 
     topology = Path(topology)
     match topology.suffix.lower():
@@ -205,7 +205,7 @@ class RMPEEstimator:
             d = config.detector
             if paths.detector is None:
                 raise ModelError("no detector model file given (pass boxes, or a detector)")
-            from estimators.darknet import DarknetYolo
+            from estimators.runtimes.darknet import DarknetYolo
 
             yolo = load_detector(paths.detector, paths.detector_weights, device)
             if isinstance(yolo, DarknetYolo):

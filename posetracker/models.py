@@ -11,7 +11,7 @@ Cache layout (``$POSETRACKER_CACHE``, else ``$XDG_CACHE_HOME/posetracker``, else
     models/<name>.json | <name>.cfg  the TF.js graph (model.json) or the Darknet cfg
 
 TF.js models keep their graph JSON (the importer reads the topology from it) and store their
-dequantized weights (``estimators.tfjs.read_tfjs_weights``) as safetensors; Darknet models keep
+dequantized weights (``estimators.runtimes.tfjs.read_tfjs_weights``) as safetensors; Darknet models keep
 their cfg and store the torch ``state_dict`` of the network built from it.
 """
 
@@ -375,7 +375,7 @@ class ModelCache:
             import numpy as np
             from safetensors.numpy import save_file
 
-            from estimators.tfjs import read_tfjs_weights
+            from estimators.runtimes.tfjs import read_tfjs_weights
 
             # np.require keeps 0-d scalars 0-d (np.ascontiguousarray would make them (1,)).
             tensors = {k: np.require(v, requirements="C")
@@ -384,7 +384,7 @@ class ModelCache:
         elif spec.format == "darknet":
             from safetensors.torch import save_file
 
-            from estimators.darknet import DarknetYolo
+            from estimators.runtimes.darknet import DarknetYolo
 
             model = DarknetYolo.from_files(topology_src, src / spec.files[1].name)
             state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}

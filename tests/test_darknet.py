@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from estimators.darknet import (DarknetYolo, LetterboxTransform, YoloLayer, decode_yolo,
+from estimators.runtimes.darknet import (DarknetYolo, LetterboxTransform, YoloLayer, decode_yolo,
                                 load_darknet_weights, parse_cfg, postprocess, preprocess,
                                 write_darknet_weights)
 from posetracker.errors import ModelError
@@ -253,7 +253,7 @@ def test_bad_cfg_errors_name_the_line(tmp_path):
 
 def test_darknet_maxpool_padding():
     """size 2 stride 1 keeps the size (pad 0 before, 1 after); size 5 stride 1 pads 2 + 2."""
-    from estimators.darknet import MaxPoolLayer
+    from estimators.runtimes.darknet import MaxPoolLayer
 
     x = torch.arange(16.0).view(1, 1, 4, 4)
     y = MaxPoolLayer(2, 1, 1)(x)

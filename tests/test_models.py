@@ -135,8 +135,8 @@ def test_corrupted_or_missing_cache_entries(fetched, tmp_path, monkeypatch, caps
 def test_cache_gives_the_same_tensors_as_the_originals(fetched, models_dir):
     from safetensors.numpy import load_file
 
-    from estimators.darknet import DarknetYolo
-    from estimators.tfjs import read_tfjs_weights
+    from estimators.runtimes.darknet import DarknetYolo
+    from estimators.runtimes.tfjs import read_tfjs_weights
 
     cache = ModelCache(fetched)
     for name in ("movenet-lightning", "movenet-thunder"):

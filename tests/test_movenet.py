@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import estimators.tfjs as tfjs
+import estimators.runtimes.tfjs as tfjs
 from estimators.movenet import MoveNet, MoveNetHeads, square_crop
 from posetracker.errors import InputError
 from posetracker.schemas import COCO17

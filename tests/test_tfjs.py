@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from estimators.movenet import square_crop
-from estimators.tfjs import (TfjsGraph, load_tfjs_graph, read_tfjs_topology, read_tfjs_weights,
+from estimators.runtimes.tfjs import (TfjsGraph, load_tfjs_graph, read_tfjs_topology, read_tfjs_weights,
                              resize_bilinear_nchw)
 from posetracker.errors import ModelError
 

@@ -145,7 +145,7 @@ def test_centernet_peaks_match_tfjs_detections(detectors, data_dir):
 
 def test_rmpe_load_detector_by_format(models_dir):
     """estimators.rmpe.load_detector picks the implementation by the model file's format."""
-    from estimators.darknet import DarknetYolo
+    from estimators.runtimes.darknet import DarknetYolo
     from estimators.rmpe import load_detector
 
     assert isinstance(load_detector(models_dir / "yolo-fastest-1.1_body.cfg"), DarknetYolo)

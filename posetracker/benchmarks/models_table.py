@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from estimators.darknet import DarknetYolo
+    from estimators.runtimes.darknet import DarknetYolo
     from estimators.rmpe import PersonDetector, RMPEEstimator, load_detector, pick_device
     from estimators.sppe import load_sppe
     from evaluation.coco import evaluate_coco
