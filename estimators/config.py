@@ -75,6 +75,9 @@ class SPPEConfig:
             pose, and pose NMS then removed one of them).
         mask_margin: Enlargement of the box on each side before masking, as a fraction of its
             width and height (limbs the detector cut off stay in view).
+        refine: Sub-cell refinement of a heatmap SPPE's arg-max (TinyPose, FastPose ignores
+            it): ``dark`` (distribution-aware Taylor step), ``quarter`` (0.25 cell towards the
+            higher neighbour) or ``none`` (:func:`estimators.heatmaps.decode_heatmaps`).
     """
 
     model: str = "movenet-thunder"
@@ -85,6 +88,7 @@ class SPPEConfig:
     stn_checkpoint: str = ""
     mask_outside_box: bool = False
     mask_margin: float = 0.1
+    refine: Literal["dark", "quarter", "none"] = "dark"
 
     def __post_init__(self) -> None:
         if self.scale_factor <= 0:
@@ -93,6 +97,8 @@ class SPPEConfig:
             raise ValueError("mask_margin must be >= 0")
         if self.batch_size <= 0:
             raise ValueError("batch_size must be positive")
+        if self.refine not in ("dark", "quarter", "none"):
+            raise ValueError(f"refine must be dark, quarter or none, got {self.refine!r}")
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,9 @@ class PersonDetector:
 
 def load_detector(topology: str | Path, weights: str | Path | None = None,
                   device: torch.device | str = "cpu"):
-    """A person detector from its files, by format: a Darknet YOLO
+    """A person detector from its files, by format: RTMDet (``.onnx``,
+    :func:`estimators.rtmdet.load_rtmdet`), PicoDet (OpenVINO IR ``.xml`` and its ``.bin``,
+    :func:`estimators.picodet.load_picodet`), a Darknet YOLO
     (:class:`estimators.runtimes.darknet.DarknetYolo`) from its ``.cfg`` and weights (``.weights`` or
     ``.safetensors``; default: the ``.weights`` beside the ``.cfg``), or a TF.js CenterNet/NanoDet
     (:func:`estimators.tfjs_detectors.load_tfjs_detector`) from its ``model.json`` and weights
@@ -161,11 +163,20 @@ def load_detector(topology: str | Path, weights: str | Path | None = None,
             from estimators.tfjs_detectors import load_tfjs_detector
 
             return load_tfjs_detector(topology, weights).to(device)
+        case ".xml":
+            from estimators.picodet import load_picodet
+
+            return load_picodet(topology, weights).to(device)
+        case ".onnx":
+            from estimators.rtmdet import load_rtmdet
+
+            return load_rtmdet(topology).to(device)
         case ".cfg":
             pass
         case _:
-            raise ModelError(f"{topology}: not a supported person detector (use a Darknet YOLO "
-                             ".cfg or a TF.js CenterNet/NanoDet model.json)")
+            raise ModelError(f"{topology}: not a supported person detector (use RTMDet .onnx, "
+                             "PicoDet IR .xml, a Darknet YOLO .cfg or a TF.js CenterNet/NanoDet "
+                             "model.json)")
     weights = Path(weights) if weights is not None else topology.with_suffix(".weights")
     if not weights.is_file():
         raise ModelError(f"{topology}: weights {weights} not found")
@@ -199,7 +210,8 @@ class RMPEEstimator:
         device = pick_device(config.device)
         s = config.sppe
         sppe = load_sppe(paths.sppe, weights=paths.sppe_weights, device=device,
-                         flip_test=s.flip_test, half=s.half, batch_size=s.batch_size)
+                         flip_test=s.flip_test, half=s.half, batch_size=s.batch_size,
+                         refine=s.refine)
         detector = None
         if with_detector:
             d = config.detector

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from estimators.heatmaps import heatmap_peaks
 from posetracker.errors import ModelError
 from posetracker.schemas import COCO17, KeypointSchema
 
@@ -98,9 +99,10 @@ class SPPE:
         self.half = self.half and self.device.type == "cuda"
         return self
 
-    def _run(self, crops: torch.Tensor, heatmaps: bool, candidates: int) -> SPPEOutput:
+    def _run(self, crops: torch.Tensor, heatmaps: bool, candidates: int,
+             flip: bool = False) -> SPPEOutput:
         x = crops.to(self.device, torch.float16 if self.half else torch.float32)
-        opts = {}
+        opts = {"flip": True} if flip else {}
         if heatmaps:
             opts["return_heatmaps"] = True
         if candidates:
@@ -118,6 +120,10 @@ class SPPE:
         )
 
     def _run_flip(self, crops: torch.Tensor, heatmaps: bool, candidates: int) -> SPPEOutput:
+        if self.flip_test and getattr(self.network, "flips_heatmaps", False):
+            # Heatmap nets average the two views' maps before decoding (sharper than averaging
+            # decoded joints): one call with the mirrored crops in the same batch.
+            return self._run(crops, heatmaps, candidates, flip=True)
         out = self._run(crops, heatmaps, candidates)
         if not self.flip_test:
             return out
@@ -181,19 +187,6 @@ def unflip_cells(mirrored: torch.Tensor, own: torch.Tensor, dim: int) -> torch.T
     return back
 
 
-def heatmap_peaks(heatmaps: torch.Tensor, count: int, stride: float) -> torch.Tensor:
-    """Up to ``count`` local maxima per heatmap, best first: ``(m, k, hh, hw)`` ->
-    ``(m, k, count, 3)`` x, y in crop pixels (cell centres), value; missing peaks have value 0."""
-    m, k, hh, hw = heatmaps.shape
-    pooled = torch.nn.functional.max_pool2d(heatmaps, 3, stride=1, padding=1)
-    peaks = torch.where(heatmaps == pooled, heatmaps, torch.full_like(heatmaps, -torch.inf))
-    val, idx = peaks.reshape(m, k, -1).topk(min(count, hh * hw), dim=-1)
-    x = (idx % hw).to(heatmaps.dtype) * stride + (stride - 1) / 2
-    y = (idx // hw).to(heatmaps.dtype) * stride + (stride - 1) / 2
-    val = torch.where(torch.isfinite(val), val, torch.zeros_like(val)).clamp_min(0)
-    return torch.stack([x, y, val], dim=-1)
-
-
 class MoveNetNet(nn.Module):
     """MoveNet SinglePose (:class:`estimators.movenet.MoveNet`) as an SPPE network.
 
@@ -251,19 +244,26 @@ class FastPoseNet(nn.Module):
 
 def load_sppe(path: str | Path, *, weights: str | Path | None = None,
               device: torch.device | str = "cpu", flip_test: bool = False, half: bool = False,
-              batch_size: int = 64) -> SPPE:
+              batch_size: int = 64, refine: str = "dark") -> SPPE:
     """Build the SPPE stored in model files (registry names are the application's business:
     :func:`posetracker.build.sppe_files` resolves them to these paths).
 
     Args:
         path: A MoveNet TF.js ``model.json`` (its weights in the ``.bin`` beside it, or in a
-            ``.safetensors`` of the same stem, as ``posetracker models`` caches them), or a
+            ``.safetensors`` of the same stem, as ``posetracker models`` caches them), a
+            heatmap SPPE in OpenVINO IR (``.xml``, its ``.bin`` beside it: PP-TinyPose), or a
             FastPose checkpoint ``.pth``/``.pt``/``.safetensors``.
-        weights: For MoveNet, a ``.safetensors`` of the dequantized weights to use instead.
+        weights: For MoveNet, a ``.safetensors`` of the dequantized weights to use instead; for
+            an IR, its ``.bin`` when not beside the ``.xml``.
         device, flip_test, half, batch_size: See :class:`SPPE`.
+        refine: Sub-cell refinement of heatmap SPPEs (:func:`estimators.heatmaps.decode_heatmaps`).
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix == ".xml":
+        net, size = _ir_heatmap_net(path, weights, refine)
+        return SPPE(net.to(device), size, flip_test=flip_test, half=half, batch_size=batch_size,
+                    name=path.stem)
     if suffix == ".json":
         from estimators.movenet import MoveNet
 
@@ -289,3 +289,28 @@ def load_sppe(path: str | Path, *, weights: str | Path | None = None,
                          "FastPose .pth/.safetensors)")
     return SPPE(net.to(device), size, flip_test=flip_test, half=half, batch_size=batch_size,
                 name=kind)
+
+
+def _ir_heatmap_net(xml: Path, weights: str | Path | None, refine: str
+                    ) -> tuple[nn.Module, tuple[int, int]]:
+    """A COCO-17 top-down heatmap net in OpenVINO IR (PP-TinyPose) as a :class:`HeatmapNet`:
+    input ``(1, 3, h, w)``, one 4-D output ``(1, 17, h / s, w / s)`` (the heatmaps)."""
+    from estimators.heatmaps import HeatmapNet
+    from estimators.runtimes.openvino_ir import load_openvino_ir
+
+    module = load_openvino_ir(xml, weights)
+    shape = tuple(module.input_shape)
+    if len(shape) != 4 or shape[1] != 3:
+        raise ModelError(f"{xml}: input {module.input_name} has shape {shape}, not (N, 3, H, W)")
+    size = (int(shape[2]), int(shape[3]))
+    x = torch.zeros(1, 3, *size)
+    with torch.inference_mode():
+        outs = module(x)
+    maps = [n for n, t in outs.items() if t.dim() == 4]
+    if len(maps) != 1 or outs[maps[0]].shape[1] != COCO17.num_keypoints:
+        raise ModelError(f"{xml}: expected one heatmap output (1, {COCO17.num_keypoints}, h, w); "
+                         f"outputs: {', '.join(f'{n} {tuple(t.shape)}' for n, t in outs.items())}")
+    module.select_outputs([maps[0]])
+    net = HeatmapNet(module, size, flip_permutation=COCO17.flip_permutation, output=maps[0],
+                     refine=refine)
+    return net, size

@@ -22,7 +22,7 @@ def sppe_files(model: str, log: Callable[[str], None] = lambda s: None
     from posetracker.models import resolve_model
 
     r = resolve_model(model, log=log)
-    if r.format == "tfjs" and r.kind in ("sppe", None):
+    if r.format in ("tfjs", "openvino") and r.kind in ("sppe", None):
         return r.topology, r.weights
     if r.format == "fastpose":
         return r.weights, None

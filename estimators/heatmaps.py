@@ -1,0 +1,249 @@
+"""Joint heatmaps -> joint positions: arg-max decoding with sub-cell refinement, peaks, flip-back.
+
+Top-down heatmap SPPEs (FastPose, PP-TinyPose, HRNet-style nets) give one map per joint on a grid
+``stride`` times coarser than the crop (64x48 for a 256x192 crop). Decoding is done here, on
+batched tensors ``(m, k, hh, hw)``, in heatmap *cells* (x first); the caller maps cells to crop
+pixels with the convention its network was trained with (see :class:`HeatmapNet`).
+
+Two sub-cell refinements of the arg-max cell are offered (``refine``):
+
+- ``"quarter"``: move 0.25 cell towards the higher neighbour along x and y (Newell et al.'s
+  hourglass decode, used by AlphaPose and the Simple Baselines);
+- ``"dark"``: distribution-aware refinement (Zhang et al., "Distribution-Aware Coordinate
+  Representation for Human Pose Estimation", CVPR 2020): smooth the map with the training
+  Gaussian, take its logarithm, and move to the maximum of the second-order Taylor expansion of
+  the log-map around the arg-max (one Newton step, ``-H^-1 g``);
+- ``"none"``: the arg-max cell.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Refine = Literal["dark", "quarter", "none"]
+
+
+def argmax_cells(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Arg-max cell and value of every map: ``(m, k, hh, hw)`` -> ``(m, k, 2)`` long x, y and
+    ``(m, k)`` values."""
+    m, k, hh, hw = heatmaps.shape
+    values, idx = heatmaps.reshape(m, k, hh * hw).max(dim=2)
+    return torch.stack((idx % hw, idx // hw), dim=-1), values
+
+
+def _gather(maps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``maps[i, y_i, x_i]`` for flat ``maps`` ``(n, hh, hw)`` and index vectors ``(n,)``,
+    indices clamped into the map (callers mask the cells where clamping happened)."""
+    n, hh, hw = maps.shape
+    b = torch.arange(n, device=maps.device)
+    return maps[b, y.clamp(0, hh - 1), x.clamp(0, hw - 1)]
+
+
+def refine_quarter(heatmaps: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """Quarter-cell refinement of arg-max ``cells`` ``(m, k, 2)``: ``(m, k, 2)`` float cells.
+
+    1. Where the peak has both neighbours along an axis (``1 <= x <= hw - 2``), compare them.
+    2. Move 0.25 cell towards the higher one (no move when they are equal).
+    """
+    m, k, hh, hw = heatmaps.shape
+    maps = heatmaps.reshape(m * k, hh, hw)
+    x, y = cells[..., 0].reshape(-1), cells[..., 1].reshape(-1)
+    dx = _gather(maps, x + 1, y) - _gather(maps, x - 1, y)
+    dy = _gather(maps, x, y + 1) - _gather(maps, x, y - 1)
+    ok_x = (x >= 1) & (x <= hw - 2)
+    ok_y = (y >= 1) & (y <= hh - 2)
+    out = cells.to(heatmaps.dtype).reshape(-1, 2).clone()
+    out[:, 0] += torch.where(ok_x, 0.25 * torch.sign(dx), torch.zeros_like(dx))
+    out[:, 1] += torch.where(ok_y, 0.25 * torch.sign(dy), torch.zeros_like(dy))
+    return out.reshape(m, k, 2)
+
+
+def gaussian_kernel(sigma: float, size: int | None = None, dtype=torch.float32,
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+    """Normalised 1-D Gaussian ``(size,)`` (default size ``2 * ceil(3 sigma) + 1``)."""
+    size = size or 2 * math.ceil(3 * sigma) + 1
+    r = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    g = torch.exp(-r * r / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def smooth(heatmaps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of every map, zero padding, each map then rescaled to keep its
+    maximum (DARK's modulation: the blur only reshapes the peak)."""
+    m, k, hh, hw = heatmaps.shape
+    g = gaussian_kernel(sigma, dtype=heatmaps.dtype, device=heatmaps.device)
+    r = (g.numel() - 1) // 2
+    x = heatmaps.reshape(m * k, 1, hh, hw)
+    x = F.conv2d(x, g.view(1, 1, 1, -1), padding=(0, r))
+    x = F.conv2d(x, g.view(1, 1, -1, 1), padding=(r, 0)).reshape(m, k, hh, hw)
+    peak = heatmaps.amax(dim=(2, 3), keepdim=True)
+    now = x.amax(dim=(2, 3), keepdim=True)
+    return x * (peak / now.clamp_min(1e-12))
+
+
+def refine_dark(heatmaps: torch.Tensor, cells: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
+    """DARK refinement of arg-max ``cells`` ``(m, k, 2)``: ``(m, k, 2)`` float cells.
+
+    1. Smooth each map with the Gaussian of the training targets (``sigma`` cells; 2 for 64x48
+       maps) and rescale it to its old maximum.
+    2. Take ``L = log(max(map, 1e-10))``.
+    3. At the arg-max cell, gradient ``g`` by central differences and Hessian ``H`` by the
+       differences over two cells (``L[x+2] - 2 L[x] + L[x-2]``) / 4 and the mixed term.
+    4. Move by ``-H^-1 g`` where the cell has two cells of room on each side and ``H`` is
+       invertible; the move is clamped to one cell (a flat log-map can give a wild step).
+    """
+    m, k, hh, hw = heatmaps.shape
+    logm = torch.log(smooth(heatmaps, sigma).clamp_min(1e-10)).reshape(m * k, hh, hw)
+    x, y = cells[..., 0].reshape(-1), cells[..., 1].reshape(-1)
+
+    def at(ox: int, oy: int) -> torch.Tensor:
+        return _gather(logm, x + ox, y + oy)
+
+    c = at(0, 0)
+    gx = 0.5 * (at(1, 0) - at(-1, 0))
+    gy = 0.5 * (at(0, 1) - at(0, -1))
+    hxx = 0.25 * (at(2, 0) - 2 * c + at(-2, 0))
+    hyy = 0.25 * (at(0, 2) - 2 * c + at(0, -2))
+    hxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    det = hxx * hyy - hxy * hxy
+    room = (x >= 2) & (x <= hw - 3) & (y >= 2) & (y <= hh - 3)
+    ok = room & (det.abs() > 1e-12)
+    safe = torch.where(ok, det, torch.ones_like(det))
+    step_x = -(hyy * gx - hxy * gy) / safe
+    step_y = -(-hxy * gx + hxx * gy) / safe
+    step = torch.stack((step_x, step_y), dim=-1).clamp(-1.0, 1.0)
+    step = torch.where(ok[:, None], step, torch.zeros_like(step))
+    return (cells.to(heatmaps.dtype).reshape(-1, 2) + step).reshape(m, k, 2)
+
+
+def decode_heatmaps(heatmaps: torch.Tensor, refine: Refine = "dark", sigma: float = 2.0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joint cells and scores of heatmaps ``(m, k, hh, hw)``: ``(m, k, 2)`` float cells (x, y)
+    and ``(m, k)`` peak values (the raw maximum of each map)."""
+    cells, values = argmax_cells(heatmaps)
+    if refine == "dark":
+        out = refine_dark(heatmaps, cells, sigma)
+    elif refine == "quarter":
+        out = refine_quarter(heatmaps, cells)
+    elif refine == "none":
+        out = cells.to(heatmaps.dtype)
+    else:
+        raise ValueError(f"unknown heatmap refinement '{refine}' (dark, quarter or none)")
+    return out, values
+
+
+def heatmap_peaks(heatmaps: torch.Tensor, count: int, stride: float,
+                  offset: float | None = None) -> torch.Tensor:
+    """Up to ``count`` local maxima per heatmap, best first: ``(m, k, hh, hw)`` ->
+    ``(m, k, count, 3)`` x, y in crop pixels, value; missing peaks have value 0.
+
+    Cell ``i`` is put at crop pixel ``i * stride + offset``; the default offset
+    ``(stride - 1) / 2`` is the cell's centre (a cell covering pixels ``[i s, (i + 1) s)``).
+    """
+    m, k, hh, hw = heatmaps.shape
+    offset = (stride - 1) / 2 if offset is None else offset
+    pooled = F.max_pool2d(heatmaps, 3, stride=1, padding=1)
+    peaks = torch.where(heatmaps == pooled, heatmaps, torch.full_like(heatmaps, -torch.inf))
+    val, idx = peaks.reshape(m, k, -1).topk(min(count, hh * hw), dim=-1)
+    x = (idx % hw).to(heatmaps.dtype) * stride + offset
+    y = (idx // hw).to(heatmaps.dtype) * stride + offset
+    val = torch.where(torch.isfinite(val), val, torch.zeros_like(val)).clamp_min(0)
+    return torch.stack([x, y, val], dim=-1)
+
+
+def flip_back(mirrored: torch.Tensor, permutation: torch.Tensor | list[int],
+              shift: float) -> torch.Tensor:
+    """Heatmaps of mirrored crops brought back onto the original crop's grid.
+
+    1. Swap left/right joints (``permutation``) and mirror the maps along x.
+    2. The mirrored grid is offset from the original one by ``shift`` cells (for a net whose cell
+       ``i`` is crop pixel ``i * s``, mirroring a crop of width ``w = hw * s`` maps pixel ``p`` to
+       ``w - 1 - p``, so the original position ``i`` lies at ``i - (1 - 1/s)`` of the flipped
+       map: ``shift = 1 - 1/s``). Resample by linear interpolation along x: the value at ``i`` is
+       ``shift * F[i - 1] + (1 - shift) * F[i]`` (column 0 keeps ``F[0]``).
+
+    Args:
+        mirrored: ``(m, k, hh, hw)`` maps computed on ``torch.flip(crops, [3])``.
+        permutation: ``(k,)`` joint index of each joint's mirror image.
+        shift: Fraction of a cell in [0, 1] (1: a whole-cell roll).
+    """
+    if not 0.0 <= shift <= 1.0:
+        raise ValueError(f"shift must be in [0, 1], got {shift}")
+    perm = torch.as_tensor(permutation, device=mirrored.device, dtype=torch.long)
+    f = torch.flip(mirrored[:, perm], dims=[3])
+    prev = torch.cat([f[..., :1], f[..., :-1]], dim=3)
+    return shift * prev + (1.0 - shift) * f
+
+
+class HeatmapNet(nn.Module):
+    """A top-down heatmap network as an SPPE network (see :mod:`estimators.sppe`).
+
+    Input crops ``(m, 3, h, w)`` float RGB 0..255 are normalised (``(x / 255 - mean) / std``),
+    the backbone gives heatmaps ``(m, k, h / s, w / s)``, and the maps are decoded with
+    :func:`decode_heatmaps`. Cell ``i`` is crop pixel ``i * s + cell_offset``: 0 for nets trained
+    on targets centred at ``joint / s`` in pixel-index coordinates (HRNet, PP-TinyPose).
+
+    With ``flip``, the mirrored crops run in the same call and their maps are averaged with the
+    originals' (:func:`flip_back`) before decoding.
+
+    Args:
+        backbone: Module mapping normalised crops to heatmaps; if it returns a mapping,
+            ``output`` names the heatmap entry.
+        input_size: ``(h, w)`` pixels.
+        flip_permutation: ``(k,)`` mirror-image joint of each joint (for ``flip``).
+        mean, std: Per-channel normalisation of RGB values in [0, 1].
+        output: Key of the heatmaps in a mapping output.
+        refine: ``dark``, ``quarter`` or ``none`` (:func:`decode_heatmaps`).
+        sigma: Gaussian of the training targets, in cells (DARK's smoothing).
+        cell_offset: Crop pixel of cell 0.
+    """
+
+    #: :class:`estimators.sppe.SPPE` passes ``flip=True`` instead of flipping decoded joints.
+    flips_heatmaps = True
+
+    def __init__(self, backbone: nn.Module, input_size: tuple[int, int], *,
+                 flip_permutation, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                 output: str | None = None, refine: Refine = "dark", sigma: float = 2.0,
+                 cell_offset: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        self.input_size = tuple(input_size)
+        self.output = output
+        self.refine = refine
+        self.sigma = sigma
+        self.cell_offset = cell_offset
+        self.register_buffer("flip_perm", torch.as_tensor(flip_permutation, dtype=torch.long),
+                             persistent=False)
+        # Fold /255 into the scale: (x / 255 - mean) / std = x * a + b.
+        a = 1.0 / (255.0 * torch.tensor(std, dtype=torch.float32))
+        b = -torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)
+        self.register_buffer("scale", a.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("bias", b.view(1, 3, 1, 1), persistent=False)
+
+    def heatmaps(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw heatmaps ``(m, k, hh, hw)`` of crops ``(m, 3, h, w)`` RGB 0..255."""
+        out = self.backbone(x * self.scale.to(x.dtype) + self.bias.to(x.dtype))
+        return out[self.output] if isinstance(out, dict) else out
+
+    def forward(self, x: torch.Tensor, return_heatmaps: bool = False, candidates: int = 0,
+                flip: bool = False) -> dict:
+        m = x.shape[0]
+        if flip:
+            both = self.heatmaps(torch.cat([x, torch.flip(x, dims=[3])]))
+            stride = x.shape[-1] / both.shape[-1]
+            hm = 0.5 * (both[:m] + flip_back(both[m:], self.flip_perm, 1.0 - 1.0 / stride))
+        else:
+            hm = self.heatmaps(x)
+        stride = x.shape[-2] / hm.shape[-2]
+        cells, scores = decode_heatmaps(hm.float(), self.refine, self.sigma)
+        out = {"keypoints": cells * stride + self.cell_offset, "scores": scores.clamp(0, 1)}
+        if return_heatmaps:
+            out["heatmaps"] = hm
+        if candidates:
+            out["candidates"] = heatmap_peaks(hm.float(), candidates, stride, self.cell_offset)
+        return out

@@ -1,0 +1,92 @@
+"""PicoDet person detector (PaddleDetection PicoDet-S-LCNet pedestrian, exported to OpenVINO IR
+without NMS), run in torch through :mod:`estimators.runtimes.openvino_ir`.
+
+The export takes ``(N, 3, 320, 320)``: the whole image **resized** (not letterboxed) to the input,
+RGB / 255 normalised with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225). It
+returns every anchor point's box ``(N, 2125, 4)`` (x1, y1, x2, y2 in input pixels, decoded inside
+the graph) and its person score ``(N, 1, 2125)`` (sigmoid); thresholding, NMS and the map back to
+image pixels are done here with the detectors' shared step (:func:`estimators.runtimes.darknet.
+postprocess`, ``torchvision.ops.batched_nms``), so that every detector has the interface of
+:meth:`estimators.runtimes.darknet.DarknetYolo.detect`.
+
+Typical use::
+
+    det = load_picodet("picodet-s-320-pedestrian.xml")
+    boxes = det.detect([rgb_image], conf=0.3, nms=0.5)   # [(m, 5) xyxy + score]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from estimators.runtimes.darknet import postprocess, preprocess
+from posetracker.errors import ModelError
+
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+
+
+class PicoDetDetector(nn.Module):
+    """PicoDet on batches of RGB images.
+
+    Args:
+        graph: The IR module (:func:`estimators.runtimes.openvino_ir.load_openvino_ir`); outputs
+            one ``(N, B, 4)`` box tensor and one ``(N, 1, B)`` score tensor.
+    """
+
+    def __init__(self, graph: nn.Module):
+        super().__init__()
+        self.graph = graph.eval()
+        shape = tuple(graph.input_shape)
+        self._input_size = (int(shape[2]), int(shape[3]))
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        with torch.inference_mode():
+            outs = graph(torch.zeros(1, 3, *self._input_size))
+        boxes = [n for n, t in outs.items() if t.dim() == 3 and t.shape[-1] == 4]
+        scores = [n for n, t in outs.items() if t.dim() == 3 and t.shape[1] == 1]
+        if len(boxes) != 1 or len(scores) != 1:
+            raise ModelError("not a PicoDet export without NMS: expected outputs boxes (1, B, 4) "
+                             "and scores (1, 1, B); got "
+                             + ", ".join(f"{n} {tuple(t.shape)}" for n, t in outs.items()))
+        self.boxes_name, self.scores_name = boxes[0], scores[0]
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) in pixels, fixed by the export."""
+        return self._input_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    @torch.inference_mode()
+    def detect(self, images, conf: float = 0.3, nms: float = 0.5, class_id: int | None = 0,
+               letterbox: bool = False, max_detections: int = 300) -> list[np.ndarray]:
+        """People on a batch of images: a list of (H, W, 3) uint8 RGB arrays (sizes may differ)
+        -> one (m, 5) float64 array per image (x1, y1, x2, y2 in image pixels, score), best
+        first. ``class_id`` must be 0 (person) or ``None``; ``letterbox`` is off by default,
+        as the model was trained on stretched images."""
+        if class_id not in (0, None):
+            raise ValueError(f"class_id {class_id}: PicoDet pedestrian has one class (0)")
+        images = list(images.cpu().numpy() if isinstance(images, torch.Tensor) else images)
+        if not images:
+            return []
+        batch, transforms = zip(*(preprocess(im, self.input_size, letterbox) for im in images))
+        x = (torch.from_numpy(np.stack(batch)).to(self.device) - self.mean) / self.std
+        out = self.graph(x)
+        boxes = out[self.boxes_name].float()
+        scores = out[self.scores_name].float().transpose(1, 2)  # (N, B, 1)
+        return postprocess([(boxes, scores)], transforms, [im.shape[:2] for im in images],
+                           conf, nms, 0, max_detections)
+
+
+def load_picodet(xml: str | Path, weights: str | Path | None = None) -> PicoDetDetector:
+    """PicoDet from its IR ``.xml`` (weights: the ``.bin`` beside it, or ``weights``)."""
+    from estimators.runtimes.openvino_ir import load_openvino_ir
+
+    return PicoDetDetector(load_openvino_ir(xml, weights))
