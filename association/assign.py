@@ -239,16 +239,17 @@ def associate_heatmaps(
     return associate(cand, boxes, box_scores, schema, config, person_weights, pose_scores)
 
 
-def heatmap_affines(crop_to_image: np.ndarray, stride: float) -> np.ndarray:
+def heatmap_affines(crop_to_image: np.ndarray, stride: float, offset: float = -0.5) -> np.ndarray:
     """Heatmap-cell -> image-pixel affines ``(n, 2, 3)`` from the SDTN's crop -> image affines.
 
-    Heatmap cell ``i`` lies at crop pixel ``i * stride - 0.5`` (pixel-index coordinates), the
-    convention of MoveNet's decode (fractions of the crop side) and of AlphaPose's FastPose decode.
+    Heatmap cell ``i`` lies at crop pixel ``i * stride + offset`` (pixel-index coordinates):
+    ``offset`` -0.5 is the convention of MoveNet's decode (fractions of the crop side) and of
+    AlphaPose's FastPose decode, 0 that of PP-TinyPose (targets centred at ``joint / stride``).
     """
     a = np.asarray(crop_to_image, dtype=np.float64).reshape(-1, 2, 3)
     out = a.copy()
     out[:, :, :2] *= stride
-    out[:, :, 2] -= 0.5 * a[:, :, :2].sum(axis=2)
+    out[:, :, 2] += offset * a[:, :, :2].sum(axis=2)
     return out
 
 
@@ -322,7 +323,8 @@ def associate_intermediates(
         return FramePoses.empty(schema), np.zeros(0, dtype=np.int64)
     aff = inter.affines
     aff = aff.double().cpu().numpy() if isinstance(aff, torch.Tensor) else np.asarray(aff, np.float64)
-    cells_to_image = heatmap_affines(aff, float(inter.heatmap_stride))
+    cells_to_image = heatmap_affines(aff, float(inter.heatmap_stride),
+                                     float(getattr(inter, "heatmap_offset", -0.5)))
     # image -> cells: invert each affine
     lin = cells_to_image[:, :, :2]
     inv = np.linalg.inv(lin)

@@ -244,6 +244,7 @@ class HeatmapNet(nn.Module):
         out = {"keypoints": cells * stride + self.cell_offset, "scores": scores.clamp(0, 1)}
         if return_heatmaps:
             out["heatmaps"] = hm
+            out["heatmap_offset"] = self.cell_offset
         if candidates:
             out["candidates"] = heatmap_peaks(hm.float(), candidates, stride, self.cell_offset)
         return out

@@ -72,6 +72,7 @@ class FrameIntermediates:
         keypoint_scores: ``(m, k)``.
         heatmaps: ``(m, k, hh, hw)`` raw SPPE heatmaps (CPU float32), or ``None``.
         heatmap_stride: Crop pixels per heatmap cell.
+        heatmap_offset: Crop pixel of heatmap cell 0 (see :class:`estimators.sppe.SPPEOutput`).
         candidates: ``(m, k, c, 3)`` multi-peak candidates x, y (image pixels), score; or ``None``.
         offsets: ``(m, k, hh, hw, 2)`` sub-cell offsets in heatmap cells, x first (CPU float32),
             when the SPPE regresses them (MoveNet) and heatmaps were asked for; else ``None``.
@@ -86,6 +87,7 @@ class FrameIntermediates:
     heatmap_stride: float = 1.0
     candidates: np.ndarray | None = None
     offsets: torch.Tensor | None = None
+    heatmap_offset: float = -0.5
 
 
 @dataclass(frozen=True)
@@ -376,5 +378,6 @@ class RMPEEstimator:
                     heatmaps=None if out.heatmaps is None else out.heatmaps[sl].cpu(),
                     heatmap_stride=out.heatmap_stride,
                     candidates=None if cand is None else cand[sl],
-                    offsets=None if out.offsets is None else out.offsets[sl].cpu()))
+                    offsets=None if out.offsets is None else out.offsets[sl].cpu(),
+                    heatmap_offset=out.heatmap_offset))
         return result

@@ -40,6 +40,9 @@ class SPPEOutput:
         scores: ``(m, k)`` float32 joint confidences in [0, 1].
         heatmaps: ``(m, k, hh, hw)`` raw heatmaps (model's own scale), or ``None``.
         heatmap_stride: Crop pixels per heatmap cell (``h / hh``).
+        heatmap_offset: Crop pixel (pixel-index coordinates) of heatmap cell 0: cell ``i`` lies at
+            ``i * heatmap_stride + heatmap_offset`` (-0.5 for MoveNet and FastPose, 0 for
+            PP-TinyPose/HRNet-style targets).
         offsets: ``(m, k, hh, hw, 2)`` float32 sub-cell offsets in cells, x first (MoveNet's
             regression: joint = cell + offset at any cell), with the heatmaps when the network
             gives them; else ``None``.
@@ -52,6 +55,7 @@ class SPPEOutput:
     heatmaps: torch.Tensor | None = None
     heatmap_stride: float = 1.0
     candidates: torch.Tensor | None = None
+    heatmap_offset: float = -0.5
     offsets: torch.Tensor | None = None
 
 
@@ -110,6 +114,7 @@ class SPPE:
         out = self.network(x, **opts)
         hm = _field(out, "heatmaps") if heatmaps else None
         off = _field(out, "offsets") if heatmaps else None
+        cell0 = _field(out, "heatmap_offset") if heatmaps else None
         return SPPEOutput(
             keypoints=_field(out, "keypoints").float(),
             scores=_field(out, "scores").float(),
@@ -117,6 +122,7 @@ class SPPE:
             heatmap_stride=float(self.input_size[0] / hm.shape[-2]) if hm is not None else 1.0,
             candidates=_field(out, "candidates") if candidates else None,
             offsets=None if off is None else off.float(),
+            heatmap_offset=-0.5 if cell0 is None else float(cell0),
         )
 
     def _run_flip(self, crops: torch.Tensor, heatmaps: bool, candidates: int) -> SPPEOutput:
@@ -163,7 +169,7 @@ class SPPE:
             vals = [getattr(p, name) for p in parts]
             return None if vals[0] is None else torch.cat(vals)
         return SPPEOutput(cat("keypoints"), cat("scores"), cat("heatmaps"), parts[0].heatmap_stride,
-                          cat("candidates"), cat("offsets"))
+                          cat("candidates"), cat("offsets"), parts[0].heatmap_offset)
 
 
 def unflip_cells(mirrored: torch.Tensor, own: torch.Tensor, dim: int) -> torch.Tensor:
@@ -238,7 +244,7 @@ class FastPoseNet(nn.Module):
         if return_heatmaps:
             out["heatmaps"] = hm
         if candidates:
-            out["candidates"] = heatmap_peaks(hm.float(), candidates, stride)
+            out["candidates"] = heatmap_peaks(hm.float(), candidates, stride, offset=-0.5)
         return out
 
 
