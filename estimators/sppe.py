@@ -168,8 +168,10 @@ class SPPE:
         def cat(name):
             vals = [getattr(p, name) for p in parts]
             return None if vals[0] is None else torch.cat(vals)
-        return SPPEOutput(cat("keypoints"), cat("scores"), cat("heatmaps"), parts[0].heatmap_stride,
-                          cat("candidates"), cat("offsets"), parts[0].heatmap_offset)
+        return SPPEOutput(keypoints=cat("keypoints"), scores=cat("scores"),
+                          heatmaps=cat("heatmaps"), heatmap_stride=parts[0].heatmap_stride,
+                          candidates=cat("candidates"), heatmap_offset=parts[0].heatmap_offset,
+                          offsets=cat("offsets"))
 
 
 def unflip_cells(mirrored: torch.Tensor, own: torch.Tensor, dim: int) -> torch.Tensor:

@@ -144,12 +144,16 @@ def gt_boxes_lookup(dataset) -> tuple[dict[str, int], Callable[[str], np.ndarray
 
 
 def estimate_coco_images(estimator, dataset, images_dir: str | Path, batch: int,
-                         gt_boxes: bool = False) -> dict:
+                         gt_boxes: bool = False,
+                         boxes: Callable[[str], np.ndarray] | None = None) -> dict:
     """``{image_id: FramePoses}`` of ``estimator`` on every image of a COCO-layout ``dataset``
-    (files looked up by name in ``images_dir``), with the detector or the GT people's boxes."""
+    (files looked up by name in ``images_dir``), with the detector, the GT people's boxes
+    (``gt_boxes``), or ``boxes(file_name)`` ``(m, 5)`` (e.g. a detector's, computed once)."""
     from posetracker.sources import read_image
 
-    _, boxes_for = gt_boxes_lookup(dataset)
+    boxes_for = boxes
+    if gt_boxes:
+        _, boxes_for = gt_boxes_lookup(dataset)
     out = {}
     imgs = list(dataset.images)
     for s in range(0, len(imgs), batch):
@@ -161,8 +165,8 @@ def estimate_coco_images(estimator, dataset, images_dir: str | Path, batch: int,
             if not path.is_file():
                 raise InputError(f"{path}: image of {dataset.source} not found")
             frames.append(read_image(path))
-        boxes = [boxes_for(n) for n in names] if gt_boxes else None
-        for im, poses in zip(chunk, estimator.estimate(frames, boxes=boxes)):
+        given = None if boxes_for is None else [boxes_for(n) for n in names]
+        for im, poses in zip(chunk, estimator.estimate(frames, boxes=given)):
             out[int(im["id"])] = poses
     return out
 
