@@ -148,7 +148,7 @@ class PersonDetector:
 
 
 def load_detector(topology: str | Path, weights: str | Path | None = None,
-                  device: torch.device | str = "cpu"):
+                  device: torch.device | str = "cpu", input_size: int | None = None):
     """A person detector from its files, by format: RTMDet (``.onnx``,
     :func:`estimators.rtmdet.load_rtmdet`), PicoDet (OpenVINO IR ``.xml`` and its ``.bin``,
     :func:`estimators.picodet.load_picodet`), a Darknet YOLO
@@ -156,7 +156,10 @@ def load_detector(topology: str | Path, weights: str | Path | None = None,
     ``.safetensors``; default: the ``.weights`` beside the ``.cfg``), or a TF.js CenterNet/NanoDet
     (:func:`estimators.tfjs_detectors.load_tfjs_detector`) from its ``model.json`` and weights
     (``.safetensors``; default: the ``.bin`` beside it). Registry names are resolved by the
-    application (:func:`posetracker.build.detector_files`)."""
+    application (:func:`posetracker.build.detector_files`).
+
+    ``input_size``: square side in pixels for the detectors whose graphs take any size (RTMDet,
+    Darknet YOLO; a multiple of 32); the PicoDet and TF.js graphs fix theirs and ignore it."""
     from estimators.runtimes.darknet import DarknetYolo
 
     topology = Path(topology)
@@ -172,7 +175,8 @@ def load_detector(topology: str | Path, weights: str | Path | None = None,
         case ".onnx":
             from estimators.rtmdet import load_rtmdet
 
-            return load_rtmdet(topology).to(device)
+            size = (input_size, input_size) if input_size else (320, 320)
+            return load_rtmdet(topology, input_size=size).to(device)
         case ".cfg":
             pass
         case _:
@@ -182,7 +186,10 @@ def load_detector(topology: str | Path, weights: str | Path | None = None,
     weights = Path(weights) if weights is not None else topology.with_suffix(".weights")
     if not weights.is_file():
         raise ModelError(f"{topology}: weights {weights} not found")
-    return DarknetYolo.from_files(topology, weights).to(device)
+    yolo = DarknetYolo.from_files(topology, weights).to(device)
+    if input_size:  # fully convolutional with anchors in input pixels: any multiple of 32 works
+        yolo.input_size = (input_size, input_size)
+    return yolo
 
 
 class RMPEEstimator:
@@ -219,13 +226,7 @@ class RMPEEstimator:
             d = config.detector
             if paths.detector is None:
                 raise ModelError("no detector model file given (pass boxes, or a detector)")
-            from estimators.runtimes.darknet import DarknetYolo
-
-            yolo = load_detector(paths.detector, paths.detector_weights, device)
-            if isinstance(yolo, DarknetYolo):
-                # Fully convolutional with anchors in input pixels: any multiple of 32 works.
-                # (The TF.js detectors' graphs fix their input size.)
-                yolo.input_size = (d.input_size, d.input_size)
+            yolo = load_detector(paths.detector, paths.detector_weights, device, d.input_size)
             detector = PersonDetector(yolo, conf_threshold=d.conf_threshold,
                                       nms_threshold=d.nms_threshold, max_people=d.max_people,
                                       min_box_size=d.min_box_size)

@@ -57,6 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from estimators.runtimes.kernels import (PackedConvWeight, conv2d, packed_conv2d, use_packed,
+                                         zero_pad_channels_last)
 from posetracker.errors import ModelError
 
 # Byte sizes and numpy types of the TF.js manifest dtypes (stored, i.e. before dequantization).
@@ -333,23 +335,6 @@ def _activation(name: str | None, alpha: float) -> Callable[[torch.Tensor], torc
 _ACTIVATIONS = ("Relu", "Relu6", "LeakyRelu", "Elu", "Sigmoid", "Tanh")
 
 
-def _zero_pad_channels_last(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
-    """Zero-pad an (N, C, H, W) tensor into channels-last memory.
-
-    Same result as ``F.pad``, which fills the whole output with zeros before copying; here only
-    the border is zeroed (this pad sits before every stride-2 conv, on the largest tensors).
-    """
-    n, c, h, w = x.shape
-    out = torch.empty((n, c, top + h + bottom, left + w + right), dtype=x.dtype, device=x.device,
-                      memory_format=torch.channels_last)
-    out[:, :, top:top + h, left:left + w].copy_(x)
-    out[:, :, :top].zero_()
-    out[:, :, top + h:].zero_()
-    out[:, :, top:top + h, :left].zero_()
-    out[:, :, top:top + h, left + w:].zero_()
-    return out
-
-
 class _Conv(_LayoutOp):
     """Conv2D / DepthwiseConv2dNative with bias and activation folded in; stores NCHW.
 
@@ -370,15 +355,9 @@ class _Conv(_LayoutOp):
         self.register_buffer("bias", None if bias is None else bias.contiguous())
         self.stride, self.dilation, self.padding = stride, dilation, padding
         self.act = _activation(activation, alpha)
-        # (key, weight in oneDNN's own blocked layout) for dense float32 CPU convs: reordering the
+        # The weight in oneDNN's own blocked layout for dense float32 CPU convs: reordering the
         # weight on every call costs as much as a 1x1 conv on an 8x8 map with 1680 channels.
-        # A cache, not a buffer: rebuilt when the weight, its version or the input shape changes.
-        self._packed: tuple[tuple[Any, ...], torch.Tensor] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)  # copy.deepcopy / pickle: oneDNN tensors have no storage to copy
-        state["_packed"] = None
-        return state
+        self._packed = PackedConvWeight()
 
     def _pads(self, h: int, w: int) -> tuple[int, int, int, int]:
         if self.padding == "VALID":
@@ -409,50 +388,14 @@ class _Conv(_LayoutOp):
             pad = (max(top, bottom), max(left, right))
             x = x.contiguous(memory_format=torch.channels_last)
         else:  # dense conv: 7/9 more multiply-adds would cost more than padding the input once
-            x = _zero_pad_channels_last(x, top, bottom, left, right)
+            x = zero_pad_channels_last(x, top, bottom, left, right)
             pad = (0, 0)
-        packed = groups == 1 and _HAS_PACKED_CONV and _onednn_float32(x)
-        if packed and not (torch.is_grad_enabled() and x.requires_grad):  # the packed op has no gradient
-            y = torch.ops.mkldnn._convolution_pointwise(x, self._packed_weight(x, pad), self.bias, list(pad),
-                                                        list(self.stride), list(self.dilation), 1, "none", [], "")
+        if groups == 1 and use_packed(x, weight):  # not under autograd: the packed op has no gradient
+            packed = self._packed.get(weight, x, pad, self.stride, self.dilation)
+            y = packed_conv2d(x, packed, self.bias, pad, self.stride, self.dilation)
         else:
-            y = _conv2d(x, weight, self.bias, self.stride, pad, self.dilation, groups)
+            y = conv2d(x, weight, self.bias, self.stride, pad, self.dilation, groups)
         return [self.act(y)], [NCHW_STORED]
-
-    def _packed_weight(self, x: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
-        # Not keyed on the batch size: batch slices of 1 and 2 images share the packed weight
-        # (oneDNN reorders it itself should another batch size want another layout).
-        key = (self.weight.data_ptr(), self.weight._version, tuple(x.shape[1:]), pad)
-        if self._packed is None or self._packed[0] != key:
-            packed = torch.ops.mkldnn._reorder_convolution_weight(
-                self.weight, list(pad), list(self.stride), list(self.dilation), 1, list(x.shape))
-            self._packed = (key, packed)
-        return self._packed[1]
-
-
-# oneDNN convolution on a weight reordered once into its blocked layout (the ops torch's own
-# compiler uses for CPU convs); absent from torch builds without oneDNN.
-_HAS_PACKED_CONV = hasattr(torch.ops.mkldnn, "_reorder_convolution_weight") and \
-    hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-
-
-def _conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
-            padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> torch.Tensor:
-    """``F.conv2d``, but float32 CPU convolutions always go to oneDNN.
-
-    ``F.conv2d`` sends 1x1 convolutions of a single image on one thread to its im2col + GEMM
-    fallback (and copies the result into channels-last memory); oneDNN on channels-last input and
-    weight is about twice as fast there, and it is already the choice for every other conv.
-    """
-    if _onednn_float32(x):
-        return torch.mkldnn_convolution(x, weight, bias, padding, stride, dilation, groups)
-    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-
-
-def _onednn_float32(x: torch.Tensor) -> bool:
-    """Whether a conv of ``x`` runs on oneDNN: float32 on the CPU, with oneDNN built and enabled."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-            and torch.backends.mkldnn.enabled)
 
 
 class _Pool(_LayoutOp):

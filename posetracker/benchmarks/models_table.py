@@ -102,7 +102,6 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from estimators.runtimes.darknet import DarknetYolo
     from estimators.rmpe import PersonDetector, RMPEEstimator, load_detector, pick_device
     from estimators.sppe import load_sppe
     from evaluation.coco import evaluate_coco
@@ -129,9 +128,7 @@ def run(args: argparse.Namespace) -> int:
     d = config.detector
     detections: dict[str, dict[str, np.ndarray]] = {}  # detector -> file name -> (m, 5)
     for name in args.detectors:
-        yolo = load_detector(*detector_files(name), device)
-        if isinstance(yolo, DarknetYolo):  # the other detectors fix their input size
-            yolo.input_size = (d.input_size, d.input_size)
+        yolo = load_detector(*detector_files(name), device, d.input_size)
         det = PersonDetector(yolo, conf_threshold=d.conf_threshold,
                              nms_threshold=d.nms_threshold, max_people=d.max_people,
                              min_box_size=d.min_box_size)

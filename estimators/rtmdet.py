@@ -1,0 +1,205 @@
+"""RTMDet-nano person detector (OpenMMLab ``rtmdet_nano_8xb32-100e_coco-obj365-person``, the
+detector of the RTMPose project), from its mmdeploy "end2end" ONNX export, run in torch through
+:mod:`estimators.runtimes.onnx_graph`.
+
+The export takes ``input`` (N, 3, H, W) float (320x320 here): the image in **BGR**, resized
+keeping its aspect ratio so that it fits (mmcv: new size ``int(side * scale + 0.5)``, bilinear),
+placed at the **top-left** of an H x W canvas filled with 114, then normalised with mean
+(103.53, 116.28, 123.675) and std (57.375, 57.12, 58.395) (B, G, R order). Inside the graph the
+three heads (strides 8, 16, 32: 2100 anchor points at 320x320) are decoded into boxes (x1, y1, x2,
+y2 in input pixels) and sigmoid person scores, the best ``min(5000, B)`` are kept by a TopK
+("pre_top_k"), and ``NonMaxSuppression`` runs with the thresholds stored in the file (read back
+at load, see :attr:`RTMDetDetector.graph_nms`): for the published file **iou_threshold 0.6,
+score_threshold 0.05, max_output_boxes_per_class 200**, followed by a TopK that keeps the best
+**100** per image ("keep_top_k"; ``dets`` is zero-padded, ``labels`` -1 there).
+
+Here the graph is cut right before ``NonMaxSuppression``: its two inputs, boxes (N, B, 4) and
+scores (N, 1, B) sorted by score, are computed in torch, and thresholding, NMS
+(``torchvision.ops.batched_nms``, one group per image, suppressing IoU > ``nms`` as onnxruntime
+does), the map back to image pixels (``/ scale``, per axis) and the clip to the image are done
+here with the caller's thresholds. With ``conf=0.05, nms=0.6, max_detections=100`` the result is
+the file's own ``dets`` mapped back (tested against onnxruntime on COCO images: the same boxes in
+the same order, scores within 1e-5, corners within 1e-3 px where the score is >= 0.3 and a few
+hundredths of a pixel on the weakest boxes, float32 sums in another order).
+
+Typical use::
+
+    det = load_rtmdet("rtmdet-nano-person.onnx")
+    boxes = det.detect([rgb_image], conf=0.3, nms=0.6)   # [(m, 5) xyxy + score]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from posetracker.errors import ModelError
+
+_MEAN_BGR = (103.53, 116.28, 123.675)
+_STD_BGR = (57.375, 57.12, 58.395)
+_PAD_VALUE = 114
+
+
+@dataclass(frozen=True)
+class GraphNMS:
+    """The NMS settings stored in an mmdeploy export (inputs of its ``NonMaxSuppression``)."""
+    iou_threshold: float
+    score_threshold: float
+    max_output_boxes_per_class: int
+
+
+def letterbox_top_left(image: np.ndarray, input_size: tuple[int, int], letterbox: bool = True,
+                       pad_value: int = _PAD_VALUE) -> tuple[np.ndarray, tuple[float, float]]:
+    """An (H, W, 3) uint8 image -> the (h, w, 3) uint8 network canvas and (scale_x, scale_y)
+    (input pixels per image pixel).
+
+    ``letterbox``: mmdet's keep-ratio resize (new side ``int(side * scale + 0.5)``) at the
+    top-left, the rest ``pad_value``; otherwise the image is stretched to the whole input.
+    """
+    import cv2
+
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    h, w = image.shape[:2]
+    net_h, net_w = input_size
+    if not letterbox:
+        return cv2.resize(image, (net_w, net_h), interpolation=cv2.INTER_LINEAR), \
+            (net_w / w, net_h / h)
+    scale = min(net_w / w, net_h / h)
+    new_w, new_h = min(net_w, max(1, int(w * scale + 0.5))), min(net_h, max(1, int(h * scale + 0.5)))
+    out = np.full((net_h, net_w, 3), pad_value, np.uint8)
+    out[:new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    # mmdet maps boxes back with the per-axis ratio of the rounded size.
+    return out, (new_w / w, new_h / h)
+
+
+def _constant(model: Any, name: str) -> np.ndarray | None:
+    from onnx import numpy_helper
+
+    for init in model.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            for a in node.attribute:
+                if a.name == "value":
+                    return numpy_helper.to_array(a.t)
+    return None
+
+
+def find_nms(model: Any, source: str) -> tuple[str, str, GraphNMS]:
+    """The boxes and scores tensor names that feed the graph's ``NonMaxSuppression``, and its
+    stored thresholds."""
+    nms = [n for n in model.graph.node if n.op_type == "NonMaxSuppression"]
+    if len(nms) != 1:
+        raise ModelError(f"{source}: not an mmdeploy RTMDet end2end export (expected one "
+                         f"NonMaxSuppression node, found {len(nms)})")
+    node = nms[0]
+    values = [_constant(model, name) if name else None for name in list(node.input)[2:5]]
+    values += [None] * (3 - len(values))
+    if any(v is None for v in values):
+        raise ModelError(f"{source}: NonMaxSuppression node {node.name!r}: thresholds are not "
+                         "constants")
+    max_out, iou, score = (np.asarray(v).reshape(-1)[0] for v in values)
+    return node.input[0], node.input[1], GraphNMS(float(iou), float(score), int(max_out))
+
+
+class RTMDetDetector(nn.Module):
+    """RTMDet on batches of RGB images.
+
+    Args:
+        graph: The export's graph cut before NMS (:func:`estimators.runtimes.onnx_graph.
+            load_onnx_graph` with ``outputs=[boxes_name, scores_name]``).
+        boxes_name, scores_name: Its outputs: boxes (N, B, 4) xyxy in input pixels and scores
+            (N, 1, B).
+        graph_nms: The NMS settings stored in the file (for reference; ``detect`` takes its own).
+        input_size: (height, width) the images are letterboxed to; the export's spatial dims are
+            symbolic, 320x320 is what the model was trained and published at.
+    """
+
+    def __init__(self, graph: nn.Module, boxes_name: str, scores_name: str, graph_nms: GraphNMS,
+                 input_size: tuple[int, int] = (320, 320)):
+        super().__init__()
+        self.graph = graph.eval()
+        self.boxes_name, self.scores_name = boxes_name, scores_name
+        self.graph_nms = graph_nms
+        self._input_size = (int(input_size[0]), int(input_size[1]))
+        self.register_buffer("mean", torch.tensor(_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD_BGR).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) in pixels of the network input."""
+        return self._input_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def preprocess(self, images: list[np.ndarray], letterbox: bool = True
+                   ) -> tuple[torch.Tensor, list[tuple[float, float]]]:
+        """RGB uint8 images -> the network input (N, 3, h, w) (BGR, normalised, on the device,
+        in the graph's float type) and each image's (scale_x, scale_y)."""
+        canvases, scales = zip(*(letterbox_top_left(im, self.input_size, letterbox)
+                                 for im in images))
+        x = torch.from_numpy(np.stack(canvases)).to(self.device)   # (N, h, w, 3) uint8 RGB
+        x = x.permute(0, 3, 1, 2).flip(1)                           # BGR, (N, 3, h, w)
+        dtype = self.mean.dtype
+        return (x.to(dtype) - self.mean) / self.std, list(scales)
+
+    @torch.inference_mode()
+    def detect(self, images, conf: float = 0.3, nms: float = 0.6, class_id: int | None = 0,
+               letterbox: bool = True, max_detections: int = 100) -> list[np.ndarray]:
+        """People on a batch of images: a list of (H, W, 3) uint8 RGB arrays (sizes may differ,
+        one forward call for all) -> one (m, 5) float64 array per image (x1, y1, x2, y2 in image
+        pixels, clipped to the image; score), best first.
+
+        ``conf``: minimum score kept (the file's own: 0.05); ``nms``: IoU above which a
+        lower-scored box is suppressed (the file's own: 0.6); ``max_detections``: per image
+        (the file's own: 100). ``class_id`` must be 0 (person) or ``None`` (the same: one class).
+        ``letterbox``: top-left letterbox as the model was trained (default); else stretch.
+        """
+        from torchvision.ops import batched_nms
+
+        if class_id not in (0, None):
+            raise ValueError(f"class_id {class_id}: RTMDet person has one class (0)")
+        images = list(images.cpu().numpy() if isinstance(images, torch.Tensor) else images)
+        if not images:
+            return []
+        x, scales = self.preprocess(images, letterbox)
+        out = self.graph(x)
+        boxes = out[self.boxes_name].float()         # (N, B, 4) input pixels
+        scores = out[self.scores_name].float()       # (N, 1, B)
+        if boxes.dim() != 3 or scores.dim() != 3 or scores.shape[1] != 1 \
+                or boxes.shape[:2] != (scores.shape[0], scores.shape[2]):
+            raise ModelError(f"RTMDet graph outputs boxes {tuple(boxes.shape)} and scores "
+                             f"{tuple(scores.shape)}; expected (N, B, 4) and (N, 1, B)")
+        img, idx = torch.nonzero(scores[:, 0] >= conf, as_tuple=True)
+        sel_boxes, sel_scores = boxes[img, idx], scores[img, 0, idx]
+        # NMS in input pixels, before any clipping: the graph's own NonMaxSuppression sees these.
+        keep = batched_nms(sel_boxes, sel_scores, img, nms)  # by decreasing score
+        img_k = img[keep]
+        result = []
+        for i, (im, (sx, sy)) in enumerate(zip(images, scales)):
+            k = keep[img_k == i][:max_detections]
+            b = sel_boxes[k].double()
+            h, w = im.shape[:2]
+            b[:, 0::2] = (b[:, 0::2] / sx).clamp(0, w)
+            b[:, 1::2] = (b[:, 1::2] / sy).clamp(0, h)
+            result.append(torch.cat([b, sel_scores[k, None].double()], dim=1).cpu().numpy())
+        return result
+
+
+def load_rtmdet(path: str | Path, input_size: tuple[int, int] = (320, 320)) -> RTMDetDetector:
+    """RTMDet from its mmdeploy end2end ``.onnx`` (NMS in the graph; cut off and done here)."""
+    from estimators.runtimes.onnx_graph import OnnxGraph, read_onnx
+
+    model = read_onnx(path)
+    boxes, scores, graph_nms = find_nms(model, str(path))
+    graph = OnnxGraph(model, outputs=[boxes, scores], source=str(path))
+    return RTMDetDetector(graph, boxes, scores, graph_nms, input_size)
