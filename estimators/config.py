@@ -17,16 +17,19 @@ class DetectorConfig:
     """Person detector stage.
 
     Attributes:
-        model: Registry name (``yolo-fastest-xl``, ``yolo-fastest-body``, ``centernet``,
-            ``nanodet``), a Darknet ``.cfg`` path whose ``.weights`` lie beside it, or a TF.js
-            CenterNet/NanoDet ``model.json`` path (the implementation follows the file format).
-            Default CenterNet: the best person-box AP50 (0.727) and recall (0.912) on COCO-mini
-            of the four, keypoint AP 0.479 behind Thunder at ``scale_factor`` 1.0 (Yolo-Fastest-XL:
-            0.484 at 1.25), and, unlike Yolo-Fastest, obtainable from a package registry.
-        input_size: Square letterbox side in pixels a Darknet detector runs at (the TF.js graphs
-            fix theirs: CenterNet 512, NanoDet 416, and ignore this). Yolo-Fastest's cfg says
-            320; 416 finds more small people (COCO-mini at conf 0.05: person-box AP50 0.59 vs 0.51,
-            recall of the keypoint-annotated people 0.85 vs 0.82) and raised keypoint AP by 0.027.
+        model: Registry name (``rtmdet-nano``, ``picodet-s-320``, ``centernet``, ``nanodet``,
+            ``yolo-fastest-xl``, ``yolo-fastest-body``) or a model file: an RTMDet ``.onnx``, a
+            PicoDet IR ``.xml``, a Darknet ``.cfg`` whose ``.weights`` lie beside it, or a TF.js
+            CenterNet/NanoDet ``model.json`` (the implementation follows the file format).
+            Default RTMDet-nano: on COCO-mini, keypoint AP behind it 0.617 (TinyPose-256, flip,
+            crop x1.25, masked; PicoDet 0.58, CenterNet's boxes behind MoveNet 0.479); see
+            ``docs/models.md``.
+        input_size: Square side in pixels of the detectors whose graphs take any size (RTMDet,
+            letterboxed; Darknet YOLO); PicoDet (320) and the TF.js graphs (CenterNet 512, NanoDet
+            416) fix theirs. RTMDet-nano was trained at 320; at 416 it finds more small people
+            (COCO-mini person-box AP 0.423 / 0.488 / 0.505 at 320 / 416 / 640, all non-crowd
+            people) and keypoint AP behind it was highest (0.571 / 0.599 / 0.571, TinyPose, no
+            flip). Yolo-Fastest's cfg says 320; 416 raised keypoint AP behind it by 0.027.
         conf_threshold: Minimum person score kept (objectness x class probability). Low, because
             the pose score re-ranks people later and COCO AP rewards recall; on COCO-mini 0.02,
             0.05 and 0.1 gave the same keypoint AP (0.2 lost 0.03), so 0.1 keeps fewer crops.
@@ -35,7 +38,7 @@ class DetectorConfig:
         min_box_size: Boxes whose shorter side is below this many pixels are dropped.
     """
 
-    model: str = "centernet"
+    model: str = "rtmdet-nano"
     input_size: int = 416
     conf_threshold: float = 0.1
     nms_threshold: float = 0.5
@@ -56,14 +59,18 @@ class SPPEConfig:
     """Single-person pose estimator stage (and the spatial transformer feeding it).
 
     Attributes:
-        model: Registry name or path: ``movenet-thunder``, ``movenet-lightning``, or a FastPose
-            checkpoint (``fast_res50_256x192.pth``).
+        model: Registry name or path: ``tinypose-256x192`` (default: COCO-mini keypoint AP with
+            ground-truth boxes 0.654 against MoveNet Thunder's 0.532), ``tinypose-128x96``,
+            ``movenet-thunder``, ``movenet-lightning``, a TinyPose-style heatmap IR ``.xml``, a
+            MoveNet ``model.json`` or a FastPose checkpoint (``fast_res50_256x192.pth``).
         scale_factor: The box (after padding to the SPPE's aspect ratio) is enlarged by this factor
-            before cropping, so that limbs the detector cut off are still in view. CenterNet's
-            boxes fit people tightly (IoU ~0.96 with ground truth), so 1.0 is best behind it on
-            COCO-mini (0.479 vs 0.453 at 1.25), as with ground-truth boxes (0.532 vs 0.486);
-            behind Yolo-Fastest-XL 1.25 beat 1.15 and 1.0.
-        flip_test: Also run the horizontally flipped crops and average (left/right swapped).
+            before cropping, so that limbs the detector cut off are still in view. 1.25 is
+            TinyPose's own training crop; on COCO-mini with ground-truth boxes 0.654 at 1.25 vs
+            0.646 at 1.0, and behind RTMDet 1.35 lost 0.028. (MoveNet Thunder behind CenterNet's
+            tight boxes was best at 1.0.)
+        flip_test: Also run the horizontally flipped crops and average (left/right swapped;
+            heatmap nets average the maps before decoding). Twice the SPPE work; COCO-mini behind
+            RTMDet 0.599 -> 0.617 (masked crops). ``track`` turns it off for speed.
         half: Run the SPPE in float16 on CUDA (ignored on CPU).
         batch_size: At most this many crops per SPPE forward call.
         stn_checkpoint: Optional trained STN (localization net) state dict; empty = the analytic
@@ -74,20 +81,23 @@ class SPPEConfig:
             more prominent neighbour instead (two people hugging: both boxes got the same person's
             pose, and pose NMS then removed one of them).
         mask_margin: Enlargement of the box on each side before masking, as a fraction of its
-            width and height (limbs the detector cut off stay in view).
+            width and height (limbs the detector cut off stay in view). TinyPose behind RTMDet
+            (flip) on COCO-mini: no mask 0.598 (no flip), margin 0.1 0.613, 0.2 0.617.
         refine: Sub-cell refinement of a heatmap SPPE's arg-max (TinyPose, FastPose ignores
             it): ``dark`` (distribution-aware Taylor step), ``quarter`` (0.25 cell towards the
             higher neighbour) or ``none`` (:func:`estimators.heatmaps.decode_heatmaps`).
+            COCO-mini, TinyPose-256 on ground-truth boxes x1.25: dark 0.654, quarter 0.650
+            (x1.0: 0.646 vs 0.641).
     """
 
-    model: str = "movenet-thunder"
-    scale_factor: float = 1.0
-    flip_test: bool = False
+    model: str = "tinypose-256x192"
+    scale_factor: float = 1.25
+    flip_test: bool = True
     half: bool = False
     batch_size: int = 64
     stn_checkpoint: str = ""
-    mask_outside_box: bool = False
-    mask_margin: float = 0.1
+    mask_outside_box: bool = True
+    mask_margin: float = 0.2
     refine: Literal["dark", "quarter", "none"] = "dark"
 
     def __post_init__(self) -> None:

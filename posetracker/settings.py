@@ -43,9 +43,14 @@ class OutputConfig:
         keypoint_threshold: In the PoseTrack files, joints scored below this are written as
             absent (``[0, 0, 0]``; the JSON lines keep every joint). The MOT metrics count every
             written joint that matches no ground truth as a false positive whatever its score, so
-            a joint is worth writing when it is more likely right than wrong: on the COCO subset,
-            Thunder's joints on people scored >= 0.075 were right (PCKh-like, per-joint OKS >= 0.5)
-            37 % of the time at scores 0.2-0.3 and 62 % at 0.3-0.4. 0 writes every joint.
+            a joint is worth writing when it adds more right joints than wrong ones. TinyPose's
+            joint scores (heatmap peaks) run higher than MoveNet's: on the COCO subset behind
+            RTMDet (people scored >= 0.075, per-joint OKS >= 0.5 = right, people on unannotated
+            or crowd regions ignored) they were right 27 % of the time at 0.5-0.6, 44 % at
+            0.6-0.7 and 60 % at 0.7-0.8 (MoveNet Thunder: 35 % at 0.2-0.3, 59 % at 0.3-0.4, where
+            0.3 was its threshold). With ``min_pose_score`` 0.2, a per-joint MOTA-like count
+            (right - wrong) / annotated was 0.377 / 0.379 / 0.373 at 0.4 / 0.5 / 0.6.
+            0 writes every joint. ``docs/models.md`` has the command.
         derive_head: In the PoseTrack files, fill ``head_bottom`` and ``head_top`` (which COCO
             models lack and PoseTrack scores) from the eyes, ears and shoulders
             (:func:`posetracker.schemas.derive_head_joints`).
@@ -55,8 +60,8 @@ class OutputConfig:
     jsonl: bool = True
     render_boxes: bool = False
     render_trail: int = 15
-    render_threshold: float = 0.3
-    keypoint_threshold: float = 0.3
+    render_threshold: float = 0.5
+    keypoint_threshold: float = 0.5
     derive_head: bool = True
 
     def __post_init__(self) -> None:
@@ -91,8 +96,10 @@ class PipelineConfig:
         min_pose_score: Poses whose person score (detector score x mean joint score) is below
             this are dropped before tracking, as PoseFlow drops low-scored poses: the detector's
             low-scored boxes (furniture, hands, far background) otherwise start ghost tracks and
-            pull real tracks off their people. On the COCO subset, 0.05 / 0.075 / 0.1 gave a
-            per-joint MOTA-like score of 0.32 / 0.42 / 0.41 (with ``keypoint_threshold`` 0.3).
+            pull real tracks off their people. On the COCO subset (TinyPose behind RTMDet, joints
+            written >= 0.5), 0.1 / 0.15 / 0.2 / 0.25 / 0.3 gave a per-joint MOTA-like count of
+            0.21 / 0.30 / 0.38 / 0.36 / 0.35 (MoveNet behind CenterNet had its best, 0.38, at
+            0.075 with joints >= 0.3).
         output: What is written.
     """
 
@@ -102,7 +109,7 @@ class PipelineConfig:
     pose_max_frames: int = 8
     pose_workers: int = 2
     threads: int = 0
-    min_pose_score: float = 0.075
+    min_pose_score: float = 0.2
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def torch_threads(self, cpu_count: int) -> int:

@@ -37,3 +37,5 @@ def no_network(monkeypatch):
         raise urllib.error.URLError("network disabled in tests")
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    # A user's local model folder would let the offline-error tests find the files.
+    monkeypatch.delenv("POSETRACKER_MODELS", raising=False)

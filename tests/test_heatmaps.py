@@ -115,3 +115,36 @@ def test_heatmap_net_decodes_to_crop_pixels_and_flip_is_consistent():
     flipped = net(x, flip=True)["keypoints"]
     assert np.abs(flipped.numpy() - kp.numpy()).max() < 0.5
     assert out["candidates"].shape == (2, 17, 2, 3)
+
+
+def test_dark_on_windows_equals_dark_on_whole_blurred_maps():
+    """DARK blurs only a window around each peak: the step must equal the one computed from
+    the whole blurred map (rescaled as DARK does), peaks near the border included."""
+    from estimators.heatmaps import argmax_cells, refine_dark, smooth
+
+    gen = torch.Generator().manual_seed(3)
+    hm = torch.rand(4, 17, 64, 48, generator=gen) * 0.2
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(48.0), indexing="ij")
+    for i in range(4):
+        for j in range(17):
+            cx, cy = torch.rand(2, generator=gen) * torch.tensor([47.0, 63.0])
+            hm[i, j] += torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 8.0)
+    cells, _ = argmax_cells(hm)
+    got = refine_dark(hm, cells)
+    logm = torch.log(smooth(hm, 2.0).clamp_min(1e-10)).reshape(-1, 64, 48)
+    x, y = cells[..., 0].reshape(-1), cells[..., 1].reshape(-1)
+    n = torch.arange(x.numel())
+
+    def at(ox, oy):
+        return logm[n, (y + oy).clamp(0, 63), (x + ox).clamp(0, 47)]
+    c = at(0, 0)
+    gx, gy = 0.5 * (at(1, 0) - at(-1, 0)), 0.5 * (at(0, 1) - at(0, -1))
+    hxx, hyy = 0.25 * (at(2, 0) - 2 * c + at(-2, 0)), 0.25 * (at(0, 2) - 2 * c + at(0, -2))
+    hxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    det = hxx * hyy - hxy * hxy
+    room = (x >= 2) & (x <= 45) & (y >= 2) & (y <= 61)
+    step = torch.stack((-(hyy * gx - hxy * gy) / det, -(-hxy * gx + hxx * gy) / det), -1)
+    step = torch.where(room[:, None], step.clamp(-1, 1), torch.zeros_like(step))
+    want = cells.float().reshape(-1, 2) + step
+    assert torch.allclose(got.reshape(-1, 2), want, atol=1e-4)
+    assert (step.abs().sum(1) > 0).sum() > 40   # the comparison is not all fall-backs

@@ -28,13 +28,16 @@ def add_estimator_options(p: argparse.ArgumentParser, threads: int = 0) -> None:
                    "see configs/estimator.yaml)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set nms.mode=alphapose (repeatable)")
-    g.add_argument("--pose-model", metavar="NAME|PATH", help="SPPE: movenet-thunder, "
-                   "movenet-lightning, or a model file (sets sppe.model)")
-    g.add_argument("--detector", metavar="NAME|PATH", help="person detector: registry name, "
+    g.add_argument("--pose-model", metavar="NAME|PATH", help="pose estimator: registry "
+                   "name (tinypose-256x192, tinypose-128x96, movenet-thunder, ...) or a model file "
+                   "(sets sppe.model)")
+    g.add_argument("--detector", metavar="NAME|PATH", help="person detector: registry name "
+                   "(rtmdet-nano, picodet-s-320, centernet, ...) or an RTMDet .onnx, PicoDet .xml, "
                    "Darknet .cfg or TF.js model.json path (sets detector.model)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to run (default auto)")
     g.add_argument("--half", action="store_true", help="float16 SPPE on CUDA")
-    g.add_argument("--flip", action="store_true", help="flip test (average with mirrored crops)")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip test: average with the mirrored crops (default: sppe.flip_test)")
     g.add_argument("--nms", choices=("rmpe", "alphapose", "none"), help="pose NMS mode")
     g.add_argument("--frame-batch", type=int, metavar="N", help="frames per detector/crop batch")
     g.add_argument("--threads", type=int, default=threads, metavar="N",
@@ -62,8 +65,8 @@ def estimator_config(args: argparse.Namespace):
             sets.append(f"{key}={v}")
     if getattr(args, "half", False):
         sets.append("sppe.half=true")
-    if getattr(args, "flip", False):
-        sets.append("sppe.flip_test=true")
+    if getattr(args, "flip", None) is not None:
+        sets.append(f"sppe.flip_test={'true' if args.flip else 'false'}")
     return load_config(EstimatorConfig, args.config, sets)
 
 
