@@ -342,3 +342,32 @@ def test_written_ids_count_up_from_zero_in_order_of_appearance(run):
     run(make_frames(7), FakeStages(people=2), Jumpy(), out, PipelineOptions(det_batch=2))
     ids = [list(p.track_ids) for p in out.poses]
     assert ids == [[0, 1]] * 3 + [[2, 3]] * 3 + [[4, 5]]
+
+
+def test_bench_pipeline_against_runs_both_settings_alternating(monkeypatch, tmp_path, capsys):
+    """``bench pipeline --against``: every round runs the settings and the alternative in turn,
+    each keeps its fastest run, and the ratio row compares those."""
+    import argparse
+
+    from posetracker.benchmarks import pipeline as bench
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    calls = []
+
+    def fake_measure(spec):
+        calls.append(spec["sets"])
+        fps = {0: 4.0, 1: 2.0, 2: 5.0, 3: 1.0}[len(calls) - 1]
+        return {"frames": 10, "people_per_frame": 1.0, "fps": fps, "cpu_s_per_frame": 0.1,
+                "peak_rss_mb": 100.0}
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    out = tmp_path / "rows.json"
+    args = argparse.Namespace(videos=[str(video)], device="cpu", half=False, set=["a=1"],
+                              against=["b=2"], modes="threaded", repeat=2, max_frames=10,
+                              threads=0, loop=0, loop_frames=5, out=str(out))
+    assert bench.run(args) == 0
+    assert [("b=2" in s) for s in calls] == [False, True, False, True]
+    assert all("a=1" in s for s in calls)
+    import json
+    ratio = [r for r in json.loads(out.read_text()) if "settings_over_against" in r]
+    assert ratio[0]["settings_over_against"] == 5.0 / 2.0

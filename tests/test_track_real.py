@@ -45,5 +45,5 @@ def test_two_people_tracked_with_the_real_models(tmp_path, data_dir, models_dir,
         assert (sc >= 0.5).all()
     assert len(left_ids) == 1
     meta = json.loads(out.read_text())["meta"]
-    assert meta["config"]["pipeline"]["min_pose_score"] == 0.2
+    assert meta["config"]["pipeline"]["min_pose_score"] == 0.15
     assert len(out.with_suffix(".jsonl").read_text().splitlines()) == 8

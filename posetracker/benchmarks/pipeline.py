@@ -18,6 +18,8 @@ warm-up frame excluded). The sequential runs are the same stages one after the o
 (torch limited to one thread too); the threaded runs use the pipeline's settings (by default two
 pose workers and torch threads shared out among them; ``--threads`` fixes the torch threads).
 CPU seconds per frame are reported too: on a shared machine they vary less than frames/s.
+``--against KEY=VALUE`` adds a second setting (other models, say) run alternating with the first,
+and prints the frames/s ratio of the two per video and mode.
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated modes (default: %(default)s)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                    help="settings override for every run, e.g. --set tracker.kind=iou")
+    p.add_argument("--against", action="append", default=[], metavar="KEY=VALUE",
+                   help="also run a second setting (these overrides on top of --set) alternating "
+                   "with the first, and print the speed ratio, e.g. --against "
+                   "estimator.sppe.model=movenet-thunder (repeatable)")
     p.add_argument("--out", metavar="FILE.json", help="also write the rows as JSON")
     p.set_defaults(func=run)
 
@@ -178,32 +184,43 @@ def run(args) -> int:
     if bad:
         raise InputError(f"--modes: unknown mode {bad[0]!r} (threaded, sequential, or '' for "
                          "the memory check only)")
+    variants = {"settings": sets}
+    if args.against:
+        variants["against"] = [*sets, *args.against]
     rows = []
     for v in videos:
-        got: dict[str, dict] = {}
-        # Modes alternate, --repeat rounds of them, and each mode keeps its fastest run: other
-        # load on the machine only ever slows a run down, and alternating spreads its drift
-        # over both modes.
+        got: dict[tuple[str, str], dict] = {}
+        # Modes (and settings) alternate, --repeat rounds of them, and each keeps its fastest
+        # run: other load on the machine only ever slows a run down, and alternating spreads its
+        # drift over all of them.
         for r in range(args.repeat):
-            for mode in modes:
-                row = measure({"video": str(v), "mode": mode, "passes": 1,
-                               "threads": args.threads, "max_frames": args.max_frames,
-                               "sets": sets})
-                rows.append({"video": v.name, "mode": mode, "round": r, **row})
-                print(f"{v.name:26s} {mode:10s} {row['frames']:4d} frames "
-                      f"{row['people_per_frame']:5.2f} people/frame {row['fps']:7.2f} frames/s "
-                      f"({row['cpu_s_per_frame']:.2f} CPU-s/frame) peak "
-                      f"{row['peak_rss_mb']:7.1f} MB", flush=True)
-                if mode not in got or row["fps"] > got[mode]["fps"]:
-                    got[mode] = row
-        if {"threaded", "sequential"} <= got.keys():
-            ratio = got["threaded"]["fps"] / got["sequential"]["fps"]
-            rows.append({"video": v.name, "mode": "ratio", "threaded_over_sequential": ratio,
-                         "threaded_fps": got["threaded"]["fps"],
-                         "sequential_fps": got["sequential"]["fps"]})
-            print(f"{v.name:26s} pipeline / sequential speed (best of {args.repeat}): "
-                  f"{got['threaded']['fps']:.2f} / {got['sequential']['fps']:.2f} frames/s = "
-                  f"{ratio:.2f}x", flush=True)
+            for name, variant_sets in variants.items():
+                for mode in modes:
+                    row = measure({"video": str(v), "mode": mode, "passes": 1,
+                                   "threads": args.threads, "max_frames": args.max_frames,
+                                   "sets": variant_sets})
+                    rows.append({"video": v.name, "mode": mode, "variant": name, "round": r,
+                                 **row})
+                    print(f"{v.name:26s} {name:8s} {mode:10s} {row['frames']:4d} frames "
+                          f"{row['people_per_frame']:5.2f} people/frame {row['fps']:7.2f} "
+                          f"frames/s ({row['cpu_s_per_frame']:.2f} CPU-s/frame) peak "
+                          f"{row['peak_rss_mb']:7.1f} MB", flush=True)
+                    if (name, mode) not in got or row["fps"] > got[name, mode]["fps"]:
+                        got[name, mode] = row
+        for name in variants:
+            if (name, "threaded") in got and (name, "sequential") in got:
+                t, q = got[name, "threaded"]["fps"], got[name, "sequential"]["fps"]
+                rows.append({"video": v.name, "mode": "ratio", "variant": name,
+                             "threaded_over_sequential": t / q, "threaded_fps": t,
+                             "sequential_fps": q})
+                print(f"{v.name:26s} {name}: pipeline / sequential speed (best of "
+                      f"{args.repeat}): {t:.2f} / {q:.2f} frames/s = {t / q:.2f}x", flush=True)
+        for mode in modes if len(variants) > 1 else ():
+            a, b = got["settings", mode]["fps"], got["against", mode]["fps"]
+            rows.append({"video": v.name, "mode": mode, "variant": "settings/against",
+                         "settings_over_against": a / b})
+            print(f"{v.name:26s} {mode}: settings / against (best of {args.repeat}): "
+                  f"{a:.2f} / {b:.2f} frames/s = {a / b:.2f}x", flush=True)
     if args.loop > 1:
         # The short input is one pass, the long one the same frames looped; each in its own
         # process, so each peak (ru_maxrss, transients included) is that run's alone. The long
