@@ -92,17 +92,40 @@ def test_track_bad_input_is_one_line_and_status_2(tmp_path, capsys, argv, messag
     assert err.startswith("posetracker: error:") and message in err and "\n" not in err
 
 
-def test_bench_tracking_on_bonn(data_dir, capsys):
+def test_bench_tracking_on_bonn(data_dir, capsys, tmp_path):
+    import pandas as pd
+
     bonn = data_dir / "bonn_posetrack" / "annolist" / "test" / "annolist.mat"
+    table = tmp_path / "t.csv"
     assert main(["bench", "tracking", "--bonn", str(bonn), "--videos", "2", "--noise", "none,high",
-                 "--trackers", "poseflow,none"]) == 0
+                 "--trackers", "poseflow,poseflow-landed,none", "--seed", "0",
+                 "--out", str(table)]) == 0
     out = capsys.readouterr().out
-    table, _, speed = out.partition("Speed:")
+    _, _, speed = out.partition("Speed:")
     assert "poseflow" in speed and "frames/s" in speed
-    rows = {tuple(line.split()[1:3]): line.split() for line in table.splitlines()
-            if line.split()[1:2] in (["none"], ["high"])}
-    mota = {k: float(v[3]) for k, v in rows.items()}
+    df = pd.read_csv(table).set_index(["noise", "tracker"])
+    assert set(df["seed"]) == {0}
+    assert {"MOTA", "IDF1", "ID switches", "person switches", "fragments", "misses",
+            "false pos.", "frames/s"} <= set(df.columns)
+    mota, idf1 = df["MOTA"], df["IDF1"]
     # Untouched ground truth tracked by PoseFlow is (nearly) perfect; a new id per frame is not.
-    assert mota[("none", "poseflow")] > 95.0
+    assert mota[("none", "poseflow")] > 95.0 and idf1[("none", "poseflow")] > 95.0
     assert mota[("none", "none")] < mota[("none", "poseflow")] - 50
+    assert idf1[("none", "none")] < 20.0
     assert mota[("high", "poseflow")] < mota[("none", "poseflow")]
+    # Look-ahead and filling beat the tracker before them on noisy poses.
+    assert mota[("high", "poseflow")] > mota[("high", "poseflow-landed")] + 2
+    assert df.loc[("high", "poseflow"), "fragments"] < df.loc[("high", "poseflow-landed"),
+                                                               "fragments"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seeds", "0,x"], "--seeds"),
+    (["--crossing", "ref.json"], "--crossing-frames"),
+    (["--trackers", "poseflow-nothing"], "unknown tracker"),
+])
+def test_bench_tracking_bad_options(data_dir, capsys, extra, message):
+    bonn = data_dir / "bonn_posetrack" / "annolist" / "test" / "annolist.mat"
+    assert main(["bench", "tracking", "--bonn", str(bonn), "--videos", "1", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("posetracker: error:") and message in err

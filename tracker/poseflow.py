@@ -1,37 +1,69 @@
 """PoseFlow tracking (Xiu et al., "Pose Flow: Efficient Online Pose Tracking", BMVC 2018).
 
-A *pose flow* is one person's poses across frames. The tracker runs the paper's two stages online:
+A *pose flow* is one person's poses across frames. Frames stay in a window of ``window`` frames
+and become final when they leave it, so every decision below may use the frames after the one it
+labels, up to the newest, without waiting for more future than the window already holds.
 
-**PF-Builder** (per new frame ``t``):
+**PF-Builder, online step** (per new frame ``t``; the whole builder with ``lookahead=0``):
     1. Close flows whose stop criterion holds: not extended for ``link_len`` frames, or a mean pose
        confidence ``s(Q) = s_box + mean(s_pose) + max(s_pose)`` over the last ``window`` frames
-       (missing frames count 0) below ``stop_score``. *Departure:* the paper stops a flow when its
-       windowed score ``F`` over the *next* frames falls below a threshold, looking at several
-       frames so that one occluded or blurred frame does not end it; online, we score the window
-       of frames just seen instead, which keeps that robustness without waiting for the future.
+       (missing frames count 0) below ``stop_score``.
     2. Candidate links: every open flow's last pose (moved by the flow's velocity) against every
        pose of frame ``t``. The link similarity combines box IoU, pose similarity (per-joint
-       Gaussian of the distance over the person's size, the paper's ``P_sim``) and, with images, the
+       Gaussian of the distance over the person's size, the paper's ``P_sim``), with images the
        share of ORB correspondences that fall in both joint neighbourhoods (the paper's ``K_sim``,
-       computed from DeepMatching there). Links below ``gate`` are not candidates (the paper's
-       candidate set ``T(P)``).
+       computed from DeepMatching there) and the torso colour histograms' agreement
+       (:mod:`tracker.appearance`). Links below ``gate`` are not candidates (the paper's candidate
+       set ``T(P)``).
     3. Hungarian assignment (``linear_sum_assignment``) maximises the summed link value: the link
        similarity weighted by the confidences ``s(Q)`` of the flow and the pose (``w_conf``).
-       *Departure:* the paper maximises, per flow, the summed confidence ``sum s(Q_i)`` of a chain
-       over ``T`` look-ahead frames (dynamic programming), which lets two flows claim one pose and
-       needs the future. We solve the one-frame version of that objective jointly for all flows
-       (one pose per flow, one flow per pose) so ids are available at once, and leave the look-ahead
-       repairs (missed poses, split flows) to PF-NMS over the window.
     4. Unmatched poses start new flows.
 
-**PF-NMS** (each frame, over the last ``window`` frames; see :mod:`tracker.pfnms`): merges redundant
-flows, re-links temporally disjoint flows of one person, and suppresses flows too short to be a
-person once their first frame leaves the window.
+**PF-Builder, look-ahead step** (``lookahead = L > 0``; once per frame ``s``, when frame
+``s + L`` has arrived, before ``s`` is final): the paper chooses, for each flow, the chain over the
+next frames that maximises the summed confidence ``sum s(Q_i)``, each pose in the candidate set of
+the one before, and stops a flow whose windowed score is too low. Solved here jointly for all
+flows, as an assignment of flow beginnings to chains:
+    1. Cut the flows at frame ``s``. *Heads* are the flows' parts before ``s`` whose last pose is
+       at most ``link_len`` frames back (a final one included). *Tails* are the chains the online
+       step built from ``s`` on: the parts from ``s`` of the flows with a pose at ``s``, the flows
+       that start in ``s + 1 .. s + L``, and a head's own continuation after a gap. A tail that
+       starts after ``s`` lets a head skip frames: the person was missed, or the head's flow took a
+       false positive while the person was missed.
+    2. Value of joining head ``h`` to tail ``c``: ``sum_i lookahead_decay^i sim_i q(c_i)`` over
+       the tail's poses ``c_i`` in frames ``s + i <= s + L``; ``sim_i`` is the link similarity of
+       the head's last pose moved by its velocity to frame ``s + i`` (geometry and appearance;
+       ORB correspondences exist between consecutive frames only), ``q`` weighs the confidence
+       ``s(c_i)`` as in the online step. This is the paper's confidence sum along the chain, each
+       term discounted by how well the chain continues the head's motion: a chain that swaps
+       people, or one that starts with a stray pose, loses to the chain of the person.
+    3. Candidates: the link to the tail's first pose passes ``gate`` (the paper's ``T(P)``) and
+       the tail's windowed score ``F = mean s(Q)`` over ``s .. s + L`` (missing frames count 0)
+       reaches ``stop_score`` (the paper's stop criterion, on the window ahead). The links the
+       online step made stay candidates.
+    4. Hungarian assignment of heads to tails (no pose in two flows), the links already made
+       counting ``lookahead_margin`` more (hysteresis: noise must not churn ids). A tail without a
+       head becomes a flow of its own (PF-NMS suppresses it if it is short), a head without a tail
+       ends there (it may be extended or re-linked later). A frame whose candidates are exactly
+       the links already made is left as it is, without computing values.
+    5. Re-label: the affected flows are cut at ``s`` and the tails join their new heads, which keep
+       their ids.
+
+**PF-NMS** (each frame, over the window; see :mod:`tracker.pfnms`): merges redundant flows,
+re-links temporally disjoint flows of one person, and suppresses flows too short to be a person
+once their first frame leaves the window.
+
+**Gap filling** (``fill_gaps``; see :mod:`tracker.fill`), when a frame leaves the window: a flow
+without a pose in that frame whose person was seen at most ``max_fill_gap`` frames before and is
+seen again in a later frame of the window gets a pose interpolated between the two sightings, with
+scores decayed by the distance to them; with ``fill_joints``, a joint missing from a detected pose
+is interpolated the same way. Filled poses are written in the frames they fill, with their flow's
+id; they never start, extend or merge flows.
 
 Ids: integers from 0, one per flow, unique within a frame, restarting on :meth:`reset`. A merged or
 re-linked flow keeps the id of the flow that started first (the id the viewer has already seen), so
 ids are not necessarily consecutive. :meth:`update` returns provisional ids for the newest frame;
-frames become final ``window - 1`` frames later (:meth:`pop_final`) or at :meth:`finish`.
+frames become final when they leave the window (:meth:`pop_final`) or at :meth:`finish`.
 """
 
 from __future__ import annotations
@@ -44,7 +76,9 @@ from scipy.optimize import linear_sum_assignment
 
 from posetracker.poses import FramePoses
 from tracker import pfnms
-from tracker.similarity import box_iou, person_scale, pose_confidence, pose_similarity
+from tracker.fill import Anchor, interpolate_box, interpolate_joints
+from tracker.similarity import (box_iou, box_iou_paired, person_scale, pose_confidence,
+                                pose_similarity, pose_similarity_paired)
 
 
 @dataclass(eq=False)
@@ -60,12 +94,18 @@ class _Slot:
     conf: np.ndarray      # (n,) s(Q)
     flow: np.ndarray      # (n,) flow id
     alive: np.ndarray     # (n,) False once merged into another pose
+    vel: np.ndarray       # (n, 2) the flow's velocity once extended by this pose
+    app: np.ndarray | None = None   # (n, B) torso histograms (with images)
     dist: np.ndarray | None = None  # cached intra-frame distances (PF-NMS)
     close: list = field(default_factory=list)  # index pairs closer than the merge threshold
 
     def index_of(self, flow_id: int) -> int:
         hit = np.flatnonzero((self.flow == flow_id) & self.alive)
         return int(hit[0]) if len(hit) else -1
+
+    def where(self) -> dict[int, int]:
+        """``{flow id: pose index}`` of the alive poses."""
+        return {int(f): i for i, f in enumerate(self.flow.tolist()) if self.alive[i]}
 
 
 @dataclass(eq=False)
@@ -83,10 +123,22 @@ class _Flow:
     recent: deque = field(default_factory=deque)  # (t, s(Q)) of the last frames
     closed: bool = False
     relink_checked: bool = False
+    app: np.ndarray | None = None  # running torso histogram (with images)
 
     @property
     def mean_conf(self) -> float:
         return self.conf_sum / max(self.count, 1)
+
+
+@dataclass(frozen=True)
+class _Head:
+    """A flow's part before a look-ahead boundary: its last pose there and the motion at it."""
+
+    flow: _Flow
+    t: int
+    kp: np.ndarray
+    box: np.ndarray
+    vel: np.ndarray
 
 
 def _centre(box: np.ndarray) -> np.ndarray:
@@ -94,12 +146,13 @@ def _centre(box: np.ndarray) -> np.ndarray:
 
 
 class PoseFlowTracker:
-    """Online PoseFlow tracker (PF-Builder + PF-NMS), in memory.
+    """Online PoseFlow tracker (PF-Builder with look-ahead, PF-NMS, gap filling), in memory.
 
     Args (defaults as :class:`tracker.config.PoseFlowConfig`, which documents each):
         link_len, window, gate, sigma, w_box, w_pose, w_orb, orb_window, gap_decay, use_motion,
         stop_score, nms, merge_threshold, merge_min_overlap, relink_threshold, relink_gap,
-        min_flow_len, min_flow_score, orb_features, w_conf.
+        min_flow_len, min_flow_score, orb_features, w_conf, lookahead, lookahead_decay,
+        lookahead_margin, fill_gaps, max_fill_gap, fill_decay, fill_joints, w_app.
 
     Use: ``update(poses, image)`` per frame (image optional, ``(h, w, 3)`` BGR uint8), collecting
     :meth:`pop_final` after each, then :meth:`finish`; or :func:`tracker.base.track_frames`.
@@ -112,9 +165,14 @@ class PoseFlowTracker:
                  merge_threshold: float = 0.35, merge_min_overlap: int = 2,
                  relink_threshold: float = 0.3, relink_gap: int = 60, min_flow_len: int = 4,
                  min_flow_score: float = 0.0, orb_features: int = 1000,
-                 w_conf: float = 1.0) -> None:
+                 w_conf: float = 1.0, lookahead: int = 7, lookahead_decay: float = 0.8,
+                 lookahead_margin: float = 0.2,
+                 fill_gaps: bool = True, max_fill_gap: int = 7, fill_decay: float = 0.9,
+                 fill_joints: bool = True, w_app: float = 1.0) -> None:
         if window < 1 or link_len < 1:
             raise ValueError("window and link_len must be at least 1")
+        if lookahead < 0 or max_fill_gap < 0:
+            raise ValueError("lookahead and max_fill_gap must be at least 0")
         self.link_len, self.window, self.gate, self.sigma = link_len, window, gate, sigma
         self.w_box, self.w_pose, self.w_orb, self.orb_window = w_box, w_pose, w_orb, orb_window
         self.gap_decay, self.use_motion, self.stop_score = gap_decay, use_motion, stop_score
@@ -123,7 +181,13 @@ class PoseFlowTracker:
         self.relink_gap, self.min_flow_len = relink_gap, min_flow_len
         self.min_flow_score, self.orb_features = min_flow_score, orb_features
         self.w_conf = w_conf
+        # The boundary frame must still be in the window when its look-ahead is complete.
+        self.lookahead, self.lookahead_decay = min(lookahead, window), lookahead_decay
+        self.lookahead_margin = lookahead_margin
+        self.fill_gaps, self.max_fill_gap, self.fill_decay = fill_gaps, max_fill_gap, fill_decay
+        self.fill_joints, self.w_app = fill_joints, w_app
         self._orb = None
+        self._torso: dict[tuple[str, ...], np.ndarray] = {}
         self.reset()
 
     # -- public interface ----------------------------------------------------------------------
@@ -131,7 +195,9 @@ class PoseFlowTracker:
         """Forget all flows and frames; ids restart at 0."""
         self._t = 0
         self._next_id = 0
+        self._next_boundary = 1  # frame 0 has nothing before it to re-assign
         self._flows: dict[int, _Flow] = {}
+        self._anchors: dict[int, Anchor] = {}
         self._slots: deque[_Slot] = deque()
         self._ready: list[FramePoses] = []
         if self._orb is not None:
@@ -142,13 +208,17 @@ class PoseFlowTracker:
         t = self._t
         self._t += 1
         corr = self._correspondences(image)
-        slot = self._make_slot(t, poses)
+        slot = self._make_slot(t, poses, image)
         self._close_stopped(t)
         self._build(slot, corr)
         self._slots.append(slot)
         if self.nms:
             self._merge_redundant()
             self._relink_disjoint()
+        if self.lookahead > 0:
+            while self._next_boundary <= t - self.lookahead:
+                self._reassign(self._next_boundary)
+                self._next_boundary += 1
         while len(self._slots) > self.window:
             self._ready.append(self._finalise(self._slots.popleft()))
         self._forget_old(t)
@@ -161,15 +231,19 @@ class PoseFlowTracker:
 
     def finish(self) -> list[FramePoses]:
         """Final ids for every frame still held, then :meth:`reset`."""
+        if self.lookahead > 0:  # the last frames' look-ahead ends with the video
+            while self._next_boundary < self._t:
+                self._reassign(self._next_boundary)
+                self._next_boundary += 1
         while self._slots:
             self._ready.append(self._finalise(self._slots.popleft()))
         out = self.pop_final()
         self.reset()
         return out
 
-    # -- PF-Builder ----------------------------------------------------------------------------
+    # -- PF-Builder: online step ---------------------------------------------------------------
     def _correspondences(self, image: np.ndarray | None) -> np.ndarray | None:
-        if image is None:
+        if image is None or self.w_orb <= 0:
             return None
         if self._orb is None:
             from tracker.orb import OrbMatcher
@@ -177,12 +251,20 @@ class PoseFlowTracker:
             self._orb = OrbMatcher(n_features=self.orb_features)
         return self._orb.match(image)
 
-    def _make_slot(self, t: int, poses: FramePoses) -> _Slot:
+    def _make_slot(self, t: int, poses: FramePoses, image: np.ndarray | None) -> _Slot:
         n = len(poses)
         conf = pose_confidence(poses.keypoint_scores, poses.box_scores, poses.present)
-        return _Slot(t, poses, np.array(poses.keypoints), np.array(poses.keypoint_scores),
+        slot = _Slot(t, poses, np.array(poses.keypoints), np.array(poses.keypoint_scores),
                      np.array(poses.boxes), np.array(poses.box_scores), conf,
-                     np.full(n, -1, dtype=np.int64), np.ones(n, dtype=bool))
+                     np.full(n, -1, dtype=np.int64), np.ones(n, dtype=bool), np.zeros((n, 2)))
+        if image is not None and self.w_app > 0:
+            from tracker.appearance import torso_histograms, torso_indices
+
+            names = poses.schema.keypoints
+            if names not in self._torso:
+                self._torso[names] = torso_indices(names)
+            slot.app = torso_histograms(image, slot.kp, slot.box, self._torso[names])
+        return slot
 
     def _close_stopped(self, t: int) -> None:
         for f in self._flows.values():
@@ -198,38 +280,89 @@ class PoseFlowTracker:
                 if sum(c for _, c in f.recent) / max(span, 1) < self.stop_score:
                     f.closed = True
 
+    def _similarity(self, kp: np.ndarray, box: np.ndarray, vel: np.ndarray, app: list | None,
+                    gap: np.ndarray, kp_b: np.ndarray, box_b: np.ndarray, app_b: list | None,
+                    orb: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Link similarity in [0, 1] of ``n`` flows' last poses to ``m`` poses: ``-> (n, m)``.
+
+        Args:
+            kp, box, vel: ``(n, k, 2)``, ``(n, 4)``, ``(n, 2)`` the flows' last poses, boxes and
+                velocities (pixels per frame).
+            app: The flows' torso histograms (entries may be ``None``), or ``None``.
+            gap: ``(n, m)`` frames from each flow's last pose to each pose.
+            kp_b, box_b, app_b: The ``m`` poses, their boxes and histograms (``None`` entries).
+            orb: ``(num, den)`` ``(n, m)`` ORB terms to add (:meth:`_orb_terms`), or ``None``.
+
+        Returns:
+            The weighted mean of pose similarity (``w_pose``), box IoU (``w_box``), ORB
+            (``w_orb``) and histogram agreement (``w_app``) where they exist, times
+            ``gap_decay ** (gap - 1)``. Poses are moved by their velocity over the gap first.
+        """
+        if self.use_motion:
+            shift = vel[:, None, :] * gap[..., None]                    # (n, m, 2)
+            pkp = kp[:, None] + shift[:, :, None, :]
+            pbox = box[:, None] + np.concatenate([shift, shift], -1)
+        else:
+            pkp, pbox = kp[:, None], np.broadcast_to(box[:, None], gap.shape + (4,))
+        scale = person_scale(pbox.reshape(-1, 4)).reshape(gap.shape)
+        # Joint tolerance grows with the square root of the gap, as a random walk's spread does.
+        psim = pose_similarity_paired(pkp, kp_b[None], scale * np.sqrt(gap), self.sigma)
+        num = self.w_pose * psim + self.w_box * box_iou_paired(pbox, box_b[None])
+        den = np.full(num.shape, self.w_pose + self.w_box)
+        if orb is not None:
+            num, den = num + orb[0], den + orb[1]
+        known = [h for h in (app or []) + (app_b or []) if h is not None]
+        if app is not None and app_b is not None and self.w_app > 0 and known:
+            from tracker.appearance import bhattacharyya, has_histogram
+
+            empty = np.zeros_like(known[0])  # a pose without a histogram
+            a_rows = np.stack([empty if h is None else h for h in app])
+            b_rows = np.stack([empty if h is None else h for h in app_b])
+            both = has_histogram(a_rows)[:, None] & has_histogram(b_rows)[None, :]
+            num = num + self.w_app * bhattacharyya(a_rows, b_rows) * both
+            den = den + self.w_app * both
+        return num / den * self.gap_decay ** (gap - 1)
+
+    def _orb_terms(self, flows: list[_Flow], slot: _Slot,
+                   corr: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """ORB correspondence terms ``(w_orb * K_sim, w_orb)`` as ``(n, m)`` arrays, non-zero for
+        the flows seen in the previous frame (correspondences join consecutive frames only)."""
+        if corr is None or not len(corr) or self.w_orb <= 0:
+            return None
+        from tracker.orb import joint_correspondence_iou
+
+        prev = np.flatnonzero([slot.t - f.last_t == 1 for f in flows])
+        if not len(prev):
+            return None
+        last_kp = np.stack([flows[i].kp for i in prev])
+        last_box = np.stack([flows[i].box for i in prev])
+        k_iou = joint_correspondence_iou(corr, last_kp, slot.kp,
+                                         self.orb_window * person_scale(last_box),
+                                         self.orb_window * person_scale(slot.box))
+        common = (np.isfinite(last_kp).all(-1)[:, None, :]
+                  & slot.alive[None, :, None] & np.isfinite(slot.kp).all(-1)[None])
+        num = np.zeros((len(flows), len(slot.kp)))
+        den = np.zeros_like(num)
+        num[prev] = self.w_orb * (k_iou * common).sum(-1) / np.maximum(common.sum(-1), 1)
+        den[prev] = self.w_orb
+        return num, den
+
     def link_similarity(self, flows: list[_Flow], slot: _Slot,
                         corr: np.ndarray | None) -> np.ndarray:
         """``(len(flows), n)`` link similarity of open flows to the new frame's poses, in [0, 1],
         already multiplied by ``gap_decay ** (gap - 1)``."""
-        gap = np.array([slot.t - f.last_t for f in flows], dtype=np.float64)
-        kp = np.stack([f.kp for f in flows])
-        box = np.stack([f.box for f in flows])
-        if self.use_motion:
-            shift = np.stack([f.velocity for f in flows]) * gap[:, None]
-            kp = kp + shift[:, None, :]
-            box = box + np.tile(shift, 2)
-        scale = person_scale(box)
-        # Joint tolerance grows with the square root of the gap, as a random walk's spread does.
-        psim = pose_similarity(kp, slot.kp, scale * np.sqrt(gap), self.sigma)
-        num = self.w_pose * psim + self.w_box * box_iou(box, slot.box)
-        den = np.full(len(flows), self.w_pose + self.w_box)
-        if corr is not None and len(corr) and self.w_orb > 0:
-            from tracker.orb import joint_correspondence_iou
+        gap = np.repeat(np.array([[slot.t - f.last_t] for f in flows], dtype=np.float64),
+                        len(slot.kp), axis=1)
+        with_app = slot.app is not None
+        return self._similarity(np.stack([f.kp for f in flows]), np.stack([f.box for f in flows]),
+                                np.stack([f.velocity for f in flows]),
+                                [f.app for f in flows] if with_app else None, gap, slot.kp,
+                                slot.box, list(slot.app) if with_app else None,
+                                self._orb_terms(flows, slot, corr))
 
-            prev = gap == 1
-            if prev.any():
-                last_kp = np.stack([flows[i].kp for i in np.flatnonzero(prev)])
-                last_box = np.stack([flows[i].box for i in np.flatnonzero(prev)])
-                k_iou = joint_correspondence_iou(
-                    corr, last_kp, slot.kp, self.orb_window * person_scale(last_box),
-                    self.orb_window * person_scale(slot.box))
-                common = (np.isfinite(last_kp).all(-1)[:, None, :]
-                          & slot.alive[None, :, None] & np.isfinite(slot.kp).all(-1)[None])
-                ksim = (k_iou * common).sum(-1) / np.maximum(common.sum(-1), 1)
-                num[prev] += self.w_orb * ksim
-                den[prev] += self.w_orb
-        return num / den[:, None] * self.gap_decay ** (gap[:, None] - 1)
+    def _weight(self, conf: np.ndarray) -> np.ndarray:
+        """The confidence factor of a link value: ``1 - w_conf + w_conf * s(Q) / 3``."""
+        return 1.0 - self.w_conf + self.w_conf * np.clip(conf / 3.0, 0.0, 1.0)
 
     def _build(self, slot: _Slot, corr: np.ndarray | None) -> None:
         n = len(slot.flow)
@@ -239,14 +372,16 @@ class PoseFlowTracker:
             # The paper's objective sums pose confidences s(Q) along flows: links of confident
             # flows and to confident poses are worth more (s(Q) <= 3 for scores in [0, 1]).
             conf = np.array([f.mean_conf for f in open_flows])[:, None] + slot.conf[None, :]
-            value = sim * (1.0 - self.w_conf + self.w_conf * np.clip(conf / 6.0, 0.0, 1.0))
-            rows, cols = linear_sum_assignment(np.where(sim >= self.gate, -value, 0.0))
+            value = sim * self._weight(conf / 2.0)
+            ok = sim >= self.gate
+            rows, cols = linear_sum_assignment(np.where(ok, -value, 0.0))
             for i, j in zip(rows, cols):
-                if sim[i, j] >= self.gate:
+                if ok[i, j]:
                     self._extend(open_flows[i], slot, j)
         for j in np.flatnonzero(slot.flow < 0):
             f = _Flow(self._next_id, slot.t, slot.t, slot.kp[j].copy(), slot.box[j].copy(),
-                      conf_sum=float(slot.conf[j]), recent=deque([(slot.t, float(slot.conf[j]))]))
+                      conf_sum=float(slot.conf[j]), recent=deque([(slot.t, float(slot.conf[j]))]),
+                      app=None if slot.app is None else slot.app[j].copy())
             self._next_id += 1
             self._flows[f.id] = f
             slot.flow[j] = f.id
@@ -260,7 +395,162 @@ class PoseFlowTracker:
         f.count += 1
         f.conf_sum += float(slot.conf[j])
         f.recent.append((slot.t, float(slot.conf[j])))
+        if slot.app is not None and slot.app[j].sum() > 0:
+            # A running histogram: one frame of an overlapping neighbour does not replace it.
+            f.app = slot.app[j].copy() if f.app is None or f.app.sum() == 0 \
+                else 0.7 * f.app + 0.3 * slot.app[j]
         slot.flow[j] = f.id
+        slot.vel[j] = f.velocity
+
+    # -- PF-Builder: look-ahead step -------------------------------------------------------------
+    def _head_before(self, f: _Flow, si: int) -> _Head | None:
+        """Flow ``f``'s last pose before window slot ``si`` (from the window or, when the flow's
+        frames before it are final, from its anchor); ``None`` when it has none within
+        ``link_len`` frames."""
+        s = self._slots[si].t
+        if f.last_t < s:
+            return _Head(f, f.last_t, f.kp, f.box, f.velocity)
+        for i in range(si - 1, max(si - 1 - self.link_len, -1), -1):
+            sl = self._slots[i]
+            j = sl.index_of(f.id)
+            if j >= 0:
+                return _Head(f, sl.t, sl.kp[j], sl.box[j], sl.vel[j])
+        a = self._anchors.get(f.id)
+        if a is not None and s - a.t <= self.link_len:
+            return _Head(f, a.t, a.kp, a.box, a.vel)
+        return None
+
+    def _reassign(self, s: int) -> None:
+        """The look-ahead step for boundary frame ``s`` (module docstring, steps 1-5)."""
+        si = s - self._slots[0].t
+        if si < 0 or si >= len(self._slots):
+            return
+        horizon = min(len(self._slots) - 1 - si, self.lookahead)
+        # 1. Heads: flows with a part before s, recent enough to be extended.
+        heads: list[_Head] = []
+        for f in self._flows.values():
+            if f.first_t >= s or (f.last_t < s and (f.closed or s - f.last_t > self.link_len)):
+                continue
+            h = self._head_before(f, si)
+            if h is not None and s - h.t <= self.link_len:
+                heads.append(h)
+        if not heads:
+            return
+        head_of = {h.flow.id: i for i, h in enumerate(heads)}
+        # Tails: (offset of the first pose from s, its index there, the flow's head or -1). Those
+        # starting after s let a head skip frames (a missed person; a false positive it took).
+        tails: list[tuple[int, int, int]] = []
+        slot = self._slots[si]
+        for j in np.flatnonzero(slot.alive):
+            f = self._flows[int(slot.flow[j])]
+            if f.first_t >= s or f.id in head_of:  # else: its part before s is too old to move
+                tails.append((0, int(j), head_of.get(f.id, -1)))
+        for f in self._flows.values():
+            if s < f.first_t <= s + horizon:
+                j = self._slots[si + f.first_t - s].index_of(f.id)
+                if j >= 0:
+                    tails.append((f.first_t - s, j, -1))
+            elif f.id in head_of and f.last_t > s and slot.index_of(f.id) < 0:
+                for i in range(1, horizon + 1):  # the head's own continuation after a gap
+                    j = self._slots[si + i].index_of(f.id)
+                    if j >= 0:
+                        tails.append((i, j, head_of[f.id]))
+                        break
+        if not tails:
+            return
+        kp = np.stack([h.kp for h in heads])
+        box = np.stack([h.box for h in heads])
+        vel = np.stack([h.vel for h in heads])
+        app = [h.flow.app for h in heads] if slot.app is not None else None
+        t_head = np.array([h.t for h in heads], dtype=np.float64)
+
+        def similarity(pairs: list[tuple[int, int]]) -> np.ndarray:
+            """Heads against the poses ``(offset from s, index)``: ``(heads, len(pairs))``."""
+            sl = [self._slots[si + i] for i, _ in pairs]
+            other = [x.app[j] if x.app is not None else None for x, (_, j) in zip(sl, pairs)]
+            return self._similarity(
+                kp, box, vel, app, (s + np.array([i for i, _ in pairs]))[None, :] - t_head[:, None],
+                np.stack([x.kp[j] for x, (_, j) in zip(sl, pairs)]),
+                np.stack([x.box[j] for x, (_, j) in zip(sl, pairs)]), other)
+
+        start = np.array([i for i, _, _ in tails])
+        current = np.array([h for _, _, h in tails])
+        first = similarity([(i, j) for i, j, _ in tails])
+        made = np.zeros(first.shape, dtype=bool)
+        made[current[current >= 0], np.flatnonzero(current >= 0)] = True
+        # The online step accepted the links already made; the others must pass the gate.
+        gated = (first >= self.gate) | made
+        if np.array_equal(gated, made):  # unambiguous: only the links already made
+            return
+        # 2. Look-ahead values over the tails' poses in s .. s + L, and 3. their windowed scores.
+        tail_flow = [int(self._slots[si + i].flow[j]) for i, j, _ in tails]
+        pairs, column, conf = [], [], []
+        for i in range(horizon + 1):
+            sl = self._slots[si + i]
+            where = sl.where()
+            for c, f in enumerate(tail_flow):
+                j = where.get(f, -1) if start[c] <= i else -1
+                if j >= 0:
+                    pairs.append((i, j))
+                    column.append(c)
+                    conf.append(sl.conf[j])
+        offset = np.array([i for i, _ in pairs])
+        conf = np.array(conf)
+        contrib = similarity(pairs) * (self.lookahead_decay ** offset * self._weight(conf))[None, :]
+        to_tail = np.zeros((len(pairs), len(tails)))
+        to_tail[np.arange(len(pairs)), column] = 1.0
+        value = contrib @ to_tail
+        score = conf @ to_tail
+        # The stop criterion keeps a head from a sparse, weak tail; links already made stay
+        # candidates (detaching them would cut a flow the window has not seen the end of).
+        ok = (gated & (score / (horizon + 1) >= self.stop_score)[None, :]) | made
+        # 4. Joint assignment: no pose in two flows. Links already made get a head start
+        # (hysteresis): a re-assignment must be clearly better, or noise would churn ids.
+        value = value + self.lookahead_margin * made
+        rows, cols = linear_sum_assignment(np.where(ok, -value, 0.0))
+        wanted = np.full(len(tails), -1)
+        for r, c in zip(rows, cols):
+            if ok[r, c]:
+                wanted[c] = r
+        changed = np.flatnonzero(wanted != current)
+        if not len(changed):
+            return
+        # 5. Re-label: cut the affected flows at s, then join each tail to its new head.
+        affected = {int(current[c]) for c in changed if current[c] >= 0}
+        affected |= {int(wanted[c]) for c in changed if wanted[c] >= 0}
+        for h in affected:
+            if heads[h].flow.last_t >= s:
+                self._split(heads[h].flow, heads[h], si)
+        for c in changed:
+            if wanted[c] >= 0:
+                i, j, _ = tails[c]
+                tail = self._flows[int(self._slots[si + i].flow[j])]
+                self._absorb(heads[wanted[c]].flow, tail, merge_overlap=False)
+
+    def _split(self, f: _Flow, head: _Head, si: int) -> _Flow:
+        """Move flow ``f``'s poses from window slot ``si`` on into a new flow; ``f`` ends at
+        ``head``."""
+        s = self._slots[si].t
+        g = _Flow(self._next_id, s, f.last_t, f.kp, f.box, f.velocity, count=0, closed=f.closed,
+                  relink_checked=True, app=None if f.app is None else f.app.copy())
+        self._next_id += 1
+        first = None
+        for sl in list(self._slots)[si:]:
+            j = sl.index_of(f.id)
+            if j >= 0:
+                sl.flow[j] = g.id
+                g.count += 1
+                g.conf_sum += float(sl.conf[j])
+                first = sl.t if first is None else first
+        g.first_t = s if first is None else first
+        g.recent = deque(e for e in f.recent if e[0] >= s)
+        f.recent = deque(e for e in f.recent if e[0] < s)
+        f.count -= g.count
+        f.conf_sum -= g.conf_sum
+        f.kp, f.box, f.velocity, f.last_t = head.kp, head.box, head.vel, head.t
+        f.closed = False
+        self._flows[g.id] = g
+        return g
 
     # -- PF-NMS --------------------------------------------------------------------------------
     def _merge_redundant(self) -> None:
@@ -361,15 +651,21 @@ class PoseFlowTracker:
         if gone.last_t >= keep.last_t:
             keep.kp, keep.box, keep.last_t = gone.kp, gone.box, gone.last_t
             keep.velocity, keep.closed = gone.velocity, gone.closed
+            keep.app = gone.app if gone.app is not None else keep.app
         keep.first_t = min(keep.first_t, gone.first_t)
         keep.count += gone.count - overlap
         keep.conf_sum += gone.conf_sum
         keep.recent = deque(sorted(set(keep.recent) | set(gone.recent)))
+        moved = self._anchors.pop(gone.id, None)
+        if moved is not None and (keep.id not in self._anchors
+                                  or self._anchors[keep.id].t < moved.t):
+            self._anchors[keep.id] = moved
         del self._flows[gone.id]
 
     # -- output --------------------------------------------------------------------------------
     def _finalise(self, slot: _Slot) -> FramePoses:
-        """The frame as it leaves the window; PF-NMS suppresses poses of short or weak flows."""
+        """The frame as it leaves the window: PF-NMS suppresses poses of short or weak flows, gaps
+        and missing joints are filled, and the flows' anchors move on to this frame."""
         keep = slot.alive.copy()
         if self.nms:
             for i in np.flatnonzero(keep):
@@ -377,14 +673,114 @@ class PoseFlowTracker:
                 if f is not None and (f.count < self.min_flow_len
                                       or f.mean_conf < self.min_flow_score):
                     keep[i] = False
-        return self._frame_of(slot, keep)
+        kept = np.flatnonzero(keep)
+        extra = self._fill_poses(slot, kept) if self.fill_gaps else []
+        joints = self._fill_joints(slot, kept) if self.fill_joints else []
+        heads = slot.source.head_boxes
+        # Anchors record detected joints only, so they are updated before filling; suppressed
+        # flows get one too (the look-ahead step needs their last pose) but are never filled.
+        for i in np.flatnonzero(slot.alive):
+            fid = int(slot.flow[i])
+            head = None if heads is None else heads[i]
+            a = self._anchors.get(fid)
+            if a is None:
+                a = self._anchors[fid] = Anchor.first(slot.t, slot.kp[i], slot.sc[i], slot.box[i],
+                                                      slot.bs[i], head)
+            else:
+                a.update(slot.t, slot.kp[i], slot.sc[i], slot.box[i], slot.bs[i], head)
+            a.vel, a.shown = slot.vel[i].copy(), bool(keep[i])
+        for i, kp, sc in joints:
+            slot.kp[i] = np.where(np.isfinite(kp), kp, slot.kp[i])
+            slot.sc[i] = np.where(np.isfinite(kp).all(-1), sc, slot.sc[i])
+        horizon = max(self.link_len, self.max_fill_gap)
+        for fid in [fid for fid, a in self._anchors.items() if slot.t - a.t > horizon]:
+            del self._anchors[fid]
+        return self._frame_of(slot, keep, extra)
 
-    def _frame_of(self, slot: _Slot, keep: np.ndarray | None = None) -> FramePoses:
+    def _next_pose(self, fid: int, until: int) -> tuple[_Slot, int] | None:
+        """Flow ``fid``'s first pose in the window (after the frame being finalised), up to frame
+        ``until``."""
+        for sl in self._slots:
+            if sl.t > until:
+                break
+            j = sl.index_of(fid)
+            if j >= 0:
+                return sl, j
+        return None
+
+    def _fill_poses(self, slot: _Slot, kept: np.ndarray) -> list[tuple]:
+        """Interpolated poses for the flows that skip ``slot`` and are seen again in the window:
+        ``(flow id, kp, sc, box, box score, head box or None)`` each."""
+        present = set(slot.flow[slot.alive].tolist())
+        out = []
+        for fid, a in self._anchors.items():
+            if (fid in present or not a.shown or a.t >= slot.t
+                    or slot.t - a.t > self.max_fill_gap):
+                continue
+            nxt = self._next_pose(fid, a.t + self.max_fill_gap + 1)
+            if nxt is None:
+                continue
+            sl, j = nxt
+            kp, sc = interpolate_joints(slot.t, a.kp, a.tj, a.sc, sl.kp[j], sl.sc[j], sl.t,
+                                        self.max_fill_gap, self.fill_decay)
+            if not np.isfinite(kp).all(-1).any():
+                continue
+            near = min(slot.t - a.t, sl.t - slot.t)
+            box = interpolate_box(slot.t, a.box, a.t, sl.box[j], sl.t)
+            bs = float(interpolate_box(slot.t, a.bs, a.t, sl.bs[j], sl.t)) * self.fill_decay ** near
+            if len(kept) and self._covered(kp, box, slot, kept):
+                continue
+            head = None
+            if slot.source.head_boxes is not None:
+                hb = sl.source.head_boxes
+                head = (interpolate_box(slot.t, a.head, a.t, hb[j], sl.t)
+                        if a.head is not None and hb is not None else np.full(4, np.nan))
+            out.append((fid, kp, sc, box, bs, head))
+        return out
+
+    def _covered(self, kp: np.ndarray, box: np.ndarray, slot: _Slot, kept: np.ndarray) -> bool:
+        """A kept pose of the frame is already this person (closer than the merge threshold): a
+        fill would be a duplicate."""
+        scale = np.minimum(person_scale(box[None])[0], person_scale(slot.box[kept]))
+        psim = pose_similarity(kp[None], slot.kp[kept], scale[None, :], self.sigma)[0]
+        dist = 1.0 - 0.5 * (psim + box_iou(box[None], slot.box[kept])[0])
+        return bool((dist < self.merge_threshold).any())
+
+    def _fill_joints(self, slot: _Slot, kept: np.ndarray) -> list[tuple]:
+        """Interpolated joints for detected poses that lack them: ``(pose index, kp, sc)``."""
+        out = []
+        for i in kept:
+            missing = ~np.isfinite(slot.kp[i]).all(-1)
+            a = self._anchors.get(int(slot.flow[i]))
+            if not missing.any() or a is None:
+                continue
+            nxt = self._next_pose(int(slot.flow[i]), slot.t + self.max_fill_gap + 1)
+            if nxt is None:
+                continue
+            sl, j = nxt
+            kp, sc = interpolate_joints(slot.t, a.kp, a.tj, a.sc, sl.kp[j], sl.sc[j], sl.t,
+                                        self.max_fill_gap, self.fill_decay)
+            kp[~missing] = np.nan
+            if np.isfinite(kp).any():
+                out.append((i, kp, sc))
+        return out
+
+    def _frame_of(self, slot: _Slot, keep: np.ndarray | None = None,
+                  extra: list[tuple] = ()) -> FramePoses:
         keep = slot.alive if keep is None else keep
         src = slot.source
         heads = None if src.head_boxes is None else src.head_boxes[keep]
-        return FramePoses(slot.kp[keep], slot.sc[keep], slot.box[keep], slot.bs[keep], src.schema,
-                          track_ids=slot.flow[keep], head_boxes=heads)
+        kp, sc, box, bs, ids = slot.kp[keep], slot.sc[keep], slot.box[keep], slot.bs[keep], \
+            slot.flow[keep]
+        if extra:
+            kp = np.concatenate([kp, np.stack([e[1] for e in extra])])
+            sc = np.concatenate([sc, np.stack([e[2] for e in extra])])
+            box = np.concatenate([box, np.stack([e[3] for e in extra])])
+            bs = np.concatenate([bs, [e[4] for e in extra]])
+            ids = np.concatenate([ids, [e[0] for e in extra]])
+            if heads is not None:
+                heads = np.concatenate([heads, np.stack([e[5] for e in extra])])
+        return FramePoses(kp, sc, box, bs, src.schema, track_ids=ids, head_boxes=heads)
 
     def _forget_old(self, t: int) -> None:
         """Drop flows that can neither be extended, re-linked nor are still in the window."""

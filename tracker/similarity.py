@@ -115,3 +115,31 @@ def pose_confidence(keypoint_scores: np.ndarray, box_scores: np.ndarray,
     mean = np.where(cnt > 0, sc.sum(-1) / np.maximum(cnt, 1), 0.0)
     mx = sc.max(-1) if sc.shape[-1] else np.zeros(sc.shape[0])
     return np.asarray(box_scores, dtype=np.float64) + mean + mx
+
+
+def box_iou_paired(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of xyxy boxes paired element by element: ``(..., 4), (..., 4) -> (...)`` (broadcast)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
+    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
+    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+    area_a = np.maximum(a[..., 2] - a[..., 0], 0) * np.maximum(a[..., 3] - a[..., 1], 0)
+    area_b = np.maximum(b[..., 2] - b[..., 0], 0) * np.maximum(b[..., 3] - b[..., 1], 0)
+    union = area_a + area_b - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def pose_similarity_paired(a: np.ndarray, b: np.ndarray, scale: np.ndarray,
+                           sigma: float) -> np.ndarray:
+    """:func:`pose_similarity` of poses paired element by element: ``(..., k, 2), (..., k, 2)``
+    and ``scale (...)`` -> ``(...)`` (broadcast); 0 where the two share no present joint."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    d2 = (diff * diff).sum(-1)
+    common = np.isfinite(d2)
+    s = np.asarray(scale, dtype=np.float64)[..., None]
+    with np.errstate(invalid="ignore"):
+        g = np.where(common, np.exp(-d2 / (2.0 * (sigma * s) ** 2)), 0.0)
+    cnt = common.sum(-1)
+    return np.where(cnt > 0, g.sum(-1) / np.maximum(cnt, 1), 0.0)
