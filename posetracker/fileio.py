@@ -58,3 +58,37 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def check_writable(path: str | Path | None, option: str = "") -> None:
+    """Refuse an output path that cannot be written, before any work starts (models loading,
+    files opened), so a refused run costs nothing and leaves nothing behind.
+
+    1. ``None`` or ``""``: no output asked for, nothing to check.
+    2. An existing directory is not a file path; an existing file must be writable.
+    3. The nearest existing folder above the file (its own, or the one its missing folders would
+       be made in) must be a folder in which a file can be created: probed with a temporary file,
+       removed at once, since permission bits lie for root and for pseudo file systems (/proc).
+
+    Raises:
+        InputError: ``cannot write PATH (OPTION): reason``, with the path as the user gave it.
+    """
+    if not path:
+        return
+    where = f" ({option})" if option else ""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"cannot write {path}{where}: it is a directory")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise InputError(f"cannot write {path}{where}: permission denied")
+    folder = p.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {path}{where}: {folder} is not a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".posetracker-probe.", suffix=".tmp")
+    except OSError as e:
+        raise InputError(f"cannot write {path}{where}: {e.strerror or e}") from None
+    os.close(fd)
+    os.unlink(tmp)

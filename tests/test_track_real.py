@@ -47,3 +47,22 @@ def test_two_people_tracked_with_the_real_models(tmp_path, data_dir, models_dir,
     meta = json.loads(out.read_text())["meta"]
     assert meta["config"]["pipeline"]["min_pose_score"] == 0.15
     assert len(out.with_suffix(".jsonl").read_text().splitlines()) == 8
+
+
+def test_single_image_track_keeps_the_people_estimate_finds(tmp_path, data_dir, models_dir,
+                                                             capsys):
+    # One frame is shorter than PF-NMS's min_flow_len: the flows had no chance to grow, so the
+    # rule must not drop them (it used to write 0 people here).
+    image = data_dir / "coco_mini_val2017" / "val2017" / "000000000139.jpg"
+    models = ["--set", f"estimator.detector.model={models_dir / 'rtmdet-nano-person.onnx'}",
+              "--set", f"estimator.sppe.model={models_dir / 'tinypose-256x192.xml'}"]
+    est, trk = tmp_path / "est.json", tmp_path / "trk.json"
+    assert main(["estimate", str(image), "-o", str(est), "--device", "cpu", "--quiet",
+                 "--detector", str(models_dir / "rtmdet-nano-person.onnx"),
+                 "--pose-model", str(models_dir / "tinypose-256x192.xml")]) == 0, capsys.readouterr().err
+    assert main(["track", str(image), "-o", str(trk), "--device", "cpu", "--quiet",
+                 *models]) == 0, capsys.readouterr().err
+    # track drops poses scored below tracking.min_pose_score (0.15) before tracking
+    people = [r for r in json.loads(est.read_text()) if r["score"] >= 0.15]
+    tracked = json.loads(trk.read_text())["annotations"]
+    assert len(people) >= 1 and len(tracked) == len(people)

@@ -200,6 +200,7 @@ class PoseFlowTracker:
         self._anchors: dict[int, Anchor] = {}
         self._slots: deque[_Slot] = deque()
         self._ready: list[FramePoses] = []
+        self._ended = False  # set by finish(): no frame will follow
         if self._orb is not None:
             self._orb.reset()
 
@@ -235,6 +236,7 @@ class PoseFlowTracker:
             while self._next_boundary < self._t:
                 self._reassign(self._next_boundary)
                 self._next_boundary += 1
+        self._ended = True
         while self._slots:
             self._ready.append(self._finalise(self._slots.popleft()))
         out = self.pop_final()
@@ -670,8 +672,7 @@ class PoseFlowTracker:
         if self.nms:
             for i in np.flatnonzero(keep):
                 f = self._flows.get(int(slot.flow[i]))
-                if f is not None and (f.count < self.min_flow_len
-                                      or f.mean_conf < self.min_flow_score):
+                if f is not None and (self._too_short(f) or f.mean_conf < self.min_flow_score):
                     keep[i] = False
         kept = np.flatnonzero(keep)
         extra = self._fill_poses(slot, kept) if self.fill_gaps else []
@@ -696,6 +697,21 @@ class PoseFlowTracker:
         for fid in [fid for fid, a in self._anchors.items() if slot.t - a.t > horizon]:
             del self._anchors[fid]
         return self._frame_of(slot, keep, extra)
+
+    def _too_short(self, f: _Flow) -> bool:
+        """PF-NMS length rule: a flow with fewer than ``min_flow_len`` poses is a ghost, unless the
+        input ended before it could have reached that length.
+
+        1. Mid-video, a frame is judged ``window`` (>= ``min_flow_len - 1``) frames after it, so
+           every flow in it has had the chance to reach the length: short means suppressed.
+        2. At :meth:`finish`, a flow whose first pose is fewer than ``min_flow_len`` frames before
+           the end could not have been that long even if seen in every frame (a single image, a
+           3-frame clip, a person entering in the last frames): it is kept.
+        3. A flow that started earlier and is still short had its chance (a ghost): suppressed.
+        """
+        if f.count >= self.min_flow_len:
+            return False
+        return not (self._ended and self._t - f.first_t < self.min_flow_len)
 
     def _next_pose(self, fid: int, until: int) -> tuple[_Slot, int] | None:
         """Flow ``fid``'s first pose in the window (after the frame being finalised), up to frame

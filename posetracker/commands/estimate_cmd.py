@@ -9,7 +9,6 @@ atomically at the end, so it is either complete or absent.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -174,17 +173,9 @@ def estimate_coco_images(estimator, dataset, images_dir: str | Path, batch: int,
     return out
 
 
-def _check_writable(path: Path) -> None:
-    """Fail before the models load when the results file could not be written at the end."""
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if path.is_dir() or not os.access(parent, os.W_OK):
-        raise InputError(f"cannot write {path}: {'a folder' if path.is_dir() else 'permission denied'}")
-
-
 def run(args: argparse.Namespace) -> int:
     from posetracker.build import build_estimator
+    from posetracker.fileio import check_writable
     from posetracker.formats.coco import frames_to_coco_results, read_coco_gt
     from posetracker.sinks import JsonlSink, atomic_write
     from posetracker.sources import open_source
@@ -194,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
     config = estimator_config(args)
     set_threads(args)
     source = open_source(args.source, max_frames=args.max_frames)
-    _check_writable(Path(args.output))
+    check_writable(args.output, "-o")
+    check_writable(args.jsonl, "--jsonl")
     ids_by_name, boxes_for = None, None
     if args.gt:
         ids_by_name, lookup = gt_boxes_lookup(read_coco_gt(args.gt))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from posetracker.fileio import check_writable
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -49,6 +51,12 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="FILE.png", help="draw the figures as grouped bars")
 
 
+def _check_outputs(args) -> None:
+    """Refuse an unwritable --out or --plot before the (slow) evaluation runs."""
+    check_writable(args.out, "--out")
+    check_writable(args.plot, "--plot")
+
+
 def _emit(df, args, title: str) -> int:
     from evaluation.report import format_table, plot_report, save_report
 
@@ -62,6 +70,7 @@ def _emit(df, args, title: str) -> int:
 
 
 def _run_posetrack(args) -> int:
+    _check_outputs(args)
     from evaluation.posetrack import evaluate_posetrack
     from evaluation.report import format_table, plot_report, save_report
 
@@ -85,6 +94,7 @@ def _run_posetrack(args) -> int:
 
 
 def _run_coco(args) -> int:
+    _check_outputs(args)
     if args.by_crowd:
         from evaluation.crowdpose import evaluate_coco_by_crowd
 
@@ -95,6 +105,7 @@ def _run_coco(args) -> int:
 
 
 def _run_crowdpose(args) -> int:
+    _check_outputs(args)
     from evaluation.crowdpose import evaluate_crowdpose
     from posetracker.schemas import get_schema
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from posetracker.commands import track_video
 from posetracker.errors import InputError, PosetrackerError
+from posetracker.fileio import check_writable
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -147,6 +148,7 @@ def run_poses(args) -> int:
         raise InputError("--poses needs -o tracked.json")
     if args.format == "coco":
         raise InputError("--format coco is for VIDEO mode; --poses writes PoseTrack files")
+    check_writable(args.output, "-o")
     cfg = load_tracker_config(args)
     video = read_poses_file(args.poses)
     images = _read_images(frame_images(video, args.frames)) if args.frames else None

@@ -178,6 +178,7 @@ def final_sink(out: Path, output, name: str):
 def run(args: argparse.Namespace) -> int:
     """The VIDEO mode of ``posetracker track``; returns the exit status."""
     from posetracker.config import to_dict
+    from posetracker.fileio import check_writable
     from posetracker.settings import dump_app_config
     from posetracker.sources import open_source
 
@@ -188,6 +189,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.output:
         raise InputError("VIDEO mode needs -o out.json")
     out = Path(args.output)
+    # Every output is checked before the source opens or a model loads (nothing left behind).
+    check_writable(args.output, "-o")
+    if config.pipeline.output.jsonl:
+        check_writable(args.jsonl or out.with_suffix(".jsonl"), "--jsonl")
+    check_writable(args.csv, "--csv")
+    check_writable(args.render, "--render")
     source = open_source(args.video, start_frame=args.start_frame, max_frames=args.max_frames,
                          stride=args.stride)
     for other in (args.render, args.csv, args.jsonl):
