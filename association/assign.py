@@ -20,7 +20,7 @@ joint type. Steps:
    one, and on the shared COCO subset "keep" scores best;
 3. proposals owning fewer than ``min_joints`` joint nodes are redundant and removed (the paper's
    removal of person nodes without joints, ``min_joints = 1``);
-4. the remaining proposals become :class:`posetracker.poses.FramePoses`: each owned joint at the
+4. the remaining proposals become :class:`posetracker.core.poses.FramePoses`: each owned joint at the
    owner's own candidate (or the node's mean, ``node_position``) with its response as joint score,
    the proposal's box, and a pose score from the proposal score and the joint scores;
 5. redundant proposals that survive step 3 are merged by RMPE's parametric pose NMS
@@ -39,12 +39,12 @@ from scipy.optimize import linear_sum_assignment
 
 import torch
 
-from association.candidates import JointCandidates, distance_prior, extract_candidates
-from association.config import AssociationConfig
-from association.graph import PersonJointGraph, build_graph
-from estimators.pose_nms import pose_nms
-from posetracker.poses import FramePoses
-from posetracker.schemas import KeypointSchema
+from posetracker.association.candidates import JointCandidates, distance_prior, extract_candidates
+from posetracker.association.config import AssociationConfig
+from posetracker.association.graph import PersonJointGraph, build_graph
+from posetracker.estimators.pose_nms import pose_nms
+from posetracker.core.poses import FramePoses
+from posetracker.core.schemas import KeypointSchema
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,7 +224,7 @@ def associate_heatmaps(
         offsets: Optional ``(n, k, h, w, 2)`` sub-cell offsets (cells, x first).
         expected: Optional ``(n, k, 2)`` joint positions (cells) where the SPPE expects this
             proposal's person (MoveNet: regressed from its centre); they weight the heatmaps with
-            :func:`association.candidates.distance_prior`.
+            :func:`posetracker.association.candidates.distance_prior`.
         person_weights, pose_scores: See :func:`associate`.
 
     Returns:
@@ -298,7 +298,7 @@ def associate_intermediates(
     """CrowdPose association of one frame's per-box SPPE results, instead of pose NMS.
 
     ``inter`` is the estimator's per-frame result before NMS
-    (:class:`estimators.rmpe.FrameIntermediates`, read by attribute): ``boxes`` ``(n, 4)``,
+    (:class:`posetracker.estimators.rmpe.FrameIntermediates`, read by attribute): ``boxes`` ``(n, 4)``,
     ``box_scores`` ``(n,)``, ``affines`` ``(n, 2, 3)`` crop -> image, ``heatmaps`` ``(n, k, h, w)`` in
     [0, 1], ``heatmap_stride``, ``keypoints`` ``(n, k, 2)`` the SPPE's single-person answer in image
     pixels, and optionally ``offsets`` ``(n, k, h, w, 2)`` sub-cell offsets (cells, x first).
@@ -313,7 +313,7 @@ def associate_intermediates(
         pose_scores: Optional ``(box_scores (n,), keypoint_scores (n, k)) -> (n,)`` rule that
             replaces ``config.pose_score`` for the output poses' scores, so that the association
             ranks poses exactly as the pose-NMS path does (the product passes the estimator's
-            :meth:`~estimators.rmpe.RMPEEstimator.person_scores`); it also orders step 5's pose NMS.
+            :meth:`~posetracker.estimators.rmpe.RMPEEstimator.person_scores`); it also orders step 5's pose NMS.
 
     Returns:
         The poses and the indices of the proposals they come from.
@@ -351,7 +351,7 @@ class AssociatingEstimator:
     """An RMPE estimator whose per-frame grouping is the CrowdPose association instead of pose NMS.
 
     Wraps any object with ``intermediates(frames, heatmaps=..., candidates=..., boxes=...)`` and a
-    ``sppe.schema`` (:class:`estimators.rmpe.RMPEEstimator`); :meth:`estimate` has the estimator's
+    ``sppe.schema`` (:class:`posetracker.estimators.rmpe.RMPEEstimator`); :meth:`estimate` has the estimator's
     signature, so command code can swap one for the other. Other attributes (``device``, ``times``)
     are the wrapped estimator's. Poses are scored by the estimator's own ``person_scores`` rule
     when it has one (the pose-NMS path's ranking), else by ``config.pose_score``.

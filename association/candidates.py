@@ -2,7 +2,7 @@
 
 In a crowded box the single-person estimator's heatmap for, say, the left wrist peaks on the box's own
 person *and* on the neighbour's left wrist. The paper's joint-candidate SPPE keeps every such peak; the
-global association (:mod:`association.assign`) later decides which proposal owns which peak.
+global association (:mod:`posetracker.association.assign`) later decides which proposal owns which peak.
 
 Steps, batched over proposals and joint types (torch, on the heatmaps' device):
 
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from association.config import AssociationConfig
+from posetracker.association.config import AssociationConfig
 
 
 @dataclass(frozen=True, eq=False)

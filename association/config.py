@@ -1,7 +1,7 @@
 """Settings of the CrowdPose joint-candidate association (Li et al., CVPR 2019), as a frozen dataclass.
 
 Every field has a default that works with MoveNet heatmaps; YAML configs and ``--set association.x=...``
-overrides are read with :func:`posetracker.config.load_config`.
+overrides are read with :func:`posetracker.core.config.load_config`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from estimators.config import PoseNMSConfig
+from posetracker.estimators.config import PoseNMSConfig
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class AssociationConfig:
 
     Attributes:
         fallback: What a proposal gets for a joint type in which it won no joint node (see
-            :mod:`association.assign`, step 2): a joint seen only faintly takes its strongest faint
+            :mod:`posetracker.association.assign`, step 2): a joint seen only faintly takes its strongest faint
             peak unless ``"drop"``; a joint whose nodes all went to other proposals takes
             ``"next"``: its strongest faint candidate outside the owned nodes, else nothing;
             ``"keep"``: its strongest candidate although another proposal owns it, scored
@@ -81,7 +81,7 @@ class AssociationConfig:
             their own are merged, ordered by the person score.
         prior_bias: The ``b`` of the person prior ``b / (distance + b)`` (cells) that turns a
             person-agnostic heatmap into this proposal's response when the SPPE gives the expected
-            joint positions (:func:`association.candidates.distance_prior`); 1.8 is MoveNet's.
+            joint positions (:func:`posetracker.association.candidates.distance_prior`); 1.8 is MoveNet's.
     """
 
     candidate_threshold: float = 0.05

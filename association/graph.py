@@ -3,7 +3,7 @@
 Nodes of two kinds:
 
 - *person nodes*: the human proposals (one per detected box);
-- *joint nodes*: for each joint type ``k``, clusters of the candidates (:mod:`association.candidates`)
+- *joint nodes*: for each joint type ``k``, clusters of the candidates (:mod:`posetracker.association.candidates`)
   that different proposals found at one body point. Two candidates of type ``k`` from different
   proposals denote the same joint when they lie within ``min(u1, u2) * delta_k`` pixels, ``u`` being
   the Gaussian response size of each candidate (image pixels) and
@@ -11,7 +11,7 @@ Nodes of two kinds:
 
 An edge joins proposal ``p`` to joint node ``j`` when one of ``p``'s candidates is in ``j``; its weight is
 that candidate's response. Edges never cross joint types, so the graph falls apart into one bipartite
-graph per joint type, which :mod:`association.assign` solves independently.
+graph per joint type, which :mod:`posetracker.association.assign` solves independently.
 
 Departure from the paper, and why: the paper groups candidates pairwise by the distance rule. Pairwise
 grouping chains (a-b close, b-c close, a-c far) and can put two candidates of one proposal in one node.
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from association.candidates import JointCandidates
-from association.config import AssociationConfig
+from posetracker.association.candidates import JointCandidates
+from posetracker.association.config import AssociationConfig
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,6 +1,6 @@
 """Configuration of the RMPE per-frame estimator, as frozen dataclasses.
 
-Load from YAML with :func:`posetracker.config.load_config` (unknown keys are rejected), e.g.
+Load from YAML with :func:`posetracker.core.config.load_config` (unknown keys are rejected), e.g.
 ``load_config(EstimatorConfig, "configs/estimator.yaml", ["nms.mode=alphapose"])``.
 Every default below is documented with where it comes from (a measurement on COCO-mini, the RMPE
 paper, or AlphaPose's released code).
@@ -85,7 +85,7 @@ class SPPEConfig:
             (flip) on COCO-mini: no mask 0.598 (no flip), margin 0.1 0.613, 0.2 0.617.
         refine: Sub-cell refinement of a heatmap SPPE's arg-max (TinyPose, FastPose ignores
             it): ``dark`` (distribution-aware Taylor step), ``quarter`` (0.25 cell towards the
-            higher neighbour) or ``none`` (:func:`estimators.heatmaps.decode_heatmaps`).
+            higher neighbour) or ``none`` (:func:`posetracker.estimators.heatmaps.decode_heatmaps`).
             COCO-mini, TinyPose-256 on ground-truth boxes x1.25: dark 0.654, quarter 0.650
             (x1.0: 0.646 vs 0.641).
     """

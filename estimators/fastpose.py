@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posetracker.errors import ModelError
+from posetracker.core.errors import ModelError
 
 #: AlphaPose subtracts these per-channel means from RGB / 255 input (no division by a std).
 PIXEL_MEAN_RGB = (0.406, 0.457, 0.480)

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
-from estimators.config import PoseNMSConfig
-from estimators.pose_nms import pose_nms
-from posetracker.poses import FramePoses
+from posetracker.estimators.config import PoseNMSConfig
+from posetracker.estimators.pose_nms import pose_nms
+from posetracker.core.poses import FramePoses
 
 #: The pairs optimised together, in turn.
 PAIRS: tuple[tuple[str, str], ...] = (("sigma2", "eta"), ("sigma1", "lam"))

@@ -209,7 +209,7 @@ def flip_back(mirrored: torch.Tensor, permutation: torch.Tensor | list[int],
 
 
 class HeatmapNet(nn.Module):
-    """A top-down heatmap network as an SPPE network (see :mod:`estimators.sppe`).
+    """A top-down heatmap network as an SPPE network (see :mod:`posetracker.estimators.sppe`).
 
     Input crops ``(m, 3, h, w)`` float RGB 0..255 are normalised (``(x / 255 - mean) / std``),
     the backbone gives heatmaps ``(m, k, h / s, w / s)``, and the maps are decoded with
@@ -231,7 +231,7 @@ class HeatmapNet(nn.Module):
         cell_offset: Crop pixel of cell 0.
     """
 
-    #: :class:`estimators.sppe.SPPE` passes ``flip=True`` instead of flipping decoded joints.
+    #: :class:`posetracker.estimators.sppe.SPPE` passes ``flip=True`` instead of flipping decoded joints.
     flips_heatmaps = True
 
     def __init__(self, backbone: nn.Module, input_size: tuple[int, int], *,

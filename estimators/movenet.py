@@ -3,7 +3,7 @@
 The TF.js graph of MoveNet (``movenet-thunder.json``, ``movenet-lightning.json``) is a MobileNetV2
 + FPN CenterNet with four heads on a grid of stride 4 (64x64 for Thunder's 256x256 input, 48x48 for
 Lightning's 192x192), followed by a batch-1 single-person decode. Here the backbone and heads run
-through :mod:`estimators.runtimes.tfjs` for any batch size, and the decode is the graph's own, written in
+through :mod:`posetracker.estimators.runtimes.tfjs` for any batch size, and the decode is the graph's own, written in
 batched torch (steps below, read from the graph's post-processing nodes).
 
 Public API (what the estimator and association code call)
@@ -45,9 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from estimators.runtimes.tfjs import TfjsGraph, load_tfjs_graph
-from posetracker.errors import InputError, ModelError
-from posetracker.schemas import COCO17, KeypointSchema
+from posetracker.estimators.runtimes.tfjs import TfjsGraph, load_tfjs_graph
+from posetracker.core.errors import InputError, ModelError
+from posetracker.core.schemas import COCO17, KeypointSchema
 
 # Node names inside both MoveNet v4 TF.js graphs (Thunder and Lightning share them).
 _PREFIX = "StatefulPartitionedCall/"

@@ -1,5 +1,5 @@
 """PicoDet person detector (PaddleDetection PicoDet-S-LCNet pedestrian, exported to OpenVINO IR
-without NMS), run in torch through :mod:`estimators.runtimes.openvino_ir`.
+without NMS), run in torch through :mod:`posetracker.estimators.runtimes.openvino_ir`.
 
 The export takes ``(N, 3, 320, 320)``: the whole image **resized** (not letterboxed) to the input,
 RGB / 255 normalised with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225). It
@@ -7,7 +7,7 @@ returns every anchor point's box ``(N, 2125, 4)`` (x1, y1, x2, y2 in input pixel
 the graph) and its person score ``(N, 1, 2125)`` (sigmoid); thresholding, NMS and the map back to
 image pixels are done here with the detectors' shared step (:func:`estimators.runtimes.darknet.
 postprocess`, ``torchvision.ops.batched_nms``), so that every detector has the interface of
-:meth:`estimators.runtimes.darknet.DarknetYolo.detect`.
+:meth:`posetracker.estimators.runtimes.darknet.DarknetYolo.detect`.
 
 Typical use::
 
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from estimators.runtimes.darknet import postprocess, preprocess
-from posetracker.errors import ModelError
+from posetracker.estimators.runtimes.darknet import postprocess, preprocess
+from posetracker.core.errors import ModelError
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -34,7 +34,7 @@ class PicoDetDetector(nn.Module):
     """PicoDet on batches of RGB images.
 
     Args:
-        graph: The IR module (:func:`estimators.runtimes.openvino_ir.load_openvino_ir`); outputs
+        graph: The IR module (:func:`posetracker.estimators.runtimes.openvino_ir.load_openvino_ir`); outputs
             one ``(N, B, 4)`` box tensor and one ``(N, 1, B)`` score tensor.
     """
 
@@ -87,6 +87,6 @@ class PicoDetDetector(nn.Module):
 
 def load_picodet(xml: str | Path, weights: str | Path | None = None) -> PicoDetDetector:
     """PicoDet from its IR ``.xml`` (weights: the ``.bin`` beside it, or ``weights``)."""
-    from estimators.runtimes.openvino_ir import load_openvino_ir
+    from posetracker.estimators.runtimes.openvino_ir import load_openvino_ir
 
     return PicoDetDetector(load_openvino_ir(xml, weights))

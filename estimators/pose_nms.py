@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from estimators.config import PoseNMSConfig
-from posetracker.poses import FramePoses
+from posetracker.estimators.config import PoseNMSConfig
+from posetracker.core.poses import FramePoses
 
 
 @dataclass(frozen=True)

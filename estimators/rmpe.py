@@ -11,12 +11,12 @@ For a batch of frames:
 4. **SDTN**: the inverse map takes them back to image pixels;
 5. **pose NMS** per frame removes and merges duplicate poses.
 
-:meth:`RMPEEstimator.estimate` returns one :class:`~posetracker.poses.FramePoses` (COCO-17) per
+:meth:`RMPEEstimator.estimate` returns one :class:`~posetracker.core.poses.FramePoses` (COCO-17) per
 frame; :meth:`RMPEEstimator.intermediates` stops before NMS and returns everything the
 joint-candidate association needs (heatmaps, offsets, candidates, affines) instead.
 
 The estimator loads its models from files (:class:`ModelPaths`); turning registry names into
-files is the application's job (:func:`posetracker.build.build_estimator`).
+files is the application's job (:func:`posetracker.app.build.build_estimator`).
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from estimators.config import EstimatorConfig
-from estimators.pose_nms import pose_nms
-from estimators.sppe import SPPE, load_sppe
-from estimators.transform import STN, box_regions, crop_affines, crop_boxes, crop_to_image, frames_to_tensor
-from posetracker.errors import InputError, ModelError
-from posetracker.poses import FramePoses
+from posetracker.estimators.config import EstimatorConfig
+from posetracker.estimators.pose_nms import pose_nms
+from posetracker.estimators.sppe import SPPE, load_sppe
+from posetracker.estimators.transform import STN, box_regions, crop_affines, crop_boxes, crop_to_image, frames_to_tensor
+from posetracker.core.errors import InputError, ModelError
+from posetracker.core.poses import FramePoses
 
 STAGES = ("detect", "transform", "sppe", "sdtn", "nms")
 
@@ -67,12 +67,12 @@ class FrameIntermediates:
         boxes: ``(m, 4)`` detector boxes xyxy, image pixels.
         box_scores: ``(m,)`` detector scores.
         affines: ``(m, 2, 3)`` float64 crop-pixel -> image-pixel maps (the SDTN); apply with
-            :func:`estimators.transform.crop_to_image` (``heatmap_stride`` for heatmap cells).
+            :func:`posetracker.estimators.transform.crop_to_image` (``heatmap_stride`` for heatmap cells).
         keypoints: ``(m, k, 2)`` image pixels.
         keypoint_scores: ``(m, k)``.
         heatmaps: ``(m, k, hh, hw)`` raw SPPE heatmaps (CPU float32), or ``None``.
         heatmap_stride: Crop pixels per heatmap cell.
-        heatmap_offset: Crop pixel of heatmap cell 0 (see :class:`estimators.sppe.SPPEOutput`).
+        heatmap_offset: Crop pixel of heatmap cell 0 (see :class:`posetracker.estimators.sppe.SPPEOutput`).
         candidates: ``(m, k, c, 3)`` multi-peak candidates x, y (image pixels), score; or ``None``.
         offsets: ``(m, k, hh, hw, 2)`` sub-cell offsets in heatmap cells, x first (CPU float32),
             when the SPPE regresses them (MoveNet) and heatmaps were asked for; else ``None``.
@@ -96,7 +96,7 @@ class ModelPaths:
 
     Attributes:
         sppe: A MoveNet TF.js ``model.json`` or a FastPose ``.pth``/``.safetensors``
-            (see :func:`estimators.sppe.load_sppe`).
+            (see :func:`posetracker.estimators.sppe.load_sppe`).
         sppe_weights: For MoveNet, an optional ``.safetensors`` of its dequantized weights.
         detector: The person detector's topology (a Darknet ``.cfg`` or a TF.js ``model.json``,
             see :func:`load_detector`); ``None`` without detector.
@@ -122,9 +122,9 @@ class PersonDetector:
     """A Darknet YOLO person detector with the config's thresholds.
 
     Args:
-        yolo: An :class:`estimators.runtimes.darknet.DarknetYolo` (or anything with the same ``detect``).
+        yolo: An :class:`posetracker.estimators.runtimes.darknet.DarknetYolo` (or anything with the same ``detect``).
         conf_threshold, nms_threshold, max_people, min_box_size: See
-            :class:`estimators.config.DetectorConfig`.
+            :class:`posetracker.estimators.config.DetectorConfig`.
     """
 
     def __init__(self, yolo, *, conf_threshold: float = 0.05, nms_threshold: float = 0.5,
@@ -150,30 +150,30 @@ class PersonDetector:
 def load_detector(topology: str | Path, weights: str | Path | None = None,
                   device: torch.device | str = "cpu", input_size: int | None = None):
     """A person detector from its files, by format: RTMDet (``.onnx``,
-    :func:`estimators.rtmdet.load_rtmdet`), PicoDet (OpenVINO IR ``.xml`` and its ``.bin``,
-    :func:`estimators.picodet.load_picodet`), a Darknet YOLO
-    (:class:`estimators.runtimes.darknet.DarknetYolo`) from its ``.cfg`` and weights (``.weights`` or
+    :func:`posetracker.estimators.rtmdet.load_rtmdet`), PicoDet (OpenVINO IR ``.xml`` and its ``.bin``,
+    :func:`posetracker.estimators.picodet.load_picodet`), a Darknet YOLO
+    (:class:`posetracker.estimators.runtimes.darknet.DarknetYolo`) from its ``.cfg`` and weights (``.weights`` or
     ``.safetensors``; default: the ``.weights`` beside the ``.cfg``), or a TF.js CenterNet/NanoDet
-    (:func:`estimators.tfjs_detectors.load_tfjs_detector`) from its ``model.json`` and weights
+    (:func:`posetracker.estimators.tfjs_detectors.load_tfjs_detector`) from its ``model.json`` and weights
     (``.safetensors``; default: the ``.bin`` beside it). Registry names are resolved by the
-    application (:func:`posetracker.build.detector_files`).
+    application (:func:`posetracker.app.build.detector_files`).
 
     ``input_size``: square side in pixels for the detectors whose graphs take any size (RTMDet,
     Darknet YOLO; a multiple of 32); the PicoDet and TF.js graphs fix theirs and ignore it."""
-    from estimators.runtimes.darknet import DarknetYolo
+    from posetracker.estimators.runtimes.darknet import DarknetYolo
 
     topology = Path(topology)
     match topology.suffix.lower():
         case ".json":
-            from estimators.tfjs_detectors import load_tfjs_detector
+            from posetracker.estimators.tfjs_detectors import load_tfjs_detector
 
             return load_tfjs_detector(topology, weights).to(device)
         case ".xml":
-            from estimators.picodet import load_picodet
+            from posetracker.estimators.picodet import load_picodet
 
             return load_picodet(topology, weights).to(device)
         case ".onnx":
-            from estimators.rtmdet import load_rtmdet
+            from posetracker.estimators.rtmdet import load_rtmdet
 
             size = (input_size, input_size) if input_size else (320, 320)
             return load_rtmdet(topology, input_size=size).to(device)
@@ -199,7 +199,7 @@ class RMPEEstimator:
         sppe: The single-person pose estimator.
         detector: A :class:`PersonDetector`; may be ``None`` if boxes are always given.
         config: Thresholds, scale factor, NMS parameters and pose scoring.
-        stn: Optional trained :class:`~estimators.transform.STN` refining the box crops.
+        stn: Optional trained :class:`~posetracker.estimators.transform.STN` refining the box crops.
     """
 
     def __init__(self, sppe: SPPE, detector: PersonDetector | None = None,

@@ -1,6 +1,6 @@
 """RTMDet-nano person detector (OpenMMLab ``rtmdet_nano_8xb32-100e_coco-obj365-person``, the
 detector of the RTMPose project), from its mmdeploy "end2end" ONNX export, run in torch through
-:mod:`estimators.runtimes.onnx_graph`.
+:mod:`posetracker.estimators.runtimes.onnx_graph`.
 
 The export takes ``input`` (N, 3, H, W) float (320x320 here): the image in **BGR**, resized
 keeping its aspect ratio so that it fits (mmcv: new size ``int(side * scale + 0.5)``, bilinear),
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from posetracker.errors import ModelError
+from posetracker.core.errors import ModelError
 
 _MEAN_BGR = (103.53, 116.28, 123.675)
 _STD_BGR = (57.375, 57.12, 58.395)
@@ -197,7 +197,7 @@ class RTMDetDetector(nn.Module):
 
 def load_rtmdet(path: str | Path, input_size: tuple[int, int] = (320, 320)) -> RTMDetDetector:
     """RTMDet from its mmdeploy end2end ``.onnx`` (NMS in the graph; cut off and done here)."""
-    from estimators.runtimes.onnx_graph import OnnxGraph, read_onnx
+    from posetracker.estimators.runtimes.onnx_graph import OnnxGraph, read_onnx
 
     model = read_onnx(path)
     boxes, scores, graph_nms = find_nms(model, str(path))

@@ -14,7 +14,7 @@ the convention of MoveNet's decode and AlphaPose's FastPose decode; flip testing
 :meth:`SPPE._run_flip`).
 
 Loading (:func:`load_sppe`) takes model *files*; registry names are resolved by the application
-(:func:`posetracker.build.build_estimator`), not here.
+(:func:`posetracker.app.build.build_estimator`), not here.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from estimators.heatmaps import heatmap_peaks
-from posetracker.errors import ModelError
-from posetracker.schemas import COCO17, KeypointSchema
+from posetracker.estimators.heatmaps import heatmap_peaks
+from posetracker.core.errors import ModelError
+from posetracker.core.schemas import COCO17, KeypointSchema
 
 
 @dataclass
@@ -196,7 +196,7 @@ def unflip_cells(mirrored: torch.Tensor, own: torch.Tensor, dim: int) -> torch.T
 
 
 class MoveNetNet(nn.Module):
-    """MoveNet SinglePose (:class:`estimators.movenet.MoveNet`) as an SPPE network.
+    """MoveNet SinglePose (:class:`posetracker.estimators.movenet.MoveNet`) as an SPPE network.
 
     MoveNet's coordinates are fractions of the crop (0 = the crop's outer edge) times its side;
     in pixel-index coordinates that is 0.5 pixel less. Heatmaps are MoveNet's sigmoid maps (grid
@@ -237,7 +237,7 @@ class FastPoseNet(nn.Module):
         self.input_size = (256, 192)
 
     def forward(self, x: torch.Tensor, return_heatmaps: bool = False, candidates: int = 0) -> dict:
-        from estimators.fastpose import FastPose, heatmaps_to_coords
+        from posetracker.estimators.fastpose import FastPose, heatmaps_to_coords
 
         hm = self.fastpose(FastPose.normalize(x).to(x.dtype))
         stride = x.shape[-2] / hm.shape[-2]
@@ -254,7 +254,7 @@ def load_sppe(path: str | Path, *, weights: str | Path | None = None,
               device: torch.device | str = "cpu", flip_test: bool = False, half: bool = False,
               batch_size: int = 64, refine: str = "dark") -> SPPE:
     """Build the SPPE stored in model files (registry names are the application's business:
-    :func:`posetracker.build.sppe_files` resolves them to these paths).
+    :func:`posetracker.app.build.sppe_files` resolves them to these paths).
 
     Args:
         path: A MoveNet TF.js ``model.json`` (its weights in the ``.bin`` beside it, or in a
@@ -264,7 +264,7 @@ def load_sppe(path: str | Path, *, weights: str | Path | None = None,
         weights: For MoveNet, a ``.safetensors`` of the dequantized weights to use instead; for
             an IR, its ``.bin`` when not beside the ``.xml``.
         device, flip_test, half, batch_size: See :class:`SPPE`.
-        refine: Sub-cell refinement of heatmap SPPEs (:func:`estimators.heatmaps.decode_heatmaps`).
+        refine: Sub-cell refinement of heatmap SPPEs (:func:`posetracker.estimators.heatmaps.decode_heatmaps`).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -273,7 +273,7 @@ def load_sppe(path: str | Path, *, weights: str | Path | None = None,
         return SPPE(net.to(device), size, flip_test=flip_test, half=half, batch_size=batch_size,
                     name=path.stem)
     if suffix == ".json":
-        from estimators.movenet import MoveNet
+        from posetracker.estimators.movenet import MoveNet
 
         tensors = None
         if weights is not None:
@@ -288,7 +288,7 @@ def load_sppe(path: str | Path, *, weights: str | Path | None = None,
         size = (movenet.input_size, movenet.input_size)
         kind = f"movenet-{movenet.variant}"
     elif suffix in (".pth", ".pt", ".safetensors"):
-        from estimators.fastpose import FastPose
+        from posetracker.estimators.fastpose import FastPose
 
         net = FastPoseNet(FastPose.from_checkpoint(path))
         size, kind = (256, 192), "fastpose"
@@ -303,8 +303,8 @@ def _ir_heatmap_net(xml: Path, weights: str | Path | None, refine: str
                     ) -> tuple[nn.Module, tuple[int, int]]:
     """A COCO-17 top-down heatmap net in OpenVINO IR (PP-TinyPose) as a :class:`HeatmapNet`:
     input ``(1, 3, h, w)``, one 4-D output ``(1, 17, h / s, w / s)`` (the heatmaps)."""
-    from estimators.heatmaps import HeatmapNet
-    from estimators.runtimes.openvino_ir import load_openvino_ir
+    from posetracker.estimators.heatmaps import HeatmapNet
+    from posetracker.estimators.runtimes.openvino_ir import load_openvino_ir
 
     module = load_openvino_ir(xml, weights)
     shape = tuple(module.input_shape)

@@ -1,13 +1,13 @@
 """Person detectors from the TF.js graph models of the npm package (CenterNet and NanoDet).
 
-Both have the interface of :meth:`estimators.runtimes.darknet.DarknetYolo.detect` -- a batch of RGB images
+Both have the interface of :meth:`posetracker.estimators.runtimes.darknet.DarknetYolo.detect` -- a batch of RGB images
 in, one ``(m, 5)`` array per image out (x1, y1, x2, y2 in the image's pixels, score; best first)
 -- so the estimator can use either in place of a Darknet YOLO. They share Darknet's letterbox
-(:func:`estimators.runtimes.darknet.preprocess`) and its threshold / back-mapping / NMS step
-(:func:`estimators.runtimes.darknet.postprocess`, ``torchvision.ops.batched_nms``).
+(:func:`posetracker.estimators.runtimes.darknet.preprocess`) and its threshold / back-mapping / NMS step
+(:func:`posetracker.estimators.runtimes.darknet.postprocess`, ``torchvision.ops.batched_nms``).
 
 Each graph's own batch-1 post-processing is skipped: the heads are fetched for the whole batch
-with :meth:`estimators.runtimes.tfjs.TfjsGraph.run` and decoded here in torch.
+with :meth:`posetracker.estimators.runtimes.tfjs.TfjsGraph.run` and decoded here in torch.
 
 **CenterNet** (MobileNetV3 backbone, github.com/610265158/mobilenetv3_centernet): input
 ``(N, 512, 512, 3)`` float RGB in 0..255, unscaled, as the npm package's own user
@@ -44,9 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from estimators.runtimes.darknet import postprocess, preprocess
-from estimators.runtimes.tfjs import TfjsGraph, load_tfjs_graph, read_tfjs_topology
-from posetracker.errors import ModelError
+from posetracker.estimators.runtimes.darknet import postprocess, preprocess
+from posetracker.estimators.runtimes.tfjs import TfjsGraph, load_tfjs_graph, read_tfjs_topology
+from posetracker.core.errors import ModelError
 
 PERSON = 0  # COCO-80 class index of "person" in both models
 
@@ -86,7 +86,7 @@ class _TfjsDetector(nn.Module):
                letterbox: bool = True, max_detections: int = 300) -> list[np.ndarray]:
         """Detect objects of one class (default person) on a batch of images.
 
-        Parameters are those of :meth:`estimators.runtimes.darknet.DarknetYolo.detect`: ``images`` a list
+        Parameters are those of :meth:`posetracker.estimators.runtimes.darknet.DarknetYolo.detect`: ``images`` a list
         of (H, W, 3) uint8 RGB arrays (sizes may differ) or an (N, H, W, 3) array; ``conf`` the
         minimum score; ``nms`` the IoU above which a lower-scored box is suppressed; ``class_id``
         the COCO-80 class kept (``None``: all, NMS per class); ``letterbox`` keep the aspect ratio

@@ -34,15 +34,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from posetracker.errors import InputError
-from posetracker.formats.coco import (
+from posetracker.core.errors import InputError
+from posetracker.io.formats.coco import (
     CocoDataset, check_crowdpose_gt, load_json, results_to_frames,
     validate_coco_results,
 )
-from posetracker.poses import FramePoses
-from posetracker.schemas import COCO17, CROWDPOSE14, KeypointSchema, convert_keypoints
+from posetracker.core.poses import FramePoses
+from posetracker.core.schemas import COCO17, CROWDPOSE14, KeypointSchema, convert_keypoints
 
-from evaluation.coco import (
+from posetracker.evaluation.coco import (
     COCO_COLUMNS, GroundTruth, Predictions, as_dataset, as_results, check_area, figures,
     coco_sigmas, official_sigmas, run_cocoeval,
 )

@@ -59,12 +59,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from posetracker.errors import InputError
-from posetracker.formats.posetrack import posetrack_files, read_posetrack
-from posetracker.poses import Frame, VideoPoses
-from posetracker.schemas import POSETRACK17, convert_keypoints
+from posetracker.core.errors import InputError
+from posetracker.io.formats.posetrack import posetrack_files, read_posetrack
+from posetracker.core.poses import Frame, VideoPoses
+from posetracker.core.schemas import POSETRACK17, convert_keypoints
 
-from evaluation.posetrack_mot import MotCounter
+from posetracker.evaluation.posetrack_mot import MotCounter
 
 __all__ = [
     "evaluate_posetrack", "evaluate_videos", "evaluate_videos_per_joint", "GROUPS", "JOINTS",

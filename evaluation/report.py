@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from posetracker.errors import InputError
-from posetracker.fileio import atomic_write_text
+from posetracker.core.errors import InputError
+from posetracker.core.fileio import atomic_write_text
 
 
 def format_table(df: pd.DataFrame, digits: int = 4) -> str:

@@ -1,3 +1,3 @@
-from posetracker.cli import main_entry
+from posetracker.app.cli import main_entry
 
 main_entry()

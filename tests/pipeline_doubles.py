@@ -1,6 +1,6 @@
 """Test doubles for the pipeline tests: an estimator and a tracker that need no models.
 
-:class:`FakeStages` follows :class:`posetracker.pipeline.FrameStages`: every frame holds
+:class:`FakeStages` follows :class:`posetracker.app.pipeline.FrameStages`: every frame holds
 ``people`` synthetic people whose joints sit on a small circle that moves with the frame index,
 so tracking them by nearest centre is easy. It can raise at a chosen frame (to test interruption)
 and sleep per call (to test that stages overlap).
@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
-from posetracker.poses import FramePoses
-from posetracker.schemas import COCO17
-from posetracker.sources import SourceFrame
+from posetracker.core.poses import FramePoses
+from posetracker.core.schemas import COCO17
+from posetracker.io.sources import SourceFrame
 
 
 class Boom(RuntimeError):

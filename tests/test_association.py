@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from association.assign import assign, associate, associate_heatmaps, match_max_weight
-from association.candidates import JointCandidates, distance_prior, extract_candidates, find_peaks
-from association.config import AssociationConfig
-from association.graph import build_graph, joint_deltas
-from estimators.config import PoseNMSConfig
-from association.synthetic import (
+from posetracker.association.assign import assign, associate, associate_heatmaps, match_max_weight
+from posetracker.association.candidates import JointCandidates, distance_prior, extract_candidates, find_peaks
+from posetracker.association.config import AssociationConfig
+from posetracker.association.graph import build_graph, joint_deltas
+from posetracker.estimators.config import PoseNMSConfig
+from posetracker.association.synthetic import (
     Scene, crop_affines, make_scene, person_boxes, render_heatmaps, standing_person,
 )
-from posetracker.config import ConfigError, from_dict
-from posetracker.poses import FramePoses
-from posetracker.schemas import COCO17
+from posetracker.core.config import ConfigError, from_dict
+from posetracker.core.poses import FramePoses
+from posetracker.core.schemas import COCO17
 
 SIGMAS = COCO17.sigma_array()
 
@@ -84,7 +84,7 @@ def test_candidates_map_to_image_through_the_affine():
 
 
 def test_plateau_counts_once_and_window_is_respected():
-    from association.candidates import _local_maxima
+    from posetracker.association.candidates import _local_maxima
 
     m = torch.zeros(1, 5, 7)
     m[0, 2, 2] = m[0, 2, 3] = 0.8          # a two-cell plateau
@@ -112,7 +112,7 @@ def test_person_prior_weights_candidates_but_keeps_raw_values():
 
 
 def _one_joint_schema():
-    from posetracker.schemas import KeypointSchema
+    from posetracker.core.schemas import KeypointSchema
 
     return KeypointSchema(name="one", keypoints=("nose",), skeleton=(), sigmas=(0.026,))
 
@@ -357,7 +357,7 @@ def test_association_beats_single_peak_reading_on_crowded_scenes():
 
 # -- estimator integration ---------------------------------------------------------------------
 def test_heatmap_affines_follow_the_sppe_cell_convention():
-    from association.assign import heatmap_affines
+    from posetracker.association.assign import heatmap_affines
 
     crop_to_image = np.array([[[2.0, 0.0, 10.0], [0.0, 3.0, 20.0]]])
     h = heatmap_affines(crop_to_image, 4.0)
@@ -372,7 +372,7 @@ class _FakeEstimator:
     def __init__(self, scene, heatmaps, stride=4.0):
         from types import SimpleNamespace
 
-        from association.assign import heatmap_affines
+        from posetracker.association.assign import heatmap_affines
 
         self.sppe = SimpleNamespace(schema=COCO17)
         self.device = "cpu"
@@ -394,7 +394,7 @@ class _FakeEstimator:
 
 
 def test_associating_estimator_replaces_nms_per_frame():
-    from association.assign import AssociatingEstimator
+    from posetracker.association.assign import AssociatingEstimator
 
     scene, hm = _two_people_scene()
     fake = _FakeEstimator(scene, hm)
@@ -411,7 +411,7 @@ def test_associating_estimator_replaces_nms_per_frame():
 
 
 def test_bench_association_speed_table_runs(capsys):
-    from posetracker.cli import main
+    from posetracker.app.cli import main
 
     assert main(["bench", "association", "--people", "2,4", "--frames", "1"]) == 0
     out = capsys.readouterr().out
@@ -420,7 +420,7 @@ def test_bench_association_speed_table_runs(capsys):
 
 # -- the SPPE's own answer, person-weighted edges, redundancy --------------------------------------
 def test_answer_cells_find_the_cell_an_offset_answer_was_read_from():
-    from association.assign import answer_cells
+    from posetracker.association.assign import answer_cells
 
     off = torch.zeros(1, 2, 8, 8, 2)
     off[0, 0, 3, 2] = torch.tensor([0.9, -0.8])        # cell (x 2, y 3) + offset -> (2.9, 2.2)
@@ -437,7 +437,7 @@ def test_a_lone_proposal_gets_exactly_the_sppe_answer():
     when the answer's offset points far from its cell, towards a stronger neighbour cell."""
     from types import SimpleNamespace
 
-    from association.assign import associate_intermediates
+    from posetracker.association.assign import associate_intermediates
 
     k, h, w, stride = 17, 16, 16, 4.0
     hm = torch.zeros(1, k, h, w)
@@ -447,7 +447,7 @@ def test_a_lone_proposal_gets_exactly_the_sppe_answer():
     off[0, :, 6, 6] = torch.tensor([0.3, 0.3])
     crop_to_image = np.array([[[2.0, 0.0, 10.0], [0.0, 2.0, 20.0]]])
     cells = np.full((1, k, 2), 5.9)                     # (5, 5) + its offset
-    from association.assign import heatmap_affines
+    from posetracker.association.assign import heatmap_affines
 
     c2i = heatmap_affines(crop_to_image, stride)
     kp = cells @ c2i[0, :, :2].T + c2i[0, :, 2]

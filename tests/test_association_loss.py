@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from association.loss import candidate_targets, gaussian_heatmaps, joint_candidate_loss
+from posetracker.association.loss import candidate_targets, gaussian_heatmaps, joint_candidate_loss
 
 
 def test_gaussian_heatmaps_values_and_mask():

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from association.assign import AssociatingEstimator, associate_intermediates
-from estimators.config import EstimatorConfig, SPPEConfig
-from estimators.rmpe import PersonDetector, RMPEEstimator
-from estimators.sppe import SPPE, unflip_cells
-from posetracker.schemas import COCO17
+from posetracker.association.assign import AssociatingEstimator, associate_intermediates
+from posetracker.estimators.config import EstimatorConfig, SPPEConfig
+from posetracker.estimators.rmpe import PersonDetector, RMPEEstimator
+from posetracker.estimators.sppe import SPPE, unflip_cells
+from posetracker.core.schemas import COCO17
 
 STRIDE = 4
 
@@ -131,7 +131,7 @@ class _FakeYolo:
 
 
 def test_estimate_and_track_paths_give_the_same_poses_and_ranking():
-    from posetracker.pipeline import RMPEStages
+    from posetracker.app.pipeline import RMPEStages
 
     frames, boxes = _scene()
     est = _estimator(detector=PersonDetector(_FakeYolo(boxes)))
@@ -148,9 +148,9 @@ def test_estimate_and_track_paths_give_the_same_poses_and_ranking():
 
 
 def test_movenet_sppe_returns_offsets_that_decode_its_keypoints(models_dir, data_dir):
-    from posetracker.sources import read_image
-    from estimators.sppe import load_sppe
-    from estimators.transform import box_regions, crop_affines, crop_boxes, frames_to_tensor
+    from posetracker.io.sources import read_image
+    from posetracker.estimators.sppe import load_sppe
+    from posetracker.estimators.transform import box_regions, crop_affines, crop_boxes, frames_to_tensor
 
     sppe = load_sppe(models_dir / "movenet-lightning.json")
     img = read_image(data_dir / "coco_mini_val2017" / "val2017" / "000000397133.jpg")
@@ -172,7 +172,7 @@ def test_movenet_sppe_returns_offsets_that_decode_its_keypoints(models_dir, data
 def test_estimate_cli_crowdpose_on_a_real_image(tmp_path, data_dir, models_dir):
     import shutil
 
-    from posetracker.cli import main
+    from posetracker.app.cli import main
 
     coco = data_dir / "coco_mini_val2017"
     folder = tmp_path / "images"

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import scipy.io
 
-from posetracker.cli import main
-from posetracker.errors import InputError
-from posetracker.formats.bonn import read_bonn_mat
-from posetracker.formats.posetrack import read_posetrack
-from posetracker.schemas import MPII16, POSETRACK17
+from posetracker.app.cli import main
+from posetracker.core.errors import InputError
+from posetracker.io.formats.bonn import read_bonn_mat
+from posetracker.io.formats.posetrack import read_posetrack
+from posetracker.core.schemas import MPII16, POSETRACK17
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_bonn_test_set_scored_against_itself(converted, videos, tmp_path, capsys
     """
     import pandas as pd
 
-    from evaluation.posetrack import evaluate_videos_per_joint
+    from posetracker.evaluation.posetrack import evaluate_videos_per_joint
 
     capsys.readouterr()
     report = tmp_path / "report.csv"
@@ -127,7 +127,7 @@ def test_bonn_test_set_scored_against_itself(converted, videos, tmp_path, capsys
     assert (pj.loc[ANNOTATED, "GT joints"] > 1000).all()
     # poseval's own handling of the never-annotated nose, on request: AP 0 and MOTP 0 enter the
     # means, Head's MOTA is NaN (mean with a NaN), Total MOTA leaves the NaN out
-    from evaluation.posetrack import evaluate_videos
+    from posetracker.evaluation.posetrack import evaluate_videos
 
     row = evaluate_videos(videos[:4], videos[:4], strict_poseval=True).loc["total"]
     assert row["AP Head"] == pytest.approx(200 / 3) and row["AP Total"] == pytest.approx(1400 / 15)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from posetracker import __version__
-from posetracker.cli import build_parser, main
+from posetracker.app.cli import build_parser, main
 
 
 def _subcommand_paths(parser: argparse.ArgumentParser, prefix=()):

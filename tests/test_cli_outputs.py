@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from posetracker.cli import main
+from posetracker.app.cli import main
 
 BAD = "/proc/posetracker-nowhere/x"  # /proc refuses new files, even to root
 
@@ -34,8 +34,8 @@ def _cases():
 @pytest.mark.parametrize("argv,bad", _cases())
 def test_unwritable_output_is_refused_up_front(argv, bad, tmp_path, data_dir, capsys,
                                                 monkeypatch):
-    import posetracker.build as build
-    import posetracker.commands.track_video as tv
+    import posetracker.app.build as build
+    import posetracker.app.commands.track_video as tv
 
     def no_models(*a, **k):  # the check must come before any model loads
         raise AssertionError("models loaded before the output check")

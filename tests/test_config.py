@@ -3,8 +3,8 @@ from typing import Literal
 
 import pytest
 
-from posetracker.config import dump_config, from_dict, load_config
-from posetracker.errors import ConfigError
+from posetracker.core.config import dump_config, from_dict, load_config
+from posetracker.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from estimators.runtimes.darknet import (DarknetYolo, LetterboxTransform, YoloLayer, decode_yolo,
+from posetracker.estimators.runtimes.darknet import (DarknetYolo, LetterboxTransform, YoloLayer, decode_yolo,
                                 load_darknet_weights, parse_cfg, postprocess, preprocess,
                                 write_darknet_weights)
-from posetracker.errors import ModelError
+from posetracker.core.errors import ModelError
 
 # A miniature of AlphaPose's yolov3-spp.cfg: its residual stem, the SPP block (three stride-1
 # maxpools 5/9/13 joined by route -1,-3,-5,-6), two YOLO heads (route -4 + upsample + route to
@@ -253,7 +253,7 @@ def test_bad_cfg_errors_name_the_line(tmp_path):
 
 def test_darknet_maxpool_padding():
     """size 2 stride 1 keeps the size (pad 0 before, 1 after); size 5 stride 1 pads 2 + 2."""
-    from estimators.runtimes.darknet import MaxPoolLayer
+    from posetracker.estimators.runtimes.darknet import MaxPoolLayer
 
     x = torch.arange(16.0).view(1, 1, 4, 4)
     y = MaxPoolLayer(2, 1, 1)(x)

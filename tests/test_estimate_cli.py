@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 
-from posetracker.cli import main
-from posetracker.schemas import COCO17
+from posetracker.app.cli import main
+from posetracker.core.schemas import COCO17
 
 GOLDEN_IMAGES = ("000000192699.jpg", "000000183709.jpg", "000000397133.jpg")
 

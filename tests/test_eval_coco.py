@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.coco import COCO_COLUMNS, evaluate_coco
-from posetracker.cli import main
-from posetracker.formats.coco import coco_gt_to_frames, read_coco_gt
+from posetracker.evaluation.coco import COCO_COLUMNS, evaluate_coco
+from posetracker.app.cli import main
+from posetracker.io.formats.coco import coco_gt_to_frames, read_coco_gt
 
 # ../shared/data/README.md, "Known answers for metric_cases/", COCO pair.
 KNOWN = {"AP": 0.8609, "AP50": 0.9931, "AP75": 0.9109, "APm": 0.7756, "APl": 0.9373,

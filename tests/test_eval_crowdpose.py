@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from evaluation.crowdpose import (
+from posetracker.evaluation.crowdpose import (
     CROWDPOSE_COLUMNS, HEAD_TOP_FROM_FACE, NECK_TOWARDS_HEAD, bucket, coco_to_crowdpose, crowd_index,
     crowd_index_table, evaluate_coco_by_crowd, evaluate_crowdpose, split_by_crowd,
 )
-from posetracker.cli import main
-from posetracker.errors import InputError
-from posetracker.formats.coco import coco_gt_to_frames, read_coco_gt, read_crowdpose_gt
-from posetracker.poses import FramePoses
-from posetracker.schemas import COCO17, CROWDPOSE14
+from posetracker.app.cli import main
+from posetracker.core.errors import InputError
+from posetracker.io.formats.coco import coco_gt_to_frames, read_coco_gt, read_crowdpose_gt
+from posetracker.core.poses import FramePoses
+from posetracker.core.schemas import COCO17, CROWDPOSE14
 
 # ../shared/data/README.md, "Known answers for metric_cases/", CrowdPose pair.
 KNOWN = {"AP": 0.7877, "AP50": 0.9881, "AP75": 0.7314, "AR": 0.8222, "AR50": 1.0, "AR75": 0.7778,
@@ -235,7 +235,7 @@ def test_coco17_predictions_on_crowdpose_gt(case, tmp_path, capsys):
         kp[:, :5] = people.keypoints[:, [13]] + rng.normal(0, 3, (n, 5, 2))  # a face near the neck
         frames[image_id] = FramePoses(kp, np.isfinite(kp[..., 0]) * 0.9, people.boxes,
                                       np.full(n, 0.9), COCO17)
-    from posetracker.formats.coco import write_coco_results
+    from posetracker.io.formats.coco import write_coco_results
 
     path = tmp_path / "coco17.json"
     write_coco_results(frames, path)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from estimators.fastpose import FastPose, coords_to_box, heatmaps_to_coords
-from posetracker.errors import ModelError
+from posetracker.estimators.fastpose import FastPose, coords_to_box, heatmaps_to_coords
+from posetracker.core.errors import ModelError
 
 # Facts about AlphaPose's FastPose (SE-ResNet-50 + DUC, NUM_JOINTS 17), read from its
 # alphapose/models/fastpose.py, layers/SE_Resnet.py, layers/DUC.py, layers/SE_module.py:
@@ -99,7 +99,7 @@ def test_safetensors_and_wrapped_checkpoints(model, tmp_path):
 
 @pytest.mark.parametrize("wrap", ["raw", "state_dict", "model", "module"])
 def test_checkpoint_wrappings_unwrap(tmp_path, wrap):
-    from estimators.fastpose import _read_state
+    from posetracker.estimators.fastpose import _read_state
 
     state = {"conv_out.weight": torch.ones(2, 1), "duc1.bn.bias": torch.zeros(3)}
     obj = {"raw": state, "state_dict": {"state_dict": state, "epoch": 1},

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from posetracker.errors import InputError
-from posetracker.formats.coco import (
+from posetracker.core.errors import InputError
+from posetracker.io.formats.coco import (
     CocoDataset, coco_gt_to_frames, frames_to_coco_results, read_coco_gt, read_coco_results,
     read_crowdpose_gt, write_coco_results,
 )
-from posetracker.poses import FramePoses
-from posetracker.schemas import COCO17, CROWDPOSE14
+from posetracker.core.poses import FramePoses
+from posetracker.core.schemas import COCO17, CROWDPOSE14
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from posetracker.errors import InputError
-from posetracker.formats.posetrack import (read_posetrack, read_posetrack_dir, write_posetrack17,
+from posetracker.core.errors import InputError
+from posetracker.io.formats.posetrack import (read_posetrack, read_posetrack_dir, write_posetrack17,
                                            write_posetrack18)
-from posetracker.poses import Frame, FramePoses, VideoPoses
-from posetracker.schemas import COCO17, POSETRACK17, POSETRACK18, convert_keypoints
+from posetracker.core.poses import Frame, FramePoses, VideoPoses
+from posetracker.core.schemas import COCO17, POSETRACK17, POSETRACK18, convert_keypoints
 
 FILES = {"003418_mpii_test": (1, 9), "009473_mpii_test": (2, 2), "012834_mpii_test": (11, 4)}
 
@@ -186,7 +186,7 @@ def test_missing_inputs(tmp_path):
 
 def test_convert_posetrack_cli_and_score(data_dir, tmp_path, capsys):
     """2018 ground truth -> 2017 files via the CLI; scored against the 2018 originals: all 100."""
-    from posetracker.cli import main
+    from posetracker.app.cli import main
 
     src = data_dir / "posetrack18_format"
     assert main(["convert", "posetrack", str(src), str(tmp_path), "--to", "2017"]) == 0

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from estimators.heatmaps import (HeatmapNet, decode_heatmaps, flip_back, heatmap_peaks,
+from posetracker.estimators.heatmaps import (HeatmapNet, decode_heatmaps, flip_back, heatmap_peaks,
                                  refine_quarter, argmax_cells)
-from posetracker.schemas import COCO17
+from posetracker.core.schemas import COCO17
 
 
 def gaussian_maps(points: np.ndarray, shape=(64, 48), sigma: float = 2.0) -> torch.Tensor:
@@ -120,7 +120,7 @@ def test_heatmap_net_decodes_to_crop_pixels_and_flip_is_consistent():
 def test_dark_on_windows_equals_dark_on_whole_blurred_maps():
     """DARK blurs only a window around each peak: the step must equal the one computed from
     the whole blurred map (rescaled as DARK does), peaks near the border included."""
-    from estimators.heatmaps import argmax_cells, refine_dark, smooth
+    from posetracker.estimators.heatmaps import argmax_cells, refine_dark, smooth
 
     gen = torch.Generator().manual_seed(3)
     hm = torch.rand(4, 17, 64, 48, generator=gen) * 0.2

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from posetracker.cli import main
-from posetracker.errors import ModelError
-from posetracker.models import (DEFAULT_PACK, NPM_PACKAGE, REGISTRY, GitHubSource, ModelCache,
+from posetracker.app.cli import main
+from posetracker.core.errors import ModelError
+from posetracker.app.models import (DEFAULT_PACK, NPM_PACKAGE, REGISTRY, GitHubSource, ModelCache,
                                 default_cache_dir, npm_pack_command, resolve_model, sha256_file)
 
 
@@ -137,8 +137,8 @@ def test_corrupted_or_missing_cache_entries(fetched, tmp_path, monkeypatch, caps
 def test_cache_gives_the_same_tensors_as_the_originals(fetched, models_dir):
     from safetensors.numpy import load_file
 
-    from estimators.runtimes.darknet import DarknetYolo
-    from estimators.runtimes.tfjs import read_tfjs_weights
+    from posetracker.estimators.runtimes.darknet import DarknetYolo
+    from posetracker.estimators.runtimes.tfjs import read_tfjs_weights
 
     cache = ModelCache(fetched)
     for name in ("movenet-lightning", "movenet-thunder"):
@@ -271,7 +271,7 @@ def test_npm_failures_are_clear(tmp_path, monkeypatch):
 def test_cached_tfjs_model_runs_like_the_original(fetched, models_dir):
     """Path(resolve_model(name)) is the cached model.json; the graph loader takes the
     .safetensors beside it, and the network gives the same outputs as from the .bin."""
-    from estimators.movenet import MoveNet
+    from posetracker.estimators.movenet import MoveNet
 
     cached = MoveNet.from_tfjs(Path(resolve_model("movenet-lightning", ModelCache(fetched))))
     original = MoveNet.from_tfjs(models_dir / "movenet-lightning.json")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import estimators.runtimes.tfjs as tfjs
-from estimators.movenet import MoveNet, MoveNetHeads, square_crop
-from posetracker.errors import InputError
-from posetracker.schemas import COCO17
+import posetracker.estimators.runtimes.tfjs as tfjs
+from posetracker.estimators.movenet import MoveNet, MoveNetHeads, square_crop
+from posetracker.core.errors import InputError
+from posetracker.core.schemas import COCO17
 
 GOLDEN = Path(__file__).parent / "golden" / "tfjs_golden.npz"
 VARIANTS = ("thunder", "lightning")

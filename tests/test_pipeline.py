@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline_doubles import Boom, FakeStages, NearestTracker, WindowTracker, make_frames
-from posetracker.pipeline import PipelineOptions, run_pipeline, run_sequential
+from posetracker.app.pipeline import PipelineOptions, run_pipeline, run_sequential
 
 
 class Collect:
@@ -147,7 +147,7 @@ def test_queues_are_bounded(monkeypatch):
         made.append(q)
         return q
 
-    monkeypatch.setattr("posetracker.pipeline.queue.Queue", spy)
+    monkeypatch.setattr("posetracker.app.pipeline.queue.Queue", spy)
     read = []
 
     def frames():
@@ -198,9 +198,9 @@ def toy_estimator(models_dir):
     import torch
     from torch import nn
 
-    from estimators.config import EstimatorConfig
-    from estimators.rmpe import PersonDetector, RMPEEstimator, load_detector
-    from estimators.sppe import SPPE
+    from posetracker.estimators.config import EstimatorConfig
+    from posetracker.estimators.rmpe import PersonDetector, RMPEEstimator, load_detector
+    from posetracker.estimators.sppe import SPPE
 
     class Brightest(nn.Module):
         def __init__(self):
@@ -231,8 +231,8 @@ def toy_estimator(models_dir):
 
 @pytest.mark.parametrize("association", ["nms", "crowdpose"])
 def test_rmpe_stages_match_the_estimator(toy_estimator, data_dir, association):
-    from posetracker.pipeline import RMPEStages
-    from posetracker.sources import open_source
+    from posetracker.app.pipeline import RMPEStages
+    from posetracker.io.sources import open_source
 
     est = toy_estimator
     src = open_source(data_dir / "videos" / "basketball_crossing.mp4", max_frames=4, stride=30)
@@ -253,7 +253,7 @@ def test_rmpe_stages_match_the_estimator(toy_estimator, data_dir, association):
 
 
 def test_looped_input_for_the_memory_check():
-    from posetracker.benchmarks.pipeline import looped
+    from posetracker.app.benchmarks.pipeline import looped
 
     frames = list(looped(list(make_frames(3, start=5)), 3))
     assert [f.index for f in frames] == list(range(9))
@@ -279,8 +279,8 @@ def test_stage_threads_set_the_callers_torch_thread_count(monkeypatch):
 
 
 def test_rmpe_stages_drop_low_scored_poses(toy_estimator, data_dir):
-    from posetracker.pipeline import RMPEStages
-    from posetracker.sources import open_source
+    from posetracker.app.pipeline import RMPEStages
+    from posetracker.io.sources import open_source
 
     src = list(open_source(data_dir / "videos" / "basketball_crossing.mp4", max_frames=2,
                            stride=30))
@@ -349,7 +349,7 @@ def test_bench_pipeline_against_runs_both_settings_alternating(monkeypatch, tmp_
     each keeps its fastest run, and the ratio row compares those."""
     import argparse
 
-    from posetracker.benchmarks import pipeline as bench
+    from posetracker.app.benchmarks import pipeline as bench
 
     video = tmp_path / "v.mp4"
     video.write_bytes(b"x")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from estimators.config import PoseNMSConfig
-from estimators.pose_nms import alphapose_pose_nms, pose_nms, rmpe_pose_nms
-from posetracker.poses import FramePoses
-from posetracker.schemas import COCO17
+from posetracker.estimators.config import PoseNMSConfig
+from posetracker.estimators.pose_nms import alphapose_pose_nms, pose_nms, rmpe_pose_nms
+from posetracker.core.poses import FramePoses
+from posetracker.core.schemas import COCO17
 
 
 def _person(rng, x0, y0, size=200.0):
@@ -87,7 +87,7 @@ def test_eta_controls_elimination():
 
 
 def test_fit_nms_coordinate_search_improves_a_bad_start():
-    from estimators.fit_nms import fit_nms
+    from posetracker.estimators.fit_nms import fit_nms
 
     frames = {}
     for seed in range(3):

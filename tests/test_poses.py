@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from posetracker.errors import InputError
-from posetracker.poses import Frame, FramePoses, VideoPoses, keypoint_boxes
-from posetracker.schemas import COCO17, POSETRACK18
+from posetracker.core.errors import InputError
+from posetracker.core.poses import Frame, FramePoses, VideoPoses, keypoint_boxes
+from posetracker.core.schemas import COCO17, POSETRACK18
 
 
 def _poses(n=3, ids=None):

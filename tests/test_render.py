@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from pipeline_doubles import FakeStages, NearestTracker, make_frames
-from posetracker.render import VideoRenderer, draw_poses, track_colour
+from posetracker.io.render import VideoRenderer, draw_poses, track_colour
 
 
 def _poses(n=2, size=(120, 160)):

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from estimators.config import EstimatorConfig, PoseNMSConfig, SPPEConfig
-from estimators.rmpe import PersonDetector, RMPEEstimator
-from estimators.sppe import SPPE
-from estimators.transform import crop_to_image
+from posetracker.estimators.config import EstimatorConfig, PoseNMSConfig, SPPEConfig
+from posetracker.estimators.rmpe import PersonDetector, RMPEEstimator
+from posetracker.estimators.sppe import SPPE
+from posetracker.estimators.transform import crop_to_image
 
 
 class BlobNet(nn.Module):

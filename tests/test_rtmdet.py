@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-import estimators.rtmdet as rtmdet_module
-from estimators.rmpe import load_detector
-from estimators.rtmdet import RTMDetDetector, load_rtmdet
+import posetracker.estimators.rtmdet as rtmdet_module
+from posetracker.estimators.rmpe import load_detector
+from posetracker.estimators.rtmdet import RTMDetDetector, load_rtmdet
 
 RTMDET = "rtmdet-nano-person.onnx"
 COCO = "coco_mini_val2017"

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from posetracker.errors import InputError
-from posetracker.schemas import (BONN_MPII_IDS, COCO17, CROWDPOSE14, MPII16, POSETRACK17,
+from posetracker.core.errors import InputError
+from posetracker.core.schemas import (BONN_MPII_IDS, COCO17, CROWDPOSE14, MPII16, POSETRACK17,
                                  POSETRACK18, SCHEMAS, convert_keypoints, derive_head_joints,
                                  get_schema, index_map)
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from pipeline_doubles import FakeStages, NearestTracker, make_frames
-from posetracker.errors import InputError
-from posetracker.poses import FramePoses
-from posetracker.schemas import COCO17
-from posetracker.sinks import (CsvSink, FinalJsonSink, JsonlSink, SinkSet, atomic_write,
+from posetracker.core.errors import InputError
+from posetracker.core.poses import FramePoses
+from posetracker.core.schemas import COCO17
+from posetracker.io.sinks import (CsvSink, FinalJsonSink, JsonlSink, SinkSet, atomic_write,
                                frame_record, read_jsonl, write_coco_results)
 
 
@@ -125,7 +125,7 @@ def test_sinkset_closes_all_even_when_one_fails(tmp_path):
 
 def test_coco_results_are_loadable(tmp_path, data_dir):
     from pycocotools.coco import COCO
-    from posetracker.poses import Frame, VideoPoses
+    from posetracker.core.poses import Frame, VideoPoses
 
     frames = [Frame(i, p, image=f.name) for i, (f, p) in enumerate(_tracked_frames(2))]
     video = VideoPoses("clip", frames, COCO17)
@@ -139,7 +139,7 @@ def test_coco_results_are_loadable(tmp_path, data_dir):
 
 @pytest.mark.parametrize("fmt", ["posetrack18", "posetrack17"])
 def test_final_posetrack_file_round_trips_with_meta(tmp_path, fmt):
-    from posetracker.formats.posetrack import read_posetrack
+    from posetracker.io.formats.posetrack import read_posetrack
 
     sink = FinalJsonSink(tmp_path / "clip.json", fmt, "clip")
     for f, p in _tracked_frames(3):

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from posetracker.errors import InputError
-from posetracker.sources import natural_key, open_source, read_image
+from posetracker.core.errors import InputError
+from posetracker.io.sources import natural_key, open_source, read_image
 
 
 def _write_image(path: Path, value: int, size=(24, 32)) -> None:

@@ -12,9 +12,9 @@ import json
 
 import numpy as np
 
-from posetracker.cli import main
-from posetracker.formats.posetrack import read_posetrack
-from posetracker.schemas import POSETRACK18
+from posetracker.app.cli import main
+from posetracker.io.formats.posetrack import read_posetrack
+from posetracker.core.schemas import POSETRACK18
 
 
 def test_two_people_tracked_with_the_real_models(tmp_path, data_dir, models_dir, capsys):

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from pipeline_doubles import FakeStages
-from posetracker.cli import build_parser, main
-from posetracker.commands import track_video
-from posetracker.settings import AppConfig, load_app_config
+from posetracker.app.cli import build_parser, main
+from posetracker.app.commands import track_video
+from posetracker.app.settings import AppConfig, load_app_config
 
 
 def _video(path, n=12, size=(96, 128)):
@@ -115,7 +115,7 @@ def test_interrupted_run_keeps_finished_frames(tmp_path, stages, capsys, sequent
 
 def test_ctrl_c_exits_130_and_keeps_frames(tmp_path, stages, monkeypatch, capsys):
     stages["stages"] = IndexedStages(people=1)
-    from posetracker.sinks import JsonlSink
+    from posetracker.io.sinks import JsonlSink
 
     real_write = JsonlSink.write
 
@@ -133,7 +133,7 @@ def test_ctrl_c_exits_130_and_keeps_frames(tmp_path, stages, monkeypatch, capsys
     # the stream finishes into the final file the run would have written, for those frames
     monkeypatch.setattr(JsonlSink, "write", real_write)
     assert main(["convert", "jsonl", str(out.with_suffix(".jsonl")), str(out)]) == 0
-    from posetracker.formats.posetrack import read_posetrack
+    from posetracker.io.formats.posetrack import read_posetrack
 
     video_out = read_posetrack(out)
     assert len(video_out.frames) == 5
@@ -190,7 +190,7 @@ def test_bad_setting_is_one_line(capsys):
 
 
 def test_default_yaml_loads_and_names_registry_models():
-    from posetracker.models import REGISTRY
+    from posetracker.app.models import REGISTRY
 
     cfg = load_app_config()
     assert isinstance(cfg, AppConfig)

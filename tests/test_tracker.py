@@ -7,15 +7,15 @@ import time
 import numpy as np
 import pytest
 
-from posetracker.config import from_dict
-from posetracker.errors import ConfigError
-from posetracker.poses import FramePoses
-from posetracker.schemas import POSETRACK17
-from tracker import TrackerConfig, make_tracker, track_frames
-from tracker.alphapose import AlphaPoseTracker
-from tracker.base import unique_ids_ok
-from tracker.baselines import IouTracker, NoTracker
-from tracker.poseflow import PoseFlowTracker
+from posetracker.core.config import from_dict
+from posetracker.core.errors import ConfigError
+from posetracker.core.poses import FramePoses
+from posetracker.core.schemas import POSETRACK17
+from posetracker.tracker import TrackerConfig, make_tracker, track_frames
+from posetracker.tracker.alphapose import AlphaPoseTracker
+from posetracker.tracker.base import unique_ids_ok
+from posetracker.tracker.baselines import IouTracker, NoTracker
+from posetracker.tracker.poseflow import PoseFlowTracker
 
 SCHEMA = POSETRACK17
 KINDS = ("poseflow", "iou", "alphapose", "none")

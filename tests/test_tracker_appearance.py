@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posetracker.config import from_dict
-from posetracker.schemas import POSETRACK17
+from posetracker.core.config import from_dict
+from posetracker.core.schemas import POSETRACK17
 from tests.test_tracker import frame, person
-from tracker import TrackerConfig, make_tracker, track_frames
-from tracker.appearance import bhattacharyya, torso_boxes, torso_histograms, torso_indices
+from posetracker.tracker import TrackerConfig, make_tracker, track_frames
+from posetracker.tracker.appearance import bhattacharyya, torso_boxes, torso_histograms, torso_indices
 
 RED, BLUE, WHITE, BLACK = (0, 0, 220), (220, 60, 0), (250, 250, 250), (10, 10, 10)
 TORSO = torso_indices(POSETRACK17.keypoints)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from posetracker.cli import main
-from posetracker.formats.posetrack import read_posetrack
+from posetracker.app.cli import main
+from posetracker.io.formats.posetrack import read_posetrack
 
 from tests.test_tracker import person
 

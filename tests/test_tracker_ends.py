@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from posetracker.cli import main
+from posetracker.app.cli import main
 from test_tracker import frame, person, run
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.test_tracker import frame, person, run
-from tracker.fill import Anchor, interpolate_box, interpolate_joints
+from posetracker.tracker.fill import Anchor, interpolate_box, interpolate_joints
 
 
 def test_interpolate_joints_lies_on_the_line_with_decayed_scores():
@@ -95,8 +95,8 @@ def test_a_suppressed_flow_is_never_filled():
 
 def test_filled_poses_reach_the_pipeline_writers():
     from pipeline_doubles import FakeStages, make_frames
-    from posetracker.pipeline import PipelineOptions, run_sequential
-    from tracker.poseflow import PoseFlowTracker
+    from posetracker.app.pipeline import PipelineOptions, run_sequential
+    from posetracker.tracker.poseflow import PoseFlowTracker
 
     class Misses(FakeStages):  # the detector misses the second person in frames 5 and 6
         def detect(self, prepared):
@@ -113,11 +113,11 @@ def test_filled_poses_reach_the_pipeline_writers():
 def test_fills_add_more_true_than_false_positives_on_bonn(data_dir):
     """Bonn test annotations, moderate noise, seed 1 (the tuning seed): each kind of fill must add
     more matched joints than false positives, by a wide margin."""
-    from evaluation.posetrack import evaluate_videos_per_joint
-    from posetracker.benchmarks.tracking import tracker_config
-    from posetracker.formats.bonn import read_bonn_mat
-    from tracker import make_tracker, track_frames
-    from tracker.perturb import NOISE_LEVELS, perturb_video
+    from posetracker.evaluation.posetrack import evaluate_videos_per_joint
+    from posetracker.app.benchmarks.tracking import tracker_config
+    from posetracker.io.formats.bonn import read_bonn_mat
+    from posetracker.tracker import make_tracker, track_frames
+    from posetracker.tracker.perturb import NOISE_LEVELS, perturb_video
 
     gt = read_bonn_mat(data_dir / "bonn_posetrack" / "annolist" / "test" / "annolist.mat")[:12]
     noisy = [perturb_video(v, NOISE_LEVELS["moderate"], 1 + i) for i, v in enumerate(gt)]

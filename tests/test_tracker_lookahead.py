@@ -10,13 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from posetracker.config import from_dict
-from posetracker.errors import ConfigError
+from posetracker.core.config import from_dict
+from posetracker.core.errors import ConfigError
 from tests.test_tracker import frame, person, run
-from tracker import TrackerConfig, make_tracker, track_frames
-from tracker.base import unique_ids_ok
-from tracker.config import PoseFlowConfig
-from tracker.poseflow import PoseFlowTracker
+from posetracker.tracker import TrackerConfig, make_tracker, track_frames
+from posetracker.tracker.base import unique_ids_ok
+from posetracker.tracker.config import PoseFlowConfig
+from posetracker.tracker.poseflow import PoseFlowTracker
 
 ONLINE = dict(lookahead=0, fill_gaps=False, fill_joints=False)
 
@@ -93,9 +93,9 @@ def test_lookahead_speed_without_images():
 def test_lookahead_against_online_on_bonn(data_dir):
     """All Bonn test videos, moderate noise, seed 1 (the tuning seed): the look-ahead step makes
     fewer ID switches without losing MOTA."""
-    from evaluation.posetrack import evaluate_videos_per_joint
-    from posetracker.formats.bonn import read_bonn_mat
-    from tracker.perturb import NOISE_LEVELS, perturb_video
+    from posetracker.evaluation.posetrack import evaluate_videos_per_joint
+    from posetracker.io.formats.bonn import read_bonn_mat
+    from posetracker.tracker.perturb import NOISE_LEVELS, perturb_video
 
     gt = read_bonn_mat(data_dir / "bonn_posetrack" / "annolist" / "test" / "annolist.mat")
     noisy = [perturb_video(v, NOISE_LEVELS["moderate"], 1 + i) for i, v in enumerate(gt)]

@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posetracker.poses import Frame, VideoPoses
-from posetracker.schemas import POSETRACK17
-from tracker import pfnms
-from tracker.alphapose import (AlphaPoseTracker, expanded_boxes, inclusive_box_iou,
+from posetracker.core.poses import Frame, VideoPoses
+from posetracker.core.schemas import POSETRACK17
+from posetracker.tracker import pfnms
+from posetracker.tracker.alphapose import (AlphaPoseTracker, expanded_boxes, inclusive_box_iou,
                                joint_window_iou_inclusive)
-from tracker.orb import OrbMatcher, box_correspondence_iou, joint_correspondence_iou
-from tracker.perturb import NOISE_LEVELS, perturb_video
-from tracker.poseflow import PoseFlowTracker
-from tracker.similarity import box_iou, pose_similarity, top_mean
+from posetracker.tracker.orb import OrbMatcher, box_correspondence_iou, joint_correspondence_iou
+from posetracker.tracker.perturb import NOISE_LEVELS, perturb_video
+from posetracker.tracker.poseflow import PoseFlowTracker
+from posetracker.tracker.similarity import box_iou, pose_similarity, top_mean
 
 from tests.test_tracker import frame, person
 
@@ -129,9 +129,9 @@ def test_perturbation_is_deterministic_untracked_and_noisy():
 
 
 def test_output_ids_renumber_in_order_of_first_appearance():
-    from posetracker.poses import FramePoses
-    from posetracker.schemas import COCO17
-    from tracker.base import OutputIds
+    from posetracker.core.poses import FramePoses
+    from posetracker.core.schemas import COCO17
+    from posetracker.tracker.base import OutputIds
 
     kp = np.zeros((2, 17, 2))
     ids = OutputIds()

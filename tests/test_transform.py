@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from estimators.transform import (STN, box_regions, crop_affines, crop_boxes, crop_to_image,
+from posetracker.estimators.transform import (STN, box_regions, crop_affines, crop_boxes, crop_to_image,
                                   frames_to_tensor, image_to_crop)
 
 

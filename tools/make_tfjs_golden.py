@@ -27,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from estimators.movenet import square_crop  # noqa: E402
+from posetracker.estimators.movenet import square_crop  # noqa: E402
 
 # The people used: first three COCO annotations (by id) with >= 10 labelled keypoints on distinct images.
 N_PEOPLE = 3

@@ -1,5 +1,5 @@
 """Run an OpenVINO IR through OpenVINO's own runtime and through the torch reader
-(:mod:`estimators.runtimes.openvino_ir`) on the same real inputs, and print the largest absolute
+(:mod:`posetracker.estimators.runtimes.openvino_ir`) on the same real inputs, and print the largest absolute
 difference of every output.
 
 Inputs: person crops (the ground-truth boxes of a COCO annotation file, padded to the input's
@@ -112,7 +112,7 @@ def compare(xml: Path, x: np.ndarray, weights: Path | None = None
     """(output name, shape, max |reference|, max |torch - reference|) for every output."""
     import torch
 
-    from estimators.runtimes.openvino_ir import load_openvino_ir
+    from posetracker.estimators.runtimes.openvino_ir import load_openvino_ir
 
     module = load_openvino_ir(xml, weights)
     with torch.inference_mode():
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch < 1 or not (args.images or args.coco):
         p.error("give --images or --coco, and a positive --batch")
 
-    from estimators.runtimes.openvino_ir import load_openvino_ir
+    from posetracker.estimators.runtimes.openvino_ir import load_openvino_ir
 
     shape = tuple(load_openvino_ir(args.xml, args.weights).input_shape)
     size = (int(shape[2]), int(shape[3]))

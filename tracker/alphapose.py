@@ -25,9 +25,9 @@ from collections import deque
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from posetracker.poses import FramePoses
-from tracker.base import ImmediateOutput
-from tracker.similarity import top_mean
+from posetracker.core.poses import FramePoses
+from posetracker.tracker.base import ImmediateOutput
+from posetracker.tracker.similarity import top_mean
 
 
 def expanded_boxes(keypoints: np.ndarray, ratio: float,
@@ -78,7 +78,7 @@ class AlphaPoseTracker(ImmediateOutput):
     """AlphaPose's released PoseFlow tracker (``tracker-general.py``) as an online tracker.
 
     Args (defaults: the script's command-line defaults; see
-    :class:`tracker.config.AlphaPoseConfig`): link_len, num, mag, match, weights, weights_older,
+    :class:`posetracker.tracker.config.AlphaPoseConfig`): link_len, num, mag, match, weights, weights_older,
         box_expand, orb_features.
     """
 
@@ -118,7 +118,7 @@ class AlphaPoseTracker(ImmediateOutput):
         corr = None
         if image is not None:
             if self._orb is None:
-                from tracker.orb import OrbMatcher
+                from posetracker.tracker.orb import OrbMatcher
 
                 self._orb = OrbMatcher(n_features=self.orb_features)
             corr = self._orb.match(image)
@@ -138,7 +138,7 @@ class AlphaPoseTracker(ImmediateOutput):
             terms[1] = inclusive_box_iou(cb, boxes)
             terms[3] = top_mean(joint_window_iou_inclusive(ck, kp, self.mag), self.num)
             if corr is not None and len(corr):
-                from tracker.orb import box_correspondence_iou, joint_correspondence_iou
+                from posetracker.tracker.orb import box_correspondence_iou, joint_correspondence_iou
 
                 terms[0] = box_correspondence_iou(corr, cb, boxes)
                 terms[2] = top_mean(joint_correspondence_iou(corr, ck, kp, self.mag), self.num)

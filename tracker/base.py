@@ -13,7 +13,7 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from posetracker.poses import FramePoses
+from posetracker.core.poses import FramePoses
 
 
 class Tracker(Protocol):

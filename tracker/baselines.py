@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from posetracker.poses import FramePoses
-from tracker.base import ImmediateOutput
-from tracker.similarity import box_iou
+from posetracker.core.poses import FramePoses
+from posetracker.tracker.base import ImmediateOutput
+from posetracker.tracker.similarity import box_iou
 
 
 class NoTracker(ImmediateOutput):

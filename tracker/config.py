@@ -1,7 +1,7 @@
 """Frozen-dataclass configs of the trackers; defaults are the documented ones.
 
-``TrackerConfig.kind`` picks the tracker; :func:`tracker.make_tracker` builds it from the config.
-Load from YAML with ``posetracker.config.load_config(TrackerConfig, path, overrides)``.
+``TrackerConfig.kind`` picks the tracker; :func:`posetracker.tracker.make_tracker` builds it from the config.
+Load from YAML with ``posetracker.core.config.load_config(TrackerConfig, path, overrides)``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class PoseFlowConfig:
             along a flow): a link's value is its similarity times
             ``1 - w_conf + w_conf * (s(flow) + s(pose)) / 6``; 0 ranks links by similarity alone.
         lookahead: Frames of look-ahead of PF-Builder's chain assignment (the paper's objective,
-            solved jointly for all flows; see :mod:`tracker.poseflow`); 0 builds online, one frame
+            solved jointly for all flows; see :mod:`posetracker.tracker.poseflow`); 0 builds online, one frame
             at a time. At most ``window`` (larger values act as ``window``): frame ``s`` is
             re-assigned when frame ``s + lookahead`` arrives, before it becomes final.
         lookahead_decay: Weight of the ``i``-th look-ahead frame in a chain's value,
@@ -66,7 +66,7 @@ class PoseFlowConfig:
             with 0.2, 125 / 354 / 1554 with 0; MOTA 96.18 / 87.39 / 37.43 against 96.03 / 87.58 /
             37.17).
         fill_gaps: Give a flow an interpolated pose in the frames where its person was missed,
-            when the person is seen again within ``max_fill_gap`` frames (see :mod:`tracker.fill`).
+            when the person is seen again within ``max_fill_gap`` frames (see :mod:`posetracker.tracker.fill`).
         max_fill_gap: Longest gap filled, in frames. A gap is filled only while its frames are not
             final, so gaps longer than ``window`` are filled at most in part.
         fill_decay: A filled joint's score is the interpolated score times ``fill_decay ** d``,
@@ -74,7 +74,7 @@ class PoseFlowConfig:
         fill_joints: Also interpolate joints missing from a detected pose, between the flow's
             sightings of that joint before and after.
         w_app: Weight of the torso colour histograms' agreement in the link similarity (only with
-            images; see :mod:`tracker.appearance`); 0 turns it off.
+            images; see :mod:`posetracker.tracker.appearance`); 0 turns it off.
     """
 
     link_len: int = 10

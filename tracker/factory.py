@@ -1,14 +1,14 @@
-"""Build the tracker a :class:`tracker.config.TrackerConfig` names."""
+"""Build the tracker a :class:`posetracker.tracker.config.TrackerConfig` names."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from tracker.alphapose import AlphaPoseTracker
-from tracker.base import Tracker
-from tracker.baselines import IouTracker, NoTracker
-from tracker.config import TrackerConfig
-from tracker.poseflow import PoseFlowTracker
+from posetracker.tracker.alphapose import AlphaPoseTracker
+from posetracker.tracker.base import Tracker
+from posetracker.tracker.baselines import IouTracker, NoTracker
+from posetracker.tracker.config import TrackerConfig
+from posetracker.tracker.poseflow import PoseFlowTracker
 
 
 def make_tracker(config: TrackerConfig) -> Tracker:

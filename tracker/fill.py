@@ -1,6 +1,6 @@
 """Gap filling: poses of a flow in the frames where the detector missed its person.
 
-Pure functions; :class:`tracker.poseflow.PoseFlowTracker` calls them when a frame leaves its window,
+Pure functions; :class:`posetracker.tracker.poseflow.PoseFlowTracker` calls them when a frame leaves its window,
 so a filled pose is emitted in the frame it fills (a frame is final ``window - 1`` frames after it
 arrives, and only frames not yet final can still receive a pose).
 

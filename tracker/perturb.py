@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posetracker.poses import FramePoses, VideoPoses, keypoint_boxes
-from tracker.similarity import person_scale
+from posetracker.core.poses import FramePoses, VideoPoses, keypoint_boxes
+from posetracker.tracker.similarity import person_scale
 
 
 @dataclass(frozen=True)

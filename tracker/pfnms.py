@@ -1,6 +1,6 @@
 """PoseFlow NMS (PF-NMS): pose flows, not single poses, are the units of suppression.
 
-Pure functions over the tracker's window; :class:`tracker.poseflow.PoseFlowTracker` applies them.
+Pure functions over the tracker's window; :class:`posetracker.tracker.poseflow.PoseFlowTracker` applies them.
 
 1. *Flow distance* (paper, Sec. 3.4): the distance of two flows is the median of their intra-frame
    pose distances over the frames where both have a pose. Here the per-frame distance is
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracker.similarity import box_iou, person_scale, pose_similarity
+from posetracker.tracker.similarity import box_iou, person_scale, pose_similarity
 
 
 def intra_frame_distance(keypoints: np.ndarray, boxes: np.ndarray, sigma: float) -> np.ndarray:

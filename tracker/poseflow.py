@@ -13,7 +13,7 @@ labels, up to the newest, without waiting for more future than the window alread
        Gaussian of the distance over the person's size, the paper's ``P_sim``), with images the
        share of ORB correspondences that fall in both joint neighbourhoods (the paper's ``K_sim``,
        computed from DeepMatching there) and the torso colour histograms' agreement
-       (:mod:`tracker.appearance`). Links below ``gate`` are not candidates (the paper's candidate
+       (:mod:`posetracker.tracker.appearance`). Links below ``gate`` are not candidates (the paper's candidate
        set ``T(P)``).
     3. Hungarian assignment (``linear_sum_assignment``) maximises the summed link value: the link
        similarity weighted by the confidences ``s(Q)`` of the flow and the pose (``w_conf``).
@@ -49,11 +49,11 @@ flows, as an assignment of flow beginnings to chains:
     5. Re-label: the affected flows are cut at ``s`` and the tails join their new heads, which keep
        their ids.
 
-**PF-NMS** (each frame, over the window; see :mod:`tracker.pfnms`): merges redundant flows,
+**PF-NMS** (each frame, over the window; see :mod:`posetracker.tracker.pfnms`): merges redundant flows,
 re-links temporally disjoint flows of one person, and suppresses flows too short to be a person
 once their first frame leaves the window.
 
-**Gap filling** (``fill_gaps``; see :mod:`tracker.fill`), when a frame leaves the window: a flow
+**Gap filling** (``fill_gaps``; see :mod:`posetracker.tracker.fill`), when a frame leaves the window: a flow
 without a pose in that frame whose person was seen at most ``max_fill_gap`` frames before and is
 seen again in a later frame of the window gets a pose interpolated between the two sightings, with
 scores decayed by the distance to them; with ``fill_joints``, a joint missing from a detected pose
@@ -74,10 +74,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from posetracker.poses import FramePoses
-from tracker import pfnms
-from tracker.fill import Anchor, interpolate_box, interpolate_joints
-from tracker.similarity import (box_iou, box_iou_paired, person_scale, pose_confidence,
+from posetracker.core.poses import FramePoses
+from posetracker.tracker import pfnms
+from posetracker.tracker.fill import Anchor, interpolate_box, interpolate_joints
+from posetracker.tracker.similarity import (box_iou, box_iou_paired, person_scale, pose_confidence,
                                 pose_similarity, pose_similarity_paired)
 
 
@@ -148,14 +148,14 @@ def _centre(box: np.ndarray) -> np.ndarray:
 class PoseFlowTracker:
     """Online PoseFlow tracker (PF-Builder with look-ahead, PF-NMS, gap filling), in memory.
 
-    Args (defaults as :class:`tracker.config.PoseFlowConfig`, which documents each):
+    Args (defaults as :class:`posetracker.tracker.config.PoseFlowConfig`, which documents each):
         link_len, window, gate, sigma, w_box, w_pose, w_orb, orb_window, gap_decay, use_motion,
         stop_score, nms, merge_threshold, merge_min_overlap, relink_threshold, relink_gap,
         min_flow_len, min_flow_score, orb_features, w_conf, lookahead, lookahead_decay,
         lookahead_margin, fill_gaps, max_fill_gap, fill_decay, fill_joints, w_app.
 
     Use: ``update(poses, image)`` per frame (image optional, ``(h, w, 3)`` BGR uint8), collecting
-    :meth:`pop_final` after each, then :meth:`finish`; or :func:`tracker.base.track_frames`.
+    :meth:`pop_final` after each, then :meth:`finish`; or :func:`posetracker.tracker.base.track_frames`.
     """
 
     def __init__(self, link_len: int = 10, window: int = 8, gate: float = 0.15,
@@ -248,7 +248,7 @@ class PoseFlowTracker:
         if image is None or self.w_orb <= 0:
             return None
         if self._orb is None:
-            from tracker.orb import OrbMatcher
+            from posetracker.tracker.orb import OrbMatcher
 
             self._orb = OrbMatcher(n_features=self.orb_features)
         return self._orb.match(image)
@@ -260,7 +260,7 @@ class PoseFlowTracker:
                      np.array(poses.boxes), np.array(poses.box_scores), conf,
                      np.full(n, -1, dtype=np.int64), np.ones(n, dtype=bool), np.zeros((n, 2)))
         if image is not None and self.w_app > 0:
-            from tracker.appearance import torso_histograms, torso_indices
+            from posetracker.tracker.appearance import torso_histograms, torso_indices
 
             names = poses.schema.keypoints
             if names not in self._torso:
@@ -315,7 +315,7 @@ class PoseFlowTracker:
             num, den = num + orb[0], den + orb[1]
         known = [h for h in (app or []) + (app_b or []) if h is not None]
         if app is not None and app_b is not None and self.w_app > 0 and known:
-            from tracker.appearance import bhattacharyya, has_histogram
+            from posetracker.tracker.appearance import bhattacharyya, has_histogram
 
             empty = np.zeros_like(known[0])  # a pose without a histogram
             a_rows = np.stack([empty if h is None else h for h in app])
@@ -331,7 +331,7 @@ class PoseFlowTracker:
         the flows seen in the previous frame (correspondences join consecutive frames only)."""
         if corr is None or not len(corr) or self.w_orb <= 0:
             return None
-        from tracker.orb import joint_correspondence_iou
+        from posetracker.tracker.orb import joint_correspondence_iou
 
         prev = np.flatnonzero([slot.t - f.last_t == 1 for f in flows])
         if not len(prev):

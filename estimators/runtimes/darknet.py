@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posetracker.errors import ModelError
+from posetracker.core.errors import ModelError
 
 # Darknet normalises with eps 1e-5 (AlexeyAB's fork, which Yolo-Fastest builds on).
 _BN_EPS = 1e-5

@@ -1,5 +1,5 @@
-"""Convolution execution shared by the model-format runtimes (:mod:`estimators.runtimes.tfjs`,
-:mod:`estimators.runtimes.openvino_ir`): the CPU speed choices measured for small mobile nets.
+"""Convolution execution shared by the model-format runtimes (:mod:`posetracker.estimators.runtimes.tfjs`,
+:mod:`posetracker.estimators.runtimes.openvino_ir`): the CPU speed choices measured for small mobile nets.
 
 - Every float32 CPU convolution goes to oneDNN (:func:`conv2d`): ``F.conv2d`` sends 1x1
   convolutions of a single image on one thread to an im2col + GEMM fallback that is about half

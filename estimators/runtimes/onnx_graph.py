@@ -37,7 +37,7 @@ batch 1) gets the call's batch substituted when its input carries the batch, and
 count is checked.
 
 CPU speed (float32): convs run on channels-last memory with the kernels the TF.js and OpenVINO IR
-runtimes share (:mod:`estimators.runtimes.kernels`): small 1x1 convs as one GEMM, the others on
+runtimes share (:mod:`posetracker.estimators.runtimes.kernels`): small 1x1 convs as one GEMM, the others on
 oneDNN with the weight kept in its blocked layout and SiLU fused in; under autograd, plain
 differentiable convs.
 
@@ -62,9 +62,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from estimators.runtimes.kernels import (PackedConvWeight, conv1x1_mm, conv2d, packed_conv2d,
+from posetracker.estimators.runtimes.kernels import (PackedConvWeight, conv1x1_mm, conv2d, packed_conv2d,
                                          use_packed, zero_pad_channels_last)
-from posetracker.errors import ModelError
+from posetracker.core.errors import ModelError
 
 # How an op reads each input: a Python list/scalar (shapes, axes, sizes), an index (0-d -> int),
 # or a tensor operand.

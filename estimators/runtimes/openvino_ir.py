@@ -41,7 +41,7 @@ run the plan only: no shape arithmetic, no name lookups. The IR's static batch s
 baked in: shapes come from ``ShapeOf`` at run time, and a constant ``Reshape`` target whose first
 dimension is the IR's batch is given the input's batch when that is what makes it fit.
 
-CPU speed (float32; :mod:`estimators.runtimes.kernels`, shared with the TF.js and ONNX
+CPU speed (float32; :mod:`posetracker.estimators.runtimes.kernels`, shared with the TF.js and ONNX
 runtimes): values live in channels-last memory; small 1x1 convolutions are one GEMM on those
 bytes (a oneDNN call costs ~20 us before any arithmetic, a GEMM ~3 us; a Split half is read in
 place as a row-strided matrix); the other convolutions go to oneDNN with their weight kept in
@@ -65,9 +65,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from estimators.runtimes.kernels import (PackedConvWeight, conv1x1_mm, conv2d, packed_conv2d,
+from posetracker.estimators.runtimes.kernels import (PackedConvWeight, conv1x1_mm, conv2d, packed_conv2d,
                                          use_packed, zero_pad_channels_last)
-from posetracker.errors import InputError, ModelError
+from posetracker.core.errors import InputError, ModelError
 
 # Convolutions (and so most values) live in channels-last memory: see the module docstring.
 CHANNELS_LAST = True

@@ -57,9 +57,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from estimators.runtimes.kernels import (PackedConvWeight, conv2d, packed_conv2d, use_packed,
+from posetracker.estimators.runtimes.kernels import (PackedConvWeight, conv2d, packed_conv2d, use_packed,
                                          zero_pad_channels_last)
-from posetracker.errors import ModelError
+from posetracker.core.errors import ModelError
 
 # Byte sizes and numpy types of the TF.js manifest dtypes (stored, i.e. before dequantization).
 _NUMPY_DTYPES: dict[str, np.dtype] = {

@@ -1,0 +1,1 @@
+"""The application: Python API plumbing, pipeline, CLI commands, benchmarks, model registry."""

@@ -1,0 +1,197 @@
+"""``posetracker bench models``: choose the default models by measurement on COCO-layout data.
+
+For each detector candidate: person-box AP at IoU 0.5 and over IoU 0.5:0.95 (pycocotools, all
+non-crowd people), over IoU 0.5:0.95 on the keypoint-annotated people alone (the others ignored),
+and the recall at IoU 0.5 of the keypoint-annotated people, at the detector's confidence
+threshold, and its ms per image. For each pose model and crop scale factor: keypoint
+AP with ground-truth boxes. Then the whole estimator, each pose model behind each detector (the
+detections computed once per detector; the pose model's best scale with ground-truth boxes; pose
+NMS per config), with detected boxes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DETECTORS = ("rtmdet-nano", "picodet-s-320", "centernet", "nanodet", "yolo-fastest-xl",
+                     "yolo-fastest-body")
+DEFAULT_POSE_MODELS = ("tinypose-256x192", "tinypose-128x96", "movenet-thunder",
+                       "movenet-lightning")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from posetracker.app.commands.estimate_cmd import add_estimator_options
+
+    p = sub.add_parser("models", help="detector box AP/recall and pose-model keypoint AP on COCO data",
+                       description=__doc__.split("\n\n")[1])
+    p.add_argument("--gt", required=True, metavar="COCO_JSON",
+                   help="COCO keypoint ground truth, e.g. coco_mini_val2017/annotations/...json")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder with the GT's images")
+    p.add_argument("--detectors", nargs="*", default=list(DEFAULT_DETECTORS), metavar="NAME|PATH",
+                   help="person detectors: registry names or model files (default: "
+                   + " ".join(DEFAULT_DETECTORS) + ")")
+    p.add_argument("--pose-models", nargs="*", default=list(DEFAULT_POSE_MODELS),
+                   metavar="NAME|PATH", help="pose estimators: registry names or model files "
+                   "(default: " + " ".join(DEFAULT_POSE_MODELS) + ")")
+    p.add_argument("--scales", nargs="+", type=float, default=[1.0, 1.25],
+                   help="crop scale factors tried with GT boxes (default 1.0 1.25)")
+    p.add_argument("--save", metavar="PATH", help="also write the table (.md, .csv or .json)")
+    add_estimator_options(p, threads=1)
+    p.set_defaults(func=run)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of xyxy boxes ``(n, 4)`` x ``(m, 4)``."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=-1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
+
+
+def recall_at(dets: dict[int, np.ndarray], gts: dict[int, np.ndarray], iou: float = 0.5) -> float:
+    """Fraction of GT boxes matched (greedy, best score first, one-to-one) at IoU >= ``iou``."""
+    found = total = 0
+    for image_id, g in gts.items():
+        total += len(g)
+        d = dets.get(image_id, np.zeros((0, 5)))
+        if not len(g) or not len(d):
+            continue
+        ious = box_iou(d[np.argsort(-d[:, 4]), :4], g)
+        free = np.ones(len(g), dtype=bool)
+        for row in ious:
+            j = np.argmax(np.where(free, row, -1))
+            if free[j] and row[j] >= iou:
+                free[j] = False
+                found += 1
+    return found / max(total, 1)
+
+
+def box_ap(dataset, dets: dict[int, np.ndarray], keypoint_people: bool = False
+           ) -> tuple[float, float]:
+    """Person-box AP at IoU 0.5 and over IoU 0.5:0.95 with pycocotools (crowd regions ignored
+    as COCO does). With ``keypoint_people``, only the people with annotated keypoints (those the
+    pose estimator is scored on) count: the others become ignore regions, so that a box on a
+    person without keypoints is neither a hit nor a false positive."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    results = [{"image_id": int(i), "category_id": 1, "score": float(r[4]),
+                "bbox": [float(r[0]), float(r[1]), float(r[2] - r[0]), float(r[3] - r[1])]}
+               for i, d in dets.items() for r in d]
+    if not results:
+        return 0.0, 0.0
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = dataset.to_dict()
+        if keypoint_people:
+            gt.dataset = {**gt.dataset, "annotations": [
+                {**a, "iscrowd": 1} if a.get("num_keypoints", 0) == 0 else a
+                for a in gt.dataset["annotations"]]}
+        gt.createIndex()
+        ev = COCOeval(gt, gt.loadRes(results), "bbox")
+        ev.params.catIds = [1]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return float(ev.stats[1]), float(ev.stats[0])
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from posetracker.estimators.rmpe import PersonDetector, RMPEEstimator, load_detector, pick_device
+    from posetracker.estimators.sppe import load_sppe
+    from posetracker.evaluation.coco import evaluate_coco
+    from posetracker.evaluation.report import format_table, save_report
+    from posetracker.app.build import detector_files, sppe_files
+    from posetracker.app.commands.estimate_cmd import estimate_coco_images, estimator_config, set_threads
+    from posetracker.io.formats.coco import read_coco_gt
+    from posetracker.io.sources import read_image
+
+    set_threads(args)
+    config = estimator_config(args)
+    device = pick_device(config.device)
+    dataset = read_coco_gt(args.gt)
+    images = {int(im["id"]): read_image(Path(args.images) / Path(im["file_name"]).name)
+              for im in dataset.images}
+    kp_people: dict[int, list] = {i: [] for i in images}
+    for a in dataset.annotations:
+        if not a["iscrowd"] and a.get("num_keypoints", 0) > 0:
+            x, y, w, h = a["bbox"]
+            kp_people[int(a["image_id"])].append([x, y, x + w, y + h])
+    kp_boxes = {i: np.array(v, dtype=np.float64).reshape(-1, 4) for i, v in kp_people.items()}
+    names = {int(im["id"]): Path(im["file_name"]).name for im in dataset.images}
+    rows = []
+    d = config.detector
+    detections: dict[str, dict[str, np.ndarray]] = {}  # detector -> file name -> (m, 5)
+    for name in args.detectors:
+        yolo = load_detector(*detector_files(name), device, d.input_size)
+        det = PersonDetector(yolo, conf_threshold=d.conf_threshold,
+                             nms_threshold=d.nms_threshold, max_people=d.max_people,
+                             min_box_size=d.min_box_size)
+        t0 = time.perf_counter()
+        dets = {i: det([im])[0] for i, im in images.items()}
+        ms = 1000 * (time.perf_counter() - t0) / len(images)
+        detections[name] = {names[i]: v for i, v in dets.items()}
+        ap50, ap = box_ap(dataset, dets)
+        ap_kp = box_ap(dataset, dets, keypoint_people=True)[1]
+        rows.append({"stage": "detector", "model": Path(name).stem,
+                     "setting": f"{yolo.input_size[0]}px conf {d.conf_threshold}",
+                     "box AP50": ap50, "box AP": ap, "box AP kpt people": ap_kp,
+                     "recall@0.5": recall_at(dets, kp_boxes), "kpt AP": np.nan, "ms/image": ms})
+        print(f"detector {name}: box AP {ap:.3f}, AP50 {ap50:.3f}", file=sys.stderr)
+    s = config.sppe
+    for name in args.pose_models:
+        path, weights = sppe_files(name)
+        sppe = load_sppe(path, weights=weights, device=device, flip_test=s.flip_test, half=s.half,
+                         batch_size=s.batch_size, refine=s.refine)
+        best = (-1.0, s.scale_factor)
+        for scale in args.scales:
+            cfg = replace(config, sppe=replace(s, scale_factor=scale))
+            est = RMPEEstimator(sppe, None, cfg)
+            t0 = time.perf_counter()
+            preds = estimate_coco_images(est, dataset, args.images, cfg.frame_batch, gt_boxes=True)
+            ms = 1000 * (time.perf_counter() - t0) / len(images)
+            ap = float(evaluate_coco(dataset, preds)["AP"].iloc[0])
+            best = max(best, (ap, scale))
+            rows.append({"stage": "pose (GT boxes)", "model": Path(name).stem,
+                         "setting": f"scale {scale}{', flip' if s.flip_test else ''}",
+                         "box AP50": np.nan, "box AP": np.nan, "box AP kpt people": np.nan,
+                         "recall@0.5": np.nan,
+                         "kpt AP": ap, "ms/image": ms})
+            print(f"pose {name} x{scale}: AP {ap:.4f}", file=sys.stderr)
+        cfg = replace(config, sppe=replace(s, scale_factor=best[1]))
+        est = RMPEEstimator(sppe, None, cfg)
+        for dname, found in detections.items():
+            t0 = time.perf_counter()
+            preds = estimate_coco_images(est, dataset, args.images, cfg.frame_batch,
+                                         boxes=found.get)
+            ms = 1000 * (time.perf_counter() - t0) / len(images)
+            ap = float(evaluate_coco(dataset, preds)["AP"].iloc[0])
+            rows.append({"stage": "detector + pose",
+                         "model": f"{Path(dname).stem} + {Path(name).stem}",
+                         "setting": f"scale {best[1]}, nms {config.nms.mode}",
+                         "box AP50": np.nan, "box AP": np.nan, "box AP kpt people": np.nan,
+                         "recall@0.5": np.nan,
+                         "kpt AP": ap, "ms/image": ms})
+            print(f"{dname} + {name}: AP {ap:.4f}", file=sys.stderr)
+    df = pd.DataFrame(rows).set_index(["stage", "model", "setting"])
+    print(format_table(df, 3))
+    print(f"({len(images)} images, {sum(len(v) for v in kp_boxes.values())} keypoint-annotated "
+          f"people; {device}, {args.threads} thread(s); detector + pose ms/image without the "
+          f"detector)")
+    if args.save:
+        save_report(df.reset_index().set_index("stage"), args.save)
+    return 0
+

@@ -1,0 +1,246 @@
+"""``posetracker bench pipeline``: end-to-end frames/s and peak memory of ``track`` on videos.
+
+For each video, the whole job (decode, detect, pose, NMS or association, track, JSON lines and
+final JSON written) runs
+
+1. threaded (the streaming pipeline) and
+2. sequential (the same stages one after the other on one thread),
+
+each in a fresh Python process, so that each run's peak resident memory (``ru_maxrss``) is its own
+and one run's caches do not speed up the next. Then, for the memory check, one video is fed
+``--loop`` times in a row (the same frames again, frame numbers continuing) and its peak memory is
+compared with one pass in its own process (the peak resident memory of each run), and the
+long run's resident memory is sampled after every frame to show the highest value of each pass:
+with bounded queues memory should not creep up with the input's length (target: within 10 %).
+
+Frames/s counts from the first frame read to the final JSON written (model loading and one
+warm-up frame excluded). The sequential runs are the same stages one after the other on one thread
+(torch limited to one thread too); the threaded runs use the pipeline's settings (by default two
+pose workers and torch threads shared out among them; ``--threads`` fixes the torch threads).
+CPU seconds per frame are reported too: on a shared machine they vary less than frames/s.
+``--against KEY=VALUE`` adds a second setting (other models, say) run alternating with the first,
+and prints the frames/s ratio of the two per video and mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DEFAULT_VIDEOS = ("two_people.mp4", "street_crowd.avi", "basketball_crossing.mp4")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pipeline", help="track on videos end to end: frames/s, peak memory, pipeline vs "
+        "sequential, memory on a looped input",
+        description="Run `posetracker track` end to end on videos, threaded and sequential, each "
+        "in a fresh process: frames/s, peak resident memory, and their ratio; then peak memory "
+        "on the first video looped --loop times against one pass.")
+    p.add_argument("videos", nargs="*", metavar="VIDEO",
+                   help="videos (default: the three in ../shared/data/videos)")
+    p.add_argument("--max-frames", type=int, default=40, metavar="N",
+                   help="frames per video and pass (default: %(default)s)")
+    p.add_argument("--loop", type=int, default=10, metavar="K",
+                   help="passes over the memory-check video (0: skip; default: %(default)s)")
+    p.add_argument("--loop-frames", type=int, default=20, metavar="N",
+                   help="frames per pass in the memory check (default: %(default)s)")
+    p.add_argument("--repeat", type=int, default=1, metavar="R",
+                   help="rounds of the modes, alternating; each mode keeps its fastest run "
+                   "(default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="estimator device (default: %(default)s)")
+    p.add_argument("--half", action="store_true", help="float16 pose estimator (CUDA)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads per call in the threaded runs (default: %(default)s = the "
+                   "pipeline's automatic choice); sequential runs use 1: one thread")
+    p.add_argument("--modes", default="threaded,sequential",
+                   help="comma-separated modes (default: %(default)s)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="settings override for every run, e.g. --set tracker.kind=iou")
+    p.add_argument("--against", action="append", default=[], metavar="KEY=VALUE",
+                   help="also run a second setting (these overrides on top of --set) alternating "
+                   "with the first, and print the speed ratio, e.g. --against "
+                   "estimator.sppe.model=movenet-thunder (repeatable)")
+    p.add_argument("--out", metavar="FILE.json", help="also write the rows as JSON")
+    p.set_defaults(func=run)
+
+
+def _default_videos() -> list[Path]:
+    shared = Path(os.environ.get("POSETRACKER_SHARED", Path(__file__).resolve().parents[3].parent
+                                 / "shared"))
+    return [shared / "data" / "videos" / v for v in DEFAULT_VIDEOS]
+
+
+def looped(source, passes: int):
+    """The frames of ``source`` ``passes`` times in a row, numbered 0, 1, 2, ... throughout."""
+    from posetracker.io.sources import SourceFrame
+
+    n = 0
+    for _ in range(passes):
+        for f in source:
+            yield SourceFrame(n, f.image, f.name)
+            n += 1
+
+
+def _current_rss_mb() -> float:
+    """This process's resident memory now, MB (Linux ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def worker(spec: dict) -> dict:
+    """One measured run in this process (called in a fresh interpreter by :func:`measure`)."""
+    import resource
+    import time
+
+    import torch
+
+    from posetracker.app.commands.track_video import build_stages, final_sink
+    from posetracker.app.pipeline import PipelineOptions, run_pipeline, run_sequential
+    from posetracker.app.settings import load_app_config
+    from posetracker.io.sinks import JsonlSink, SinkSet
+    from posetracker.io.sources import open_source
+    from posetracker.tracker import make_tracker
+
+    threads = 1 if spec["mode"] == "sequential" else spec["threads"]  # sequential: one thread
+    config = load_app_config(None, [*spec["sets"], f"pipeline.mode={spec['mode']}",
+                                    f"pipeline.threads={threads}"])
+    stages, device = build_stages(config)
+    source = open_source(spec["video"], max_frames=spec["max_frames"])
+    frames = looped(source, spec["passes"])
+    out = Path(spec["out_dir"]) / "out.json"
+    sink = SinkSet([JsonlSink(out.with_suffix(".jsonl")),
+                    final_sink(out, config.pipeline.output, source.name)])
+    options = PipelineOptions(det_batch=config.estimator.frame_batch,
+                              pose_batch=config.estimator.sppe.batch_size,
+                              pose_max_frames=config.pipeline.pose_max_frames,
+                              pose_workers=config.pipeline.pose_workers,
+                              queue_size=config.pipeline.queue_size)
+    runner = run_pipeline if spec["mode"] == "threaded" else run_sequential
+    # Warm-up: the first model calls pay one-off costs (kernel selection, weight packing) that
+    # belong to loading, not to per-frame speed.
+    first = next(iter(open_source(spec["video"], max_frames=1)))
+    stages.group(stages.estimate([first.image], stages.detect([stages.prepare(first.image)]))[0],
+                 first.image)
+    per_pass = spec["max_frames"]
+    rss_by_pass: list[float] = []
+
+    def sample(n: int) -> None:
+        # resident memory after each written frame, highest per pass over the input
+        p = (n - 1) // per_pass
+        rss = _current_rss_mb()
+        if p == len(rss_by_pass):
+            rss_by_pass.append(rss)
+        else:
+            rss_by_pass[p] = max(rss_by_pass[p], rss)
+
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    result = runner(frames, stages, make_tracker(config.tracker), sink.write, options, sample)
+    sink.close({})
+    wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
+    return {"frames": result.frames, "people_per_frame": round(result.people_per_frame, 2),
+            "fps": result.frames / wall, "wall_s": wall, "cpu_s_per_frame": cpu / result.frames,
+            "device": device, "torch_threads": torch.get_num_threads(),
+            "pose_workers": config.pipeline.pose_workers if spec["mode"] == "threaded" else 1,
+            "peak_rss_mb": usage.ru_maxrss / 1024,
+            "rss_peak_by_pass_mb": [round(r, 1) for r in rss_by_pass],
+            "ms_per_frame": result.times.ms_per_frame()}
+
+
+def measure(spec: dict) -> dict:
+    """Run :func:`worker` in a fresh interpreter and return its row."""
+    with tempfile.TemporaryDirectory(prefix="posetracker-bench-") as d:
+        spec = {**spec, "out_dir": d}
+        code = ("import json,sys; from posetracker.app.benchmarks.pipeline import worker; "
+                "print('RESULT' + json.dumps(worker(json.loads(sys.argv[1]))))")
+        r = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True,
+                           text=True, check=False)
+    lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT")]
+    if r.returncode != 0 or not lines:
+        tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"benchmark run failed ({spec['mode']}, {spec['video']}): {tail}")
+    return json.loads(lines[-1][len("RESULT"):])
+
+
+def run(args) -> int:
+    from posetracker.core.errors import InputError
+
+    videos = [Path(v) for v in args.videos] or _default_videos()
+    for v in videos:
+        if not v.is_file():
+            raise InputError(f"no such video: {v}")
+    sets = [f"estimator.device={args.device}", *(["estimator.sppe.half=true"] if args.half
+                                                   else []), *args.set]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in ("threaded", "sequential")]
+    if bad:
+        raise InputError(f"--modes: unknown mode {bad[0]!r} (threaded, sequential, or '' for "
+                         "the memory check only)")
+    variants = {"settings": sets}
+    if args.against:
+        variants["against"] = [*sets, *args.against]
+    rows = []
+    for v in videos:
+        got: dict[tuple[str, str], dict] = {}
+        # Modes (and settings) alternate, --repeat rounds of them, and each keeps its fastest
+        # run: other load on the machine only ever slows a run down, and alternating spreads its
+        # drift over all of them.
+        for r in range(args.repeat):
+            for name, variant_sets in variants.items():
+                for mode in modes:
+                    row = measure({"video": str(v), "mode": mode, "passes": 1,
+                                   "threads": args.threads, "max_frames": args.max_frames,
+                                   "sets": variant_sets})
+                    rows.append({"video": v.name, "mode": mode, "variant": name, "round": r,
+                                 **row})
+                    print(f"{v.name:26s} {name:8s} {mode:10s} {row['frames']:4d} frames "
+                          f"{row['people_per_frame']:5.2f} people/frame {row['fps']:7.2f} "
+                          f"frames/s ({row['cpu_s_per_frame']:.2f} CPU-s/frame) peak "
+                          f"{row['peak_rss_mb']:7.1f} MB", flush=True)
+                    if (name, mode) not in got or row["fps"] > got[name, mode]["fps"]:
+                        got[name, mode] = row
+        for name in variants:
+            if (name, "threaded") in got and (name, "sequential") in got:
+                t, q = got[name, "threaded"]["fps"], got[name, "sequential"]["fps"]
+                rows.append({"video": v.name, "mode": "ratio", "variant": name,
+                             "threaded_over_sequential": t / q, "threaded_fps": t,
+                             "sequential_fps": q})
+                print(f"{v.name:26s} {name}: pipeline / sequential speed (best of "
+                      f"{args.repeat}): {t:.2f} / {q:.2f} frames/s = {t / q:.2f}x", flush=True)
+        for mode in modes if len(variants) > 1 else ():
+            a, b = got["settings", mode]["fps"], got["against", mode]["fps"]
+            rows.append({"video": v.name, "mode": mode, "variant": "settings/against",
+                         "settings_over_against": a / b})
+            print(f"{v.name:26s} {mode}: settings / against (best of {args.repeat}): "
+                  f"{a:.2f} / {b:.2f} frames/s = {a / b:.2f}x", flush=True)
+    if args.loop > 1:
+        # The short input is one pass, the long one the same frames looped; each in its own
+        # process, so each peak (ru_maxrss, transients included) is that run's alone. The long
+        # run also samples its resident memory after every frame: the highest value per pass
+        # shows whether memory creeps up with the length of the input.
+        v = videos[0]
+        spec = {"video": str(v), "mode": "threaded", "threads": args.threads,
+                "max_frames": args.loop_frames, "sets": sets}
+        short = measure({**spec, "passes": 1})
+        long = measure({**spec, "passes": args.loop})
+        growth = long["peak_rss_mb"] / short["peak_rss_mb"] - 1
+        by_pass = long["rss_peak_by_pass_mb"]
+        rows.append({"video": v.name, "mode": "memory", "frames_short": short["frames"],
+                     "frames_long": long["frames"], "peak_short_mb": short["peak_rss_mb"],
+                     "peak_long_mb": long["peak_rss_mb"], "growth": growth,
+                     "long_rss_peak_by_pass_mb": by_pass, "fps_long": long["fps"]})
+        print(f"{v.name:26s} memory: {short['frames']} frames peak {short['peak_rss_mb']:.1f} MB, "
+              f"{long['frames']} frames ({args.loop}x looped) peak {long['peak_rss_mb']:.1f} MB "
+              f"({100 * growth:+.1f} %); long run, highest resident memory per pass: "
+              f"{', '.join(f'{r:.0f}' for r in by_pass)} MB", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+    return 0

@@ -1,0 +1,64 @@
+"""Building the estimator from settings: the one place where model names become model files.
+
+The domain packages load models from files only (:class:`posetracker.estimators.rmpe.ModelPaths`); the
+registry and its cache (:mod:`posetracker.app.models`) belong to the application. Every command and
+benchmark that needs the estimator calls :func:`build_estimator` (or, for a single model,
+:func:`sppe_files` / :func:`detector_files`), so names resolve the same way everywhere: a registry
+name from the cache (fetched on first use when the registry allows), or a user's file path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from posetracker.core.errors import ModelError
+
+
+def sppe_files(model: str, log: Callable[[str], None] = lambda s: None
+               ) -> tuple[Path, Path | None]:
+    """The files of a pose estimator named by ``model`` (registry name or path): the path to give
+    :func:`posetracker.estimators.sppe.load_sppe` and its ``weights`` (``None``: beside the path)."""
+    from posetracker.app.models import resolve_model
+
+    r = resolve_model(model, log=log)
+    if r.format in ("tfjs", "openvino") and r.kind in ("sppe", None):
+        return r.topology, r.weights
+    if r.format == "fastpose":
+        return r.weights, None
+    raise ModelError(f"{model}: a {r.kind or r.format} model is not a pose estimator")
+
+
+def detector_files(model: str, log: Callable[[str], None] = lambda s: None
+                   ) -> tuple[Path, Path | None]:
+    """The files of a person detector named by ``model`` (registry name or path): topology and
+    weights for :func:`posetracker.estimators.rmpe.load_detector`."""
+    from posetracker.app.models import resolve_model
+
+    r = resolve_model(model, log=log)
+    if r.kind not in ("detector", None):
+        raise ModelError(f"{model}: a {r.kind} model is not a person detector")
+    return r.topology, r.weights
+
+
+def model_paths(config, *, with_detector: bool = True,
+                log: Callable[[str], None] = lambda s: None):
+    """:class:`posetracker.estimators.rmpe.ModelPaths` of the models an
+    :class:`posetracker.estimators.config.EstimatorConfig` names (no detector when ``with_detector`` is off)."""
+    from posetracker.estimators.rmpe import ModelPaths
+
+    sppe, sppe_weights = sppe_files(config.sppe.model, log)
+    detector = detector_weights = None
+    if with_detector:
+        detector, detector_weights = detector_files(config.detector.model, log)
+    return ModelPaths(sppe, sppe_weights, detector, detector_weights)
+
+
+def build_estimator(config, *, with_detector: bool = True,
+                    log: Callable[[str], None] = lambda s: None):
+    """The :class:`posetracker.estimators.rmpe.RMPEEstimator` an ``EstimatorConfig`` describes, its model
+    names resolved through the registry (``with_detector=False``: boxes will be given)."""
+    from posetracker.estimators.rmpe import RMPEEstimator
+
+    paths = model_paths(config, with_detector=with_detector, log=log)
+    return RMPEEstimator.from_config(config, paths, with_detector=with_detector)

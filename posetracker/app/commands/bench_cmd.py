@@ -1,0 +1,21 @@
+"""``posetracker bench ...``: the project's speed, memory and accuracy benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+
+from posetracker.app.benchmarks import tracking
+from posetracker.app.benchmarks import estimate, models_table
+from posetracker.app.benchmarks import pipeline
+from posetracker.app.benchmarks import sppe
+from posetracker.app.benchmarks import association
+
+BENCH_MODULES: tuple = (tracking, estimate, models_table, pipeline, sppe, association)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks: speed, memory and accuracy figures",
+                       description="Benchmarks that print the figures the issues ask for.")
+    kinds = p.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
+    for module in BENCH_MODULES:
+        module.register(kinds)

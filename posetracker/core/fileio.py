@@ -1,0 +1,94 @@
+"""Atomic file writes: a temporary file beside the target, then a rename.
+
+A reader never sees a half-written file, an interrupted run leaves the old file (or none) and no
+stray temporary file, and nothing is ever written into another folder (such as the input's).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from posetracker.core.errors import InputError
+
+
+def _umask() -> int:
+    """The process's file-creation mask, read without changing it (``os.umask`` would set it,
+    racing with other threads); 0o022 where ``/proc`` does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it to ``path``.
+
+    The temporary file is removed if ``write`` raises (or is interrupted), so a failed write
+    leaves neither a partial ``path`` nor a stray temporary file.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        # mkstemp makes the file private (0600); the output gets the usual permissions
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def check_writable(path: str | Path | None, option: str = "") -> None:
+    """Refuse an output path that cannot be written, before any work starts (models loading,
+    files opened), so a refused run costs nothing and leaves nothing behind.
+
+    1. ``None`` or ``""``: no output asked for, nothing to check.
+    2. An existing directory is not a file path; an existing file must be writable.
+    3. The nearest existing folder above the file (its own, or the one its missing folders would
+       be made in) must be a folder in which a file can be created: probed with a temporary file,
+       removed at once, since permission bits lie for root and for pseudo file systems (/proc).
+
+    Raises:
+        InputError: ``cannot write PATH (OPTION): reason``, with the path as the user gave it.
+    """
+    if not path:
+        return
+    where = f" ({option})" if option else ""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"cannot write {path}{where}: it is a directory")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise InputError(f"cannot write {path}{where}: permission denied")
+    folder = p.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {path}{where}: {folder} is not a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".posetracker-probe.", suffix=".tmp")
+    except OSError as e:
+        raise InputError(f"cannot write {path}{where}: {e.strerror or e}") from None
+    os.close(fd)
+    os.unlink(tmp)

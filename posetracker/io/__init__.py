@@ -1,0 +1,1 @@
+"""Reading and writing: dataset formats, frame sources, result sinks, rendering."""

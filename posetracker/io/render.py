@@ -1,0 +1,176 @@
+"""Drawing tracked poses: skeletons coloured per track id with the id written beside them, optional
+boxes, and short trails of where each person was in the last frames; and a video sink that streams
+the drawn frames into an ``mp4v`` file one at a time (no frame is held after it is written).
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from posetracker.core.errors import InputError
+from posetracker.core.poses import FramePoses
+from posetracker.io.sources import SourceFrame
+
+
+def track_colour(track_id: int) -> tuple[int, int, int]:
+    """A bright RGB colour for a track id; neighbouring ids get far-apart hues.
+
+    Hues step by the golden ratio conjugate (0.618...) so that any run of consecutive ids is
+    spread around the colour wheel instead of drifting slowly through it.
+    """
+    hue = (track_id * 0.6180339887498949) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _centre(keypoints: np.ndarray, ok: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    """The mean of a pose's drawn joints, else its box centre; ``None`` when neither is known."""
+    if ok.any():
+        return keypoints[ok].mean(axis=0)
+    if np.all(np.isfinite(box)) and box[2] > box[0]:
+        return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+    return None
+
+
+def draw_poses(
+    image: np.ndarray,
+    poses: FramePoses,
+    *,
+    kpt_threshold: float = 0.2,
+    boxes: bool = False,
+    trails: dict[int, deque] | None = None,
+    thickness: int | None = None,
+) -> np.ndarray:
+    """Draw ``poses`` on a copy of ``image`` (``(H, W, 3)`` uint8, any channel order: colours are
+    given as RGB, so pass RGB for true colours).
+
+    Args:
+        kpt_threshold: Joints scored below this are not drawn (nor limbs touching them).
+        boxes: Also draw each person's box.
+        trails: Per track id, the recent centre points (oldest first) to draw as a fading line;
+            the caller keeps and updates them (see :class:`VideoRenderer`).
+        thickness: Line width in pixels (default: scaled with the image size).
+
+    Returns:
+        The drawn image, same shape and dtype.
+    """
+    import cv2
+
+    out = np.ascontiguousarray(image.copy())
+    h, w = out.shape[:2]
+    t = thickness or max(1, round(max(h, w) / 400))
+    font = 0.4 + max(h, w) / 2000
+    for tid, pts in (trails or {}).items():
+        c = track_colour(tid)
+        pts = list(pts)
+        for a, (p, q) in enumerate(zip(pts, pts[1:])):
+            fade = (a + 1) / len(pts)  # older segments thinner
+            cv2.line(out, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), c,
+                     max(1, round(t * fade)), cv2.LINE_AA)
+    for i in range(len(poses)):
+        tid = None if poses.track_ids is None else int(poses.track_ids[i])
+        colour = track_colour(tid if tid is not None else i)
+        kp = poses.keypoints[i]
+        ok = np.isfinite(kp).all(axis=1) & (poses.keypoint_scores[i] >= kpt_threshold)
+        for a, b in poses.schema.skeleton:
+            if ok[a] and ok[b]:
+                cv2.line(out, (int(kp[a, 0]), int(kp[a, 1])), (int(kp[b, 0]), int(kp[b, 1])),
+                         colour, t + 1, cv2.LINE_AA)
+        for j in np.flatnonzero(ok):
+            cv2.circle(out, (int(kp[j, 0]), int(kp[j, 1])), t + 2, colour, -1, cv2.LINE_AA)
+        box = poses.boxes[i]
+        if boxes and np.all(np.isfinite(box)):
+            cv2.rectangle(out, (int(box[0]), int(box[1])), (int(box[2]), int(box[3])), colour, t)
+        if tid is not None:
+            # Label above the highest drawn joint (or the box top), on a dark patch to stay legible.
+            anchor = kp[ok][np.argmin(kp[ok][:, 1])] if ok.any() else box[:2]
+            if np.all(np.isfinite(anchor)):
+                text = str(tid)
+                (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, t)
+                x = int(np.clip(anchor[0] - tw / 2, 0, max(0, w - tw)))
+                y = int(np.clip(anchor[1] - 3 * t - base, th, h - base))
+                cv2.rectangle(out, (x - 2, y - th - 2), (x + tw + 2, y + base), (0, 0, 0), -1)
+                cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, font, colour, t,
+                            cv2.LINE_AA)
+    return out
+
+
+class VideoRenderer:
+    """A sink that draws every tracked frame and appends it to an ``mp4v`` video.
+
+    The writer opens on the first frame (its size is the frame's). Trails keep the last
+    ``trail`` centres of each track; a track unseen for ``trail`` frames loses its trail.
+
+    Args:
+        path: Output video file (``.mp4`` recommended).
+        fps: Frames per second of the output (the input's fps divided by the stride).
+        boxes: Draw person boxes.
+        trail: Trail length in frames (0: no trails).
+        kpt_threshold: Joints scored below this are not drawn.
+    """
+
+    def __init__(self, path: str | Path, fps: float = 25.0, *, boxes: bool = False,
+                 trail: int = 15, kpt_threshold: float = 0.2):
+        self.path = Path(path)
+        self.fps = fps if fps and fps > 0 else 25.0
+        self.boxes = boxes
+        self.trail = trail
+        self.kpt_threshold = kpt_threshold
+        self._writer = None
+        self._size: tuple[int, int] | None = None
+        self._trails: dict[int, deque] = {}
+        self._last_seen: dict[int, int] = {}
+        self._n = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
+
+    def _update_trails(self, poses: FramePoses) -> None:
+        if not self.trail or poses.track_ids is None:
+            return
+        for i, tid in enumerate(poses.track_ids):
+            tid = int(tid)
+            kp = poses.keypoints[i]
+            ok = np.isfinite(kp).all(axis=1) & (poses.keypoint_scores[i] >= self.kpt_threshold)
+            c = _centre(kp, ok, poses.boxes[i])
+            if c is not None:
+                self._trails.setdefault(tid, deque(maxlen=self.trail)).append(c)
+                self._last_seen[tid] = self._n
+        for tid in [t for t, seen in self._last_seen.items() if self._n - seen >= self.trail]:
+            del self._trails[tid], self._last_seen[tid]
+
+    def write(self, frame: SourceFrame, poses: FramePoses) -> None:
+        import cv2
+
+        h, w = frame.image.shape[:2]
+        if self._writer is None:
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"),
+                                           self.fps, (w, h))
+            if not self._writer.isOpened():
+                raise InputError(f"cannot open {self.path} for writing an mp4v video")
+            self._size = (w, h)
+        elif (w, h) != self._size:  # image folders may mix sizes; the video cannot
+            raise InputError(f"frame {frame.index} ({frame.name}) is {w}x{h}, the video "
+                             f"{self.path} is {self._size[0]}x{self._size[1]}")
+        self._update_trails(poses)
+        # trails of the people in this frame only: a vanished person's trail would float alone
+        here = set() if poses.track_ids is None else {int(t) for t in poses.track_ids}
+        drawn = draw_poses(frame.image, poses, kpt_threshold=self.kpt_threshold,
+                           boxes=self.boxes,
+                           trails={t: p for t, p in self._trails.items() if t in here})
+        self._writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        self._n += 1
+
+    def close(self, meta: dict | None = None) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def abort(self) -> None:
+        # Keep what was drawn: releasing finalises the container so the partial video plays.
+        self.close()
