@@ -31,7 +31,7 @@ joint type. Steps:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -163,7 +163,8 @@ def assignment_poses(
     pose_score = np.asarray(box_scores, dtype=np.float64) * joint_term
     kept = assignment.kept
     return FramePoses(xy[kept], score[kept], np.asarray(boxes, dtype=np.float64).reshape(n, 4)[kept],
-                      pose_score[kept], schema)
+                      pose_score[kept], schema,
+                      box_scores=np.asarray(box_scores, dtype=np.float64).reshape(n)[kept])
 
 
 def associate(
@@ -195,7 +196,7 @@ def associate(
     poses = assignment_poses(graph, result, boxes, box_scores, schema, config)
     kept = np.flatnonzero(result.kept)
     if pose_scores is not None:
-        poses = replace(poses, box_scores=pose_scores(np.asarray(box_scores, np.float64)[kept],
+        poses = replace(poses, scores=pose_scores(np.asarray(box_scores, np.float64)[kept],
                                                       poses.keypoint_scores))
     # Step 5: merge the redundant proposals that kept joint nodes of their own.
     poses, nms = pose_nms(poses, config.nms)
@@ -347,14 +348,28 @@ def associate_intermediates(
     return poses, kept
 
 
-class AssociatingEstimator:
-    """An RMPE estimator whose per-frame grouping is the CrowdPose association instead of pose NMS.
+@dataclass(frozen=True)
+class AssociationGrouping:
+    """The CrowdPose association as the RMPE estimator's grouping (in place of pose NMS): passed
+    to :class:`posetracker.estimators.rmpe.RMPEEstimator` (``grouping=``), which then keeps the
+    SPPE heatmaps it needs and calls it per frame."""
 
-    Wraps any object with ``intermediates(frames, heatmaps=..., candidates=..., boxes=...)`` and a
-    ``sppe.schema`` (:class:`posetracker.estimators.rmpe.RMPEEstimator`); :meth:`estimate` has the estimator's
-    signature, so command code can swap one for the other. Other attributes (``device``, ``times``)
-    are the wrapped estimator's. Poses are scored by the estimator's own ``person_scores`` rule
-    when it has one (the pose-NMS path's ranking), else by ``config.pose_score``.
+    config: AssociationConfig = field(default_factory=AssociationConfig)
+    heatmaps: bool = True
+
+    def __call__(self, inter, schema: KeypointSchema,
+                 person_scores: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+                 ) -> FramePoses:
+        return associate_intermediates(inter, schema, self.config, person_scores)[0]
+
+
+class AssociatingEstimator:
+    """Per-frame poses grouped by the CrowdPose association, from any object with
+    ``intermediates(frames, heatmaps=..., candidates=..., boxes=...)``, ``sppe.schema`` and
+    ``device`` (:class:`posetracker.estimators.rmpe.RMPEEstimator`, or a test double). Poses are
+    scored by the estimator's own ``person_scores`` rule when it has one (the pose-NMS path's
+    ranking), else by ``config.pose_score``. (The application builds the RMPE estimator with an
+    :class:`AssociationGrouping` instead.)
 
     Args:
         estimator: The RMPE estimator.
@@ -363,17 +378,16 @@ class AssociatingEstimator:
 
     def __init__(self, estimator, config: AssociationConfig = AssociationConfig()):
         self.estimator = estimator
-        self.config = config
+        self.grouping = AssociationGrouping(config)
 
-    def __getattr__(self, name: str):
-        return getattr(self.estimator, name)
+    @property
+    def device(self):
+        """The wrapped estimator's device."""
+        return self.estimator.device
 
     def estimate(self, frames, boxes=None) -> list[FramePoses]:
         """Poses of every frame, one :class:`FramePoses` each, associated per frame."""
         schema = self.estimator.sppe.schema
         scores = getattr(self.estimator, "person_scores", None)
-        out = []
-        for inter in self.estimator.intermediates(frames, heatmaps=True, candidates=0, boxes=boxes):
-            poses, _ = associate_intermediates(inter, schema, self.config, scores)
-            out.append(poses)
-        return out
+        return [self.grouping(inter, schema, scores) for inter in
+                self.estimator.intermediates(frames, heatmaps=True, candidates=0, boxes=boxes)]

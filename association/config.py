@@ -63,7 +63,7 @@ class AssociationConfig:
             ground-truth boxes, because it also demotes true people whose joints a neighbour's box
             claims.
         min_joints: Proposals that own fewer joints than this after matching are redundant and removed.
-        pose_score: The output box score when the association is used on its own: ``"mean"`` =
+        pose_score: The output poses' person score when the association is used on its own: ``"mean"`` =
             proposal score x mean score of the joints above ``kpt_threshold`` (of all present joints
             when none is), the form of the RMPE estimator's ``box_x_kpt`` rule; ``"sum"`` = proposal
             score x mean over all joint types (absent ones count 0), which ranks a pose that lost

@@ -1,13 +1,14 @@
 """Configuration of the RMPE per-frame estimator, as frozen dataclasses.
 
-Load from YAML with :func:`posetracker.core.config.load_config` (unknown keys are rejected), e.g.
-``load_config(EstimatorConfig, "configs/estimator.yaml", ["nms.mode=alphapose"])``.
-Every default below is documented with where it comes from (a measurement on COCO-mini, the RMPE
-paper, or AlphaPose's released code).
+The application composes it into its settings (``posetracker.app.settings.AppConfig``); load one
+on its own from YAML with :func:`posetracker.core.config.load_config` (unknown keys are rejected).
+Every default below says where it comes from (the RMPE paper, AlphaPose's released code, or a
+measurement on COCO-mini, whose figures are in docs/models.md, "Settings of the estimator").
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,18 +22,13 @@ class DetectorConfig:
             ``yolo-fastest-xl``, ``yolo-fastest-body``) or a model file: an RTMDet ``.onnx``, a
             PicoDet IR ``.xml``, a Darknet ``.cfg`` whose ``.weights`` lie beside it, or a TF.js
             CenterNet/NanoDet ``model.json`` (the implementation follows the file format).
-            Default RTMDet-nano: on COCO-mini, keypoint AP behind it 0.617 (TinyPose-256, flip,
-            crop x1.25, masked; PicoDet 0.58, CenterNet's boxes behind MoveNet 0.479); see
-            ``docs/models.md``.
+            Default RTMDet-nano: the highest keypoint AP behind it on COCO-mini (docs/models.md).
         input_size: Square side in pixels of the detectors whose graphs take any size (RTMDet,
             letterboxed; Darknet YOLO); PicoDet (320) and the TF.js graphs (CenterNet 512, NanoDet
-            416) fix theirs. RTMDet-nano was trained at 320; at 416 it finds more small people
-            (COCO-mini person-box AP 0.423 / 0.488 / 0.505 at 320 / 416 / 640, all non-crowd
-            people) and keypoint AP behind it was highest (0.571 / 0.599 / 0.571, TinyPose, no
-            flip). Yolo-Fastest's cfg says 320; 416 raised keypoint AP behind it by 0.027.
+            416) fix theirs. 416: RTMDet-nano (trained at 320) finds more small people there and
+            keypoint AP behind it is highest (docs/models.md, "Settings of the estimator").
         conf_threshold: Minimum person score kept (objectness x class probability). Low, because
-            the pose score re-ranks people later and COCO AP rewards recall; on COCO-mini 0.02,
-            0.05 and 0.1 gave the same keypoint AP (0.2 lost 0.03), so 0.1 keeps fewer crops.
+            the pose score re-ranks people later and COCO AP rewards recall (docs/models.md).
         nms_threshold: IoU above which the detector's box NMS suppresses a lower-scored box.
         max_people: At most this many boxes per frame (highest scores first).
         min_box_size: Boxes whose shorter side is below this many pixels are dropped.
@@ -59,18 +55,15 @@ class SPPEConfig:
     """Single-person pose estimator stage (and the spatial transformer feeding it).
 
     Attributes:
-        model: Registry name or path: ``tinypose-256x192`` (default: COCO-mini keypoint AP with
-            ground-truth boxes 0.654 against MoveNet Thunder's 0.532), ``tinypose-128x96``,
+        model: Registry name or path: ``tinypose-256x192`` (default; docs/models.md), ``tinypose-128x96``,
             ``movenet-thunder``, ``movenet-lightning``, a TinyPose-style heatmap IR ``.xml``, a
             MoveNet ``model.json`` or a FastPose checkpoint (``fast_res50_256x192.pth``).
         scale_factor: The box (after padding to the SPPE's aspect ratio) is enlarged by this factor
             before cropping, so that limbs the detector cut off are still in view. 1.25 is
-            TinyPose's own training crop; on COCO-mini with ground-truth boxes 0.654 at 1.25 vs
-            0.646 at 1.0, and behind RTMDet 1.35 lost 0.028. (MoveNet Thunder behind CenterNet's
-            tight boxes was best at 1.0.)
+            TinyPose's own training crop (docs/models.md).
         flip_test: Also run the horizontally flipped crops and average (left/right swapped;
-            heatmap nets average the maps before decoding). Twice the SPPE work; COCO-mini behind
-            RTMDet 0.599 -> 0.617 (masked crops). ``track`` turns it off for speed.
+            heatmap nets average the maps before decoding). Twice the SPPE work for a little
+            AP (docs/models.md); ``track`` turns it off for speed.
         half: Run the SPPE in float16 on CUDA (ignored on CPU).
         batch_size: At most this many crops per SPPE forward call.
         stn_checkpoint: Optional trained STN (localization net) state dict; empty = the analytic
@@ -81,13 +74,11 @@ class SPPEConfig:
             more prominent neighbour instead (two people hugging: both boxes got the same person's
             pose, and pose NMS then removed one of them).
         mask_margin: Enlargement of the box on each side before masking, as a fraction of its
-            width and height (limbs the detector cut off stay in view). TinyPose behind RTMDet
-            (flip) on COCO-mini: no mask 0.598 (no flip), margin 0.1 0.613, 0.2 0.617.
+            width and height (limbs the detector cut off stay in view; docs/models.md).
         refine: Sub-cell refinement of a heatmap SPPE's arg-max (TinyPose, FastPose ignores
             it): ``dark`` (distribution-aware Taylor step), ``quarter`` (0.25 cell towards the
-            higher neighbour) or ``none`` (:func:`posetracker.estimators.heatmaps.decode_heatmaps`).
-            COCO-mini, TinyPose-256 on ground-truth boxes x1.25: dark 0.654, quarter 0.650
-            (x1.0: 0.646 vs 0.641).
+            higher neighbour) or ``none`` (:func:`posetracker.estimators.heatmaps.decode_heatmaps`;
+            measurements: docs/models.md).
     """
 
     model: str = "tinypose-256x192"
@@ -127,9 +118,7 @@ class PoseNMSConfig:
 
     The ``rmpe`` defaults were set by hand before fitting: two detections of one person score close
     to the maximum ``17 tanh(c/sigma1)^2 + 17 lam`` (about 30 for confident joints), while distinct
-    people, even with overlapping boxes, rarely get 6. On COCO-mini they raise keypoint AP from 0.457
-    (no NMS) to 0.484; ``posetracker fit-nms`` there found sigma1 0.6, sigma2 0.005, lam 1.41, eta 3
-    at 0.485 -- in-sample and within noise, so not adopted.
+    people, even with overlapping boxes, rarely get 6 (measurements: docs/models.md).
 
     Attributes:
         mode: ``rmpe``, ``alphapose`` or ``none``.
@@ -172,19 +161,20 @@ class EstimatorConfig:
 
     Attributes:
         detector, sppe, nms: The stages' configs.
-        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` (the current CUDA device) or
+            ``cuda:N`` (CUDA device N); the models are placed there explicitly.
         frame_batch: Frames run through the detector (and cropped) together.
         pose_score: How a person's COCO result score is formed: ``box_x_kpt`` = detector score x
             mean keypoint score of joints above ``kpt_threshold``; ``kpt`` = that mean alone;
             ``box`` = the detector score.
         kpt_threshold: Joints at or below this score do not count in the pose score's mean (0: the
-            mean of all joints, which scored ~0.005 AP above 0.2 on COCO-mini).
+            mean of all joints; docs/models.md).
     """
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     sppe: SPPEConfig = field(default_factory=SPPEConfig)
     nms: PoseNMSConfig = field(default_factory=PoseNMSConfig)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = "auto"
     frame_batch: int = 4
     pose_score: Literal["box_x_kpt", "kpt", "box"] = "box_x_kpt"
     kpt_threshold: float = 0.0
@@ -192,3 +182,5 @@ class EstimatorConfig:
     def __post_init__(self) -> None:
         if self.frame_batch <= 0:
             raise ValueError("frame_batch must be positive")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")

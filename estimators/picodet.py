@@ -5,8 +5,8 @@ The export takes ``(N, 3, 320, 320)``: the whole image **resized** (not letterbo
 RGB / 255 normalised with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225). It
 returns every anchor point's box ``(N, 2125, 4)`` (x1, y1, x2, y2 in input pixels, decoded inside
 the graph) and its person score ``(N, 1, 2125)`` (sigmoid); thresholding, NMS and the map back to
-image pixels are done here with the detectors' shared step (:func:`estimators.runtimes.darknet.
-postprocess`, ``torchvision.ops.batched_nms``), so that every detector has the interface of
+image pixels are done here with the detectors' shared step (:func:`posetracker.estimators.boxes.
+select_detections`, ``torchvision.ops.batched_nms``), so that every detector has the interface of
 :meth:`posetracker.estimators.runtimes.darknet.DarknetYolo.detect`.
 
 Typical use::
@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from posetracker.estimators.runtimes.darknet import postprocess, preprocess
 from posetracker.core.errors import ModelError
+from posetracker.estimators.boxes import GraphDetector, as_image_list, darknet_batch, select_detections
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
 
-class PicoDetDetector(nn.Module):
+class PicoDetDetector(GraphDetector):
     """PicoDet on batches of RGB images.
 
     Args:
@@ -39,12 +39,8 @@ class PicoDetDetector(nn.Module):
     """
 
     def __init__(self, graph: nn.Module):
-        super().__init__()
-        self.graph = graph.eval()
-        shape = tuple(graph.input_shape)
-        self._input_size = (int(shape[2]), int(shape[3]))
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        shape = tuple(graph.input_shape)  # the input size is fixed by the export
+        super().__init__(graph, (int(shape[2]), int(shape[3])), _MEAN, _STD)
         with torch.inference_mode():
             outs = graph(torch.zeros(1, 3, *self._input_size))
         boxes = [n for n, t in outs.items() if t.dim() == 3 and t.shape[-1] == 4]
@@ -55,15 +51,6 @@ class PicoDetDetector(nn.Module):
                              + ", ".join(f"{n} {tuple(t.shape)}" for n, t in outs.items()))
         self.boxes_name, self.scores_name = boxes[0], scores[0]
 
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """(height, width) in pixels, fixed by the export."""
-        return self._input_size
-
-    @property
-    def device(self) -> torch.device:
-        return self.mean.device
-
     @torch.inference_mode()
     def detect(self, images, conf: float = 0.3, nms: float = 0.5, class_id: int | None = 0,
                letterbox: bool = False, max_detections: int = 300) -> list[np.ndarray]:
@@ -73,16 +60,15 @@ class PicoDetDetector(nn.Module):
         as the model was trained on stretched images."""
         if class_id not in (0, None):
             raise ValueError(f"class_id {class_id}: PicoDet pedestrian has one class (0)")
-        images = list(images.cpu().numpy() if isinstance(images, torch.Tensor) else images)
+        images = as_image_list(images)
         if not images:
             return []
-        batch, transforms = zip(*(preprocess(im, self.input_size, letterbox) for im in images))
-        x = (torch.from_numpy(np.stack(batch)).to(self.device) - self.mean) / self.std
-        out = self.graph(x)
+        x, transforms = darknet_batch(images, self.input_size, letterbox, self.device)
+        out = self.graph((x - self.mean) / self.std)
         boxes = out[self.boxes_name].float()
         scores = out[self.scores_name].float().transpose(1, 2)  # (N, B, 1)
-        return postprocess([(boxes, scores)], transforms, [im.shape[:2] for im in images],
-                           conf, nms, 0, max_detections)
+        return select_detections(boxes, scores, transforms, [im.shape[:2] for im in images],
+                                 conf, nms, 0, max_detections)
 
 
 def load_picodet(xml: str | Path, weights: str | Path | None = None) -> PicoDetDetector:

@@ -187,8 +187,8 @@ def pose_nms(poses: FramePoses, config: PoseNMSConfig = PoseNMSConfig()) -> tupl
         res = alphapose_pose_nms(poses.keypoints, poses.keypoint_scores, poses.boxes, config)
     else:
         res = rmpe_pose_nms(poses.keypoints, poses.keypoint_scores, poses.boxes,
-                            pose_scores=poses.box_scores, config=config)
+                            pose_scores=poses.scores, config=config)
     kept = poses.subset(res.keep)
-    out = FramePoses(res.keypoints, res.keypoint_scores, kept.boxes, kept.box_scores, poses.schema,
-                     track_ids=kept.track_ids, head_boxes=kept.head_boxes)
+    out = FramePoses(res.keypoints, res.keypoint_scores, kept.boxes, kept.scores, poses.schema,
+                     track_ids=kept.track_ids, head_boxes=kept.head_boxes, box_scores=kept.box_scores)
     return out, res

@@ -11,9 +11,12 @@ For a batch of frames:
 4. **SDTN**: the inverse map takes them back to image pixels;
 5. **pose NMS** per frame removes and merges duplicate poses.
 
-:meth:`RMPEEstimator.estimate` returns one :class:`~posetracker.core.poses.FramePoses` (COCO-17) per
-frame; :meth:`RMPEEstimator.intermediates` stops before NMS and returns everything the
-joint-candidate association needs (heatmaps, offsets, candidates, affines) instead.
+:meth:`RMPEEstimator.estimate` returns one :class:`~posetracker.core.poses.FramePoses` per frame. Its
+steps are public for a pipeline that runs them on separate threads: :meth:`RMPEEstimator.detect`
+(1), :meth:`RMPEEstimator.estimate_people` (2-4, returning :class:`FrameIntermediates`: everything
+a grouping needs, heatmaps included when it asks) and :meth:`RMPEEstimator.group` (5: the
+:class:`Grouping` the estimator was built with, pose NMS by default; the application passes the
+CrowdPose association instead, so this package never imports it).
 
 The estimator loads its models from files (:class:`ModelPaths`); turning registry names into
 files is the application's job (:func:`posetracker.app.build.build_estimator`).
@@ -22,41 +25,24 @@ files is the application's job (:func:`posetracker.app.build.build_estimator`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from posetracker.estimators.config import EstimatorConfig
+from posetracker.core.errors import InputError, ModelError
+from posetracker.core.poses import FramePoses
+from posetracker.core.schemas import KeypointSchema
+from posetracker.core.timing import StageTimes
+from posetracker.estimators.config import EstimatorConfig, PoseNMSConfig
 from posetracker.estimators.pose_nms import pose_nms
 from posetracker.estimators.sppe import SPPE, load_sppe
 from posetracker.estimators.transform import STN, box_regions, crop_affines, crop_boxes, crop_to_image, frames_to_tensor
-from posetracker.core.errors import InputError, ModelError
-from posetracker.core.poses import FramePoses
 
 STAGES = ("detect", "transform", "sppe", "sdtn", "nms")
-
-
-@dataclass
-class StageTimes:
-    """Accumulated wall-clock seconds per stage, and how many frames and people they covered."""
-
-    seconds: dict = field(default_factory=lambda: {s: 0.0 for s in STAGES})
-    frames: int = 0
-    persons: int = 0
-
-    def ms_per_frame(self) -> dict:
-        """Milliseconds per frame of each stage, and ``total``."""
-        n = max(self.frames, 1)
-        out = {s: 1000.0 * v / n for s, v in self.seconds.items()}
-        out["total"] = sum(out.values())
-        return out
-
-    def reset(self) -> None:
-        self.seconds = {s: 0.0 for s in STAGES}
-        self.frames = self.persons = 0
 
 
 @dataclass
@@ -110,11 +96,19 @@ class ModelPaths:
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU raises ConfigError-like input."""
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` / ``cuda:N`` must exist (InputError).
+
+    The device is returned, never made current: callers place their tensors on it explicitly."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {name}: no CUDA device is available")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {name}: no such CUDA device "
+                             f"({torch.cuda.device_count()} available)")
+        return dev
     return torch.device(name)
 
 
@@ -192,30 +186,80 @@ def load_detector(topology: str | Path, weights: str | Path | None = None,
     return yolo
 
 
+class Grouping(Protocol):
+    """How one frame's per-box poses become its people (redundant poses removed).
+
+    ``heatmaps``: whether it needs the SPPE's heatmaps in the
+    :class:`FrameIntermediates` (:meth:`RMPEEstimator.estimate_people` then keeps them).
+    ``__call__(inter, schema, person_scores)`` returns the frame's :class:`FramePoses`, ranked by
+    ``person_scores(box_scores (m,), keypoint_scores (m, k)) -> (m,)``.
+    """
+
+    heatmaps: bool
+
+    def __call__(self, inter: FrameIntermediates, schema: KeypointSchema,
+                 person_scores: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> FramePoses: ...
+
+
+@dataclass(frozen=True)
+class PoseNMSGrouping:
+    """RMPE's parametric pose NMS (:func:`posetracker.estimators.pose_nms.pose_nms`) as a
+    :class:`Grouping`: each box's pose scored by ``person_scores``, duplicates removed."""
+
+    nms: PoseNMSConfig = field(default_factory=PoseNMSConfig)
+    heatmaps: bool = False
+
+    def __call__(self, inter: FrameIntermediates, schema: KeypointSchema,
+                 person_scores: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> FramePoses:
+        scores = person_scores(inter.box_scores, inter.keypoint_scores)
+        poses = FramePoses(inter.keypoints, inter.keypoint_scores, inter.boxes, scores, schema,
+                           box_scores=inter.box_scores)
+        return pose_nms(poses, self.nms)[0]
+
+
 class RMPEEstimator:
     """Multi-person pose estimation per frame, top-down, as RMPE.
+
+    The steps are public so that a pipeline can run them on separate threads and batches:
+    :meth:`detect` (frames -> boxes), :meth:`estimate_people` (frames + boxes -> per-box poses,
+    :class:`FrameIntermediates`) and :meth:`group` (one frame's per-box poses -> its people);
+    :meth:`estimate` runs all three.
 
     Args:
         sppe: The single-person pose estimator.
         detector: A :class:`PersonDetector`; may be ``None`` if boxes are always given.
         config: Thresholds, scale factor, NMS parameters and pose scoring.
         stn: Optional trained :class:`~posetracker.estimators.transform.STN` refining the box crops.
+        grouping: How a frame's per-box poses become its people; default pose NMS with
+            ``config.nms`` (the application passes the CrowdPose association instead when asked).
     """
 
     def __init__(self, sppe: SPPE, detector: PersonDetector | None = None,
-                 config: EstimatorConfig = EstimatorConfig(), stn: STN | None = None):
+                 config: EstimatorConfig = EstimatorConfig(), stn: STN | None = None,
+                 grouping: Grouping | None = None):
         self.sppe = sppe
         self.detector = detector
         self.config = config
         self.stn = stn
         self.device = sppe.device
-        self.times = StageTimes()
+        self.times = StageTimes(STAGES, total=True)
+        self.grouping = grouping if grouping is not None else PoseNMSGrouping(config.nms)
+
+    @property
+    def schema(self) -> KeypointSchema:
+        """The keypoint schema of the poses (the SPPE's)."""
+        return self.sppe.schema
+
+    @property
+    def has_detector(self) -> bool:
+        return self.detector is not None
 
     @classmethod
     def from_config(cls, config: EstimatorConfig, paths: ModelPaths, *,
-                    with_detector: bool = True) -> "RMPEEstimator":
+                    with_detector: bool = True, grouping: Grouping | None = None
+                    ) -> RMPEEstimator:
         """Load the models from ``paths`` (the files of the models ``config`` names) onto the
-        config's device, with the config's thresholds."""
+        config's device, with the config's thresholds (``grouping``: see the class)."""
         device = pick_device(config.device)
         s = config.sppe
         sppe = load_sppe(paths.sppe, weights=paths.sppe_weights, device=device,
@@ -238,17 +282,22 @@ class RMPEEstimator:
             except (OSError, RuntimeError) as e:
                 raise ModelError(f"cannot load STN checkpoint {s.stn_checkpoint}: {e}") from None
             stn = stn.to(device).eval()
-        return cls(sppe, detector, config, stn)
+        elif paths.sppe_weights is not None and Path(paths.sppe_weights).suffix == ".safetensors":
+            from posetracker.estimators.checkpoint import load_checkpoint_stn  # trained with --stn
+
+            stn = load_checkpoint_stn(paths.sppe_weights)
+            stn = None if stn is None else stn.to(device)
+        return cls(sppe, detector, config, stn, grouping)
 
     # -- stages ----------------------------------------------------------------------------
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _tick(self, stage: str, t0: float) -> float:
+    def _tick(self, stage: str, t0: float, frames: int = 0, persons: int = 0) -> float:
         self._sync()
         t = time.perf_counter()
-        self.times.seconds[stage] += t - t0
+        self.times.add(stage, t - t0, frames, persons)
         return t
 
     def _check(self, frames: Sequence[np.ndarray]) -> None:
@@ -276,7 +325,7 @@ class RMPEEstimator:
         self._check(frames)
         t = time.perf_counter()
         dets = self._boxes(frames, boxes)
-        t = self._tick("detect", t)
+        t = self._tick("detect", t, len(frames))
         counts = [len(d) for d in dets]
         allb = np.concatenate(dets) if sum(counts) else np.zeros((0, 5))
         fidx = np.repeat(np.arange(len(frames)), counts)
@@ -299,9 +348,9 @@ class RMPEEstimator:
             del images
         else:
             crops = torch.zeros(0, 3, *size, device=self.device)
-        t = self._tick("transform", t)
+        t = self._tick("transform", t, len(frames))
         out = self.sppe(crops, heatmaps=heatmaps, candidates=candidates)
-        t = self._tick("sppe", t)
+        t = self._tick("sppe", t, len(frames))
         kp = crop_to_image(out.keypoints, A.to(out.keypoints.device)).cpu().numpy()
         sc = out.scores.cpu().numpy().astype(np.float64)
         cand = None
@@ -310,7 +359,7 @@ class RMPEEstimator:
             m, k, nc, _ = c.shape
             xy = crop_to_image(c[..., :2].reshape(m, k * nc, 2), A.to(c.device)).reshape(m, k, nc, 2)
             cand = torch.cat([xy, c[..., 2:].double()], -1).cpu().numpy()
-        t = self._tick("sdtn", t)
+        t = self._tick("sdtn", t, len(frames))
         return dets, counts, A, kp, sc, out, cand, t
 
     def person_scores(self, box_scores: np.ndarray, kp_scores: np.ndarray) -> np.ndarray:
@@ -326,9 +375,45 @@ class RMPEEstimator:
         return box_scores * kmean
 
     # -- public API --------------------------------------------------------------------------
+    def detect(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The person detector on ``frames`` (``(H, W, 3)`` uint8 RGB): per frame an ``(m, 5)``
+        array of boxes xyxy (image pixels) and detector score, best first."""
+        self._check(frames)
+        if self.detector is None:
+            raise InputError("this estimator has no detector: pass boxes")
+        t = time.perf_counter()
+        with torch.inference_mode():
+            out = self.detector(list(frames))
+        self._tick("detect", t, len(frames))
+        return out
+
+    def estimate_people(self, frames: Sequence[np.ndarray], detections: Sequence[np.ndarray], *,
+                        heatmaps: bool | None = None, candidates: int = 0
+                        ) -> list[FrameIntermediates]:
+        """Each detected person's pose (crop, SPPE, back to image pixels), before grouping.
+
+        Args:
+            frames: ``(H, W, 3)`` uint8 RGB images.
+            detections: Per frame ``(m, 4)`` or ``(m, 5)`` boxes xyxy [+ score] (e.g. from
+                :meth:`detect`); all people of all frames go through the SPPE together, in
+                batches of ``config.sppe.batch_size``.
+            heatmaps: Keep the SPPE heatmaps (default: when the grouping needs them).
+            candidates: Multi-peak joint candidates per joint to keep (0: none).
+        """
+        if heatmaps is None:
+            heatmaps = self.grouping.heatmaps
+        with torch.inference_mode():
+            return self.intermediates(list(frames), heatmaps=heatmaps, candidates=candidates,
+                                      boxes=list(detections))
+
+    def group(self, inter: FrameIntermediates) -> FramePoses:
+        """One frame's people from its per-box poses, by the estimator's grouping; the poses'
+        scores are the person scores (:meth:`person_scores`)."""
+        return self.grouping(inter, self.schema, self.person_scores)
+
     def estimate(self, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray] | None = None
                  ) -> list[FramePoses]:
-        """Poses of every frame.
+        """Poses of every frame: :meth:`detect`, :meth:`estimate_people` and :meth:`group`.
 
         Args:
             frames: ``(H, W, 3)`` uint8 RGB images (sizes may differ).
@@ -336,31 +421,30 @@ class RMPEEstimator:
                 instead of the detector (e.g. ground-truth boxes).
 
         Returns:
-            One COCO-17 :class:`FramePoses` per frame; ``box_scores`` holds the person score
-            (``config.pose_score``), boxes are the detector's.
+            One :class:`FramePoses` per frame (the SPPE's schema); the poses' scores are the
+            person scores (``config.pose_score``), boxes are the detector's.
         """
         out: list[FramePoses] = []
         step = self.config.frame_batch
+        heatmaps = self.grouping.heatmaps
         for s in range(0, len(frames), step):
             fr = frames[s: s + step]
             bx = None if boxes is None else boxes[s: s + step]
-            dets, counts, _, kp, sc, _, _, t = self._per_box(fr, bx, False, 0)
-            start = 0
-            for d, n in zip(dets, counts):
-                k_, s_ = kp[start: start + n], sc[start: start + n]
-                start += n
-                poses = FramePoses(k_, s_, d[:, :4], self.person_scores(d[:, 4], s_), self.sppe.schema)
-                poses, _ = pose_nms(poses, self.config.nms)
+            with torch.inference_mode():
+                inters = self.intermediates(fr, heatmaps=heatmaps, candidates=0, boxes=bx)
+            t = time.perf_counter()
+            people = 0
+            for inter in inters:
+                poses = self.group(inter)
                 out.append(poses)
-                self.times.persons += len(poses)
-            self.times.frames += len(fr)
-            self._tick("nms", t)
+                people += len(poses)
+            self._tick("nms", t, len(fr), people)
         return out
 
     def intermediates(self, frames: Sequence[np.ndarray], *, heatmaps: bool = True,
                       candidates: int = 3, boxes: Sequence[np.ndarray] | None = None
                       ) -> list[FrameIntermediates]:
-        """Stages 1-4 without pose NMS: per frame, the per-box heatmaps, candidates and affines,
+        """Stages 1-4 without grouping: per frame, the per-box heatmaps, candidates and affines,
         for the joint-candidate association to use instead of NMS. Heatmaps and offsets are moved
         to the CPU."""
         result: list[FrameIntermediates] = []

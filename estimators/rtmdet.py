@@ -17,7 +17,8 @@ Here the graph is cut right before ``NonMaxSuppression``: its two inputs, boxes 
 scores (N, 1, B) sorted by score, are computed in torch, and thresholding, NMS
 (``torchvision.ops.batched_nms``, one group per image, suppressing IoU > ``nms`` as onnxruntime
 does), the map back to image pixels (``/ scale``, per axis) and the clip to the image are done
-here with the caller's thresholds. With ``conf=0.05, nms=0.6, max_detections=100`` the result is
+with the caller's thresholds by the detectors' shared step
+(:func:`posetracker.estimators.boxes.select_detections`). With ``conf=0.05, nms=0.6, max_detections=100`` the result is
 the file's own ``dets`` mapped back (tested against onnxruntime on COCO images: the same boxes in
 the same order, scores within 1e-5, corners within 1e-3 px where the score is >= 0.3 and a few
 hundredths of a pixel on the weakest boxes, float32 sums in another order).
@@ -39,6 +40,8 @@ import torch
 from torch import nn
 
 from posetracker.core.errors import ModelError
+from posetracker.estimators.boxes import GraphDetector, LetterboxTransform, as_image_list, select_detections
+from posetracker.estimators.boxes import letterbox as _letterbox
 
 _MEAN_BGR = (103.53, 116.28, 123.675)
 _STD_BGR = (57.375, 57.12, 58.395)
@@ -60,22 +63,11 @@ def letterbox_top_left(image: np.ndarray, input_size: tuple[int, int], letterbox
 
     ``letterbox``: mmdet's keep-ratio resize (new side ``int(side * scale + 0.5)``) at the
     top-left, the rest ``pad_value``; otherwise the image is stretched to the whole input.
+    mmdet maps boxes back with the per-axis ratio of the rounded size.
     """
-    import cv2
-
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-    h, w = image.shape[:2]
-    net_h, net_w = input_size
-    if not letterbox:
-        return cv2.resize(image, (net_w, net_h), interpolation=cv2.INTER_LINEAR), \
-            (net_w / w, net_h / h)
-    scale = min(net_w / w, net_h / h)
-    new_w, new_h = min(net_w, max(1, int(w * scale + 0.5))), min(net_h, max(1, int(h * scale + 0.5)))
-    out = np.full((net_h, net_w, 3), pad_value, np.uint8)
-    out[:new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    # mmdet maps boxes back with the per-axis ratio of the rounded size.
-    return out, (new_w / w, new_h / h)
+    canvas, tr = _letterbox(image, input_size, keep_ratio=letterbox, top_left=True,
+                            round_half=True, fill=pad_value, unit=False)
+    return canvas, (tr.scale_x, tr.scale_y)
 
 
 def _constant(model: Any, name: str) -> np.ndarray | None:
@@ -109,7 +101,7 @@ def find_nms(model: Any, source: str) -> tuple[str, str, GraphNMS]:
     return node.input[0], node.input[1], GraphNMS(float(iou), float(score), int(max_out))
 
 
-class RTMDetDetector(nn.Module):
+class RTMDetDetector(GraphDetector):
     """RTMDet on batches of RGB images.
 
     Args:
@@ -124,22 +116,9 @@ class RTMDetDetector(nn.Module):
 
     def __init__(self, graph: nn.Module, boxes_name: str, scores_name: str, graph_nms: GraphNMS,
                  input_size: tuple[int, int] = (320, 320)):
-        super().__init__()
-        self.graph = graph.eval()
+        super().__init__(graph, input_size, _MEAN_BGR, _STD_BGR)
         self.boxes_name, self.scores_name = boxes_name, scores_name
         self.graph_nms = graph_nms
-        self._input_size = (int(input_size[0]), int(input_size[1]))
-        self.register_buffer("mean", torch.tensor(_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD_BGR).view(1, 3, 1, 1), persistent=False)
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """(height, width) in pixels of the network input."""
-        return self._input_size
-
-    @property
-    def device(self) -> torch.device:
-        return self.mean.device
 
     def preprocess(self, images: list[np.ndarray], letterbox: bool = True
                    ) -> tuple[torch.Tensor, list[tuple[float, float]]]:
@@ -164,11 +143,9 @@ class RTMDetDetector(nn.Module):
         (the file's own: 100). ``class_id`` must be 0 (person) or ``None`` (the same: one class).
         ``letterbox``: top-left letterbox as the model was trained (default); else stretch.
         """
-        from torchvision.ops import batched_nms
-
         if class_id not in (0, None):
             raise ValueError(f"class_id {class_id}: RTMDet person has one class (0)")
-        images = list(images.cpu().numpy() if isinstance(images, torch.Tensor) else images)
+        images = as_image_list(images)
         if not images:
             return []
         x, scales = self.preprocess(images, letterbox)
@@ -179,20 +156,11 @@ class RTMDetDetector(nn.Module):
                 or boxes.shape[:2] != (scores.shape[0], scores.shape[2]):
             raise ModelError(f"RTMDet graph outputs boxes {tuple(boxes.shape)} and scores "
                              f"{tuple(scores.shape)}; expected (N, B, 4) and (N, 1, B)")
-        img, idx = torch.nonzero(scores[:, 0] >= conf, as_tuple=True)
-        sel_boxes, sel_scores = boxes[img, idx], scores[img, 0, idx]
         # NMS in input pixels, before any clipping: the graph's own NonMaxSuppression sees these.
-        keep = batched_nms(sel_boxes, sel_scores, img, nms)  # by decreasing score
-        img_k = img[keep]
-        result = []
-        for i, (im, (sx, sy)) in enumerate(zip(images, scales)):
-            k = keep[img_k == i][:max_detections]
-            b = sel_boxes[k].double()
-            h, w = im.shape[:2]
-            b[:, 0::2] = (b[:, 0::2] / sx).clamp(0, w)
-            b[:, 1::2] = (b[:, 1::2] / sy).clamp(0, h)
-            result.append(torch.cat([b, sel_scores[k, None].double()], dim=1).cpu().numpy())
-        return result
+        return select_detections(boxes, scores.transpose(1, 2),
+                                 [LetterboxTransform(sx, sy, 0.0, 0.0) for sx, sy in scales],
+                                 [im.shape[:2] for im in images], conf, nms, 0, max_detections,
+                                 nms_in_input_pixels=True)
 
 
 def load_rtmdet(path: str | Path, input_size: tuple[int, int] = (320, 320)) -> RTMDetDetector:

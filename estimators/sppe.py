@@ -306,7 +306,12 @@ def _ir_heatmap_net(xml: Path, weights: str | Path | None, refine: str
     from posetracker.estimators.heatmaps import HeatmapNet
     from posetracker.estimators.runtimes.openvino_ir import load_openvino_ir
 
-    module = load_openvino_ir(xml, weights)
+    trained = weights is not None and Path(weights).suffix.lower() == ".safetensors"
+    module = load_openvino_ir(xml, None if trained else weights)
+    if trained:  # a fine-tuned checkpoint of this base network (``posetracker train sppe``)
+        from posetracker.estimators.checkpoint import apply_sppe_checkpoint
+
+        apply_sppe_checkpoint(module, weights, xml)
     shape = tuple(module.input_shape)
     if len(shape) != 4 or shape[1] != 3:
         raise ModelError(f"{xml}: input {module.input_name} has shape {shape}, not (N, 3, H, W)")

@@ -3,8 +3,8 @@
 Both have the interface of :meth:`posetracker.estimators.runtimes.darknet.DarknetYolo.detect` -- a batch of RGB images
 in, one ``(m, 5)`` array per image out (x1, y1, x2, y2 in the image's pixels, score; best first)
 -- so the estimator can use either in place of a Darknet YOLO. They share Darknet's letterbox
-(:func:`posetracker.estimators.runtimes.darknet.preprocess`) and its threshold / back-mapping / NMS step
-(:func:`posetracker.estimators.runtimes.darknet.postprocess`, ``torchvision.ops.batched_nms``).
+(:func:`posetracker.estimators.boxes.darknet_input`) and the detectors' threshold / back-mapping /
+NMS step (:func:`posetracker.estimators.boxes.select_detections`, ``torchvision.ops.batched_nms``).
 
 Each graph's own batch-1 post-processing is skipped: the heads are fetched for the whole batch
 with :meth:`posetracker.estimators.runtimes.tfjs.TfjsGraph.run` and decoded here in torch.
@@ -42,39 +42,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from posetracker.estimators.runtimes.darknet import postprocess, preprocess
-from posetracker.estimators.runtimes.tfjs import TfjsGraph, load_tfjs_graph, read_tfjs_topology
 from posetracker.core.errors import ModelError
+from posetracker.estimators.boxes import GraphDetector, as_image_list, darknet_batch, select_detections
+from posetracker.estimators.runtimes.tfjs import TfjsGraph, load_tfjs_graph, read_tfjs_topology
 
 PERSON = 0  # COCO-80 class index of "person" in both models
 
 
-def _as_image_list(images) -> list[np.ndarray]:
-    if isinstance(images, torch.Tensor):
-        images = images.cpu().numpy()
-    return list(images)
-
-
-class _TfjsDetector(nn.Module):
-    """What both detectors share: the graph, the fixed input size, letterbox and postprocess."""
-
-    def __init__(self, graph: TfjsGraph, input_size: tuple[int, int]):
-        super().__init__()
-        self.graph = graph.eval()
-        self._input_size = input_size
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """(height, width) in pixels; fixed by the graph (its resize layers have constant sizes)."""
-        return self._input_size
-
-    @property
-    def device(self) -> torch.device:
-        for t in self.graph.buffers():
-            return t.device
-        return torch.device("cpu")
+class _TfjsDetector(GraphDetector):
+    """What both detectors share: the graph, the fixed input size (the graph's resize layers
+    have constant sizes), letterbox and postprocess."""
 
     def _heads(self, x: torch.Tensor, class_id: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (N, 3, h, w) RGB float in 0..1 -> boxes (N, B, 4) xyxy in input pixels and scores
@@ -95,16 +73,15 @@ class _TfjsDetector(nn.Module):
         Returns one (m, 5) float64 array per image (x1, y1, x2, y2 in image pixels, score; with
         ``class_id=None`` a sixth column holds the class), by decreasing score.
         """
-        images = _as_image_list(images)
+        images = as_image_list(images)
         if not images:
             return []
-        batch, transforms = zip(*(preprocess(im, self.input_size, letterbox) for im in images))
-        x = torch.from_numpy(np.stack(batch)).to(self.device)
+        x, transforms = darknet_batch(images, self.input_size, letterbox, self.device)
         boxes, scores = self._heads(x, class_id)
         if scores.shape[2] == 0:
             raise ValueError(f"class_id {class_id} is not one of the model's classes")
-        return postprocess([(boxes, scores)], transforms, [im.shape[:2] for im in images],
-                           conf, nms, None if class_id is None else 0, max_detections)
+        return select_detections(boxes, scores, transforms, [im.shape[:2] for im in images],
+                                 conf, nms, None if class_id is None else 0, max_detections)
 
 
 class CenterNetDetector(_TfjsDetector):

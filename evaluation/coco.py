@@ -24,11 +24,15 @@ import numpy as np
 import pandas as pd
 
 from posetracker.core.errors import InputError
-from posetracker.io.formats.coco import (
-    CocoDataset, frames_to_coco_results, load_json, read_coco_gt, validate_coco_results,
-)
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import COCO17
+from posetracker.io.formats.coco import (
+    CocoDataset,
+    frames_to_coco_results,
+    load_json,
+    read_coco_gt,
+    validate_coco_results,
+)
 
 #: Column names of :func:`evaluate_coco`, in pycocotools' ``stats`` order.
 COCO_COLUMNS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")

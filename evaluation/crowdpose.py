@@ -28,23 +28,33 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from posetracker.core.errors import InputError
-from posetracker.io.formats.coco import (
-    CocoDataset, check_crowdpose_gt, load_json, results_to_frames,
-    validate_coco_results,
-)
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import COCO17, CROWDPOSE14, KeypointSchema, convert_keypoints
-
 from posetracker.evaluation.coco import (
-    COCO_COLUMNS, GroundTruth, Predictions, as_dataset, as_results, check_area, figures,
-    coco_sigmas, official_sigmas, run_cocoeval,
+    COCO_COLUMNS,
+    GroundTruth,
+    Predictions,
+    as_dataset,
+    as_results,
+    check_area,
+    coco_sigmas,
+    figures,
+    official_sigmas,
+    run_cocoeval,
+)
+from posetracker.io.formats.coco import (
+    CocoDataset,
+    check_crowdpose_gt,
+    load_json,
+    results_to_frames,
+    validate_coco_results,
 )
 
 #: Crowd-index bucket limits: easy < 0.2 <= medium < 0.8 <= hard.
@@ -116,63 +126,21 @@ def split_by_crowd(crowd: Mapping[int, float], thresholds: tuple[float, float] =
 
 
 # -- COCO-17 -> CrowdPose-14 ------------------------------------------------------------------
-#: Head top = shoulder midpoint + HEAD_TOP_FROM_FACE * (face point - shoulder midpoint). The face
-#: point is the nose; 1.47 is the median of this ratio over the 13 people with nose, head top and
-#: both shoulders labelled in the shared PoseTrack18 frames (rounded to 1.5; a small sample).
-HEAD_TOP_FROM_FACE = 1.5
-#: Neck = shoulder midpoint + NECK_TOWARDS_HEAD * (head top - shoulder midpoint): the median
-#: position of the labelled neck along that line over the 5910 people of CrowdPose val with both
-#: shoulders, head and neck labelled (0.231; quartiles 0.18 and 0.28).
-NECK_TOWARDS_HEAD = 0.23
-
-
 def coco_to_crowdpose(poses: FramePoses) -> FramePoses:
     """COCO-17 poses as CrowdPose-14 poses, so COCO-trained models can be scored on CrowdPose.
 
-    The 12 body joints are copied. CrowdPose's extra joints are built from COCO's:
-
-    1. shoulder midpoint ``S`` (needs both shoulders);
-    2. face point ``F``: the nose; without a nose the midpoint of the present eyes, else of the
-       present ears (these sit higher than the nose, so the head top lands a little high);
-    3. head top ``H = S + HEAD_TOP_FROM_FACE * (F - S)`` (needs ``S`` and ``F``);
-    4. neck ``N = S + NECK_TOWARDS_HEAD * (H - S)``, or ``S`` itself when there is no face point.
-
-    A derived joint's score is the minimum score of the joints it is built from; a joint whose
-    sources are absent is absent (NaN, score 0). Boxes, box scores and track ids are kept.
+    The 12 body joints are copied; CrowdPose's ``head`` and ``neck`` come from the face and
+    shoulders by the one head-joint derivation,
+    :func:`posetracker.core.schemas.derive_head_joints`, at CrowdPose's positions
+    (:data:`posetracker.core.schemas.HEAD_POINTS`; without a face the neck is the shoulders'
+    midpoint). Boxes, person and box scores and track ids are kept.
     """
     if poses.schema is not COCO17:
         raise InputError(f"coco_to_crowdpose needs COCO-17 poses, got {poses.schema.name}")
-    kp, sc = convert_keypoints(poses.keypoints, poses.keypoint_scores, COCO17, CROWDPOSE14)
-    n = len(poses)
-    src, ssc, pres = poses.keypoints, poses.keypoint_scores, poses.present
-    j = COCO17.index
-
-    def midpoint(names: Sequence[str], need_all: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        idx = [j(nm) for nm in names]
-        p = pres[:, idx]
-        ok = p.all(1) if need_all else p.any(1)
-        xy = np.where(p[..., None], src[:, idx], 0.0).sum(1) / np.maximum(p.sum(1), 1)[:, None]
-        score = np.where(p, ssc[:, idx], np.inf).min(1)
-        return xy, np.where(ok, score, 0.0), ok
-
-    s_xy, s_sc, s_ok = midpoint(("left_shoulder", "right_shoulder"), need_all=True)
-    f_xy, f_sc, f_ok = np.zeros((n, 2)), np.zeros(n), np.zeros(n, dtype=bool)
-    for names in (("nose",), ("left_eye", "right_eye"), ("left_ear", "right_ear")):
-        xy, score, ok = midpoint(names, need_all=False)
-        take = ok & ~f_ok
-        f_xy[take], f_sc[take], f_ok[take] = xy[take], score[take], True
-
-    head_ok = s_ok & f_ok
-    head = s_xy + HEAD_TOP_FROM_FACE * (f_xy - s_xy)
-    neck = np.where(head_ok[:, None], s_xy + NECK_TOWARDS_HEAD * (head - s_xy), s_xy)
-    both = np.minimum(s_sc, f_sc)
-    h, nk = CROWDPOSE14.index("head"), CROWDPOSE14.index("neck")
-    kp[:, h] = np.where(head_ok[:, None], head, np.nan)
-    sc[:, h] = np.where(head_ok, both, 0.0)
-    kp[:, nk] = np.where(s_ok[:, None], neck, np.nan)
-    sc[:, nk] = np.where(head_ok, both, s_sc)
-    return FramePoses(kp, sc, poses.boxes, poses.box_scores, CROWDPOSE14,
-                      track_ids=poses.track_ids, head_boxes=poses.head_boxes)
+    kp, sc = convert_keypoints(poses.keypoints, poses.keypoint_scores, COCO17, CROWDPOSE14,
+                               derive_head=True)
+    return FramePoses(kp, sc, poses.boxes, poses.scores, CROWDPOSE14,
+                      track_ids=poses.track_ids, head_boxes=poses.head_boxes, box_scores=poses.box_scores)
 
 
 # -- evaluation -------------------------------------------------------------------------------

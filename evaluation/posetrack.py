@@ -60,11 +60,10 @@ import numpy as np
 import pandas as pd
 
 from posetracker.core.errors import InputError
-from posetracker.io.formats.posetrack import posetrack_files, read_posetrack
 from posetracker.core.poses import Frame, VideoPoses
 from posetracker.core.schemas import POSETRACK17, convert_keypoints
-
 from posetracker.evaluation.posetrack_mot import MotCounter
+from posetracker.io.formats.posetrack import posetrack_files, read_posetrack
 
 __all__ = [
     "evaluate_posetrack", "evaluate_videos", "evaluate_videos_per_joint", "GROUPS", "JOINTS",
@@ -107,7 +106,7 @@ class _Side:
     def __len__(self) -> int:
         return self.kp.shape[0]
 
-    def keep(self, mask: np.ndarray) -> "_Side":
+    def keep(self, mask: np.ndarray) -> _Side:
         return _Side(self.kp[mask], self.has[mask], self.ids[mask], self.score[mask],
                      self.head[mask])
 
@@ -309,7 +308,10 @@ def _joint_table(seqs: list[_SequenceResult], strict: bool = False) -> pd.DataFr
         det = counts["num_matches"] + counts["num_switches"]
         fp = counts["num_false_positives"]
         table["MOTA"] = 100.0 * (1.0 - (counts["num_misses"] + counts["num_switches"] + fp) / obj)
-        table["MOTP"] = np.where(det > 0, 100.0 * (1.0 - counts["sum_distance"] / det), 0.0)
+        # 0 without matches (poseval), but NaN where no ground truth was counted, as MOTA is
+        # (one-frame sequences): a 0.0 there would read as a measured worst score
+        table["MOTP"] = np.where(det > 0, 100.0 * (1.0 - counts["sum_distance"] / det),
+                                 np.where((counts["num_objects"] > 0) | strict, 0.0, np.nan))
         table["Precision"] = 100.0 * det / np.where(det + fp > 0, det + fp, np.nan)
         table["Recall"] = 100.0 * det / obj
     for key in ("MOTA", "MOTP", "Precision", "Recall"):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from posetracker.core.errors import InputError
-from posetracker.core.fileio import atomic_write_text
+from posetracker.core.fileio import atomic_write, atomic_write_text
 
 
 def format_table(df: pd.DataFrame, digits: int = 4) -> str:
@@ -41,20 +42,115 @@ def _markdown(df: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join(lines)
 
 
-def plot_report(df: pd.DataFrame, path: str | Path, title: str = "") -> None:
-    """Bar chart of every numeric column of ``df`` (one group of bars per row) to a PNG."""
+#: Bounds of a plot, in inches at :data:`DPI` (so at most 1600 x 1400 pixels).
+MAX_WIDTH_IN, MAX_HEIGHT_IN, DPI = 16.0, 14.0, 100
+#: Font size of tick labels and cell values, in points; a label needs ~1.4x its size of room.
+FONT_PT = 8.0
+
+
+def _short(label: object, n: int = 32) -> str:
+    text = str(label)
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+def report_figure(df: pd.DataFrame, title: str = ""):
+    """The figure of a report (a matplotlib ``Figure``, Agg): every numeric column of ``df``.
+
+    - One row (a total): horizontal bars, one per metric, the metric names on the y axis and
+      each value written at the end of its bar (names never share a line, nothing covers a bar).
+    - Several rows (per sequence, per crowd level): a heat map of rows x metrics, the value in
+      each cell while cells are big enough to hold it, NaN cells grey. Rows get at least the
+      height of one label; beyond what :data:`MAX_HEIGHT_IN` holds, only every k-th row is
+      labelled (all rows are drawn), so labels never overlap and the size stays bounded.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     num = df.select_dtypes("number")
-    fig, ax = plt.subplots(figsize=(max(6, 0.8 * num.shape[1] * max(1, len(num))), 4))
-    num.T.plot.bar(ax=ax, rot=0)
-    ax.set_title(title)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=100)
-    plt.close(fig)
+    if num.shape[1] == 0 or len(num) == 0:
+        raise InputError("nothing to plot: the report has no numeric figures")
+    values = num.to_numpy(dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    hi = float(finite.max()) if finite.size else 1.0
+    lo = float(finite.min()) if finite.size else 0.0
+    vmax = 1.0 if hi <= 1.0 else max(100.0, hi)  # fractions (COCO) or percent (PoseTrack)
+    vmin = min(0.0, lo)
+    label_in = 1.4 * FONT_PT / 72  # the room one label line takes, in inches
+    names = [_short(c) for c in num.columns]
+    name_in = max(len(n) for n in names) * 0.6 * FONT_PT / 72  # longest name, roughly
+    if len(num) == 1:
+        n = len(names)
+        height = min(MAX_HEIGHT_IN, 1.2 + n * max(label_in, 0.25))
+        fig = Figure(figsize=(min(MAX_WIDTH_IN, 4.5 + name_in), height), dpi=DPI,
+                     layout="constrained")
+        FigureCanvasAgg(fig)  # a figure of its own, not pyplot's global state
+        ax = fig.add_subplot()
+        y = np.arange(n)
+        v = values[0]
+        ax.barh(y, np.nan_to_num(v, nan=0.0), color="#4c72b0", height=0.7)
+        ax.set_yticks(y, names, fontsize=FONT_PT)
+        ax.invert_yaxis()  # first metric on top, as in the table
+        span = vmax - vmin
+        ax.set_xlim(vmin, vmax + 0.18 * span)  # room for the values after the bars
+        for yi, val in zip(y, v):
+            text = "NaN" if not np.isfinite(val) else f"{val:.4g}"
+            ax.text(max(val, 0.0) if np.isfinite(val) else 0.0, yi, " " + text, va="center",
+                    ha="left", fontsize=FONT_PT - 1)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(_short(title or str(num.index[0]), 80), fontsize=FONT_PT + 2)
+        return fig
+
+    rows, cols = values.shape
+    # Column width: the cell value ("100.0") must fit; row height: at least one label line
+    # while the height bound allows, else rows shrink and only every k-th is labelled.
+    col_in = max(0.42, label_in)
+    row_label_in = max(len(_short(r)) for r in num.index) * 0.6 * FONT_PT / 72
+    width = min(MAX_WIDTH_IN, 1.5 + row_label_in + cols * col_in + 1.0)
+    avail_h = MAX_HEIGHT_IN - 1.5 - name_in
+    row_in = min(max(label_in, 0.22), avail_h / rows)
+    height = min(MAX_HEIGHT_IN, 1.5 + name_in + rows * row_in)
+    col_in = min(col_in, (width - 2.5 - row_label_in) / cols)
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    import matplotlib.pyplot as plt  # only for the colour map registry; no figure is made
+
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#d0d0d0")
+    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax,
+                   aspect="auto", interpolation="nearest")
+    row_step = max(1, int(np.ceil(label_in / row_in)))
+    col_step = max(1, int(np.ceil(label_in / col_in)))
+    ax.set_yticks(np.arange(0, rows, row_step),
+                  [_short(r) for r in num.index[::row_step]], fontsize=FONT_PT)
+    ax.set_xticks(np.arange(0, cols, col_step), names[::col_step], fontsize=FONT_PT,
+                  rotation=90)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=2)
+    if row_in >= label_in and col_in >= 0.4:  # room for the values themselves
+        norm = (values - vmin) / (vmax - vmin or 1.0)
+        for i in range(rows):
+            for j in range(cols):
+                val = values[i, j]
+                ax.text(j, i, "NaN" if not np.isfinite(val) else f"{val:.3g}" if vmax <= 1
+                        else f"{val:.1f}", ha="center", va="center", fontsize=FONT_PT - 1.5,
+                        color="black" if np.isfinite(val) and norm[i, j] > 0.6 else "white"
+                        if np.isfinite(val) else "#555555")
+    if rows > 1 and str(num.index[0]) == "total":  # the total row apart from the sequences
+        ax.axhline(0.5, color="white", linewidth=2)
+    cb = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    cb.ax.tick_params(labelsize=FONT_PT)
+    if title:
+        ax.set_xlabel(_short(title, 80), fontsize=FONT_PT + 2)
+    if row_step > 1:
+        ax.set_ylabel(f"{rows} rows (one label every {row_step} rows)", fontsize=FONT_PT)
+    return fig
+
+
+def plot_report(df: pd.DataFrame, path: str | Path, title: str = "") -> None:
+    """Draw :func:`report_figure` into a PNG at ``path`` (written atomically; a write error is
+    one line naming ``path``)."""
+    fig = report_figure(df, title)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))

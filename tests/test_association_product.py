@@ -134,17 +134,21 @@ def test_estimate_and_track_paths_give_the_same_poses_and_ranking():
     from posetracker.app.pipeline import RMPEStages
 
     frames, boxes = _scene()
+    from posetracker.app.build import build_grouping
+
     est = _estimator(detector=PersonDetector(_FakeYolo(boxes)))
     via_estimate = AssociatingEstimator(est).estimate(frames)
-    stages = RMPEStages(est, "crowdpose")
+    est.grouping = build_grouping("crowdpose", est.config)
+    stages = RMPEStages(est)
     inter = stages.estimate(frames, stages.detect(frames))
     via_track = [stages.group(it, f) for it, f in zip(inter, frames)]
     for a, b, it in zip(via_estimate, via_track, inter):
         assert len(a) == len(b) == len(it.boxes)
         np.testing.assert_allclose(a.keypoints, b.keypoints)
-        np.testing.assert_allclose(a.box_scores, b.box_scores)
+        np.testing.assert_allclose(a.scores, b.scores)
         # ranked by the estimator's own rule, as the pose-NMS path ranks
-        np.testing.assert_allclose(b.box_scores, est.person_scores(it.box_scores, b.keypoint_scores))
+        np.testing.assert_allclose(b.scores, est.person_scores(it.box_scores, b.keypoint_scores))
+        np.testing.assert_allclose(b.box_scores, it.box_scores)
 
 
 def test_movenet_sppe_returns_offsets_that_decode_its_keypoints(models_dir, data_dir):

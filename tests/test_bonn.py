@@ -10,9 +10,9 @@ import scipy.io
 
 from posetracker.app.cli import main
 from posetracker.core.errors import InputError
+from posetracker.core.schemas import MPII16, POSETRACK17
 from posetracker.io.formats.bonn import read_bonn_mat
 from posetracker.io.formats.posetrack import read_posetrack
-from posetracker.core.schemas import MPII16, POSETRACK17
 
 
 @pytest.fixture(scope="module")

@@ -35,12 +35,12 @@ def _cases():
 def test_unwritable_output_is_refused_up_front(argv, bad, tmp_path, data_dir, capsys,
                                                 monkeypatch):
     import posetracker.app.build as build
-    import posetracker.app.commands.track_video as tv
+    import posetracker.app.api as api
 
     def no_models(*a, **k):  # the check must come before any model loads
         raise AssertionError("models loaded before the output check")
 
-    monkeypatch.setattr(tv, "build_stages", no_models)
+    monkeypatch.setattr(api, "build_stages", no_models)
     monkeypatch.setattr(build, "build_estimator", no_models)
     fill = {"data": data_dir, "tmp": tmp_path}
     argv = [a.format(**fill) for a in argv]

@@ -36,7 +36,7 @@ def test_bad_config_and_options(tmp_path, capsys):
     img = tmp_path / "x.png"
     img.write_bytes(b"")
     assert main(["estimate", str(tmp_path), "-o", str(tmp_path / "p.json"), "--set",
-                 "nms.bogus=1"]) == 2
+                 "estimate.estimator.nms.bogus=1"]) == 2
     assert "bogus" in _one_line_error(capsys)
     assert main(["estimate", str(tmp_path), "-o", str(tmp_path / "p.json"), "--gt-boxes"]) == 2
     assert "--gt" in _one_line_error(capsys)

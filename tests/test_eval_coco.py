@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from posetracker.evaluation.coco import COCO_COLUMNS, evaluate_coco
 from posetracker.app.cli import main
+from posetracker.evaluation.coco import COCO_COLUMNS, evaluate_coco
 from posetracker.io.formats.coco import coco_gt_to_frames, read_coco_gt
 
 # ../shared/data/README.md, "Known answers for metric_cases/", COCO pair.

@@ -7,15 +7,21 @@ import json
 import numpy as np
 import pytest
 
-from posetracker.evaluation.crowdpose import (
-    CROWDPOSE_COLUMNS, HEAD_TOP_FROM_FACE, NECK_TOWARDS_HEAD, bucket, coco_to_crowdpose, crowd_index,
-    crowd_index_table, evaluate_coco_by_crowd, evaluate_crowdpose, split_by_crowd,
-)
 from posetracker.app.cli import main
 from posetracker.core.errors import InputError
-from posetracker.io.formats.coco import coco_gt_to_frames, read_coco_gt, read_crowdpose_gt
 from posetracker.core.poses import FramePoses
-from posetracker.core.schemas import COCO17, CROWDPOSE14
+from posetracker.core.schemas import COCO17, CROWDPOSE14, HEAD_TOP_T, NECK_TOWARDS_HEAD
+from posetracker.evaluation.crowdpose import (
+    CROWDPOSE_COLUMNS,
+    bucket,
+    coco_to_crowdpose,
+    crowd_index,
+    crowd_index_table,
+    evaluate_coco_by_crowd,
+    evaluate_crowdpose,
+    split_by_crowd,
+)
+from posetracker.io.formats.coco import coco_gt_to_frames, read_coco_gt, read_crowdpose_gt
 
 # ../shared/data/README.md, "Known answers for metric_cases/", CrowdPose pair.
 KNOWN = {"AP": 0.7877, "AP50": 0.9881, "AP75": 0.7314, "AR": 0.8222, "AR50": 1.0, "AR75": 0.7778,
@@ -183,41 +189,54 @@ def _coco_person(rng):
     return kp, sc
 
 
+def _face_centre(kp, sc):
+    """The head centre the derivation uses: the eyes and ears weighted by their scores."""
+    face = [COCO17.index(n) for n in ("left_eye", "right_eye", "left_ear", "right_ear")]
+    w = sc[face]
+    return (kp[face] * w[:, None]).sum(0) / w.sum(), w.mean()
+
+
 def test_coco_to_crowdpose_geometry_and_scores():
     rng = np.random.default_rng(3)
     kp, sc = _coco_person(rng)
     poses = FramePoses(kp, sc, np.array([[0, 0, 100, 100.0]]), np.array([0.8]), COCO17,
-                       track_ids=np.array([4]))
+                       track_ids=np.array([4]), box_scores=np.array([0.95]))
     out = coco_to_crowdpose(poses)
     assert out.schema is CROWDPOSE14 and out.track_ids.tolist() == [4]
+    assert out.scores.tolist() == [0.8] and out.box_scores.tolist() == [0.95]
     for name in CROWDPOSE14.keypoints[:12]:
         np.testing.assert_array_equal(out.keypoints[0, CROWDPOSE14.index(name)],
                                       kp[0, COCO17.index(name)])
     s = (kp[0, 5] + kp[0, 6]) / 2
-    head = s + HEAD_TOP_FROM_FACE * (kp[0, 0] - s)
+    c, face_score = _face_centre(kp[0], sc[0])
+    head = s + HEAD_TOP_T * (c - s)
     np.testing.assert_allclose(out.keypoints[0, 12], head)
+    # CrowdPose's neck: NECK_TOWARDS_HEAD of the way from the shoulders to the head top
     np.testing.assert_allclose(out.keypoints[0, 13], s + NECK_TOWARDS_HEAD * (head - s))
-    assert out.keypoint_scores[0, 12] == out.keypoint_scores[0, 13] == min(sc[0, 0], sc[0, 5], sc[0, 6])
+    want = min((sc[0, 5] + sc[0, 6]) / 2, face_score)
+    np.testing.assert_allclose(out.keypoint_scores[0, 12:], [want, want])
 
 
 def test_coco_to_crowdpose_missing_sources():
     rng = np.random.default_rng(4)
     kp, sc = _coco_person(rng)
-    kp = np.repeat(kp, 3, 0)
-    sc = np.repeat(sc, 3, 0)
-    kp[0, 0] = np.nan  # no nose: the eyes' midpoint stands in
+    kp = np.repeat(kp, 4, 0)
+    sc = np.repeat(sc, 4, 0)
+    kp[0, 1:5] = np.nan  # no eyes or ears: the nose is the head centre
     kp[1, 0:5] = np.nan  # no face at all: no head; neck is the shoulder midpoint
     kp[2, 6] = np.nan  # one shoulder missing: neither head nor neck
+    kp[3, 0] = np.nan  # no nose: the eyes and ears alone
     sc[np.isnan(kp[..., 0])] = 0
     out = coco_to_crowdpose(FramePoses.from_keypoints(kp, sc, COCO17))
     s = (kp[:, 5] + kp[:, 6]) / 2
-    eyes = (kp[0, 1] + kp[0, 2]) / 2
-    np.testing.assert_allclose(out.keypoints[0, 12], s[0] + HEAD_TOP_FROM_FACE * (eyes - s[0]))
-    assert out.keypoint_scores[0, 12] == min(sc[0, 1], sc[0, 2], sc[0, 5], sc[0, 6])
+    sh = (sc[:, 5] + sc[:, 6]) / 2
+    np.testing.assert_allclose(out.keypoints[0, 12], s[0] + HEAD_TOP_T * (kp[0, 0] - s[0]))
+    assert out.keypoint_scores[0, 12] == min(sc[0, 0], sh[0])
     assert np.isnan(out.keypoints[1, 12]).all() and out.keypoint_scores[1, 12] == 0
     np.testing.assert_allclose(out.keypoints[1, 13], s[1])
-    assert out.keypoint_scores[1, 13] == min(sc[1, 5], sc[1, 6])
+    assert out.keypoint_scores[1, 13] == sh[1]
     assert np.isnan(out.keypoints[2, 12:]).all() and (out.keypoint_scores[2, 12:] == 0).all()
+    np.testing.assert_allclose(out.keypoints[3, 12], s[3] + HEAD_TOP_T * (_face_centre(kp[3], sc[3])[0] - s[3]))
     with pytest.raises(InputError):
         coco_to_crowdpose(out)
 

@@ -12,14 +12,19 @@ import json
 import numpy as np
 import pytest
 
-from posetracker.evaluation.posetrack import (JOINTS, average_precision, evaluate_posetrack, evaluate_videos,
-                                  evaluate_videos_per_joint)
-from posetracker.evaluation.posetrack_mot import MotCounter
 from posetracker.app.cli import main
-from posetracker.io.formats.bonn import read_bonn_mat
-from posetracker.io.formats.posetrack import write_posetrack17, write_posetrack18
 from posetracker.core.poses import Frame, FramePoses, VideoPoses
 from posetracker.core.schemas import COCO17, POSETRACK17, convert_keypoints
+from posetracker.evaluation.posetrack import (
+    JOINTS,
+    average_precision,
+    evaluate_posetrack,
+    evaluate_videos,
+    evaluate_videos_per_joint,
+)
+from posetracker.evaluation.posetrack_mot import MotCounter
+from posetracker.io.formats.bonn import read_bonn_mat
+from posetracker.io.formats.posetrack import write_posetrack17, write_posetrack18
 
 K = POSETRACK17.num_keypoints
 ANNOTATED = [j for j in JOINTS if j != "nose"]  # Bonn never annotates the nose
@@ -316,7 +321,7 @@ def test_mot_counter_equals_motmetrics(clip):
     """MotCounter's counts equal motmetrics' on a mix of every perturbation."""
     import motmetrics as mm
 
-    from posetracker.evaluation.posetrack import _score_sequence, _mot_inputs
+    from posetracker.evaluation.posetrack import _mot_inputs, _score_sequence
 
     rng = np.random.default_rng(0)
     def chaos(i, kp, ids, sc):

@@ -8,12 +8,17 @@ import numpy as np
 import pytest
 
 from posetracker.core.errors import InputError
-from posetracker.io.formats.coco import (
-    CocoDataset, coco_gt_to_frames, frames_to_coco_results, read_coco_gt, read_coco_results,
-    read_crowdpose_gt, write_coco_results,
-)
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import COCO17, CROWDPOSE14
+from posetracker.io.formats.coco import (
+    CocoDataset,
+    coco_gt_to_frames,
+    frames_to_coco_results,
+    read_coco_gt,
+    read_coco_results,
+    read_crowdpose_gt,
+    write_coco_results,
+)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +105,7 @@ def test_read_results_file(data_dir):
     flat = np.asarray(raw[0]["keypoints"]).reshape(17, 3)
     np.testing.assert_array_equal(first.keypoints[0], flat[:, :2])
     np.testing.assert_array_equal(first.keypoint_scores[0], flat[:, 2])
-    assert first.box_scores[0] == raw[0]["score"]
+    assert first.scores[0] == raw[0]["score"]
     # No bbox in this file: the box is the joints' tight box.
     np.testing.assert_allclose(first.boxes[0], [*flat[:, :2].min(0), *flat[:, :2].max(0)])
 
@@ -122,7 +127,7 @@ def test_write_read_round_trip(tmp_path):
     np.testing.assert_array_equal(back.keypoints, poses.keypoints)  # NaN in the same places
     np.testing.assert_array_equal(back.keypoint_scores, poses.keypoint_scores)
     np.testing.assert_array_equal(back.boxes, poses.boxes)
-    np.testing.assert_array_equal(back.box_scores, poses.box_scores)
+    np.testing.assert_array_equal(back.scores, poses.scores)
 
 
 def test_gt_to_frames(coco_mini):

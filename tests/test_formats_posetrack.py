@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from posetracker.core.errors import InputError
-from posetracker.io.formats.posetrack import (read_posetrack, read_posetrack_dir, write_posetrack17,
-                                           write_posetrack18)
 from posetracker.core.poses import Frame, FramePoses, VideoPoses
 from posetracker.core.schemas import COCO17, POSETRACK17, POSETRACK18, convert_keypoints
+from posetracker.io.formats.posetrack import read_posetrack, read_posetrack_dir, write_posetrack17, write_posetrack18
 
 FILES = {"003418_mpii_test": (1, 9), "009473_mpii_test": (2, 2), "012834_mpii_test": (11, 4)}
 

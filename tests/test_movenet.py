@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import posetracker.estimators.runtimes.tfjs as tfjs
+import posetracker.estimators.runtimes.tfjs.layers as tfjs
 from posetracker.estimators.movenet import MoveNet, MoveNetHeads, square_crop
 from posetracker.core.errors import InputError
 from posetracker.core.schemas import COCO17

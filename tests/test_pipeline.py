@@ -234,9 +234,14 @@ def test_rmpe_stages_match_the_estimator(toy_estimator, data_dir, association):
     from posetracker.app.pipeline import RMPEStages
     from posetracker.io.sources import open_source
 
-    est = toy_estimator
+    from posetracker.app.build import build_grouping
+    from posetracker.estimators.rmpe import RMPEEstimator
+
+    toy = toy_estimator
+    est = RMPEEstimator(toy.sppe, toy.detector, toy.config,
+                        grouping=build_grouping(association, toy.config))
     src = open_source(data_dir / "videos" / "basketball_crossing.mp4", max_frames=4, stride=30)
-    stages = RMPEStages(est, association)
+    stages = RMPEStages(est)
     a, b = Collect(), Collect()
     opts = PipelineOptions(det_batch=2, pose_batch=3, pose_workers=2)
     res = run_pipeline(src, stages, None, a, opts)
@@ -249,7 +254,7 @@ def test_rmpe_stages_match_the_estimator(toy_estimator, data_dir, association):
         whole = est.estimate([f.image for f in src])
         for p, q in zip(a.poses, whole):
             np.testing.assert_allclose(p.keypoints, q.keypoints, atol=1e-6)
-            np.testing.assert_allclose(p.box_scores, q.box_scores, atol=1e-9)
+            np.testing.assert_allclose(p.scores, q.scores, atol=1e-9)
 
 
 def test_looped_input_for_the_memory_check():
@@ -260,22 +265,42 @@ def test_looped_input_for_the_memory_check():
     assert frames[3].name == frames[0].name
 
 
-def test_stage_threads_set_the_callers_torch_thread_count(monkeypatch):
+def test_stage_threads_set_the_runs_torch_thread_count(monkeypatch):
     # torch.set_num_threads on one thread does not reach OpenMP in threads started later (a stage
-    # thread's convolutions then use every core); each stage thread must set it again itself.
+    # thread's convolutions then use every core); each stage thread must set the run's count
+    # itself. The count is passed down in the options, never read back from the caller.
     import torch
 
     calls: list[tuple[str, int]] = []
     real = torch.set_num_threads
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: pytest.fail("read back"))
     monkeypatch.setattr(torch, "set_num_threads",
                         lambda n: calls.append((threading.current_thread().name, n)))
     try:
-        run_pipeline(make_frames(6), FakeStages(), None, Collect(), PipelineOptions(det_batch=2))
+        run_pipeline(make_frames(6), FakeStages(), None, Collect(),
+                     PipelineOptions(det_batch=2, torch_threads=3))
     finally:
         monkeypatch.setattr(torch, "set_num_threads", real)
     names = {name for name, n in calls if n == 3}
     assert {"posetracker-detect", "posetracker-pose-0", "posetracker-read"} <= names
+
+
+def test_sequential_thread_count_is_scoped_to_the_run():
+    import torch
+
+    before = torch.get_num_threads()
+    seen = []
+
+    class Probe(FakeStages):
+        def detect(self, prepared):
+            seen.append(torch.get_num_threads())
+            return super().detect(prepared)
+
+    want = 1 if before != 1 else 2
+    run_sequential(make_frames(4), Probe(), None, Collect(),
+                   PipelineOptions(det_batch=2, torch_threads=want))
+    assert seen and set(seen) == {want}
+    assert torch.get_num_threads() == before  # the caller's setting is back
 
 
 def test_rmpe_stages_drop_low_scored_poses(toy_estimator, data_dir):
@@ -284,18 +309,18 @@ def test_rmpe_stages_drop_low_scored_poses(toy_estimator, data_dir):
 
     src = list(open_source(data_dir / "videos" / "basketball_crossing.mp4", max_frames=2,
                            stride=30))
-    every = RMPEStages(toy_estimator, "nms")
+    every = RMPEStages(toy_estimator)
     inter = every.estimate([f.image for f in src], every.detect([f.image for f in src]))
     all_poses = [every.group(i, f.image) for i, f in zip(inter, src)]
-    scores = np.concatenate([p.box_scores for p in all_poses])
+    scores = np.concatenate([p.scores for p in all_poses])
     assert len(scores) >= 2
     cut = float(np.median(scores))
-    some = RMPEStages(toy_estimator, "nms", min_pose_score=cut)
+    some = RMPEStages(toy_estimator, min_pose_score=cut)
     for i, f, whole in zip(inter, src, all_poses):
         kept = some.group(i, f.image)
-        assert np.all(kept.box_scores >= cut)
+        assert np.all(kept.scores >= cut)
         np.testing.assert_allclose(kept.keypoints,
-                                   whole.keypoints[np.asarray(whole.box_scores) >= cut])
+                                   whole.keypoints[np.asarray(whole.scores) >= cut])
 
 
 def test_a_stage_does_not_wait_for_a_full_batch():

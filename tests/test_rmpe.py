@@ -59,8 +59,8 @@ def test_keypoints_return_to_image_pixels():
         got = p.keypoints[np.argsort(p.keypoints[:, 0, 0]), 0]
         # crop pixels are 50/64 image pixels here: the argmax lands within one crop pixel
         np.testing.assert_allclose(got, pts[np.argsort(pts[:, 0])], atol=0.8)
-        assert np.all(p.box_scores > 0.5)
-    assert est.times.frames == 2 and est.times.persons == 3
+        assert np.all(p.scores > 0.5)
+    assert est.times.frames["detect"] == est.times.frames["nms"] == 2 and est.times.persons == 3
     assert set(est.times.ms_per_frame()) >= {"detect", "transform", "sppe", "sdtn", "nms", "total"}
 
 

@@ -2,9 +2,19 @@ import numpy as np
 import pytest
 
 from posetracker.core.errors import InputError
-from posetracker.core.schemas import (BONN_MPII_IDS, COCO17, CROWDPOSE14, MPII16, POSETRACK17,
-                                 POSETRACK18, SCHEMAS, convert_keypoints, derive_head_joints,
-                                 get_schema, index_map)
+from posetracker.core.schemas import (
+    BONN_MPII_IDS,
+    COCO17,
+    CROWDPOSE14,
+    MPII16,
+    POSETRACK17,
+    POSETRACK18,
+    SCHEMAS,
+    convert_keypoints,
+    derive_head_joints,
+    get_schema,
+    index_map,
+)
 
 
 def test_posetrack17_to_18_map():

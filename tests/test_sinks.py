@@ -12,8 +12,9 @@ from pipeline_doubles import FakeStages, NearestTracker, make_frames
 from posetracker.core.errors import InputError
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import COCO17
+from posetracker.io.formats.coco import read_coco_results, write_coco_results
 from posetracker.io.sinks import (CsvSink, FinalJsonSink, JsonlSink, SinkSet, atomic_write,
-                               frame_record, read_jsonl, write_coco_results)
+                               frame_record, read_jsonl)
 
 
 def _tracked_frames(n=4, people=2):
@@ -95,6 +96,16 @@ def test_final_coco_file_and_meta(tmp_path):
     assert len(res) == 4 and res[0]["category_id"] == 1 and len(res[0]["keypoints"]) == 51
     assert {r["track_id"] for r in res} == {0, 1}
     assert json.loads((tmp_path / "res.meta.json").read_text()) == {"version": "x"}
+    # the sink writes what the one COCO results writer writes, and it reads back
+    from posetracker.core.poses import Frame, VideoPoses
+
+    frames = [Frame(f.index, p) for f, p in _tracked_frames(2)]
+    write_coco_results(VideoPoses("clip", frames, COCO17), tmp_path / "direct.json")
+    assert json.loads((tmp_path / "direct.json").read_text()) == res
+    back = read_coco_results(tmp_path / "res.json")
+    for f in frames:
+        np.testing.assert_allclose(back[f.index].keypoints, f.poses.keypoints)
+        np.testing.assert_allclose(back[f.index].scores, f.poses.scores)
 
 
 def test_final_aborted_writes_nothing(tmp_path):
@@ -118,7 +129,7 @@ def test_sinkset_closes_all_even_when_one_fails(tmp_path):
 
     j = JsonlSink(tmp_path / "a.jsonl")
     s = SinkSet([Bad(), j])
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="cannot write an output: full disk"):  # one line, exit 2
         s.close({})
     assert j._f.closed
 

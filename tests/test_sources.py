@@ -105,13 +105,44 @@ def test_bad_input_is_one_line_input_error(tmp_path, make, message):
     assert "\n" not in str(e.value)
 
 
-def test_corrupt_image_inside_folder_names_the_file(tmp_path):
+def test_corrupt_image_inside_folder_is_skipped_with_its_index_and_name(tmp_path, caplog):
+    # the run goes on past a damaged frame (see the module docstring for why)
     _write_image(tmp_path / "1.png", 10)
     (tmp_path / "2.png").write_bytes(b"not png")
-    frames = iter(open_source(tmp_path))
-    next(frames)
-    with pytest.raises(InputError, match="2.png"):
-        next(frames)
+    (tmp_path / "3.png").write_bytes(b"")
+    _write_image(tmp_path / "4.png", 10)
+    assert [f.index for f in open_source(tmp_path)] == [0, 3]
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any("frame 1" in m and "2.png" in m for m in msgs)
+    assert any("frame 2" in m and "3.png" in m for m in msgs)
+
+
+def test_folder_of_which_no_image_decodes_is_refused(tmp_path):
+    (tmp_path / "1.png").write_bytes(b"")
+    (tmp_path / "2.png").write_bytes(b"not png")
+    with pytest.raises(InputError, match="none of the 2 images"):
+        list(open_source(tmp_path))
+
+
+def test_damaged_video_frame_is_skipped_and_reading_goes_on(tmp_path, caplog):
+    import cv2
+
+    path = tmp_path / "m.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    rng = np.random.default_rng(0)
+    for i in range(10):  # noise: every JPEG is far longer than the wiped bytes
+        w.write(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    w.release()
+    data = bytearray(path.read_bytes())
+    soi = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    assert len(soi) == 10
+    data[soi[5]:soi[5] + 400] = bytes(400)  # wipe the start of frame 5's JPEG
+    path.write_bytes(bytes(data))
+    frames = list(open_source(path))
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any("frame 5 could not be decoded" in m for m in msgs)
+    assert not any("video ended" in m for m in msgs)
 
 
 def test_bad_selection():

@@ -12,10 +12,10 @@ import re
 import cv2
 import numpy as np
 import pytest
-
 from pipeline_doubles import FakeStages
+
+from posetracker.app import api
 from posetracker.app.cli import build_parser, main
-from posetracker.app.commands import track_video
 from posetracker.app.settings import AppConfig, load_app_config
 
 
@@ -45,8 +45,8 @@ class IndexedStages(FakeStages):
 def stages(monkeypatch):
     """Replace the model loading with the test double; returns the double to configure."""
     holder = {"stages": IndexedStages(people=2)}
-    monkeypatch.setattr(track_video, "build_stages",
-                        lambda config, cuda_index=None: (holder["stages"], "cpu"))
+    monkeypatch.setattr(api, "build_stages",
+                        lambda config: (holder["stages"], "cpu"))
     return holder
 
 
@@ -148,7 +148,7 @@ def test_ctrl_c_exits_130_and_keeps_frames(tmp_path, stages, monkeypatch, capsys
 ])
 def test_bad_input_exit_2_one_line(tmp_path, make, capsys, monkeypatch):
     # no models are loaded before the input is checked
-    monkeypatch.setattr(track_video, "build_stages", lambda *a, **k: pytest.fail("loaded models"))
+    monkeypatch.setattr(api, "build_stages", lambda *a, **k: pytest.fail("loaded models"))
     code = main(["track", str(make(tmp_path)), "-o", str(tmp_path / "o.json")])
     err = capsys.readouterr().err
     assert code == 2
@@ -156,7 +156,9 @@ def test_bad_input_exit_2_one_line(tmp_path, make, capsys, monkeypatch):
     assert not (tmp_path / "o.json").exists()
 
 
-def test_corrupt_frame_mid_folder_exit_2_keeps_earlier_frames(tmp_path, stages, capsys):
+def test_corrupt_frame_mid_folder_is_skipped_and_named(tmp_path, stages, caplog):
+    # A frame that fails to decode mid-input is skipped with a warning naming it, and the run goes
+    # on (posetracker.io.sources); the outputs name frames by index, so the gap shows.
     d = tmp_path / "frames"
     d.mkdir()
     for i in range(1, 6):
@@ -166,15 +168,17 @@ def test_corrupt_frame_mid_folder_exit_2_keeps_earlier_frames(tmp_path, stages, 
         cv2.imwrite(str(d / f"{i}.png"), np.full((40, 50, 3), 30, np.uint8))
     out = tmp_path / "o.json"
     assert main(["track", str(d), "-o", str(out), "--tracker", "none", "--quiet",
-                 "--sequential", "--det-batch", "1"]) == 2
-    assert "6.png" in capsys.readouterr().err
-    assert len(_lines(out.with_suffix(".jsonl"))) == 5 and not out.exists()
+                 "--sequential", "--det-batch", "1"]) == 0
+    assert "6.png" in caplog.text
+    frames = [r["frame"] for r in _lines(out.with_suffix(".jsonl"))]
+    assert frames == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
+    assert len(json.loads(out.read_text())["images"]) == 10
     assert len(list(d.iterdir())) == 11  # nothing written into the input folder
 
 
 def test_dump_config_round_trips(tmp_path, capsys):
     assert main(["track", "--dump-config", "--tracker", "alphapose", "--det-batch", "2",
-                 "--set", "pipeline.queue_size=7", "--set", "poseflow.window=5"]) == 0
+                 "--set", "pipeline.queue_size=7", "--set", "tracker.poseflow.window=5"]) == 0
     text = capsys.readouterr().out
     path = tmp_path / "c.yaml"
     path.write_text(text)
@@ -212,3 +216,49 @@ def test_help_shows_the_real_defaults():
     assert f"default: {d.pipeline.output.format};" in text
     assert f"default: {d.pipeline.mode})" in text
     assert not d.estimator.sppe.half and "default: off" in text
+
+
+class ScoredStages(IndexedStages):
+    """IndexedStages whose joints score 0.2..0.95 across the skeleton, so the joint threshold
+    (0.5) removes some of them."""
+
+    def estimate(self, images, detections):
+        from posetracker.core.poses import FramePoses
+
+        out = []
+        for p in super().estimate(images, detections):
+            sc = np.tile(np.linspace(0.2, 0.95, p.keypoints.shape[1]), (len(p), 1))
+            out.append(FramePoses.from_keypoints(p.keypoints, sc, p.schema))
+        return out
+
+
+@pytest.mark.parametrize("fmt", ["posetrack18", "posetrack17"])
+def test_every_output_holds_the_same_joints(tmp_path, stages, fmt):
+    """The output policy (joint threshold, head joints) is applied once, before every sink."""
+    stages["stages"] = ScoredStages(people=2)
+    video = _video(tmp_path / "clip.avi", n=6)
+    out = tmp_path / "clip.json"
+    assert main(["track", str(video), "-o", str(out), "--tracker", "iou", "--format", fmt,
+                 "--csv", str(tmp_path / "c.csv"), "-q"]) == 0
+    data = json.loads(out.read_text())
+    lines = _lines(out.with_suffix(".jsonl"))
+    rows = list(csv.DictReader((tmp_path / "c.csv").open()))
+    from posetracker.core.schemas import get_schema
+    from posetracker.io.formats.posetrack import read_posetrack
+
+    schema = get_schema(fmt)
+    assert {r["schema"] for r in lines} == {fmt}
+    assert {r["joint"] for r in rows} == set(schema.keypoints)
+    final = read_posetrack(out)
+    for rec, frame in zip(lines, final.frames):
+        people = sorted(rec["people"], key=lambda p: p["track_id"])
+        order = np.argsort(frame.poses.track_ids)
+        for p, i in zip(people, order):
+            present = [j[0] is not None for j in p["keypoints"]]
+            assert present == np.isfinite(frame.poses.keypoints[i]).all(-1).tolist()
+            assert all(j[2] >= 0.5 for j, ok in zip(p["keypoints"], present) if ok)
+        kept = [r for r in rows if int(r["frame"]) == rec["frame"] and r["x"] != ""]
+        assert len(kept) == sum(j[0] is not None for p in people for j in p["keypoints"])
+    assert 0 < sum(r["x"] != "" for r in rows) < len(rows)  # the threshold removed some joints
+    assert len(final.frames) == 6 and sum(len(f.poses) for f in final.frames) == 12
+    assert "meta" in data

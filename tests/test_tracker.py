@@ -147,7 +147,7 @@ def test_ids_restart_after_reset_and_instances_are_independent(kind):
 def test_unique_ids_under_clutter(kind):
     rng = np.random.default_rng(0)
     frames = []
-    for t in range(30):
+    for _ in range(30):
         n = int(rng.integers(0, 9))
         people = [person(*rng.uniform(100, 400, 2), height=rng.uniform(80, 200)) for _ in range(n)]
         frames.append(frame(*people))
@@ -204,3 +204,36 @@ def test_poseflow_speed_without_images():
     out = track_frames(tr, frames)
     fps = len(out) / max(time.process_time() - start, 1e-9)
     assert fps > 150, fps
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_person_and_detector_scores_pass_through(kind):
+    # Two walkers whose person scores (0.6, 0.5) differ from their detector scores (0.95, 0.85):
+    # every tracker hands both fields on unchanged, each with its own person.
+    frames = []
+    for t in range(12):
+        kp = np.stack([person(100 + 5 * t, 300), person(500 - 5 * t, 300)])
+        frames.append(FramePoses(kp, np.full(kp.shape[:2], 0.9), np.array([[0, 0, 1, 1]] * 2, float),
+                                 [0.6, 0.5], SCHEMA, box_scores=[0.95, 0.85]))
+    for f in run(kind, frames):
+        left = np.nanmean(f.keypoints[:, 2:4, 0], axis=1) < np.nanmean(f.keypoints[::-1, 2:4, 0], axis=1)
+        assert len(f) == 2
+        np.testing.assert_allclose(f.scores, np.where(left, 0.6, 0.5))
+        np.testing.assert_allclose(f.box_scores, np.where(left, 0.95, 0.85))
+
+
+def test_poseflow_weighs_the_person_score_not_the_detector_score():
+    # A person seen in every frame and a weak second pose: PF-NMS suppresses flows of low mean
+    # confidence s(Q) = person score + mean + max joint score. The detector's box score plays no part.
+    def scene(person_score, box_score):
+        out = []
+        for t in range(12):
+            kp = np.stack([person(100 + 5 * t, 300), person(500, 300)])
+            sc = np.full(kp.shape[:2], 0.9)
+            sc[1] = 0.05
+            out.append(FramePoses(kp, sc, np.array([[0, 0, 1, 1]] * 2, float), [0.9, person_score],
+                                  SCHEMA, box_scores=[0.9, box_score]))
+        return [len(f) for f in run("poseflow", out, min_flow_score=0.5)]
+
+    assert scene(0.0, 0.0) == scene(0.0, 5.0) == [1] * 12
+    assert scene(5.0, 0.0) == [2] * 12

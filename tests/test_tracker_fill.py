@@ -8,8 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tests.test_tracker import frame, person, run
 from posetracker.tracker.fill import Anchor, interpolate_box, interpolate_joints
+from tests.test_tracker import frame, person, run
 
 
 def test_interpolate_joints_lies_on_the_line_with_decayed_scores():
@@ -33,10 +33,10 @@ def test_interpolate_joints_lies_on_the_line_with_decayed_scores():
 
 def test_anchor_keeps_the_last_sighting_of_each_joint():
     a = Anchor.first(0, np.array([[1.0, 1.0], [2.0, 2.0]]), np.array([0.9, 0.8]),
-                     np.zeros(4), 0.9, None)
+                     np.zeros(4), 0.9, 0.95, None)
     a.update(3, np.array([[5.0, 5.0], [np.nan, np.nan]]), np.array([0.7, 0.0]), np.ones(4), 0.7,
-             None)
-    assert a.t == 3 and a.tj.tolist() == [3.0, 0.0]
+             0.75, None)
+    assert a.t == 3 and a.tj.tolist() == [3.0, 0.0] and (a.bs, a.ds) == (0.7, 0.75)
     assert np.allclose(a.kp, [[5.0, 5.0], [2.0, 2.0]]) and np.allclose(a.sc, [0.7, 0.8])
 
 
@@ -53,7 +53,7 @@ def test_a_missed_person_is_filled_with_its_id_on_the_line_between_sightings():
         # honest scores: below the detections (0.9), lower in the middle of the gap
         near = min(t - 9, 13 - t)
         assert np.allclose(out[t].keypoint_scores[0], 0.9 * 0.9 ** near)
-        assert out[t].box_scores[0] < out[9].box_scores[0]
+        assert out[t].scores[0] < out[9].scores[0]
     off = run("poseflow", _walker(24, {10, 11, 12}), fill_gaps=False)
     assert [len(f) for f in off][10:13] == [0, 0, 0]
 
@@ -95,6 +95,7 @@ def test_a_suppressed_flow_is_never_filled():
 
 def test_filled_poses_reach_the_pipeline_writers():
     from pipeline_doubles import FakeStages, make_frames
+
     from posetracker.app.pipeline import PipelineOptions, run_sequential
     from posetracker.tracker.poseflow import PoseFlowTracker
 
@@ -113,8 +114,8 @@ def test_filled_poses_reach_the_pipeline_writers():
 def test_fills_add_more_true_than_false_positives_on_bonn(data_dir):
     """Bonn test annotations, moderate noise, seed 1 (the tuning seed): each kind of fill must add
     more matched joints than false positives, by a wide margin."""
-    from posetracker.evaluation.posetrack import evaluate_videos_per_joint
     from posetracker.app.benchmarks.tracking import tracker_config
+    from posetracker.evaluation.posetrack import evaluate_videos_per_joint
     from posetracker.io.formats.bonn import read_bonn_mat
     from posetracker.tracker import make_tracker, track_frames
     from posetracker.tracker.perturb import NOISE_LEVELS, perturb_video

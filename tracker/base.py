@@ -9,7 +9,9 @@ frame final as soon as it is updated.
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -45,15 +47,53 @@ def track_frames(tracker: Tracker, frames: Iterable[FramePoses],
         One tracked :class:`FramePoses` per input frame, in order.
     """
     tracker.reset()
-    ids = OutputIds()
+    loop: TrackingLoop[None] = TrackingLoop(tracker)
     out: list[FramePoses] = []
     image_iter = iter(images) if images is not None else None
     for poses in frames:
         image = next(image_iter, None) if image_iter is not None else None
-        tracker.update(poses, image)
-        out.extend(map(ids, tracker.pop_final()))
-    out.extend(map(ids, tracker.finish()))
+        out.extend(p for _, p in loop.push(poses, image))
+    out.extend(p for _, p in loop.finish())
     return out
+
+
+T = TypeVar("T")
+
+
+class TrackingLoop(Generic[T]):
+    """The one loop that runs a tracker over a video: frames in, in order; frames out, in order,
+    once their ids are final, renumbered by :class:`OutputIds`.
+
+    A windowed tracker finalises frame ``t`` only after seeing later frames, so each frame's
+    ``payload`` (whatever the caller keeps with it: the image, the source frame) waits here until
+    the tracker releases the frame. ``track_frames`` and the streaming pipeline both use it.
+    """
+
+    def __init__(self, tracker: Tracker):
+        self.tracker = tracker
+        self.ids = OutputIds()
+        self.waiting: deque[T] = deque()
+
+    def _release(self, final: list[FramePoses]) -> list[tuple[T, FramePoses]]:
+        if len(final) > len(self.waiting):
+            raise RuntimeError(f"tracker returned {len(final)} final frames, only "
+                               f"{len(self.waiting)} were waiting")
+        return [(self.waiting.popleft(), self.ids(poses)) for poses in final]
+
+    def push(self, poses: FramePoses, image: np.ndarray | None = None, payload: T = None
+             ) -> list[tuple[T, FramePoses]]:
+        """Track the next frame (``image``: ``(h, w, 3)`` BGR or ``None``); returns the frames
+        now final with their payloads (possibly none, possibly several), oldest first."""
+        self.tracker.update(poses, image)
+        self.waiting.append(payload)
+        return self._release(self.tracker.pop_final())
+
+    def finish(self) -> list[tuple[T, FramePoses]]:
+        """End of the video: every waiting frame with its final ids."""
+        out = self._release(self.tracker.finish())
+        if self.waiting:
+            raise RuntimeError(f"tracker kept {len(self.waiting)} frames after finish()")
+        return out
 
 
 class OutputIds:

@@ -18,15 +18,11 @@ class PoseFlowConfig:
 
     Attributes:
         link_len: A flow not extended for more than this many frames closes (the released tracker
-            uses 100; on the perturbed Bonn benchmark 30 and 100 moved MOTA by under 0.1 point,
-            and PF-NMS re-links longer gaps).
+            uses 100; PF-NMS re-links longer gaps; measurements: docs/tracking.md, "Settings").
         window: Frames PF-NMS sees at once; final ids lag the newest frame by ``window - 1`` frames.
         gate: Minimum link similarity (the candidate set ``T(P)`` of the paper: a pose outside the
-            gate is never linked). 0.3 scores better on the perturbed Bonn benchmark (seed 1,
-            MOTA 96.25 / 87.93 / 38.74 against 96.18 / 87.39 / 37.43 at low / moderate / high
-            noise) but tracks the fast, small players of basketball_crossing.mp4 worse (its
-            perturbed poses re-tracked with images: IDF1 73.9 / 72.8 / 61.2 against 86.9 / 75.9 /
-            69.4), so 0.15 stays.
+            gate is never linked). Higher gates score better on the Bonn benchmark but lose fast,
+            small players (docs/tracking.md, "Tuning").
         sigma: Joint tolerance of the pose similarity, as a fraction of the person size.
         w_box, w_pose, w_orb: Weights of box IoU, pose similarity and ORB correspondence IoU in the
             link similarity (the ORB term only counts when images are given).
@@ -43,10 +39,9 @@ class PoseFlowConfig:
         merge_min_overlap: Overlapping frames needed before two flows may merge.
         relink_threshold: Minimum similarity between the end of a flow and the start of a later
             flow for them to be re-linked into one.
-        relink_gap: Largest gap in frames between the two flows of a re-link. 60 (2 s at 30
-            frames/s) re-links the basketball player hidden for 48 frames behind the other in
-            basketball_crossing.mp4 (30 gave him a new id); on the perturbed Bonn benchmark 60
-            cost 0.04-0.25 MOTA against 30 (seeds 0 and 1, every noise level).
+        relink_gap: Largest gap in frames between the two flows of a re-link (60: 2 s at 30
+            frames/s, long enough for a person hidden behind another; docs/tracking.md,
+            "Settings").
         min_flow_len: PF-NMS suppresses flows with fewer poses than this once their first frame
             leaves the window (isolated false positives).
         min_flow_score: ... and flows whose mean confidence ``s(Q)`` is below this.
@@ -61,10 +56,8 @@ class PoseFlowConfig:
         lookahead_decay: Weight of the ``i``-th look-ahead frame in a chain's value,
             ``lookahead_decay ** i``.
         lookahead_margin: Hysteresis of the look-ahead step: the links already made count this
-            much more in its assignment, so a re-assignment must be clearly better (perturbed
-            Bonn benchmark, seed 1, ID switches at low / moderate / high noise: 40 / 332 / 1276
-            with 0.2, 125 / 354 / 1554 with 0; MOTA 96.18 / 87.39 / 37.43 against 96.03 / 87.58 /
-            37.17).
+            much more in its assignment, so a re-assignment must be clearly better (fewer ID
+            switches; docs/tracking.md, "Tuning").
         fill_gaps: Give a flow an interpolated pose in the frames where its person was missed,
             when the person is seen again within ``max_fill_gap`` frames (see :mod:`posetracker.tracker.fill`).
         max_fill_gap: Longest gap filled, in frames. A gap is filled only while its frames are not

@@ -32,7 +32,7 @@ class Anchor:
         kp: ``(k, 2)`` each joint's last detected position; NaN when never seen.
         tj: ``(k,)`` frame of that sighting (``-inf`` when never seen).
         sc: ``(k,)`` its score.
-        box: ``(4,)`` box of the pose at ``t``; bs: its box score.
+        box: ``(4,)`` box of the pose at ``t``; bs: its person score; ds: its detector score.
         head: ``(4,)`` head box at ``t``, or ``None``.
         vel: ``(2,)`` the flow's velocity at ``t`` (pixels per frame).
         shown: Whether the pose at ``t`` was written (PF-NMS did not suppress it); only shown
@@ -45,18 +45,19 @@ class Anchor:
     sc: np.ndarray
     box: np.ndarray
     bs: float
+    ds: float
     head: np.ndarray | None = None
     vel: np.ndarray = field(default_factory=lambda: np.zeros(2))
     shown: bool = True
 
     @classmethod
-    def first(cls, t: int, kp: np.ndarray, sc: np.ndarray, box: np.ndarray, bs: float,
-              head: np.ndarray | None) -> "Anchor":
+    def first(cls, t: int, kp: np.ndarray, sc: np.ndarray, box: np.ndarray, bs: float, ds: float,
+              head: np.ndarray | None) -> Anchor:
         present = np.isfinite(kp).all(-1)
         return cls(t, kp.copy(), np.where(present, float(t), -np.inf), np.where(present, sc, 0.0),
-                   box.copy(), float(bs), None if head is None else head.copy())
+                   box.copy(), float(bs), float(ds), None if head is None else head.copy())
 
-    def update(self, t: int, kp: np.ndarray, sc: np.ndarray, box: np.ndarray, bs: float,
+    def update(self, t: int, kp: np.ndarray, sc: np.ndarray, box: np.ndarray, bs: float, ds: float,
                head: np.ndarray | None) -> None:
         """Record the flow's detected pose at final frame ``t`` (joints absent there keep their
         older sighting)."""
@@ -64,7 +65,7 @@ class Anchor:
         self.kp[present] = kp[present]
         self.tj[present] = t
         self.sc[present] = sc[present]
-        self.t, self.box, self.bs = t, box.copy(), float(bs)
+        self.t, self.box, self.bs, self.ds = t, box.copy(), float(bs), float(ds)
         self.head = None if head is None else head.copy()
 
 

@@ -39,12 +39,12 @@ def merge_pair(kp_a: np.ndarray, sc_a: np.ndarray, box_a: np.ndarray, bs_a: floa
 
     Args:
         kp_a, kp_b: ``(k, 2)`` joints (NaN absent); sc_a, sc_b: ``(k,)`` joint scores;
-        box_a, box_b: ``(4,)`` xyxy; bs_a, bs_b: box scores.
+        box_a, box_b: ``(4,)`` xyxy; bs_a, bs_b: person scores.
 
     Returns:
-        ``(keypoints (k, 2), scores (k,), box (4,), box_score)``: per joint the score-weighted mean
-        of the present coordinates (one present: that one), the larger joint score, the
-        box-score-weighted box and the larger box score.
+        ``(keypoints (k, 2), scores (k,), box (4,), person_score)``: per joint the score-weighted
+        mean of the present coordinates (one present: that one), the larger joint score, the
+        person-score-weighted box and the larger person score.
     """
     pa, pb = np.isfinite(kp_a).all(-1), np.isfinite(kp_b).all(-1)
     wa = np.where(pa, np.maximum(sc_a, 1e-6), 0.0)

@@ -77,8 +77,14 @@ from scipy.optimize import linear_sum_assignment
 from posetracker.core.poses import FramePoses
 from posetracker.tracker import pfnms
 from posetracker.tracker.fill import Anchor, interpolate_box, interpolate_joints
-from posetracker.tracker.similarity import (box_iou, box_iou_paired, person_scale, pose_confidence,
-                                pose_similarity, pose_similarity_paired)
+from posetracker.tracker.similarity import (
+    box_iou,
+    box_iou_paired,
+    person_scale,
+    pose_confidence,
+    pose_similarity,
+    pose_similarity_paired,
+)
 
 
 @dataclass(eq=False)
@@ -90,7 +96,8 @@ class _Slot:
     kp: np.ndarray        # (n, k, 2)
     sc: np.ndarray        # (n, k)
     box: np.ndarray       # (n, 4)
-    bs: np.ndarray        # (n,)
+    bs: np.ndarray        # (n,) person scores (FramePoses.scores): PoseFlow's s_box
+    ds: np.ndarray        # (n,) detector box scores (FramePoses.box_scores), carried to the output
     conf: np.ndarray      # (n,) s(Q)
     flow: np.ndarray      # (n,) flow id
     alive: np.ndarray     # (n,) False once merged into another pose
@@ -255,9 +262,9 @@ class PoseFlowTracker:
 
     def _make_slot(self, t: int, poses: FramePoses, image: np.ndarray | None) -> _Slot:
         n = len(poses)
-        conf = pose_confidence(poses.keypoint_scores, poses.box_scores, poses.present)
+        conf = pose_confidence(poses.keypoint_scores, poses.scores, poses.present)
         slot = _Slot(t, poses, np.array(poses.keypoints), np.array(poses.keypoint_scores),
-                     np.array(poses.boxes), np.array(poses.box_scores), conf,
+                     np.array(poses.boxes), np.array(poses.scores), np.array(poses.box_scores), conf,
                      np.full(n, -1, dtype=np.int64), np.ones(n, dtype=bool), np.zeros((n, 2)))
         if image is not None and self.w_app > 0:
             from posetracker.tracker.appearance import torso_histograms, torso_indices
@@ -645,6 +652,7 @@ class PoseFlowTracker:
                 kp, sc, box, bs = pfnms.merge_pair(s.kp[ik], s.sc[ik], s.box[ik], s.bs[ik],
                                                    s.kp[ig], s.sc[ig], s.box[ig], s.bs[ig])
                 s.kp[ik], s.sc[ik], s.box[ik], s.bs[ik] = kp, sc, box, bs
+                s.ds[ik] = max(s.ds[ik], s.ds[ig])
                 s.conf[ik] = max(s.conf[ik], s.conf[ig])
                 s.alive[ig] = False
                 s.dist = None
@@ -686,9 +694,9 @@ class PoseFlowTracker:
             a = self._anchors.get(fid)
             if a is None:
                 a = self._anchors[fid] = Anchor.first(slot.t, slot.kp[i], slot.sc[i], slot.box[i],
-                                                      slot.bs[i], head)
+                                                      slot.bs[i], slot.ds[i], head)
             else:
-                a.update(slot.t, slot.kp[i], slot.sc[i], slot.box[i], slot.bs[i], head)
+                a.update(slot.t, slot.kp[i], slot.sc[i], slot.box[i], slot.bs[i], slot.ds[i], head)
             a.vel, a.shown = slot.vel[i].copy(), bool(keep[i])
         for i, kp, sc in joints:
             slot.kp[i] = np.where(np.isfinite(kp), kp, slot.kp[i])
@@ -726,7 +734,7 @@ class PoseFlowTracker:
 
     def _fill_poses(self, slot: _Slot, kept: np.ndarray) -> list[tuple]:
         """Interpolated poses for the flows that skip ``slot`` and are seen again in the window:
-        ``(flow id, kp, sc, box, box score, head box or None)`` each."""
+        ``(flow id, kp, sc, box, person score, detector score, head box or None)`` each."""
         present = set(slot.flow[slot.alive].tolist())
         out = []
         for fid, a in self._anchors.items():
@@ -744,6 +752,7 @@ class PoseFlowTracker:
             near = min(slot.t - a.t, sl.t - slot.t)
             box = interpolate_box(slot.t, a.box, a.t, sl.box[j], sl.t)
             bs = float(interpolate_box(slot.t, a.bs, a.t, sl.bs[j], sl.t)) * self.fill_decay ** near
+            ds = float(interpolate_box(slot.t, a.ds, a.t, sl.ds[j], sl.t)) * self.fill_decay ** near
             if len(kept) and self._covered(kp, box, slot, kept):
                 continue
             head = None
@@ -751,7 +760,7 @@ class PoseFlowTracker:
                 hb = sl.source.head_boxes
                 head = (interpolate_box(slot.t, a.head, a.t, hb[j], sl.t)
                         if a.head is not None and hb is not None else np.full(4, np.nan))
-            out.append((fid, kp, sc, box, bs, head))
+            out.append((fid, kp, sc, box, bs, ds, head))
         return out
 
     def _covered(self, kp: np.ndarray, box: np.ndarray, slot: _Slot, kept: np.ndarray) -> bool:
@@ -786,17 +795,19 @@ class PoseFlowTracker:
         keep = slot.alive if keep is None else keep
         src = slot.source
         heads = None if src.head_boxes is None else src.head_boxes[keep]
-        kp, sc, box, bs, ids = slot.kp[keep], slot.sc[keep], slot.box[keep], slot.bs[keep], \
-            slot.flow[keep]
+        kp, sc, box, bs, ds, ids = (slot.kp[keep], slot.sc[keep], slot.box[keep], slot.bs[keep],
+                                    slot.ds[keep], slot.flow[keep])
         if extra:
             kp = np.concatenate([kp, np.stack([e[1] for e in extra])])
             sc = np.concatenate([sc, np.stack([e[2] for e in extra])])
             box = np.concatenate([box, np.stack([e[3] for e in extra])])
             bs = np.concatenate([bs, [e[4] for e in extra]])
+            ds = np.concatenate([ds, [e[5] for e in extra]])
             ids = np.concatenate([ids, [e[0] for e in extra]])
             if heads is not None:
-                heads = np.concatenate([heads, np.stack([e[5] for e in extra])])
-        return FramePoses(kp, sc, box, bs, src.schema, track_ids=ids, head_boxes=heads)
+                heads = np.concatenate([heads, np.stack([e[6] for e in extra])])
+        return FramePoses(kp, sc, box, bs, src.schema, track_ids=ids, head_boxes=heads,
+                          box_scores=ds)
 
     def _forget_old(self, t: int) -> None:
         """Drop flows that can neither be extended, re-linked nor are still in the window."""

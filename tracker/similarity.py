@@ -104,17 +104,20 @@ def top_mean(values: np.ndarray, num: int) -> np.ndarray:
     return part.mean(-1)
 
 
-def pose_confidence(keypoint_scores: np.ndarray, box_scores: np.ndarray,
+def pose_confidence(keypoint_scores: np.ndarray, person_scores: np.ndarray,
                     present: np.ndarray) -> np.ndarray:
     """PoseFlow's pose confidence ``s(P) = s_box + mean(s_pose) + max(s_pose)``: ``-> (n,)``.
 
-    Means and maxima run over the present joints; a pose without joints scores ``s_box``.
+    ``s_box`` is the person score (:attr:`FramePoses.scores`), the one per-person score the
+    reference PoseFlow reads from its pose estimator's results (AlphaPose's ``score``, a pose
+    score), not the raw detector score. Means and maxima run over the present joints; a pose
+    without joints scores ``s_box``.
     """
     sc = np.where(present, keypoint_scores, 0.0)
     cnt = present.sum(-1)
     mean = np.where(cnt > 0, sc.sum(-1) / np.maximum(cnt, 1), 0.0)
     mx = sc.max(-1) if sc.shape[-1] else np.zeros(sc.shape[0])
-    return np.asarray(box_scores, dtype=np.float64) + mean + mx
+    return np.asarray(person_scores, dtype=np.float64) + mean + mx
 
 
 def box_iou_paired(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -12,6 +12,8 @@
 - Small 1x1 convolutions are one GEMM on the channels-last bytes (:func:`conv1x1_mm`): a
   oneDNN call has ~20 us of fixed cost on the CPU, a GEMM ~3 us.
 - Asymmetric zero padding writes only the border (:func:`zero_pad_channels_last`).
+
+Also the SAME padding rule every format shares (:func:`same_pads`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,24 @@ import torch.nn.functional as F
 # compiler uses for CPU convs); absent from torch builds without oneDNN.
 HAS_PACKED_CONV = hasattr(torch.ops.mkldnn, "_reorder_convolution_weight") and \
     hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+# 1x1 convs up to this many multiply-adds run as one GEMM on the CPU (:func:`conv1x1_mm`): below
+# it oneDNN's fixed cost per call outweighs its faster arithmetic.
+MM_MAX_MACS = 4_000_000
+
+
+def same_pads(size: int, kernel: int, stride: int, dilation: int, upper: bool = True) -> tuple[int, int]:
+    """SAME padding (before, after) of one spatial axis in pixels: the output has
+    ``ceil(size / stride)`` cells and the padding totals
+    ``max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)``; an odd pixel goes after
+    (``upper``: TensorFlow's SAME, ONNX/OpenVINO SAME_UPPER) or before (SAME_LOWER). A 3x3
+    stride-2 conv on an even size pads (0, 1) upper, not (1, 1).
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    small, big = total // 2, total - total // 2
+    return (small, big) if upper else (big, small)
 
 
 def onednn_float32(x: torch.Tensor) -> bool:

@@ -9,18 +9,21 @@ name from the cache (fetched on first use when the registry allows), or a user's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from posetracker.core.errors import ModelError
 
 
-def sppe_files(model: str, log: Callable[[str], None] = lambda s: None
+def sppe_files(model: str, log: Callable[[str], None] | None = None
                ) -> tuple[Path, Path | None]:
     """The files of a pose estimator named by ``model`` (registry name or path): the path to give
     :func:`posetracker.estimators.sppe.load_sppe` and its ``weights`` (``None``: beside the path)."""
+    from posetracker.app.checkpoints import checkpoint_sppe_files
     from posetracker.app.models import resolve_model
 
+    if (trained := checkpoint_sppe_files(model, log)) is not None:  # ``posetracker train sppe``
+        return trained
     r = resolve_model(model, log=log)
     if r.format in ("tfjs", "openvino") and r.kind in ("sppe", None):
         return r.topology, r.weights
@@ -29,7 +32,7 @@ def sppe_files(model: str, log: Callable[[str], None] = lambda s: None
     raise ModelError(f"{model}: a {r.kind or r.format} model is not a pose estimator")
 
 
-def detector_files(model: str, log: Callable[[str], None] = lambda s: None
+def detector_files(model: str, log: Callable[[str], None] | None = None
                    ) -> tuple[Path, Path | None]:
     """The files of a person detector named by ``model`` (registry name or path): topology and
     weights for :func:`posetracker.estimators.rmpe.load_detector`."""
@@ -42,7 +45,7 @@ def detector_files(model: str, log: Callable[[str], None] = lambda s: None
 
 
 def model_paths(config, *, with_detector: bool = True,
-                log: Callable[[str], None] = lambda s: None):
+                log: Callable[[str], None] | None = None):
     """:class:`posetracker.estimators.rmpe.ModelPaths` of the models an
     :class:`posetracker.estimators.config.EstimatorConfig` names (no detector when ``with_detector`` is off)."""
     from posetracker.estimators.rmpe import ModelPaths
@@ -54,11 +57,29 @@ def model_paths(config, *, with_detector: bool = True,
     return ModelPaths(sppe, sppe_weights, detector, detector_weights)
 
 
+def build_grouping(method: str, estimator_config, association_config=None):
+    """The one place that picks how a frame's per-box poses become its people: ``nms`` (RMPE pose
+    NMS with ``estimator_config.nms``) or ``crowdpose`` (the joint-candidate association with
+    ``association_config``, an ``AssociationConfig``). The result is passed to the estimator."""
+    if method == "nms":
+        from posetracker.estimators.rmpe import PoseNMSGrouping
+
+        return PoseNMSGrouping(estimator_config.nms)
+    if method == "crowdpose":
+        from posetracker.association.assign import AssociationGrouping
+        from posetracker.association.config import AssociationConfig
+
+        return AssociationGrouping(association_config or AssociationConfig())
+    raise ValueError(f"grouping must be 'nms' or 'crowdpose', got {method!r}")
+
+
 def build_estimator(config, *, with_detector: bool = True,
-                    log: Callable[[str], None] = lambda s: None):
+                    log: Callable[[str], None] | None = None, grouping=None):
     """The :class:`posetracker.estimators.rmpe.RMPEEstimator` an ``EstimatorConfig`` describes, its model
-    names resolved through the registry (``with_detector=False``: boxes will be given)."""
+    names resolved through the registry (``with_detector=False``: boxes will be given;
+    ``grouping``: from :func:`build_grouping`, default pose NMS)."""
     from posetracker.estimators.rmpe import RMPEEstimator
 
     paths = model_paths(config, with_detector=with_detector, log=log)
-    return RMPEEstimator.from_config(config, paths, with_detector=with_detector)
+    return RMPEEstimator.from_config(config, paths, with_detector=with_detector,
+                                     grouping=grouping)

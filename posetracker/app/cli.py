@@ -8,22 +8,51 @@ Heavy imports (torch, OpenCV) happen inside the command functions, so ``--help``
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Sequence
 
 from posetracker import __version__
-from posetracker.app.commands import COMMAND_MODULES
 from posetracker.core.errors import PosetrackerError
 
 
+def plain(text: str) -> str:
+    """Help text without the reStructuredText markup docstrings use (``:mod:`x``` -> ``x``)."""
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", text)
+    return text.replace("``", "")
+
+
+class PlainHelpFormatter(argparse.HelpFormatter):
+    """Argparse's formatter, with descriptions and option helps as :func:`plain` text."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain(super()._expand_help(action))
+
+
+class Parser(argparse.ArgumentParser):
+    """The CLI's parser class: subcommand parsers are of it too (argparse makes them with the
+    parent's class), so every help text is plain."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", PlainHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="posetracker",
         description="Multi-person 2D pose estimation and tracking, and PoseTrack/COCO/CrowdPose "
         "evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"posetracker {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # imported here, not at the top: a Ctrl-C while the commands load is then inside
+    # main_entry's handler (one line, exit 130) instead of a traceback from the import
+    from posetracker.app.commands import COMMAND_MODULES
+
     for module in COMMAND_MODULES:
         module.register(sub)
     return parser
@@ -33,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit status.
 
     Status 0 on success, 2 on bad input or usage (one line on stderr, no traceback), 130 when
-    interrupted.
+    interrupted (Ctrl-C), 143 when terminated (SIGTERM, under :func:`main_entry`).
     """
     parser = build_parser()
     try:
@@ -48,16 +77,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PosetrackerError as e:
         print(f"posetracker: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("posetracker: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C (130), or SIGTERM under main_entry (143)
+        print("posetracker: " + ("terminated" if isinstance(e, Terminated) else "interrupted"),
+              file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:
         return 1
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that a run stops the same clean way
+    (stage threads joined, streams closed, finished frames kept); exit status 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main_entry() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point; the process is ours, so SIGTERM gets a handler here."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        code = main()
+    except KeyboardInterrupt as e:  # before main's own handler (start-up) or during its report
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        code = 143 if isinstance(e, Terminated) else 130
+        print("posetracker: " + ("terminated" if code == 143 else "interrupted"), file=sys.stderr)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the run has stopped: exit with its status
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -498,6 +499,8 @@ class ModelCache:
                         if folder is not None and (folder / f.name).is_file():
                             src[f.name] = folder / f.name
                             how.add(f"{label}:{folder.resolve()}")
+                            log(f"{spec.name}: {f.name} ({_mb((folder / f.name).stat().st_size)})"
+                                f" from the local folder {folder}")
                             break
                     else:
                         if f.optional:
@@ -534,17 +537,20 @@ class ModelCache:
                         _check_source(src[f.name], f, spec, from_upstream=local is None)
             done = []
             for spec in todo:
-                self._convert(spec, src, source=origin[spec.name])
-                log(f"{spec.name}: fetched and verified into {self.models_dir}")
+                self._convert(spec, src, source=origin[spec.name], progress=progress)
+                size = sum((self.models_dir / n).stat().st_size for n in spec.cached_names)
+                log(f"{spec.name}: fetched and sha256-verified into {self.models_dir} "
+                    f"({_mb(size)})")
                 done.append(spec.name)
         return done
 
-    def _convert(self, spec: ModelSpec, src: Mapping[str, Path], source: str) -> None:
+    def _convert(self, spec: ModelSpec, src: Mapping[str, Path], source: str,
+                 progress: bool = False) -> None:
         self.models_dir.mkdir(parents=True, exist_ok=True)
         self._record(spec.name, None)  # an interrupted conversion leaves no stale entry
         if spec.format not in CONVERTED_FORMATS:
             for f in spec.required_files:
-                atomic_write_bytes(self.models_dir / f.name, src[f.name].read_bytes())
+                _copy(src[f.name], self.models_dir / f.name, progress)
             self._finish(spec, source)
             return
         weights_name, topology_name = spec.cached_names
@@ -652,7 +658,13 @@ def download_file(url: str, dest: Path, log: Callable[[str], None] = lambda s: N
                            leave=False)
 
             def write(fout) -> None:
-                while block := r.read(1 << 20):
+                while True:
+                    try:
+                        block = r.read(1 << 20)
+                    except OSError as e:  # the connection, not the disk
+                        raise ModelError(f"cannot download {url}: {e}") from None
+                    if not block:
+                        break
                     fout.write(block)
                     if bar is not None:
                         bar.update(len(block))
@@ -665,6 +677,39 @@ def download_file(url: str, dest: Path, log: Callable[[str], None] = lambda s: N
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
         raise ModelError(f"cannot download {url}: {reason}") from None
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _stderr_log(line: str) -> None:
+    """What a fetch on first use says: on stderr, so that stdout keeps only results."""
+    print(f"posetracker: {line}", file=sys.stderr, flush=True)
+
+
+def _copy(src: Path, dest: Path, progress: bool, chunk: int = 1 << 22) -> None:
+    """Copy ``src`` to ``dest`` atomically, with a tqdm bar in bytes on stderr when
+    ``progress``."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=src.stat().st_size, unit="B", unit_scale=True, desc=dest.name,
+                   leave=False)
+
+    def write(tmp: Path) -> None:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while block := fin.read(chunk):
+                fout.write(block)
+                if bar is not None:
+                    bar.update(len(block))
+
+    try:
+        atomic_write(dest, write)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _write_to(path: Path, write: Callable) -> None:
@@ -747,14 +792,16 @@ def _spec_by_sha(path: Path) -> ModelSpec | None:
 
 def resolve_model(name_or_path: str | Path, cache: ModelCache | None = None,
                   fetch_missing: bool = True,
-                  log: Callable[[str], None] = lambda s: None,
-                  progress: bool = False) -> ResolvedModel:
+                  log: Callable[[str], None] | None = None,
+                  progress: bool | None = None) -> ResolvedModel:
     """A registry name or a model file path -> :class:`ResolvedModel`.
 
     Names come from the cache. On first use (``fetch_missing``, the name not in the cache) the
     whole default pack and the named model are fetched (:meth:`ModelCache.fetch`: from
     ``$POSETRACKER_MODELS`` or the pinned upstream sources), saying what and from where through
-    ``log``; a corrupted entry or an unobtainable file raises :class:`ModelError` naming the
+    ``log`` (default: lines ``posetracker: ...`` on stderr: each file, its size and where it
+    comes from) with a tqdm bar in bytes (``progress``; default: when stderr is a terminal);
+    a corrupted entry or an unobtainable file raises :class:`ModelError` naming the
     files, where they come from and the command that fixes it. Paths: a TF.js ``.json`` (with
     its ``.bin`` beside it), an OpenVINO IR ``.xml`` (its ``.bin`` beside it), an ``.onnx``, a
     Darknet ``.cfg`` (with ``.weights`` or ``.safetensors`` of the same stem beside it) or
@@ -772,10 +819,13 @@ def resolve_model(name_or_path: str | Path, cache: ModelCache | None = None,
             if entry_exists or not fetch_missing:
                 raise ModelError(issue)
             wanted = list(dict.fromkeys([*DEFAULT_PACK, name_or_path]))
-            log(f"{name_or_path} is not in the cache ({cache.models_dir}); fetching "
-                f"{', '.join(wanted)} from "
-                + (f"${MODELS_DIR_ENV} ({os.environ[MODELS_DIR_ENV]})"
-                   if os.environ.get(MODELS_DIR_ENV) else _where(spec)))
+            log = log or _stderr_log
+            progress = sys.stderr.isatty() if progress is None else progress
+            log(f"{name_or_path} is not in the cache ({cache.models_dir}); on first use the "
+                f"whole default pack is fetched: fetching "
+                + (f"{', '.join(wanted)} from ${MODELS_DIR_ENV} ({os.environ[MODELS_DIR_ENV]})"
+                   if os.environ.get(MODELS_DIR_ENV)
+                   else "; ".join(f"{n} from {_where(get_spec(n))}" for n in wanted)))
             try:
                 cache.fetch(wanted, log=log, progress=progress)
             except ModelError as e:

@@ -23,27 +23,37 @@ stop event; every stage polls it while waiting on a queue and exits; the caller 
 the exception is re-raised in the caller's thread with its original traceback. No thread is left
 running.
 
-:func:`run_sequential` runs the same stages one after the other on the caller's thread, for the
-speed comparison (``posetracker bench pipeline``).
+:func:`iter_pipeline` is the pipeline as a generator of tracked frames (the Python API's
+``PoseTracker.track`` yields from it; closing it stops and joins the stages); :func:`run_pipeline`
+writes each frame with a callback. :func:`iter_sequential` / :func:`run_sequential` run the same
+stages one after the other on the caller's thread, for the speed comparison
+(``posetracker bench pipeline``). The torch thread count is passed in (``PipelineOptions``) and set
+on each stage thread, never read back from the caller.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
-import sys
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
+from posetracker.app.settings import AppConfig
 from posetracker.core.poses import FramePoses
+from posetracker.core.timing import StageTimes
 from posetracker.io.sources import SourceFrame
+from posetracker.tracker.base import Tracker, TrackingLoop
 
 log = logging.getLogger(__name__)
+
+_DEFAULTS = AppConfig()  # read-only: the defaults PipelineOptions shows
 
 #: Stage names in pipeline order, as they appear in timings and summaries.
 STAGES = ("read", "detect", "pose", "group", "track", "write")
@@ -68,30 +78,19 @@ class FrameStages(Protocol):
     def group(self, estimate: Any, image: np.ndarray) -> FramePoses: ...
 
 
-class Tracker(Protocol):
-    """What the pipeline needs of a tracker (:class:`posetracker.tracker.base.Tracker`).
-
-    ``update`` is called per frame in order; ``pop_final`` then returns the frames whose ids can
-    no longer change (a windowed tracker such as PoseFlow returns them some frames later);
-    ``finish`` returns the rest at the end of the video. Images are passed as ``(H, W, 3)`` BGR.
-    """
-
-    def update(self, poses: FramePoses, image: np.ndarray | None = None) -> FramePoses: ...
-
-    def pop_final(self) -> list[FramePoses]: ...
-
-    def finish(self) -> list[FramePoses]: ...
-
-
 @dataclass(frozen=True)
 class PipelineOptions:
-    """How the pipeline batches and buffers (the run-time part of ``pipeline`` settings).
+    """How one run batches, buffers and threads: the run-time view of the settings.
+
+    :meth:`from_config` is the one mapping from :class:`posetracker.app.settings.AppConfig`; the
+    defaults below are that of ``AppConfig()`` (read from the dataclasses, not written again).
 
     Attributes:
-        det_batch: Most frames per detector call.
-        pose_batch: People per pose-estimator call; the pose stage gathers frames until their
-            people reach this number (or ``pose_max_frames`` frames are gathered). In threaded
-            mode a stage does not wait for a full batch: it takes the frames already waiting.
+        det_batch: Most frames per detector call (``estimator.frame_batch``).
+        pose_batch: People per pose-estimator call (``estimator.sppe.batch_size``); the pose stage
+            gathers frames until their people reach this number (or ``pose_max_frames`` frames
+            are gathered). In threaded mode a stage does not wait for a full batch: it takes the
+            frames already waiting.
         pose_max_frames: Most frames gathered for one pose-estimator call (bounds memory and
             latency when frames have few people).
         pose_workers: Threads running the pose estimator on successive batches at once. The pose
@@ -99,41 +98,39 @@ class PipelineOptions:
             worker its batches run in parallel (each worker one core when torch runs one thread
             per call), and frames are put back in order before grouping.
         queue_size: Capacity of each queue between stages, in frames.
+        torch_threads: Torch intra-op threads of every stage's model calls, set on each stage
+            thread (OpenMP's setting is per thread: one made on the caller's thread does not reach
+            threads started later); 0 leaves torch's default.
         join_timeout: Seconds to wait for each stage thread at shutdown before giving up on it
             (a stage stuck in a long model call finishes that call first).
     """
 
-    det_batch: int = 4
-    pose_batch: int = 32
-    pose_max_frames: int = 8
-    pose_workers: int = 1
-    queue_size: int = 4
+    det_batch: int = _DEFAULTS.estimator.frame_batch
+    pose_batch: int = _DEFAULTS.estimator.sppe.batch_size
+    pose_max_frames: int = _DEFAULTS.pipeline.pose_max_frames
+    pose_workers: int = _DEFAULTS.pipeline.pose_workers
+    queue_size: int = _DEFAULTS.pipeline.queue_size
+    torch_threads: int = 0
     join_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         for name in ("det_batch", "pose_batch", "pose_max_frames", "pose_workers", "queue_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.torch_threads < 0:
+            raise ValueError("torch_threads must be >= 0")
 
-
-@dataclass
-class StageTimes:
-    """Seconds of work per stage and frames it handled; safe to update from the stage threads."""
-
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    frames: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, stage: str, seconds: float, frames: int) -> None:
-        with self._lock:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-            self.frames[stage] = self.frames.get(stage, 0) + frames
-
-    def ms_per_frame(self) -> dict[str, float]:
-        """Milliseconds of work per frame for each stage that handled frames."""
-        with self._lock:
-            return {s: 1000.0 * self.seconds[s] / self.frames[s]
-                    for s in self.seconds if self.frames.get(s)}
+    @classmethod
+    def from_config(cls, config: AppConfig, cpu_count: int | None = None) -> PipelineOptions:
+        """The options of a ``track`` run with ``config`` (``cpu_count``: for the automatic
+        thread count, default ``os.cpu_count()``)."""
+        pc = config.pipeline
+        threads = pc.torch_threads(cpu_count if cpu_count is not None else os.cpu_count() or 1)
+        return cls(det_batch=config.estimator.frame_batch,
+                   pose_batch=config.estimator.sppe.batch_size,
+                   pose_max_frames=pc.pose_max_frames,
+                   pose_workers=pc.pose_workers if pc.mode == "threaded" else 1,
+                   queue_size=pc.queue_size, torch_threads=threads)
 
 
 @dataclass
@@ -234,60 +231,37 @@ def _group(it: _Item, stages: FrameStages, times: StageTimes) -> None:
 
 
 class _TrackStep:
-    """Feeds frames to the tracker and hands back the frames whose ids are final, in order.
-
-    A windowed tracker finalises frame ``t`` only after seeing later frames, so frames wait
-    here (at most the tracker's window, images included) until ``pop_final`` releases them.
-    Final ids are renumbered 0, 1, 2, ... in order of first appearance
-    (:class:`posetracker.tracker.base.OutputIds`).
-    """
+    """The tracking stage: :class:`posetracker.tracker.base.TrackingLoop` with the frames'
+    items as payloads, timed. Frames wait there (at most the tracker's window, images included)
+    until their ids are final; ``None`` tracker: every frame passes at once."""
 
     def __init__(self, tracker: Tracker | None, times: StageTimes):
-        from posetracker.tracker.base import OutputIds
-
-        self.tracker = tracker
+        self.loop = TrackingLoop(tracker) if tracker is not None else None
         self.times = times
-        self.waiting: deque[_Item] = deque()
-        self.ids = OutputIds()
 
-    def _release(self, final: list[FramePoses]) -> list[_Item]:
-        if len(final) > len(self.waiting):
-            raise RuntimeError(f"tracker returned {len(final)} final frames, only "
-                               f"{len(self.waiting)} were waiting")
-        out = []
-        for poses in final:
-            it = self.waiting.popleft()
-            it.poses = self.ids(poses)
-            out.append(it)
-        return out
+    def _items(self, done: list[tuple[_Item, FramePoses]]) -> list[_Item]:
+        for it, poses in done:
+            it.poses = poses
+        return [it for it, _ in done]
 
     def __call__(self, it: _Item) -> list[_Item]:
         """Track one frame; returns the frames now final (possibly none, possibly several)."""
-        if self.tracker is None:
+        if self.loop is None:
             return [it]
         t0 = time.perf_counter()
         # the trackers' ORB features expect OpenCV's BGR order; a reversed view costs no copy
-        self.tracker.update(it.poses, it.frame.image[..., ::-1])
-        self.waiting.append(it)
-        out = self._release(self.tracker.pop_final())
+        out = self._items(self.loop.push(it.poses, it.frame.image[..., ::-1], it))
         self.times.add("track", time.perf_counter() - t0, 1)
         return out
 
     def finish(self) -> list[_Item]:
         """End of the video: every waiting frame with its final ids."""
-        if self.tracker is None:
+        if self.loop is None:
             return []
         t0 = time.perf_counter()
-        out = self._release(self.tracker.finish())
+        out = self._items(self.loop.finish())
         self.times.add("track", time.perf_counter() - t0, 0)
-        if self.waiting:
-            raise RuntimeError(f"tracker kept {len(self.waiting)} frames after finish()")
         return out
-
-
-def _write(it: _Item, write: WriteFn, times: StageTimes) -> int:
-    _timed(times, "write", 1, lambda: write(it.frame, it.poses))
-    return len(it.poses)
 
 
 # -- threaded mode ------------------------------------------------------------------------------------
@@ -343,49 +317,66 @@ class _Run:
                 continue
 
 
-def _caller_torch_threads() -> int | None:
-    """Torch's intra-op threads as the calling thread has them set; ``None``: torch not loaded."""
-    torch = sys.modules.get("torch")
-    return torch.get_num_threads() if torch is not None else None
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Torch intra-op threads ``n`` on this thread for the block (0: leave torch's setting), and
+    the previous setting back after it."""
+    if not n:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _worker(run: _Run, name: str, body: Callable[[], None],
-            torch_threads: int | None = None) -> threading.Thread:
+            threads: int = 0) -> threading.Thread:
     def target() -> None:
         try:
-            if torch_threads is not None:
-                # torch.set_num_threads on the caller's thread does not reach threads started
-                # later: their OpenMP calls would use every core each (measured: a 1-thread
-                # setting gave 2 busy cores per call on a 2-core machine), oversubscribing the
-                # CPU while several stages run model calls at once.
-                sys.modules["torch"].set_num_threads(torch_threads)
+            if threads:
+                # OpenMP's thread count is per thread: set here, it holds for this stage's calls
+                # (measured: without it a 1-thread setting on the caller gave 2 busy cores per
+                # call on a 2-core machine, oversubscribing the CPU while several stages run).
+                import torch
+
+                torch.set_num_threads(threads)
             body()
         except _Cancelled:
             pass
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, re-raised there
             run.fail(e)
+        finally:
+            done.set()
 
-    return threading.Thread(target=target, name=f"posetracker-{name}", daemon=True)
+    done = threading.Event()  # what _join waits on (see there why not Thread.join)
+    thread = threading.Thread(target=target, name=f"posetracker-{name}", daemon=True)
+    thread.posetracker_done = done  # type: ignore[attr-defined]
+    return thread
 
 
-def run_pipeline(
+def iter_pipeline(
     source: Iterable[SourceFrame],
     stages: FrameStages,
     tracker: Tracker | None,
-    write: WriteFn,
     options: PipelineOptions = PipelineOptions(),
-    progress: Callable[[int], None] | None = None,
-) -> PipelineResult:
-    """Run every frame of ``source`` through the stages on threads; ``write`` each tracked frame.
+    times: StageTimes | None = None,
+) -> Iterator[tuple[SourceFrame, FramePoses]]:
+    """Every frame of ``source`` through the stages on threads; yields each tracked frame, in
+    order, as soon as its ids are final.
 
-    ``write(frame, poses)`` is called on the caller's thread, in frame order. ``progress(n)`` is
-    called after each written frame with the count so far.
+    A generator: the stage threads start on the first ``next`` and are stopped and joined when
+    it ends, fails or is closed (``close()``, or the consumer dropping it), so a consumer can stop
+    early without leaving threads behind.
 
     Raises:
         The first exception of any stage (after all threads stopped), or ``KeyboardInterrupt``.
-        Frames written before the failure stay written.
     """
-    times = StageTimes()
+    times = times if times is not None else StageTimes(STAGES)
     run = _Run()
     qs = [queue.Queue(maxsize=options.queue_size) for _ in range(5)]
     q_read, q_det, q_pose, q_group, q_track = qs
@@ -492,47 +483,166 @@ def run_pipeline(
             expect += 1
         run.put(q_group, _END)
 
-    intra = _caller_torch_threads()  # every stage's model calls get the caller's setting
+    n = options.torch_threads  # every stage's model calls get the run's setting
     threads = [
-        _worker(run, "read", reader, intra),
+        _worker(run, "read", reader, n),
         _worker(run, "detect", batching(q_read, q_det, lambda b: len(b) >= options.det_batch,
-                                        lambda b: _detect(b, stages, times)), intra),
-        *(_worker(run, f"pose-{i}", pose_worker, intra) for i in range(options.pose_workers)),
-        _worker(run, "group", grouping, intra),
-        _worker(run, "track", tracking, intra),
+                                        lambda b: _detect(b, stages, times)), n),
+        *(_worker(run, f"pose-{i}", pose_worker, n) for i in range(options.pose_workers)),
+        _worker(run, "group", grouping, n),
+        _worker(run, "track", tracking, n),
     ]
-    frames = people = 0
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
     try:
+        for t in threads:  # inside the try: a Ctrl-C while starting still stops those started
+            t.start()
         while (item := run.get(q_track)) is not _END:
-            people += _write(item, write, times)
-            frames += 1
-            if progress is not None:
-                progress(frames)
+            yield item.frame, item.poses
     except _Cancelled:
         pass  # a stage failed; its error is raised below
-    except BaseException as e:  # KeyboardInterrupt or a failing writer: stop the stages first
-        run.fail(e)
+    except GeneratorExit:  # the consumer stopped early: stop the stages, nothing to report
+        _join(threads, options.join_timeout, run)
+        raise
+    except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt while waiting: stop the stages
+        run.fail(e)             # first; re-raised below
     finally:
-        run.stop.set()
-        _join(threads, options.join_timeout)
+        _join(threads, options.join_timeout, run)
     if run.error is not None:
         raise run.error
+
+
+def _consume(frames: Iterator[tuple[SourceFrame, FramePoses]], write: WriteFn,
+             times: StageTimes, progress: Callable[[int], None] | None) -> tuple[int, int]:
+    """``write`` every frame of ``frames`` (timed as the write stage); frames and people written.
+    The generator is closed however this ends (its stages stop before an error leaves)."""
+    n_frames = people = 0
+    try:
+        for frame, poses in frames:
+            t0 = time.perf_counter()
+            write(frame, poses)
+            times.add("write", time.perf_counter() - t0, 1)
+            people += len(poses)
+            n_frames += 1
+            if progress is not None:
+                progress(n_frames)
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+    return n_frames, people
+
+
+def run_pipeline(
+    source: Iterable[SourceFrame],
+    stages: FrameStages,
+    tracker: Tracker | None,
+    write: WriteFn,
+    options: PipelineOptions = PipelineOptions(),
+    progress: Callable[[int], None] | None = None,
+) -> PipelineResult:
+    """Run every frame of ``source`` through the stages on threads; ``write`` each tracked frame.
+
+    ``write(frame, poses)`` is called on the caller's thread, in frame order. ``progress(n)`` is
+    called after each written frame with the count so far.
+
+    Raises:
+        The first exception of any stage (after all threads stopped), or ``KeyboardInterrupt``.
+        Frames written before the failure stay written.
+    """
+    times = StageTimes(STAGES)
+    t0 = time.perf_counter()
+    frames, people = _consume(iter_pipeline(source, stages, tracker, options, times), write,
+                              times, progress)
     return PipelineResult(frames, people, time.perf_counter() - t0, times, "threaded")
 
 
-def _join(threads: list[threading.Thread], timeout: float) -> None:
+def _running(t: threading.Thread) -> bool:
+    """A started stage thread that has not finished its work."""
+    done = getattr(t, "posetracker_done", None)
+    return t.ident is not None and (not done.is_set() if done is not None else t.is_alive())
+
+
+def _join(threads: list[threading.Thread], timeout: float, run: _Run | None = None) -> None:
+    """Stop the stages (``run.stop``) and wait for every started thread, up to ``timeout`` s.
+
+    A ``KeyboardInterrupt`` (a second Ctrl-C, or the SIGINT that ``timeout`` and terminals
+    send to the whole process group) does not cut the wait short: it is recorded as the run's
+    error (re-raised by the caller) and the joining goes on. A thread left inside a torch call
+    when the interpreter exits is killed mid-call, and the process aborts (``terminate called
+    without an active exception``, exit 134) instead of exiting with 130.
+    """
+    # Waits on each stage's own "done" event, not on Thread.join: on Python 3.11 a
+    # KeyboardInterrupt inside Thread.join can mark a thread that is still running as stopped
+    # (bpo-45274's fix releases the thread's own state lock), after which is_alive() is False
+    # and join returns at once, while the stage is still inside a model call.
     deadline = time.monotonic() + timeout
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    stuck = [t.name for t in threads if t.is_alive()]
+    pending = [t for t in threads if t.ident is not None]  # started ones only
+    while True:
+        try:
+            if run is not None:
+                run.stop.set()
+            while pending:
+                done = getattr(pending[0], "posetracker_done", None)
+                left = max(0.0, deadline - time.monotonic())
+                if done is not None:
+                    done.wait(left)
+                else:
+                    pending[0].join(left)
+                pending.pop(0)
+            break
+        except KeyboardInterrupt as e:
+            if run is None:
+                raise
+            run.fail(e)
+    stuck = [t.name for t in threads if _running(t)]
     if stuck:  # daemon threads: they cannot keep the process alive, but say so
         log.warning("pipeline stages still running after %.0f s: %s", timeout, ", ".join(stuck))
 
 
 # -- sequential mode ----------------------------------------------------------------------------------
+
+def iter_sequential(
+    source: Iterable[SourceFrame],
+    stages: FrameStages,
+    tracker: Tracker | None,
+    options: PipelineOptions = PipelineOptions(),
+    times: StageTimes | None = None,
+) -> Iterator[tuple[SourceFrame, FramePoses]]:
+    """The same stages and batches, one after the other on the caller's thread; yields each
+    tracked frame as :func:`iter_pipeline` does.
+
+    Each chunk of ``det_batch`` frames is read, detected, pose-estimated (people of the chunk
+    together, in calls of up to ``pose_batch`` people by the estimator), grouped and tracked
+    before the next chunk is read. ``options.torch_threads`` holds while the stages run (the
+    caller's setting is back whenever a frame is handed out).
+    """
+    times = times if times is not None else StageTimes(STAGES)
+    frames_it = iter(source)
+    step = _TrackStep(tracker, times)
+    try:
+        while True:
+            chunk: list[_Item] = []
+            with torch_threads(options.torch_threads):
+                while len(chunk) < options.det_batch and (it := _read(frames_it, stages, times)):
+                    chunk.append(it)
+                if not chunk:
+                    break
+                _detect(chunk, stages, times)
+                _estimate(chunk, stages, times)
+            for it in chunk:
+                with torch_threads(options.torch_threads):
+                    _group(it, stages, times)
+                    done = step(it)
+                for d in done:  # written before the next frame is grouped, as it finishes
+                    yield d.frame, d.poses
+        with torch_threads(options.torch_threads):
+            done = step.finish()
+        for it in done:
+            yield it.frame, it.poses
+    finally:
+        close = getattr(frames_it, "close", None)
+        if close is not None:
+            close()
+
 
 def run_sequential(
     source: Iterable[SourceFrame],
@@ -542,118 +652,51 @@ def run_sequential(
     options: PipelineOptions = PipelineOptions(),
     progress: Callable[[int], None] | None = None,
 ) -> PipelineResult:
-    """The same stages and batches, one after the other on the caller's thread.
-
-    Each chunk of ``det_batch`` frames is read, detected, pose-estimated (people of the chunk
-    together, in calls of up to ``pose_batch`` people by the estimator), grouped, tracked and
-    written before the next chunk is read.
-    """
-    times = StageTimes()
-    frames_it = iter(source)
-    step = _TrackStep(tracker, times)
-    frames = people = 0
-
-    def emit(items: list[_Item]) -> None:
-        nonlocal frames, people
-        for it in items:
-            people += _write(it, write, times)
-            frames += 1
-            if progress is not None:
-                progress(frames)
-
+    """:func:`iter_sequential` with ``write`` called for each tracked frame (see
+    :func:`run_pipeline`)."""
+    times = StageTimes(STAGES)
     t0 = time.perf_counter()
-    try:
-        while True:
-            chunk: list[_Item] = []
-            while len(chunk) < options.det_batch and (it := _read(frames_it, stages, times)):
-                chunk.append(it)
-            if not chunk:
-                break
-            _detect(chunk, stages, times)
-            _estimate(chunk, stages, times)
-            for it in chunk:
-                _group(it, stages, times)
-                emit(step(it))
-        emit(step.finish())
-    finally:
-        close = getattr(frames_it, "close", None)
-        if close is not None:
-            close()
+    frames, people = _consume(iter_sequential(source, stages, tracker, options, times), write,
+                              times, progress)
     return PipelineResult(frames, people, time.perf_counter() - t0, times, "sequential")
 
 
 # -- the real estimator as pipeline stages --------------------------------------------------------------
 
 class RMPEStages:
-    """:class:`FrameStages` over an :class:`posetracker.estimators.rmpe.RMPEEstimator`.
+    """:class:`FrameStages` over an :class:`posetracker.estimators.rmpe.RMPEEstimator`'s public steps.
 
     - ``prepare``: nothing beyond decoding (the detector letterboxes inside its own call);
-    - ``detect``: the estimator's person detector on a batch of frames -> ``(m, 5)`` boxes + score;
-    - ``estimate``: crops, SPPE and de-transform of all people of several frames together
-      (:meth:`RMPEEstimator.intermediates` with the detector's boxes), the SPPE running in
-      batches of ``estimator.sppe.batch_size`` crops;
-    - ``group``: RMPE's parametric pose NMS (``association="nms"``) or CrowdPose joint-candidate
-      association (``"crowdpose"``), per frame.
+    - ``detect``: :meth:`RMPEEstimator.detect` on a batch of frames -> ``(m, 5)`` boxes + score;
+    - ``estimate``: :meth:`RMPEEstimator.estimate_people`: crops, SPPE and de-transform of all
+      people of several frames together, in batches of ``estimator.sppe.batch_size`` crops;
+    - ``group``: :meth:`RMPEEstimator.group`, the grouping the estimator was built with (pose NMS
+      or CrowdPose association, picked by :func:`posetracker.app.build.build_grouping`), then
+      the poses below ``min_pose_score`` dropped.
 
     Args:
         estimator: A loaded ``RMPEEstimator`` with a detector.
-        association: ``"nms"`` or ``"crowdpose"``.
-        association_config: :class:`posetracker.association.config.AssociationConfig` for ``"crowdpose"``.
         min_pose_score: ``group`` drops the poses whose person score is below this, after
             redundant poses are removed (so a weak duplicate cannot outlive its stronger twin).
     """
 
-    def __init__(self, estimator, association: str = "nms", association_config=None,
-                 min_pose_score: float = 0.0):
-        if association not in ("nms", "crowdpose"):
-            raise ValueError(f"association must be 'nms' or 'crowdpose', got {association!r}")
-        self.min_pose_score = min_pose_score
-        if estimator.detector is None:
+    def __init__(self, estimator, min_pose_score: float = 0.0):
+        if not estimator.has_detector:
             raise ValueError("the estimator needs a detector to run on videos")
         self.estimator = estimator
-        self.association = association
-        if association_config is None:
-            from posetracker.association.config import AssociationConfig
-
-            association_config = AssociationConfig()
-        self.association_config = association_config
+        self.min_pose_score = min_pose_score
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         return image
 
     def detect(self, prepared: Sequence[np.ndarray]) -> list[np.ndarray]:
-        import torch
-
-        with torch.inference_mode():
-            return self.estimator.detector(list(prepared))
+        return self.estimator.detect(list(prepared))
 
     def estimate(self, images: Sequence[np.ndarray], detections: Sequence[np.ndarray]) -> list:
-        import torch
-
-        crowd = self.association == "crowdpose"
-        with torch.inference_mode():
-            return self.estimator.intermediates(list(images), boxes=list(detections),
-                                                heatmaps=crowd, candidates=0)
+        return self.estimator.estimate_people(list(images), list(detections))
 
     def group(self, inter, image: np.ndarray) -> FramePoses:
-        poses = self._group(inter)
+        poses = self.estimator.group(inter)
         if self.min_pose_score > 0 and len(poses):
-            poses = poses.subset(np.flatnonzero(np.asarray(poses.box_scores)
-                                                >= self.min_pose_score))
+            poses = poses.subset(np.flatnonzero(np.asarray(poses.scores) >= self.min_pose_score))
         return poses
-
-    def _group(self, inter) -> FramePoses:
-        schema = self.estimator.sppe.schema
-        # both methods rank people as the estimator does (detector score x joint scores)
-        person_scores = self.estimator.person_scores
-        if self.association == "crowdpose":
-            from posetracker.association.assign import associate_intermediates
-
-            # the same call as `estimate --association crowdpose` (AssociatingEstimator)
-            return associate_intermediates(inter, schema, self.association_config,
-                                           person_scores)[0]
-        from posetracker.estimators.pose_nms import pose_nms
-
-        scores = person_scores(inter.box_scores, inter.keypoint_scores)
-        poses = FramePoses(inter.keypoints, inter.keypoint_scores, inter.boxes, scores, schema)
-        return pose_nms(poses, self.estimator.config.nms)[0]

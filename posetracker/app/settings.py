@@ -2,34 +2,49 @@
 
 Sections (each a frozen dataclass owned by its package; unknown keys are rejected):
 
-- ``estimator``: :class:`posetracker.estimators.config.EstimatorConfig` (detector, SPPE, pose NMS, device);
-- ``association``: :class:`posetracker.association.config.AssociationConfig` (CrowdPose association);
-- ``tracker``: :class:`posetracker.tracker.config.TrackerConfig` (which tracker, and each tracker's settings);
-- ``pipeline``: :class:`PipelineConfig` below (grouping method, queues, outputs).
+- ``estimator``: EstimatorConfig (detector, SPPE, pose NMS, device) as ``track`` and the Python
+  API's ``PoseTracker.track`` run it (see :func:`track_estimator`);
+- ``association``: AssociationConfig (CrowdPose joint-candidate association);
+- ``tracker``: TrackerConfig (which tracker, and each tracker's settings);
+- ``pipeline``: :class:`PipelineConfig` below (grouping method, queues, outputs of ``track``);
+- ``estimate``: :class:`EstimateConfig` below (what ``estimate``, ``fit-nms`` and the estimator
+  benchmarks run: the estimator at its accuracy settings).
 
-:func:`load_app_config` reads ``configs/default.yaml`` (beside the package, when present), then the
-user's ``--config FILE``, then ``--set key=value`` overrides, in that order; each later source
+The dataclasses hold every default; nothing is read from files unless asked.
+:func:`load_app_config` starts from ``AppConfig()``, then the user's ``--config FILE``, then
+``--set key=value`` overrides (keys rooted at the whole config, e.g.
+``tracker.poseflow.link_len=20`` or ``estimate.estimator.nms.mode=alphapose``); each later source
 overrides keys of the earlier ones and leaves the others alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from posetracker.association.config import AssociationConfig
-from posetracker.estimators.config import EstimatorConfig
-from posetracker.core.config import dump_config, from_dict, load_yaml, merge_overrides
+from posetracker.core.config import (
+    apply_overrides,
+    dump_config,
+    load_yaml,
+    update_config,
+)
+from posetracker.estimators.config import (
+    DetectorConfig,
+    EstimatorConfig,
+    PoseNMSConfig,
+    SPPEConfig,
+)
 from posetracker.tracker.config import TrackerConfig
-
-#: The project's default settings file (``configs/default.yaml`` at the repository root).
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
 
 @dataclass(frozen=True)
 class OutputConfig:
-    """What ``posetracker track`` writes besides the stream.
+    """What ``posetracker track`` writes. The joints are decided once per frame, before any output
+    sees them (:class:`posetracker.app.output.OutputPolicy`), so the final JSON, the JSON lines, the
+    CSV and the video hold the same joints.
 
     Attributes:
         format: Final JSON format: ``posetrack18`` (default; the official evaluation's), ``posetrack17``
@@ -38,10 +53,11 @@ class OutputConfig:
             interrupted; :func:`posetracker.io.sinks.read_jsonl` reads it back).
         render_boxes: Draw person boxes in the rendered video.
         render_trail: Frames of trail drawn behind each track (0: none).
-        render_threshold: Joints scored below this are not drawn (as ``keypoint_threshold``: the
-            video shows what the PoseTrack file holds).
-        keypoint_threshold: In the PoseTrack files, joints scored below this are written as
-            absent (``[0, 0, 0]``; the JSON lines keep every joint). The MOT metrics count every
+        render_threshold: Joints scored below this are not drawn (on top of
+            ``keypoint_threshold``; the ``coco`` format keeps every joint, the video then draws
+            those above this).
+        keypoint_threshold: With a PoseTrack format, joints scored below this are written as
+            absent (``[0, 0, 0]``) in every output. The MOT metrics count every
             written joint that matches no ground truth as a false positive whatever its score, so
             a joint is worth writing when it adds more right joints than wrong ones. TinyPose's
             joint scores (heatmap peaks) run higher than MoveNet's: on the COCO subset behind
@@ -51,7 +67,7 @@ class OutputConfig:
             0.3 was its threshold). With ``min_pose_score`` 0.2, a per-joint MOTA-like count
             (right - wrong) / annotated was 0.377 / 0.379 / 0.373 at 0.4 / 0.5 / 0.6.
             0 writes every joint. ``docs/models.md`` has the command.
-        derive_head: In the PoseTrack files, fill ``head_bottom`` and ``head_top`` (which COCO
+        derive_head: With a PoseTrack format, fill ``head_bottom`` and ``head_top`` (which COCO
             models lack and PoseTrack scores) from the eyes, ears and shoulders
             (:func:`posetracker.core.schemas.derive_head_joints`).
     """
@@ -129,49 +145,75 @@ class PipelineConfig:
             raise ValueError("min_pose_score must be >= 0")
 
 
+def track_estimator() -> EstimatorConfig:
+    """The estimator as ``track`` runs it: ``EstimatorConfig``'s defaults (``estimate``'s, tuned
+    for COCO AP) except where tracking a video trades the last AP point for speed or tracking.
+
+    - ``detector.conf_threshold`` 0.15 (``estimate``: 0.1): a pose's person score (detector score x
+      mean joint score) is never above its box's score, so boxes under
+      ``pipeline.min_pose_score`` would only cost pose-estimator calls;
+    - ``sppe.flip_test`` off (``estimate``: on, COCO-mini +0.018 AP): twice the pose work;
+    - ``sppe.batch_size`` 16 (``estimate``: 64): on a CPU, 64 made the threaded run slower and
+      doubled its peak memory on street_crowd.avi (15 people a frame); on a GPU use 64;
+    - ``nms.eta`` 9 (``estimate``: 6): two hugging people's poses share arms and heads
+      (similarity 8.8 at two_people.mp4 frame 55 with MoveNet) while a redundant detection of one
+      person scores 25-30.
+    """
+    return EstimatorConfig(detector=DetectorConfig(conf_threshold=0.15),
+                           sppe=SPPEConfig(flip_test=False, batch_size=16),
+                           nms=PoseNMSConfig(eta=9.0))
+
+
 @dataclass(frozen=True)
-class AppConfig:
-    """Every setting of a ``posetracker track`` run. See the module docstring for the sections."""
+class EstimateConfig:
+    """What ``posetracker estimate`` (and ``fit-nms``, ``bench estimate``, ``bench models``, and the
+    Python API's ``PoseTracker.estimate``) run: per-image poses, no tracking.
+
+    Attributes:
+        estimator: The estimator at its accuracy settings (EstimatorConfig's own defaults).
+        association: How redundant poses of one image are removed: ``nms`` (pose NMS, from
+            ``estimator.nms``) or ``crowdpose`` (joint-candidate association, from the top-level
+            ``association`` section).
+        threads: Torch CPU threads for the model calls; 0 = torch's default (all cores).
+    """
 
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    association: Literal["nms", "crowdpose"] = "nms"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Every setting of the application. See the module docstring for the sections."""
+
+    estimator: EstimatorConfig = field(default_factory=track_estimator)
     association: AssociationConfig = field(default_factory=AssociationConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-
-
-def _deep_merge(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for k, v in top.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) \
-            else v
-    return out
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
 
 
 def load_app_config(path: str | Path | None = None, overrides: Sequence[str] = (),
-                    defaults: str | Path | None = DEFAULT_CONFIG,
-                    extra: Mapping[str, Any] | None = None) -> AppConfig:
-    """Settings from ``defaults`` (if the file exists), then ``path``, then the nested mapping
-    ``extra`` (e.g. a tracker-only file as ``{"tracker": ...}``), then ``overrides``.
+                    extra: Mapping[str, Any] | None = None,
+                    base: AppConfig | None = None) -> AppConfig:
+    """Settings: ``base`` (default ``AppConfig()``), then the YAML file ``path``, then the nested
+    mapping ``extra`` (e.g. a tracker-only file as ``{"tracker": ...}``), then ``overrides``
+    (``key.sub=value``, keys rooted at :class:`AppConfig`).
 
     Raises:
         ConfigError: a file cannot be read, or a key or value does not fit :class:`AppConfig`
             (the message names the file and the key).
     """
-    data: dict[str, Any] = {}
-    where = "config"
-    if defaults is not None and Path(defaults).is_file():
-        data = load_yaml(defaults)
-        from_dict(AppConfig, data, str(defaults))  # name the defaults file if it is the bad one
-        where = str(defaults)
+    config = base if base is not None else AppConfig()
     if path is not None:
-        data = _deep_merge(data, load_yaml(path))
-        where = str(path)
+        config = update_config(config, load_yaml(path), str(path))
     if extra:
-        data = _deep_merge(data, dict(extra))
-    if overrides:
-        data = merge_overrides(data, overrides)
-        where = f"{where} + --set"
-    return from_dict(AppConfig, data, where)
+        config = update_config(config, dict(extra), "config")
+    return apply_overrides(config, overrides)
 
 
 def dump_app_config(config: AppConfig) -> str:

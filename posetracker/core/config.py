@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -155,6 +156,71 @@ def merge_overrides(data: dict, overrides: Sequence[str]) -> dict:
             node = nxt
         node[path[-1]] = value
     return out
+
+
+def update_config(obj: T, data: Mapping[str, Any], where: str = "config") -> T:
+    """``obj`` with the keys of the nested mapping ``data`` replaced; keys left out keep ``obj``'s
+    values (not the class defaults: a section given in part keeps the rest of ``obj``'s section).
+
+    Raises:
+        ConfigError: an unknown key, a wrong type or an invalid value (the message names the key).
+    """
+    if not dataclasses.is_dataclass(obj):
+        raise ConfigError(f"{where}: not a settings section")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(names))})")
+    changes: dict[str, Any] = {}
+    for k, v in data.items():
+        current = getattr(obj, k)
+        if dataclasses.is_dataclass(current) and isinstance(v, Mapping):
+            changes[k] = update_config(current, v, f"{where}.{k}")
+        else:
+            changes[k] = _convert(hints[k], v, f"{where}.{k}")
+    try:
+        return dataclasses.replace(obj, **changes)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def replace_path(obj: T, path: str, value: Any) -> T:
+    """``obj`` with the field at the dotted ``path`` (``"estimator.sppe.batch_size"``) set to
+    ``value`` by :func:`dataclasses.replace` down the sections (the value is used as given, not
+    parsed; the dataclasses' checks run)."""
+    head, _, rest = path.partition(".")
+    if not dataclasses.is_dataclass(obj) or head not in {f.name for f in dataclasses.fields(obj)}:
+        raise ConfigError(f"{path}: no such setting")
+    new = replace_path(getattr(obj, head), rest, value) if rest else value
+    try:
+        return dataclasses.replace(obj, **{head: new})
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def get_path(obj: Any, path: str) -> Any:
+    """The value at the dotted ``path`` of a dataclass config."""
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def apply_overrides(obj: T, overrides: Sequence[str], where: str = "--set") -> T:
+    """``obj`` with ``key.sub=value`` overrides applied in order, keys rooted at ``obj`` (values
+    read as YAML, as in a settings file)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        nested: Any = value
+        for part in reversed(path):
+            nested = {part: nested}
+        try:
+            obj = update_config(obj, nested, "settings")
+        except ConfigError as e:
+            raise ConfigError(f"{where} {text}: {str(e).split(': ', 1)[-1]}") from None
+    return obj
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:

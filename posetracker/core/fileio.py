@@ -27,24 +27,45 @@ def _umask() -> int:
     return 0o022
 
 
+def write_error(path: str | Path, error: OSError) -> InputError:
+    """The one-line error for an output that failed while being written (a full disk, a
+    failing device, a vanished folder), naming the path: ``cannot write PATH: No space left on
+    device``. The CLI reports it with exit status 2."""
+    return InputError(f"cannot write {path}: {error.strerror or error}")
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it to ``path``.
 
     The temporary file is removed if ``write`` raises (or is interrupted), so a failed write
-    leaves neither a partial ``path`` nor a stray temporary file.
+    leaves neither a partial ``path`` nor a stray temporary file, and the file that was there
+    before stays whole. An existing ``path`` that is not a regular file (``/dev/stdout``, a
+    pipe, ``/dev/full``) is written directly: renaming over a device would replace it.
+
+    Raises:
+        InputError: the write failed (``ENOSPC``, ``EIO``, permissions): one line naming ``path``.
     """
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        try:
+            write(path)
+        except OSError as e:
+            raise write_error(path, e) from None
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+        raise write_error(path, e) from None
     os.close(fd)
     try:
         write(Path(tmp))
         # mkstemp makes the file private (0600); the output gets the usual permissions
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_error(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

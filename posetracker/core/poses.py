@@ -11,8 +11,8 @@ Conventions, everywhere in the project:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -36,10 +36,16 @@ class FramePoses:
         keypoints: ``(n, k, 2)`` float64 joint coordinates in pixels; NaN for absent joints.
         keypoint_scores: ``(n, k)`` float64 per-joint confidences in [0, 1]; 0 for absent joints.
         boxes: ``(n, 4)`` float64 person boxes, xyxy pixels.
-        box_scores: ``(n,)`` float64 person (detection or pose) confidences.
+        scores: ``(n,)`` float64 person scores: how sure the estimator is of the whole pose (for
+            RMPE the detector score times the mean confident joint score; for files, the score
+            they store). Ranking, thresholds, output files and tracking read this one.
         schema: The keypoint schema; ``k == schema.num_keypoints``.
         track_ids: ``(n,)`` int64 track ids unique within the frame, or ``None`` when untracked.
         head_boxes: ``(n, 4)`` float64 head boxes xyxy (PoseTrack ground truth), or ``None``.
+        box_scores: ``(n,)`` float64 the person detector's box scores. A source without a
+            detector score (ground truth, result files, ``from_keypoints``) passes ``None`` and
+            gets a copy of ``scores``, so the field is always an array after construction;
+            ``dataclasses.replace(p, scores=...)`` keeps the detector's scores.
 
     Arrays are validated and copied to read-only float64/int64 arrays on construction, so an
     instance can be shared between pipeline stages without defensive copies.
@@ -48,10 +54,11 @@ class FramePoses:
     keypoints: np.ndarray
     keypoint_scores: np.ndarray
     boxes: np.ndarray
-    box_scores: np.ndarray
+    scores: np.ndarray
     schema: KeypointSchema
     track_ids: np.ndarray | None = None
     head_boxes: np.ndarray | None = None
+    box_scores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.schema, KeypointSchema):
@@ -66,8 +73,10 @@ class FramePoses:
                        if np.size(self.keypoint_scores) == n * k else self.keypoint_scores, (n, k))
         bx = _as_float("boxes", np.reshape(self.boxes, (n, 4)) if np.size(self.boxes) == n * 4
                        else self.boxes, (n, 4))
-        bs = _as_float("box_scores", self.box_scores, (n,))
-        fields = {"keypoints": kp, "keypoint_scores": sc, "boxes": bx, "box_scores": bs}
+        ps = _as_float("scores", self.scores, (n,))
+        bs = ps if self.box_scores is None else _as_float("box_scores", self.box_scores, (n,))
+        fields = {"keypoints": kp, "keypoint_scores": sc, "boxes": bx, "scores": ps,
+                  "box_scores": bs}
         if self.track_ids is not None:
             ids = np.asarray(self.track_ids)
             if ids.shape != (n,):
@@ -93,7 +102,7 @@ class FramePoses:
 
     # -- construction helpers -------------------------------------------------------------
     @classmethod
-    def empty(cls, schema: KeypointSchema, tracked: bool = False) -> "FramePoses":
+    def empty(cls, schema: KeypointSchema, tracked: bool = False) -> FramePoses:
         """A frame without people."""
         k = schema.num_keypoints
         return cls(np.zeros((0, k, 2)), np.zeros((0, k)), np.zeros((0, 4)), np.zeros(0), schema,
@@ -105,22 +114,19 @@ class FramePoses:
         keypoints: np.ndarray,
         keypoint_scores: np.ndarray,
         schema: KeypointSchema,
-        box_scores: np.ndarray | None = None,
+        scores: np.ndarray | None = None,
         track_ids: np.ndarray | None = None,
-    ) -> "FramePoses":
+    ) -> FramePoses:
         """Build poses whose boxes are the tight boxes of their present joints.
 
-        ``box_scores`` defaults to the mean score of the present joints.
+        ``scores`` defaults to the mean score of the present joints (:func:`mean_joint_scores`);
+        ``box_scores`` are a copy of ``scores`` (there is no detector).
         """
         kp = np.asarray(keypoints, dtype=np.float64)
         sc = np.asarray(keypoint_scores, dtype=np.float64)
-        boxes = keypoint_boxes(kp)
-        if box_scores is None:
-            present = np.isfinite(kp).all(axis=-1)
-            with np.errstate(invalid="ignore"):
-                box_scores = np.where(present.any(1),
-                                      (sc * present).sum(1) / np.maximum(present.sum(1), 1), 0.0)
-        return cls(kp, sc, boxes, box_scores, schema, track_ids=track_ids)
+        if scores is None:
+            scores = mean_joint_scores(kp, sc)
+        return cls(kp, sc, keypoint_boxes(kp), scores, schema, track_ids=track_ids)
 
     # -- queries ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -139,22 +145,23 @@ class FramePoses:
     def is_tracked(self) -> bool:
         return self.track_ids is not None
 
-    def subset(self, index) -> "FramePoses":
+    def subset(self, index) -> FramePoses:
         """The people selected by a boolean mask or an index array, in that order."""
         idx = np.arange(len(self))[index] if len(self) else np.zeros(0, dtype=np.int64)
         return FramePoses(
-            self.keypoints[idx], self.keypoint_scores[idx], self.boxes[idx], self.box_scores[idx],
+            self.keypoints[idx], self.keypoint_scores[idx], self.boxes[idx], self.scores[idx],
             self.schema,
             track_ids=None if self.track_ids is None else self.track_ids[idx],
             head_boxes=None if self.head_boxes is None else self.head_boxes[idx],
+            box_scores=self.box_scores[idx],
         )
 
-    def with_track_ids(self, track_ids: np.ndarray | Sequence[int] | None) -> "FramePoses":
+    def with_track_ids(self, track_ids: np.ndarray | Sequence[int] | None) -> FramePoses:
         """A copy with the given track ids (``None`` removes them)."""
         return replace(self, track_ids=None if track_ids is None else np.asarray(track_ids))
 
     @staticmethod
-    def concatenate(parts: Sequence["FramePoses"]) -> "FramePoses":
+    def concatenate(parts: Sequence[FramePoses]) -> FramePoses:
         """People of several :class:`FramePoses` of one schema, in order."""
         if not parts:
             raise ValueError("concatenate needs at least one FramePoses")
@@ -167,11 +174,24 @@ class FramePoses:
             np.concatenate([p.keypoints for p in parts]),
             np.concatenate([p.keypoint_scores for p in parts]),
             np.concatenate([p.boxes for p in parts]),
-            np.concatenate([p.box_scores for p in parts]),
+            np.concatenate([p.scores for p in parts]),
             schema,
             track_ids=np.concatenate([p.track_ids for p in parts]) if tracked else None,
             head_boxes=np.concatenate([p.head_boxes for p in parts]) if heads else None,
+            box_scores=np.concatenate([p.box_scores for p in parts]),
         )
+
+
+def mean_joint_scores(keypoints: np.ndarray, keypoint_scores: np.ndarray) -> np.ndarray:
+    """Mean score of each pose's present joints: ``(n, k, 2), (n, k) -> (n,)``; 0 without joints.
+
+    The person score of sources that store none (ground truth, Bonn annotation files).
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    sc = np.asarray(keypoint_scores, dtype=np.float64)
+    present = np.isfinite(kp).all(axis=-1)
+    with np.errstate(invalid="ignore"):
+        return np.where(present.any(1), (sc * present).sum(1) / np.maximum(present.sum(1), 1), 0.0)
 
 
 def keypoint_boxes(keypoints: np.ndarray) -> np.ndarray:

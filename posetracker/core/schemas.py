@@ -233,8 +233,9 @@ def convert_keypoints(
     Args:
         keypoints: ``(n, k_src, 2)`` pixel coordinates.
         scores: ``(n, k_src)`` per-joint scores.
-        derive_head: Where ``dst`` has ``head_bottom``/``head_top`` and ``src`` lacks them but has
-            face joints and shoulders (COCO), fill them in with :func:`derive_head_joints`.
+        derive_head: Where ``dst`` has ``head_bottom``/``head_top`` (CrowdPose: ``neck``/``head``)
+            and ``src`` lacks them but has face joints and shoulders (COCO), fill them in with
+            :func:`derive_head_joints` at ``dst``'s positions (:data:`HEAD_POINTS`).
 
     Returns:
         ``(n, k_dst, 2)`` keypoints (NaN where ``src`` has no such joint) and ``(n, k_dst)`` scores
@@ -252,43 +253,71 @@ def convert_keypoints(
         missing = [c for c in ("head_bottom", "head_top")
                    if c in dst_pos and c not in src.canonical]
         if missing and all(c in src.canonical for c in ("left_shoulder", "right_shoulder")):
-            derived = derive_head_joints(keypoints, scores, src)
+            derived = derive_head_joints(keypoints, scores, src, dst)
             for c in missing:
                 out_kp[:, dst_pos[c]], out_sc[:, dst_pos[c]] = derived[c]
     return out_kp, out_sc
 
 
 #: PoseTrack's ``head_bottom`` and ``head_top`` lie on the line from the shoulders' midpoint
-#: ``m`` through the head centre ``c``, at ``m + t (c - m)`` with these ``t``. Medians over the
-#: annotated people with head boxes (box centre as ``c``): Bonn train (MPII joints, 1142 people)
-#: 0.28 and 1.65, the PoseTrack 2018 samples (14 people) 0.32 and 1.51. With the true head centre
-#: the fitted points fall within PCKh 0.5 of the Bonn test annotations for 97 % (neck) and 90 %
-#: (top) of 7976 people.
+#: ``m`` through the head centre ``c``, at ``m + t (c - m)`` with these ``t`` (measurements:
+#: docs/evaluation.md, "Head joints from the face").
 HEAD_BOTTOM_T = 0.30
 HEAD_TOP_T = 1.58
+#: CrowdPose's ``neck`` as a fraction of the way from ``m`` to the head top (its ``head``): the
+#: median over CrowdPose val's labelled people (docs/evaluation.md). CrowdPose's annotators put the
+#: neck higher than PoseTrack's ``head_bottom`` (0.30 / 1.58 = 0.19 of that way).
+NECK_TOWARDS_HEAD = 0.23
+
+
+@dataclass(frozen=True)
+class HeadPoint:
+    """Where a derived head joint lies: ``m + t (c - m)`` (see :func:`derive_head_joints`).
+
+    Attributes:
+        t: Position along the line from the shoulders' midpoint ``m`` (0) through the head
+            centre ``c`` (1).
+        at_shoulders_without_face: Without a face the joint is the shoulders' midpoint (scored as
+            the shoulders) instead of absent; for a joint close to the shoulder line.
+    """
+
+    t: float
+    at_shoulders_without_face: bool = False
+
+
+#: Per target schema name, where its head joints lie (keys: canonical names). The points mean
+#: different things in different datasets, so this is data, not code; schemas not listed use
+#: ``"default"`` (PoseTrack's points, which MPII's ``upper_neck``/``head_top`` match).
+HEAD_POINTS: dict[str, dict[str, HeadPoint]] = {
+    "default": {"head_bottom": HeadPoint(HEAD_BOTTOM_T), "head_top": HeadPoint(HEAD_TOP_T)},
+    "crowdpose14": {"head_bottom": HeadPoint(NECK_TOWARDS_HEAD * HEAD_TOP_T, True),
+                    "head_top": HeadPoint(HEAD_TOP_T)},
+}
 #: Face joints whose mean is taken as the head centre: the eyes and ears sit at half the head's
 #: height (eye line), ears at the back, eyes at the front; the nose only when none of them is seen.
 _FACE = ("left_eye", "right_eye", "left_ear", "right_ear")
 _FACE_MIN_SCORE = 0.1  # face joints scored below this are not used for the head centre
 
 
-def derive_head_joints(keypoints: np.ndarray, scores: np.ndarray, schema: KeypointSchema
+def derive_head_joints(keypoints: np.ndarray, scores: np.ndarray, schema: KeypointSchema,
+                       target: KeypointSchema | None = None
                        ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``head_bottom`` (PoseTrack's upper neck) and ``head_top`` from face joints and shoulders.
+    """The head joints ``target`` has and ``schema`` (COCO) lacks, from face joints and shoulders.
 
-    For schemas without those joints (COCO): the head centre ``c`` is the score-weighted mean of
-    the eyes and ears scored at least 0.1 (the nose when none is), ``m`` the shoulders' midpoint,
-    and the joints are ``m + t (c - m)`` with :data:`HEAD_BOTTOM_T` and :data:`HEAD_TOP_T`. Their
-    score is the lower of the shoulders' mean score and the face joints' (mean) score, so a pose
-    with an unseen head or unseen shoulders gets low-scored head joints.
+    The head centre ``c`` is the score-weighted mean of the eyes and ears scored at least 0.1 (the
+    nose when none is), ``m`` the shoulders' midpoint, and each joint is ``m + t (c - m)`` with
+    the target's ``t`` from :data:`HEAD_POINTS` (PoseTrack's when ``target`` is ``None`` or not
+    listed). Its score is the lower of the shoulders' mean score and the face joints' (mean)
+    score, so a pose with an unseen head or unseen shoulders gets low-scored head joints.
 
     Args:
         keypoints: ``(n, k, 2)`` pixels in ``schema``; needs both shoulders and a nose or eyes/ears.
         scores: ``(n, k)``.
+        target: The schema the joints are for (its :data:`HEAD_POINTS` entry).
 
     Returns:
-        ``{"head_bottom": ((n, 2), (n,)), "head_top": ((n, 2), (n,))}``: points (NaN where the
-        shoulders or the whole face are missing) and scores (0 there).
+        ``{canonical name: ((n, 2), (n,))}`` for ``head_bottom`` and ``head_top``: points (NaN
+        where the shoulders or the whole face are missing) and scores (0 there).
     """
     kp = np.asarray(keypoints, dtype=np.float64)
     sc = np.asarray(scores, dtype=np.float64)
@@ -310,11 +339,17 @@ def derive_head_joints(keypoints: np.ndarray, scores: np.ndarray, schema: Keypoi
         face_score[use_nose] = sc[use_nose, pos["nose"]]
     else:
         centre[wsum <= 0] = np.nan
-    ok = np.isfinite(mid).all(1) & np.isfinite(centre).all(1)
+    has_mid = np.isfinite(mid).all(1)
+    ok = has_mid & np.isfinite(centre).all(1)
     score = np.where(ok, np.minimum(sh_score, face_score), 0.0)
+    points = HEAD_POINTS.get(target.name if target is not None else "default", HEAD_POINTS["default"])
     out = {}
-    for name, t in (("head_bottom", HEAD_BOTTOM_T), ("head_top", HEAD_TOP_T)):
-        pt = mid + t * (centre - mid)
+    for name, hp in points.items():
+        pt = mid + hp.t * (centre - mid)
         pt[~ok] = np.nan
-        out[name] = (pt, score.copy())
+        sc_out = score.copy()
+        if hp.at_shoulders_without_face:
+            alone = has_mid & ~ok
+            pt[alone], sc_out[alone] = mid[alone], sh_score[alone]
+        out[name] = (pt, sc_out)
     return out

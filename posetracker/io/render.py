@@ -1,11 +1,17 @@
 """Drawing tracked poses: skeletons coloured per track id with the id written beside them, optional
 boxes, and short trails of where each person was in the last frames; and a video sink that streams
-the drawn frames into an ``mp4v`` file one at a time (no frame is held after it is written).
+the drawn frames into a video file one at a time (no frame is held after it is written).
+
+Video encoding: H.264 (``libx264``, ``yuv420p``, ``+faststart``), which browsers play, when PyAV is
+installed (``pip install -e ".[video]"``; its wheels bring FFmpeg with libx264); otherwise OpenCV's
+``mp4v`` (MPEG-4 part 2), which plays in desktop players but not in common browsers, with a note on
+stderr saying so.
 """
 
 from __future__ import annotations
 
 import colorsys
+import sys
 from collections import deque
 from pathlib import Path
 
@@ -99,11 +105,97 @@ def draw_poses(
     return out
 
 
-class VideoRenderer:
-    """A sink that draws every tracked frame and appends it to an ``mp4v`` video.
+def h264_available() -> bool:
+    """PyAV is installed and its FFmpeg has the libx264 encoder."""
+    try:
+        import av
+    except ImportError:
+        return False
+    return "libx264" in av.codecs_available
 
-    The writer opens on the first frame (its size is the frame's). Trails keep the last
-    ``trail`` centres of each track; a track unseen for ``trail`` frames loses its trail.
+
+class _AvWriter:
+    """H.264 in MP4 through PyAV: ``yuv420p`` (what browsers decode) at constant quality."""
+
+    codec = "h264"
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+        import av
+        from fractions import Fraction
+
+        self._c = av.open(str(path), mode="w", format="mp4",
+                          options={"movflags": "+faststart"})
+        rate = Fraction(fps).limit_denominator(1001)
+        self._s = self._c.add_stream("libx264", rate=rate)
+        self._s.width, self._s.height = size
+        self._s.pix_fmt = "yuv420p"
+        self._s.options = {"crf": "23", "preset": "veryfast"}
+
+    def write(self, rgb: np.ndarray) -> None:
+        import av
+
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        for packet in self._s.encode(frame):
+            self._c.mux(packet)
+
+    def release(self) -> None:
+        try:
+            for packet in self._s.encode():  # flush the encoder's delayed frames
+                self._c.mux(packet)
+        finally:
+            self._c.close()
+
+
+class _CvWriter:
+    """MPEG-4 part 2 (``mp4v``) through OpenCV: always there, not played by common browsers."""
+
+    codec = "mp4v"
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+        import cv2
+
+        self._w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not self._w.isOpened():
+            raise InputError(f"cannot open {path} for writing an mp4v video")
+
+    def write(self, rgb: np.ndarray) -> None:
+        import cv2
+
+        self._w.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def release(self) -> None:
+        self._w.release()
+
+
+def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled to fit ``size`` = (width, height), keeping its aspect, centred on black
+    (image folders may mix frame sizes; a video has one)."""
+    import cv2
+
+    w, h = size
+    ih, iw = image.shape[:2]
+    if (iw, ih) == (w, h):
+        return image
+    if 0 <= w - iw <= 1 and 0 <= h - ih <= 1:  # odd size rounded up to even: pad, no resampling
+        out = np.zeros((h, w, 3), dtype=np.uint8)
+        out[:ih, :iw] = image
+        return out
+    scale = min(w / iw, h / ih)
+    nw, nh = max(1, round(iw * scale)), max(1, round(ih * scale))
+    out = np.zeros((h, w, 3), dtype=np.uint8)
+    x, y = (w - nw) // 2, (h - nh) // 2
+    out[y:y + nh, x:x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    return out
+
+
+class VideoRenderer:
+    """A sink that draws every tracked frame and appends it to a video (H.264 with PyAV, else
+    ``mp4v``; see the module's docstring).
+
+    The writer opens on the first frame; the video's size is that frame's, rounded up to even
+    numbers (H.264's 4:2:0 colour needs them). A later frame of another size (image folders) is
+    scaled to fit, keeping its aspect, on black. Trails keep the last ``trail`` centres of each
+    track; a track unseen for ``trail`` frames loses its trail.
 
     Args:
         path: Output video file (``.mp4`` recommended).
@@ -111,16 +203,24 @@ class VideoRenderer:
         boxes: Draw person boxes.
         trail: Trail length in frames (0: no trails).
         kpt_threshold: Joints scored below this are not drawn.
+        codec: ``"auto"`` (H.264 when PyAV has libx264, else mp4v with a note on stderr),
+            ``"h264"`` or ``"mp4v"``.
     """
 
     def __init__(self, path: str | Path, fps: float = 25.0, *, boxes: bool = False,
-                 trail: int = 15, kpt_threshold: float = 0.2):
+                 trail: int = 15, kpt_threshold: float = 0.2, codec: str = "auto"):
+        if codec not in ("auto", "h264", "mp4v"):
+            raise ValueError(f"codec must be auto, h264 or mp4v, got {codec!r}")
+        if codec == "h264" and not h264_available():
+            raise InputError("H.264 video needs PyAV with libx264: pip install -e \".[video]\"")
         self.path = Path(path)
         self.fps = fps if fps and fps > 0 else 25.0
         self.boxes = boxes
         self.trail = trail
         self.kpt_threshold = kpt_threshold
-        self._writer = None
+        self.codec = codec
+        self._writer: _AvWriter | _CvWriter | None = None
+        self._codec: str | None = None
         self._size: tuple[int, int] | None = None
         self._trails: dict[int, deque] = {}
         self._last_seen: dict[int, int] = {}
@@ -144,32 +244,44 @@ class VideoRenderer:
         for tid in [t for t, seen in self._last_seen.items() if self._n - seen >= self.trail]:
             del self._trails[tid], self._last_seen[tid]
 
-    def write(self, frame: SourceFrame, poses: FramePoses) -> None:
-        import cv2
+    def _open(self, w: int, h: int) -> None:
+        self._size = (w + w % 2, h + h % 2)
+        use_av = self.codec == "h264" or (self.codec == "auto" and h264_available())
+        if use_av:
+            try:
+                self._writer = _AvWriter(self.path, self.fps, self._size)
+            except OSError as e:
+                raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
+            return
+        if self.codec == "auto":
+            print(f"posetracker: note: {self.path} is mp4v (MPEG-4 part 2), which common "
+                  "browsers do not play; pip install -e \".[video]\" (PyAV) for H.264",
+                  file=sys.stderr)
+        self._writer = _CvWriter(self.path, self.fps, self._size)
 
+    def write(self, frame: SourceFrame, poses: FramePoses) -> None:
         h, w = frame.image.shape[:2]
         if self._writer is None:
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"),
-                                           self.fps, (w, h))
-            if not self._writer.isOpened():
-                raise InputError(f"cannot open {self.path} for writing an mp4v video")
-            self._size = (w, h)
-        elif (w, h) != self._size:  # image folders may mix sizes; the video cannot
-            raise InputError(f"frame {frame.index} ({frame.name}) is {w}x{h}, the video "
-                             f"{self.path} is {self._size[0]}x{self._size[1]}")
+            self._open(w, h)
         self._update_trails(poses)
         # trails of the people in this frame only: a vanished person's trail would float alone
         here = set() if poses.track_ids is None else {int(t) for t in poses.track_ids}
         drawn = draw_poses(frame.image, poses, kpt_threshold=self.kpt_threshold,
                            boxes=self.boxes,
                            trails={t: p for t, p in self._trails.items() if t in here})
-        self._writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        self._codec = self._writer.codec
+        self._writer.write(np.ascontiguousarray(_fit(drawn, self._size)))
         self._n += 1
+
+    @property
+    def video_codec(self) -> str | None:
+        """``"h264"`` or ``"mp4v"`` once the first frame is written, else ``None``."""
+        return self._codec
 
     def close(self, meta: dict | None = None) -> None:
         if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+            w, self._writer = self._writer, None
+            w.release()
 
     def abort(self) -> None:
         # Keep what was drawn: releasing finalises the container so the partial video plays.

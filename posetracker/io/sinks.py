@@ -22,15 +22,17 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from posetracker.core.errors import InputError
-from posetracker.core.fileio import atomic_write
+from posetracker.core.fileio import atomic_write, write_error
 from posetracker.core.poses import Frame, FramePoses, VideoPoses
-from posetracker.core.schemas import KeypointSchema, get_schema
+from posetracker.core.schemas import COCO17, KeypointSchema, get_schema
+from posetracker.io.formats.coco import write_coco_results
 from posetracker.io.sources import SourceFrame
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ def frame_record(frame: SourceFrame, poses: FramePoses) -> dict:
         sc = poses.keypoint_scores[i]
         people.append({
             "track_id": None if poses.track_ids is None else int(poses.track_ids[i]),
-            "score": _num(poses.box_scores[i]),
+            "score": _num(poses.scores[i]),
             "box": [_num(v) for v in poses.boxes[i]],
             "keypoints": [[_num(kp[j, 0]), _num(kp[j, 1]), round(float(sc[j]), 4)]
                           for j in range(kp.shape[0])],
@@ -115,6 +117,9 @@ def read_jsonl(path: str | Path, name: str | None = None) -> VideoPoses:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not a JSON-lines text file ({e.reason} at byte {e.start})") \
+            from None
     for n, line in enumerate(lines, 1):
         try:
             rec = json.loads(line)
@@ -123,19 +128,28 @@ def read_jsonl(path: str | Path, name: str | None = None) -> VideoPoses:
                 log.warning("%s: ignored the cut-off last line %d", path, n)
                 break
             raise InputError(f"{path}: line {n} is not JSON") from None
-        schema = schema or get_schema(rec["schema"])
-        people = rec["people"]
-        k = schema.num_keypoints
-        kp = np.array([[[np.nan if v is None else v for v in j[:2]] for j in p["keypoints"]]
-                       for p in people], dtype=np.float64).reshape(len(people), k, 2)
-        sc = np.array([[j[2] for j in p["keypoints"]] for p in people],
-                      dtype=np.float64).reshape(len(people), k)
-        ids = [p["track_id"] for p in people]
-        poses = FramePoses(kp, sc, np.array([[np.nan if v is None else v for v in p["box"]]
-                                             for p in people]).reshape(len(people), 4),
-                           np.array([p["score"] or 0.0 for p in people]), schema,
-                           track_ids=None if any(i is None for i in ids) else np.array(ids))
-        frames.append(Frame(rec["frame"], poses, image=rec["image"]))
+        try:  # a record of the wrong shape at any level: one line naming the line
+            if not isinstance(rec, dict) or not isinstance(rec.get("frame"), int) \
+                    or isinstance(rec["frame"], bool) or not isinstance(rec.get("people"), list):
+                raise ValueError("expected {\"frame\": int, \"people\": [...], ...}")
+            schema = schema or get_schema(rec["schema"])
+            people = rec["people"]
+            k = schema.num_keypoints
+            kp = np.array([[[np.nan if v is None else v for v in j[:2]] for j in p["keypoints"]]
+                           for p in people], dtype=np.float64).reshape(len(people), k, 2)
+            sc = np.array([[j[2] for j in p["keypoints"]] for p in people],
+                          dtype=np.float64).reshape(len(people), k)
+            ids = [p["track_id"] for p in people]
+            poses = FramePoses(kp, sc, np.array([[np.nan if v is None else v for v in p["box"]]
+                                                 for p in people]).reshape(len(people), 4),
+                               np.array([p["score"] or 0.0 for p in people]), schema,
+                               track_ids=None if any(i is None for i in ids) else np.array(ids))
+            frames.append(Frame(rec["frame"], poses, image=str(rec["image"])))
+        except InputError as e:
+            raise InputError(f"{path}: line {n}: {e}") from None
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            what = f"no {e}" if isinstance(e, KeyError) else str(e)
+            raise InputError(f"{path}: line {n} is not a frame record ({what})") from None
     if schema is None:
         raise InputError(f"{path}: no frames")
     return VideoPoses(name or path.stem, frames, schema)
@@ -172,36 +186,6 @@ class CsvSink:
 
     def abort(self) -> None:
         self._f.close()
-
-
-def write_coco_results(video: VideoPoses, path: str | Path) -> None:
-    """COCO keypoint results: a list of ``{image_id, category_id, keypoints, score, track_id}``.
-
-    ``image_id`` is the frame index; keypoints are ``x, y, score`` triples in COCO-17 order (absent
-    joints ``0, 0, 0``), as ``pycocotools``' ``loadRes`` expects. A results file is a bare list, so
-    the run's metadata goes to ``<path>.meta.json`` beside it.
-    """
-    from posetracker.core.schemas import COCO17, convert_keypoints
-
-    results = []
-    for f in video.frames:
-        p = f.poses
-        if not len(p):
-            continue
-        kp, sc = convert_keypoints(p.keypoints, p.keypoint_scores, p.schema, COCO17)
-        for i in range(len(p)):
-            flat: list[float] = []
-            for j in range(kp.shape[1]):
-                x, y = kp[i, j]
-                ok = np.isfinite(x) and np.isfinite(y)
-                flat += [round(float(x), 2) if ok else 0.0, round(float(y), 2) if ok else 0.0,
-                         round(float(sc[i, j]), 4) if ok else 0.0]
-            rec = {"image_id": int(f.image_id if f.image_id is not None else f.index),
-                   "category_id": 1, "keypoints": flat, "score": round(float(p.box_scores[i]), 5)}
-            if p.track_ids is not None:
-                rec["track_id"] = int(p.track_ids[i])
-            results.append(rec)
-    Path(path).write_text(json.dumps(results), encoding="utf-8")
 
 
 class FinalJsonSink:
@@ -252,7 +236,8 @@ class FinalJsonSink:
 
     def _write(self, video: VideoPoses, tmp: Path) -> None:
         if self.fmt == "coco":
-            write_coco_results(video, tmp)
+            # A results file is a bare list: the run's metadata goes beside it.
+            write_coco_results(video, tmp, schema=COCO17)
             atomic_write(self.path.with_name(self.path.name.removesuffix(".json") + ".meta.json"),
                          lambda m: m.write_text(json.dumps(video.meta, indent=1, default=str)))
             return
@@ -281,19 +266,28 @@ class SinkSet:
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
         for s in self.sinks:
-            s.write(frame, poses)
+            try:
+                s.write(frame, poses)
+            except OSError as e:  # a full disk, a failing device: one line naming the file
+                raise write_error(getattr(s, "path", "an output"), e) from None
 
     def close(self, meta: dict) -> None:
         self._each(lambda s: s.close(meta))
 
     def abort(self) -> None:
-        self._each(lambda s: s.abort())
+        # after a failure: the first error is the one reported; a stream whose last flush fails
+        # again here (the disk is still full) keeps what it had written
+        self._each(lambda s: s.abort(), quiet=OSError)
 
-    def _each(self, fn: Callable[[Sink], None]) -> None:
+    def _each(self, fn: Callable[[Sink], None], quiet: type[BaseException] | tuple = ()) -> None:
         first: BaseException | None = None
         for s in self.sinks:
             try:
                 fn(s)
+            except quiet:
+                pass
+            except OSError as e:
+                first = first or write_error(getattr(s, "path", "an output"), e)
             except BaseException as e:  # noqa: BLE001 - re-raised after the other sinks closed
                 first = first or e
         if first is not None:

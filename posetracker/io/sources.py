@@ -7,9 +7,13 @@ shape ``(H, W, 3)`` and ``index`` is the frame's position in the *original* inpu
 source never holds more than the frame it is yielding.
 
 Errors: input that cannot be opened or decoded at all raises :class:`~posetracker.core.errors.InputError`
-with one line naming the file (and frame). A video that stops decoding before the frame count in its
-header keeps the frames already yielded and logs a warning, because a truncated recording is still
-worth tracking up to the cut.
+with one line naming the file (and frame). A frame that fails to decode in the middle (a damaged
+video frame, a corrupt or zero-byte image in a folder) is skipped with a warning naming its index and
+the run goes on: one damaged frame should not cost the rest of a long recording, the trackers bridge
+a one-frame gap as they bridge an occlusion, and the outputs name frames by index, so the gap is
+visible. A video that stops decoding for good (:data:`MAX_BAD_FRAMES` failures in a row) before the
+frame count in its header keeps the frames already yielded and logs a warning, because a truncated
+recording is still worth tracking up to the cut. An input of which no frame decodes raises.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ import numpy as np
 from posetracker.core.errors import InputError
 
 log = logging.getLogger(__name__)
+
+#: Failed video reads in a row after which the video is taken to end there (a cut-off file).
+MAX_BAD_FRAMES = 25
 
 #: File suffixes read as still images (lower case).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
@@ -127,8 +134,20 @@ class FrameSource:
         picked = self.paths[self.start_frame::self.stride]
         if self.max_frames is not None:
             picked = picked[:self.max_frames]
+        yielded = 0
         for i, p in enumerate(picked):
-            yield SourceFrame(self.start_frame + i * self.stride, read_image(p), p.name)
+            index = self.start_frame + i * self.stride
+            try:
+                image = read_image(p)
+            except InputError as e:
+                if len(picked) == 1:
+                    raise
+                log.warning("frame %d skipped: %s", index, e)
+                continue
+            yield SourceFrame(index, image, p.name)
+            yielded += 1
+        if picked and not yielded:
+            raise InputError(f"none of the {len(picked)} images of {self.spec} could be decoded")
 
     def _iter_capture(self) -> Iterator[SourceFrame]:
         cv2 = _cv2()
@@ -144,13 +163,27 @@ class FrameSource:
                 if not cap.grab():
                     break
                 index += 1
+            bad: list[int] = []  # indices of the failed reads in a row
+            skipped = 0
             while self.max_frames is None or yielded < self.max_frames:
                 if self._wanted(index):
                     ok, bgr = cap.read()
                 else:
                     ok, bgr = cap.grab(), None
                 if not ok:
-                    break
+                    # before the header's count (or with no count): a damaged frame, or the end
+                    more = self.header_frames is None or index + 1 < self.header_frames
+                    if self.kind != "video" or not more or len(bad) >= MAX_BAD_FRAMES - 1:
+                        index -= len(bad)  # the video ended at the first of the failed reads
+                        break
+                    bad.append(index)
+                    index += 1
+                    continue
+                for b in bad:
+                    if self._wanted(b):
+                        log.warning("%s: frame %d could not be decoded; skipped", self.spec, b)
+                        skipped += 1
+                bad.clear()
                 if bgr is not None:
                     if bgr.ndim == 2:
                         bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
@@ -162,7 +195,7 @@ class FrameSource:
                 raise InputError(f"cannot decode any frame of video {self.spec}: corrupt or "
                                  "unsupported codec")
             expected = self.expected_frames
-            if (self.kind == "video" and expected is not None and yielded < expected):
+            if (self.kind == "video" and expected is not None and yielded + skipped < expected):
                 log.warning("%s: video ended at frame %d, the header announced %d frames; "
                             "kept the %d frames read", self.spec, index, self.header_frames,
                             yielded)

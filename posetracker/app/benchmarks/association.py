@@ -203,7 +203,7 @@ def coco_comparison(coco_dir: str, model: str, config, threads: int = 1):
     rows, images = [], {}
     for thr in sorted({float(est.kpt_threshold), float(config.kpt_threshold)}):
         for name, preds in (("nms", nms_preds), *crowd_preds.items()):
-            scored = {i: dataclasses.replace(p, box_scores=_pose_scores(
+            scored = {i: dataclasses.replace(p, scores=_pose_scores(
                 np.ones(len(p)), p.keypoint_scores, thr)) for i, p in preds.items()}
             by = evaluate_coco_by_crowd(gt, scored)
             crowded = evaluate_coco_by_crowd(gt, scored, thresholds=(0.2, 0.2)).loc["hard"]

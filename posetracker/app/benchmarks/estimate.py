@@ -55,11 +55,16 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     import torch
 
-    from posetracker.evaluation.report import format_table, save_report
     from posetracker.app.build import build_estimator
     from posetracker.app.commands.estimate_cmd import batched, estimator_config, set_threads
+    from posetracker.evaluation.report import format_table, save_report
     from posetracker.io.sources import open_source
 
+    if args.dump_config:
+        from posetracker.app.commands.estimate_cmd import app_settings
+        from posetracker.app.commands.settings_args import dump
+
+        return dump(app_settings(args))
     set_threads(args)
     base = estimator_config(args)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])

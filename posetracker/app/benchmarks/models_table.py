@@ -119,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
     from posetracker.io.formats.coco import read_coco_gt
     from posetracker.io.sources import read_image
 
+    if args.dump_config:  # the estimator options' --dump-config
+        from posetracker.app.commands.estimate_cmd import app_settings
+        from posetracker.app.commands.settings_args import dump
+
+        return dump(app_settings(args))
     set_threads(args)
     config = estimator_config(args)
     device = pick_device(config.device)

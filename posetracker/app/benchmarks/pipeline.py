@@ -87,6 +87,22 @@ def looped(source, passes: int):
             n += 1
 
 
+class LoopedSource:
+    """An opened source played ``passes`` times in a row (what :meth:`PoseTracker.track_to`
+    accepts as an opened source: iterable, with ``name``, ``fps``, ``start_frame``, ``stride``,
+    ``expected_frames``)."""
+
+    def __init__(self, source, passes: int):
+        self.source, self.passes = source, passes
+        self.name, self.fps = source.name, source.fps
+        self.start_frame, self.stride = 0, 1
+        n = source.expected_frames
+        self.expected_frames = None if n is None else n * passes
+
+    def __iter__(self):
+        return looped(self.source, self.passes)
+
+
 def _current_rss_mb() -> float:
     """This process's resident memory now, MB (Linux ``/proc/self/statm``)."""
     with open("/proc/self/statm") as f:
@@ -94,44 +110,33 @@ def _current_rss_mb() -> float:
 
 
 def worker(spec: dict) -> dict:
-    """One measured run in this process (called in a fresh interpreter by :func:`measure`)."""
+    """One measured run in this process (called in a fresh interpreter by :func:`measure`): the
+    Python API's :meth:`~posetracker.app.api.PoseTracker.track_to`, as ``posetracker track``."""
     import resource
     import time
 
-    import torch
-
-    from posetracker.app.commands.track_video import build_stages, final_sink
-    from posetracker.app.pipeline import PipelineOptions, run_pipeline, run_sequential
+    from posetracker.app.api import PoseTracker
+    from posetracker.app.pipeline import PipelineOptions
     from posetracker.app.settings import load_app_config
-    from posetracker.io.sinks import JsonlSink, SinkSet
     from posetracker.io.sources import open_source
-    from posetracker.tracker import make_tracker
 
     threads = 1 if spec["mode"] == "sequential" else spec["threads"]  # sequential: one thread
     config = load_app_config(None, [*spec["sets"], f"pipeline.mode={spec['mode']}",
                                     f"pipeline.threads={threads}"])
-    stages, device = build_stages(config)
-    source = open_source(spec["video"], max_frames=spec["max_frames"])
-    frames = looped(source, spec["passes"])
-    out = Path(spec["out_dir"]) / "out.json"
-    sink = SinkSet([JsonlSink(out.with_suffix(".jsonl")),
-                    final_sink(out, config.pipeline.output, source.name)])
-    options = PipelineOptions(det_batch=config.estimator.frame_batch,
-                              pose_batch=config.estimator.sppe.batch_size,
-                              pose_max_frames=config.pipeline.pose_max_frames,
-                              pose_workers=config.pipeline.pose_workers,
-                              queue_size=config.pipeline.queue_size)
-    runner = run_pipeline if spec["mode"] == "threaded" else run_sequential
+    tracker = PoseTracker(config)
     # Warm-up: the first model calls pay one-off costs (kernel selection, weight packing) that
     # belong to loading, not to per-frame speed.
-    first = next(iter(open_source(spec["video"], max_frames=1)))
-    stages.group(stages.estimate([first.image], stages.detect([stages.prepare(first.image)]))[0],
-                 first.image)
+    for _ in tracker.track(spec["video"], max_frames=1):
+        pass
+    source = LoopedSource(open_source(spec["video"], max_frames=spec["max_frames"]),
+                          spec["passes"])
     per_pass = spec["max_frames"]
     rss_by_pass: list[float] = []
 
-    def sample(n: int) -> None:
+    def sample(n: int, total: int | None) -> None:
         # resident memory after each written frame, highest per pass over the input
+        if not n:
+            return
         p = (n - 1) // per_pass
         rss = _current_rss_mb()
         if p == len(rss_by_pass):
@@ -141,18 +146,18 @@ def worker(spec: dict) -> dict:
 
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    result = runner(frames, stages, make_tracker(config.tracker), sink.write, options, sample)
-    sink.close({})
+    result = tracker.track_to(source, Path(spec["out_dir"]) / "out.json", progress=sample)
     wall = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
+    options = PipelineOptions.from_config(config)
     return {"frames": result.frames, "people_per_frame": round(result.people_per_frame, 2),
             "fps": result.frames / wall, "wall_s": wall, "cpu_s_per_frame": cpu / result.frames,
-            "device": device, "torch_threads": torch.get_num_threads(),
-            "pose_workers": config.pipeline.pose_workers if spec["mode"] == "threaded" else 1,
+            "device": result.device, "torch_threads": options.torch_threads,
+            "pose_workers": options.pose_workers,
             "peak_rss_mb": usage.ru_maxrss / 1024,
             "rss_peak_by_pass_mb": [round(r, 1) for r in rss_by_pass],
-            "ms_per_frame": result.times.ms_per_frame()}
+            "ms_per_frame": result.ms_per_frame}
 
 
 def measure(spec: dict) -> dict:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from posetracker.app.benchmarks import tracking
-from posetracker.app.benchmarks import estimate, models_table
-from posetracker.app.benchmarks import pipeline
-from posetracker.app.benchmarks import sppe
-from posetracker.app.benchmarks import association
+from posetracker.app.benchmarks import association, dataset, estimate, models_table, pipeline, sppe, tracking, train
 
-BENCH_MODULES: tuple = (tracking, estimate, models_table, pipeline, sppe, association)
+BENCH_MODULES: tuple = (tracking, estimate, models_table, pipeline, sppe, association, train,
+                         dataset)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

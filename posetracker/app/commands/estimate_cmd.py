@@ -11,62 +11,81 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from posetracker.app.commands.settings_args import (
+    Flag,
+    add_config_options,
+    default,
+    dump,
+    settings,
+)
 from posetracker.core.errors import InputError
 
+#: Estimator flags -> settings (the ``estimate`` section).
+FLAGS: tuple[Flag, ...] = (
+    ("pose_model", "estimate.estimator.sppe.model", None),
+    ("detector", "estimate.estimator.detector.model", None),
+    ("device", "estimate.estimator.device", None),
+    ("half", "estimate.estimator.sppe.half", True),
+    ("flip", "estimate.estimator.sppe.flip_test", None),
+    ("nms", "estimate.estimator.nms.mode", None),
+    ("frame_batch", "estimate.estimator.frame_batch", None),
+    ("threads", "estimate.threads", None),
+    ("association", "estimate.association", None),
+)
 
-def add_estimator_options(p: argparse.ArgumentParser, threads: int = 0) -> None:
-    """Options shared by ``estimate``, ``fit-nms`` and the estimator benchmarks (``threads``: the
-    default of ``--threads``)."""
-    g = p.add_argument_group("estimator")
-    g.add_argument("--config", metavar="YAML", help="estimator config (default: built-in defaults; "
-                   "see configs/estimator.yaml)")
-    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set nms.mode=alphapose (repeatable)")
+
+def add_estimator_options(p: argparse.ArgumentParser, threads: int | None = None) -> None:
+    """Options shared by ``estimate``, ``fit-nms`` and the estimator benchmarks: the settings'
+    ``estimate`` section. ``threads``: a benchmark's own default for ``--threads`` (default:
+    the setting's, ``estimate.threads``)."""
+    g = p.add_argument_group("estimator (settings section estimate)")
+    add_config_options(g)
+    e = "estimate.estimator"
     g.add_argument("--pose-model", metavar="NAME|PATH", help="pose estimator: registry "
                    "name (tinypose-256x192, tinypose-128x96, movenet-thunder, ...) or a model file "
-                   "(sets sppe.model)")
+                   f"({e}.sppe.model, default: {default(e + '.sppe.model')})")
     g.add_argument("--detector", metavar="NAME|PATH", help="person detector: registry name "
                    "(rtmdet-nano, picodet-s-320, centernet, ...) or an RTMDet .onnx, PicoDet .xml, "
-                   "Darknet .cfg or TF.js model.json path (sets detector.model)")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to run (default auto)")
-    g.add_argument("--half", action="store_true", help="float16 SPPE on CUDA")
+                   f"Darknet .cfg or TF.js model.json path ({e}.detector.model, default: "
+                   f"{default(e + '.detector.model')})")
+    g.add_argument("--device", metavar="auto|cpu|cuda[:N]", help="where the models run "
+                   f"({e}.device, default: {default(e + '.device')})")
+    g.add_argument("--half", action="store_true", default=None, help="float16 SPPE on CUDA "
+                   f"({e}.sppe.half, default: {default(e + '.sppe.half')})")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="flip test: average with the mirrored crops (default: sppe.flip_test)")
-    g.add_argument("--nms", choices=("rmpe", "alphapose", "none"), help="pose NMS mode")
-    g.add_argument("--frame-batch", type=int, metavar="N", help="frames per detector/crop batch")
+                   help="flip test: average with the mirrored crops "
+                   f"({e}.sppe.flip_test, default: {default(e + '.sppe.flip_test')})")
+    g.add_argument("--nms", choices=("rmpe", "alphapose", "none"), help="pose NMS mode "
+                   f"({e}.nms.mode, default: {default(e + '.nms.mode')})")
+    g.add_argument("--frame-batch", type=int, metavar="N", help="frames per detector/crop batch "
+                   f"({e}.frame_batch, default: {default(e + '.frame_batch')})")
     g.add_argument("--threads", type=int, default=threads, metavar="N",
-                   help=f"torch CPU threads; 0 = torch's default (default {threads})")
+                   help="torch CPU threads; 0 = torch's default (estimate.threads, default: "
+                   f"{default('estimate.threads') if threads is None else threads})")
+
+
+def app_settings(args: argparse.Namespace):
+    """The :class:`~posetracker.app.settings.AppConfig` of an estimator command."""
+    return settings(args, FLAGS)
+
+
+def estimator_config(args: argparse.Namespace):
+    """The :class:`EstimatorConfig` an estimator command runs (``estimate.estimator``)."""
+    return app_settings(args).estimate.estimator
 
 
 def set_threads(args: argparse.Namespace) -> None:
-    """Apply ``--threads`` (0 leaves torch's default)."""
+    """A benchmark process's torch threads from ``--threads`` (0 leaves torch's default); the
+    commands pass the count down instead (``estimate.threads``)."""
     if getattr(args, "threads", 0):
         import torch
 
         torch.set_num_threads(args.threads)
-
-
-def estimator_config(args: argparse.Namespace):
-    """The :class:`EstimatorConfig` from ``--config``, ``--set`` and the shortcut options."""
-    from posetracker.estimators.config import EstimatorConfig
-    from posetracker.core.config import load_config
-
-    sets = list(args.overrides or [])
-    for opt, key in (("pose_model", "sppe.model"), ("detector", "detector.model"),
-                     ("device", "device"), ("nms", "nms.mode"), ("frame_batch", "frame_batch")):
-        v = getattr(args, opt, None)
-        if v is not None:
-            sets.append(f"{key}={v}")
-    if getattr(args, "half", False):
-        sets.append("sppe.half=true")
-    if getattr(args, "flip", None) is not None:
-        sets.append(f"sppe.flip_test={'true' if args.flip else 'false'}")
-    return load_config(EstimatorConfig, args.config, sets)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,20 +93,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "estimate", help="multi-person poses per frame (RMPE) -> COCO keypoint results",
         description="Detect people, estimate each one's pose, remove duplicates with parametric "
         "pose NMS, and write COCO keypoint results (image_id, category_id, keypoints, score, bbox).")
-    p.add_argument("source", metavar="SOURCE", help="an image, an image folder, a glob, or a video")
-    p.add_argument("-o", "--output", required=True, metavar="JSON", help="results file (written "
-                   "atomically at the end)")
+    p.add_argument("source", nargs="?", metavar="SOURCE",
+                   help="an image, an image folder, a glob, or a video")
+    p.add_argument("-o", "--output", metavar="JSON", help="results file (written "
+                   "atomically at the end; required)")
     p.add_argument("--jsonl", metavar="PATH", help="also stream each finished frame to this "
-                   "JSON-lines file")
+                   "JSON-lines file (default: none)")
     p.add_argument("--gt", metavar="COCO_JSON", help="COCO ground truth whose images' file names "
                    "give the image ids (default: the number in the file name, or the frame index)")
     p.add_argument("--gt-boxes", action="store_true", help="use the --gt people's boxes instead of "
-                   "the detector (pose AP with ground-truth boxes)")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
-    p.add_argument("--quiet", "-q", action="store_true", help="no summary line")
-    p.add_argument("--association", choices=("nms", "crowdpose"), default="nms",
+                   "the detector (pose AP with ground-truth boxes; default: off)")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames "
+                   "(default: all)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no summary line (default: off)")
+    p.add_argument("--association", choices=("nms", "crowdpose"), default=None,
                    help="group each frame's per-box poses by parametric pose NMS or by CrowdPose "
-                   "joint-candidate association (default: %(default)s)")
+                   f"joint-candidate association (estimate.association, default: "
+                   f"{default('estimate.association')})")
     add_estimator_options(p)
     p.set_defaults(func=run)
 
@@ -174,16 +196,19 @@ def estimate_coco_images(estimator, dataset, images_dir: str | Path, batch: int,
 
 
 def run(args: argparse.Namespace) -> int:
-    from posetracker.app.build import build_estimator
+    from posetracker.app.api import PoseTracker
     from posetracker.core.fileio import check_writable
     from posetracker.io.formats.coco import frames_to_coco_results, read_coco_gt
     from posetracker.io.sinks import JsonlSink, atomic_write
     from posetracker.io.sources import open_source
 
+    config = app_settings(args)
+    if args.dump_config:
+        return dump(config)
+    if not args.source or not args.output:
+        raise InputError("estimate needs SOURCE and -o JSON")
     if args.gt_boxes and not args.gt:
         raise InputError("--gt-boxes needs --gt COCO_JSON")
-    config = estimator_config(args)
-    set_threads(args)
     source = open_source(args.source, max_frames=args.max_frames)
     check_writable(args.output, "-o")
     check_writable(args.jsonl, "--jsonl")
@@ -191,18 +216,15 @@ def run(args: argparse.Namespace) -> int:
     if args.gt:
         ids_by_name, lookup = gt_boxes_lookup(read_coco_gt(args.gt))
         boxes_for = lookup if args.gt_boxes else None
-    estimator = build_estimator(config, with_detector=not args.gt_boxes)
-    if args.association == "crowdpose":
-        from posetracker.association.assign import AssociatingEstimator
-
-        estimator = AssociatingEstimator(estimator)
+    tracker = PoseTracker(config)
+    tracker.estimator(with_detector=not args.gt_boxes)  # load the models before the clock starts
     sink = JsonlSink(args.jsonl) if args.jsonl else None
     results: list[dict] = []
     t0 = time.perf_counter()
     n_frames = 0
     try:
-        for frame, poses in estimate_source(estimator, source, config.frame_batch, boxes_for,
-                                            on_frame=sink.write if sink else None):
+        for frame, poses in estimate_source(tracker, source, config.estimate.estimator.frame_batch,
+                                            boxes_for, on_frame=sink.write if sink else None):
             image_id = image_id_for(frame.name, frame.index, ids_by_name)
             results.extend(frames_to_coco_results([(image_id, poses)]))
             n_frames += 1
@@ -220,5 +242,5 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         dt = time.perf_counter() - t0
         print(f"{n_frames} frames, {len(results)} people, {n_frames / max(dt, 1e-9):.2f} frames/s "
-              f"on {estimator.device} -> {args.output}", file=sys.stderr)
+              f"on {tracker.device} -> {args.output}", file=sys.stderr)
     return 0

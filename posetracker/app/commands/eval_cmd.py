@@ -48,7 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="FILE", help="also write the report: .csv, .json or .md")
-    p.add_argument("--plot", metavar="FILE.png", help="draw the figures as grouped bars")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the figures into a PNG: one bar per "
+                   "metric for a single row, a heat map of rows x metrics for several (e.g. "
+                   "--per-sequence); at most 1600x1400 pixels")
 
 
 def _check_outputs(args) -> None:
@@ -106,8 +108,8 @@ def _run_coco(args) -> int:
 
 def _run_crowdpose(args) -> int:
     _check_outputs(args)
-    from posetracker.evaluation.crowdpose import evaluate_crowdpose
     from posetracker.core.schemas import get_schema
+    from posetracker.evaluation.crowdpose import evaluate_crowdpose
 
     df = evaluate_crowdpose(args.gt, args.pred, pred_schema=get_schema(args.pred_schema))
     return _emit(df, args, "CrowdPose")

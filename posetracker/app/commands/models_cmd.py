@@ -112,8 +112,8 @@ def _run_fetch(args) -> int:
 
 
 def _run_verify(args) -> int:
-    from posetracker.core.errors import ModelError
     from posetracker.app.models import REGISTRY, ModelCache
+    from posetracker.core.errors import ModelError
 
     cache = ModelCache(args.cache)
     ok, problems = cache.verify(_names(args, tuple(REGISTRY)), source_dir=args.source_dir)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from posetracker.app.commands import track_video
+from posetracker.app.commands.settings_args import default
 from posetracker.core.errors import InputError, PosetrackerError
 from posetracker.core.fileio import check_writable
 
@@ -36,13 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="tracked.json",
                    help="output PoseTrack JSON file (required with --poses)")
     p.add_argument("--format", choices=("posetrack18", "posetrack17", "coco"), default=None,
-                   help="output format (default: posetrack18; coco: VIDEO mode only)")
+                   help="output format (pipeline.output.format, default: "
+                   f"{default('pipeline.output.format')}; coco: VIDEO mode only)")
     p.add_argument("--tracker", choices=("poseflow", "iou", "alphapose", "none"), default=None,
-                   help="tracker (default: the config's kind, poseflow)")
+                   help=f"tracker (tracker.kind, default: the config's kind, "
+                   f"{default('tracker.kind')})")
     p.add_argument("--tracker-config", metavar="YAML",
-                   help="tracker settings (tracker.config.TrackerConfig as YAML)")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
-                   help="override a setting, e.g. --set tracker.poseflow.link_len=20 (repeatable)")
+                   help="the tracker section as its own file (TrackerConfig as YAML; over "
+                   "--config, under the flags and --set; default: none)")
     track_video.add_arguments(p)
     p.set_defaults(func=run)
 
@@ -50,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args) -> int:
     if args.poses:
         return run_poses(args)
-    if args.video or args.dump_config:
+    if args.dump_config:
+        return track_video.dump(track_video.load_settings(args))
+    if args.video:
         return run_video(args)
     raise InputError("give a VIDEO to track, or --poses POSES.json with -o tracked.json")
 
@@ -61,31 +65,10 @@ def run_video(args) -> int:
 
 
 def load_tracker_config(args):
-    """The :class:`posetracker.tracker.config.TrackerConfig` of a ``--poses`` run.
-
-    Layers, later ones win: defaults; the ``tracker`` section of ``--config``; ``--tracker-config``
-    (a TrackerConfig YAML); ``--set`` (keys as in VIDEO mode, ``tracker.poseflow.link_len=20``, or
-    without the ``tracker.`` prefix); ``--tracker``.
-    """
-    from posetracker.core.config import from_dict, load_yaml, merge_overrides
-    from posetracker.core.errors import ConfigError
-    from posetracker.tracker.config import TrackerConfig
-
-    data: dict = {}
-    where = "tracker config"
-    if getattr(args, "config", None):
-        section = load_yaml(args.config).get("tracker", {})
-        if not isinstance(section, dict):
-            raise ConfigError(f"{args.config}: 'tracker' must be a mapping")
-        data, where = section, args.config
-    if args.tracker_config:
-        data = {**data, **load_yaml(args.tracker_config)}
-        where = args.tracker_config
-    overrides = [o[len("tracker."):] if o.startswith("tracker.") else o for o in args.set]
-    cfg = from_dict(TrackerConfig, merge_overrides(data, overrides), where)
-    if args.tracker:
-        cfg = dataclasses.replace(cfg, kind=args.tracker)
-    return cfg
+    """The :class:`posetracker.tracker.config.TrackerConfig` of a ``--poses`` run: the ``tracker``
+    section of the same settings as VIDEO mode (``--config`` < ``--tracker-config`` < ``--tracker``
+    < ``--set``, keys rooted at the whole settings, e.g. ``tracker.poseflow.link_len=20``)."""
+    return track_video.load_settings(args).tracker
 
 
 def read_poses_file(path: str):

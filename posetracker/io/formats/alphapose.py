@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from posetracker.core.errors import InputError
-from posetracker.io.formats.coco import load_json
 from posetracker.core.poses import Frame, FramePoses, VideoPoses, keypoint_boxes
 from posetracker.core.schemas import COCO17, CROWDPOSE14, MPII16, POSETRACK17, KeypointSchema
+from posetracker.io.formats.coco import load_json
 from posetracker.io.sources import natural_key
 
 # Joint count -> the schema results with that many joints are read in.

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from posetracker.core.errors import InputError
-from posetracker.core.poses import Frame, FramePoses, VideoPoses, keypoint_boxes
+from posetracker.core.poses import Frame, FramePoses, VideoPoses, keypoint_boxes, mean_joint_scores
 from posetracker.core.schemas import BONN_MPII_IDS, MPII16, POSETRACK17, index_map
 
 __all__ = ["read_bonn_mat"]
@@ -123,10 +123,9 @@ def read_bonn_mat(path: str | Path) -> list[VideoPoses]:
             n = len(kps)
             kp_arr = np.array(kps).reshape(n, k, 2)
             sc_arr = np.array(scs).reshape(n, k)
-            present = np.isfinite(kp_arr).all(-1)
-            box_scores = np.where(present.any(1), (sc_arr * present).sum(1)
-                                  / np.maximum(present.sum(1), 1), 0.0)
-            poses = FramePoses(kp_arr, sc_arr, keypoint_boxes(kp_arr), box_scores, schema,
+            # Annotations carry no person score: the mean joint score stands in (no detector).
+            poses = FramePoses(kp_arr, sc_arr, keypoint_boxes(kp_arr),
+                               mean_joint_scores(kp_arr, sc_arr), schema,
                                track_ids=np.array(tids, dtype=np.int64),
                                head_boxes=np.array(heads).reshape(n, 4))
             frames.append(Frame(index=t, poses=poses, image=f"{name}/{t + 1:05d}.jpg",

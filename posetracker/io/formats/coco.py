@@ -8,7 +8,7 @@ joints and a per-image ``crowdIndex``.
 A results file is a JSON list with one entry per predicted person::
 
     {"image_id": 785, "category_id": 1, "keypoints": [x1, y1, s1, ...], "score": 0.93,
-     "bbox": [x, y, w, h]}                                  # bbox optional
+     "bbox": [x, y, w, h], "track_id": 3}             # bbox and track_id optional
 
 where the third value of each joint is the joint's score. This module writes absent joints as
 ``0, 0, 0`` and, reading, treats exactly ``(0, 0, 0)`` as an absent joint (NaN in :class:`FramePoses`).
@@ -31,8 +31,8 @@ import numpy as np
 
 from posetracker.core.errors import InputError
 from posetracker.core.fileio import atomic_write_text
-from posetracker.core.poses import FramePoses, keypoint_boxes
-from posetracker.core.schemas import COCO17, SCHEMAS, KeypointSchema
+from posetracker.core.poses import FramePoses, VideoPoses, keypoint_boxes
+from posetracker.core.schemas import COCO17, SCHEMAS, KeypointSchema, convert_keypoints
 
 PathLike = str | os.PathLike
 
@@ -98,7 +98,7 @@ class CocoDataset:
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<memory>") -> "CocoDataset":
+    def from_dict(cls, data: Any, source: str = "<memory>") -> CocoDataset:
         """Validate a parsed annotation file; problems raise :class:`InputError` naming ``source``."""
         if isinstance(data, list):
             raise InputError(f"{source}: a JSON list (a results file?), expected a ground-truth "
@@ -292,44 +292,59 @@ def read_coco_results(path: PathLike, schema: KeypointSchema = COCO17) -> dict[i
     """Read a keypoint results file into ``{image_id: FramePoses}``.
 
     Joints stored as ``(0, 0, 0)`` become absent (NaN, score 0); the joint's third value is its
-    score; ``score`` is the box score; ``bbox`` (xywh) gives the box, else the joints' tight box.
+    score; ``score`` is the person score; ``bbox`` (xywh) gives the box, else the joints' tight box.
     """
     results = validate_coco_results(load_json(path), str(path), schema.num_keypoints)
     return results_to_frames(results, schema)
 
 
-def frames_to_coco_results(
-    frames: Iterable[tuple[int, FramePoses]] | Mapping[int, FramePoses], category_id: int = 1
-) -> list[dict]:
-    """Results-list entries for ``(image_id, poses)`` pairs (or a mapping image_id -> poses).
+CocoFrames = Iterable[tuple[int, FramePoses]] | Mapping[int, FramePoses] | VideoPoses
 
-    Keypoints are flattened ``x, y, score`` with absent joints ``0, 0, 0``; ``score`` is the box
-    score; ``bbox`` is the box as ``x, y, w, h``.
+
+def frames_to_coco_results(
+    frames: CocoFrames, category_id: int = 1, schema: KeypointSchema | None = None
+) -> list[dict]:
+    """Results-list entries for ``(image_id, poses)`` pairs, a mapping image_id -> poses, or a
+    :class:`VideoPoses` (image id: the frame's ``image_id``, else its index).
+
+    Keypoints are flattened ``x, y, score`` with absent joints ``0, 0, 0``; ``score`` is the person
+    score (:attr:`FramePoses.scores`); ``bbox`` is the box as ``x, y, w, h``; ``track_id`` is
+    written for tracked poses. ``schema``: re-index the joints into this schema first (a tracked
+    video of any schema written as COCO-17 results); ``None`` writes the poses' own joints.
     """
-    items = frames.items() if isinstance(frames, Mapping) else frames
+    if isinstance(frames, VideoPoses):
+        items: Iterable = [(f.image_id if f.image_id is not None else f.index, f.poses)
+                           for f in frames.frames]
+    else:
+        items = frames.items() if isinstance(frames, Mapping) else frames
     out = []
     for image_id, poses in items:
         if not _is_int(image_id):
             raise InputError(f"image id must be an integer, got {image_id!r}")
-        present = poses.present
-        kp = np.where(present[..., None], poses.keypoints, 0.0)
-        sc = np.where(present, poses.keypoint_scores, 0.0)
-        flat = np.concatenate([kp, sc[..., None]], axis=-1).reshape(len(poses), 3 * poses.num_keypoints)
+        kp, sc = poses.keypoints, poses.keypoint_scores
+        if schema is not None and schema is not poses.schema:
+            kp, sc = convert_keypoints(kp, sc, poses.schema, schema)
+        present = np.isfinite(kp).all(-1)
+        kp = np.where(present[..., None], kp, 0.0)
+        sc = np.where(present, sc, 0.0)
+        flat = np.concatenate([kp, sc[..., None]], axis=-1).reshape(len(poses), 3 * kp.shape[1])
         for i in range(len(poses)):
             x1, y1, x2, y2 = poses.boxes[i]
-            out.append({"image_id": int(image_id), "category_id": int(category_id),
-                        "keypoints": [float(v) for v in flat[i]],
-                        "score": float(poses.box_scores[i]),
-                        "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]})
+            rec = {"image_id": int(image_id), "category_id": int(category_id),
+                   "keypoints": [float(v) for v in flat[i]],
+                   "score": float(poses.scores[i]),
+                   "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]}
+            if poses.track_ids is not None:
+                rec["track_id"] = int(poses.track_ids[i])
+            out.append(rec)
     return out
 
 
 def write_coco_results(
-    frames: Iterable[tuple[int, FramePoses]] | Mapping[int, FramePoses], path: PathLike,
-    category_id: int = 1,
+    frames: CocoFrames, path: PathLike, category_id: int = 1, schema: KeypointSchema | None = None
 ) -> None:
     """Write a keypoint results file (see :func:`frames_to_coco_results`) atomically."""
-    atomic_write_text(path, json.dumps(frames_to_coco_results(frames, category_id)))
+    atomic_write_text(path, json.dumps(frames_to_coco_results(frames, category_id, schema)))
 
 
 # -- ground truth as poses -------------------------------------------------------------------

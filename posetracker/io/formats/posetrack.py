@@ -30,7 +30,7 @@ import numpy as np
 
 from posetracker.core.errors import InputError
 from posetracker.core.fileio import atomic_write_text
-from posetracker.core.poses import Frame, FramePoses, VideoPoses
+from posetracker.core.poses import Frame, FramePoses, VideoPoses, mean_joint_scores
 from posetracker.core.schemas import POSETRACK17, POSETRACK18, KeypointSchema, convert_keypoints
 
 __all__ = [
@@ -138,17 +138,16 @@ def _build_frame(
     for i, q in enumerate(people):
         if q["box"] is not None:
             boxes[i] = q["box"]
-    present = np.isfinite(kp).all(-1)
-    mean_sc = np.where(present.any(1), (sc * present).sum(1) / np.maximum(present.sum(1), 1), 0.0)
-    box_scores = np.array([mean_sc[i] if q["score"] is None else q["score"]
-                           for i, q in enumerate(people)], dtype=np.float64)
+    mean_sc = mean_joint_scores(kp, sc)  # a person without a stored score
+    scores = np.array([mean_sc[i] if q["score"] is None else q["score"]
+                       for i, q in enumerate(people)], dtype=np.float64)
     heads = None
     if any(q["head"] is not None for q in people):
         heads = np.array([q["head"] if q["head"] is not None else [np.nan] * 4 for q in people],
                          dtype=np.float64).reshape(n, 4)
     track_ids = None if (not n or tids[0] is None) else np.array(tids, dtype=np.int64)
     try:
-        return FramePoses(kp, sc, boxes, box_scores, schema, track_ids=track_ids, head_boxes=heads)
+        return FramePoses(kp, sc, boxes, scores, schema, track_ids=track_ids, head_boxes=heads)
     except InputError as e:
         raise InputError(f"{where}: {e}") from None
 
@@ -273,6 +272,8 @@ def _read_2017(data: dict, path: Path) -> VideoPoses:
 def _slot_map_2018(data: dict, path: Path) -> np.ndarray:
     """For each keypoint slot of the file, its index in POSETRACK18 (-1: a slot we drop)."""
     cats = data.get("categories") or []
+    if not isinstance(cats, list):
+        raise InputError(f"{path}: 'categories' must be a list")
     names = None
     for c in cats:
         if isinstance(c, dict) and c.get("keypoints"):
@@ -448,7 +449,7 @@ def write_posetrack18(video: VideoPoses, path: str | Path, derive_head: bool = F
     no ground truth as a false positive, whatever its score.
     """
     schema = POSETRACK18
-    vid = str(video.meta.get("vid_id", video.name.split("_")[0]))
+    vid = str(video.meta.get("vid_id", video.name))  # a read file's own vid_id, else the stem
     images, anns = [], []
     for fi, frame in enumerate(video.frames):
         image_id = int(frame.image_id) if frame.image_id is not None else fi
@@ -472,7 +473,7 @@ def write_posetrack18(video: VideoPoses, path: str | Path, derive_head: bool = F
             ann = {"id": image_id * 100 + i, "image_id": image_id, "category_id": 1,
                    "track_id": tids[i], "keypoints": trip,
                    "scores": [float(s) for s in sc[i]],
-                   "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(poses.box_scores[i])}
+                   "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(poses.scores[i])}
             head = _finite_row(poses.head_boxes, i)
             if head is not None:
                 ann["bbox_head"] = [head[0], head[1], head[2] - head[0], head[3] - head[1]]
@@ -510,7 +511,7 @@ def write_posetrack17(video: VideoPoses, path: str | Path, derive_head: bool = F
             points = [{"id": [j], "x": [float(kp[i, j, 0])], "y": [float(kp[i, j, 1])],
                        "score": [float(sc[i, j])], "is_visible": [1 if sc[i, j] > 0 else 0]}
                       for j in range(schema.num_keypoints) if np.all(np.isfinite(kp[i, j]))]
-            rect = {"track_id": [tids[i]], "score": [float(poses.box_scores[i])],
+            rect = {"track_id": [tids[i]], "score": [float(poses.scores[i])],
                     "annopoints": [{"point": points}]}
             head = _finite_row(poses.head_boxes, i)
             if head is not None:

@@ -1,0 +1,495 @@
+"""The Python API: :class:`PoseTracker` (estimate and track poses), :class:`TrackedFrame`, and the
+evaluations returning pandas DataFrames. ``posetracker track``, ``posetracker estimate`` and
+``posetracker bench pipeline`` call it; everything they do is reachable from here.
+
+Example::
+
+    from posetracker import PoseTracker
+
+    tracker = PoseTracker(device="cpu")
+    for frame in tracker.track("video.mp4", max_frames=50):
+        print(frame.index, frame.poses.track_ids, frame.poses.keypoints.shape)
+    summary = tracker.track_to("video.mp4", "out.json")   # as `posetracker track`
+
+Images are RGB ``(H, W, 3)`` uint8 arrays; coordinates are pixels of the original image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from posetracker.app.settings import AppConfig, load_app_config
+from posetracker.core.config import replace_path, update_config
+from posetracker.core.errors import ConfigError, InputError
+from posetracker.core.poses import FramePoses
+
+#: Keyword shortcuts of :class:`PoseTracker` (as the command-line flags) -> settings paths. The
+#: models, the device and the precision hold for tracking and for per-image estimation alike.
+SHORTCUTS: dict[str, tuple[str, ...]] = {
+    "device": ("estimator.device", "estimate.estimator.device"),
+    "detector": ("estimator.detector.model", "estimate.estimator.detector.model"),
+    "pose_model": ("estimator.sppe.model", "estimate.estimator.sppe.model"),
+    "half": ("estimator.sppe.half", "estimate.estimator.sppe.half"),
+    "tracker": ("tracker.kind",),
+    "association": ("pipeline.association",),
+    "det_batch": ("estimator.frame_batch",),
+    "pose_batch": ("estimator.sppe.batch_size",),
+    "mode": ("pipeline.mode",),
+    "threads": ("pipeline.threads",),
+    "min_pose_score": ("pipeline.min_pose_score",),
+}
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    """One tracked frame, as :meth:`PoseTracker.track` yields it.
+
+    Attributes:
+        index: 0-based position of the frame in the input (before ``start``/``stride``).
+        image_size: ``(width, height)`` of the frame in pixels.
+        poses: The frame's people: ``keypoints`` ``(n, k, 2)`` pixels, ``keypoint_scores``
+            ``(n, k)``, ``boxes`` ``(n, 4)`` xyxy, ``scores`` ``(n,)`` person scores,
+            ``track_ids`` ``(n,)`` int (final: numbered 0, 1, 2, ... in order of appearance),
+            ``schema``.
+        name: The frame's file name (image inputs) or the video's name.
+    """
+
+    index: int
+    image_size: tuple[int, int]
+    poses: FramePoses
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """What :meth:`PoseTracker.track_to` (``posetracker track``) reports.
+
+    Attributes:
+        output: The final JSON file.
+        jsonl, csv, render: The other files written (``None``: not asked for).
+        frames: Frames written.
+        people: Poses written, summed over frames.
+        wall_seconds: First read to last write.
+        mode: ``threaded`` or ``sequential``.
+        device: Where the models ran.
+        ms_per_frame: Milliseconds of work per frame of each stage.
+        meta: The metadata written into the output.
+    """
+
+    output: Path
+    jsonl: Path | None
+    csv: Path | None
+    render: Path | None
+    frames: int
+    people: int
+    wall_seconds: float
+    mode: str
+    device: str
+    ms_per_frame: dict[str, float]
+    meta: dict
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def people_per_frame(self) -> float:
+        return self.people / self.frames if self.frames else 0.0
+
+    def text(self) -> str:
+        """The closing summary line: frames, people per frame, frames/s, ms per frame per stage."""
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in self.ms_per_frame.items())
+        return (f"{self.frames} frames, {self.people_per_frame:.2f} people/frame, "
+                f"{self.fps:.2f} frames/s ({self.mode}); ms/frame: {stages}")
+
+
+def _config_from(config: AppConfig | str | Path | Mapping[str, Any] | None) -> AppConfig:
+    if config is None:
+        return AppConfig()
+    if isinstance(config, AppConfig):
+        return config
+    if isinstance(config, (str, Path)):
+        return load_app_config(config)
+    if isinstance(config, Mapping):
+        return update_config(AppConfig(), config, "config")
+    raise ConfigError(f"config must be an AppConfig, a YAML path or a mapping, got "
+                      f"{type(config).__name__}")
+
+
+def apply_keywords(config: AppConfig, overrides: Mapping[str, Any]) -> AppConfig:
+    """``config`` with keyword overrides: a shortcut (:data:`SHORTCUTS`), a section given whole
+    (``tracker=TrackerConfig(...)``) or in part (``tracker={"kind": "iou"}``), or a settings
+    path with ``__`` for dots (``tracker__poseflow__window=5``)."""
+    sections = {f.name for f in dataclasses.fields(AppConfig)}
+    for key, value in overrides.items():
+        paths = SHORTCUTS.get(key, (key.replace("__", "."),))
+        if paths[0].split(".", 1)[0] not in sections:
+            raise ConfigError(f"PoseTracker: unknown setting {key!r} (shortcuts: "
+                              f"{', '.join(SHORTCUTS)}; or a section such as tracker=..., or a "
+                              "path such as tracker__poseflow__window=5)")
+        for path in paths:
+            if isinstance(value, Mapping):
+                nested: Any = dict(value)
+                for part in reversed(path.split(".")):
+                    nested = {part: nested}
+                config = update_config(config, nested, "PoseTracker")
+            else:
+                config = replace_path(config, path, value)
+    return config
+
+
+def build_stages(config: AppConfig):
+    """Load the estimator ``config.estimator`` names, with the grouping ``pipeline.association``
+    picks, as pipeline stages; returns the :class:`~posetracker.app.pipeline.RMPEStages` and the
+    device they run on, as text."""
+    from posetracker.app import build
+    from posetracker.app.pipeline import RMPEStages
+
+    grouping = build.build_grouping(config.pipeline.association, config.estimator,
+                                    config.association)
+    estimator = build.build_estimator(config.estimator, grouping=grouping)
+    return RMPEStages(estimator, min_pose_score=config.pipeline.min_pose_score), \
+        str(estimator.device)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_files(name: str) -> dict[str, str]:
+    """The files behind a model name or path, with their SHA-256 (for the output's metadata)."""
+    from posetracker.app.models import resolve_model
+    from posetracker.core.errors import PosetrackerError
+
+    try:
+        r = resolve_model(name, fetch_missing=False)
+    except PosetrackerError:  # metadata only; the estimator already loaded (or refused) it
+        return {}
+    files = [r.topology, r.weights]
+    if r.format == "tfjs" and r.weights is None and r.topology is not None:
+        files.append(r.topology.with_suffix(".bin"))
+    return {f.name: _sha256(f) for f in files if f is not None and f.is_file()}
+
+
+def _opened(source: Any) -> bool:
+    """Whether ``source`` is an opened source (an iterable of ``SourceFrame`` with ``name``,
+    ``fps``, ``start_frame``, ``stride`` and ``expected_frames``, e.g. from ``open_source``)."""
+    return hasattr(source, "__iter__") and hasattr(source, "expected_frames")
+
+
+def _open(source: Any, start: int, max_frames: int | None, stride: int):
+    from posetracker.io.sources import open_source
+
+    if _opened(source):
+        return source
+    return open_source(_source_text(source), start_frame=start, max_frames=max_frames,
+                       stride=stride)
+
+
+def _source_text(source: Any) -> str:
+    if _opened(source):
+        return str(source.name)
+    if isinstance(source, (int, np.integer)) and not isinstance(source, bool):
+        return str(int(source))  # a webcam index
+    if isinstance(source, (str, Path)):
+        return str(source)
+    raise InputError(f"source must be a video file, an image folder, an image or a webcam "
+                     f"index, got {type(source).__name__}")
+
+
+class PoseTracker:
+    """Multi-person pose estimation and tracking, as ``posetracker track`` runs it.
+
+    Args:
+        config: The settings: an :class:`~posetracker.app.settings.AppConfig`, a YAML file of
+            them (as ``--config``), a nested mapping, or ``None`` for the defaults.
+        **overrides: Settings on top of ``config``: shortcuts as the command-line flags
+            (``device="cpu"``, ``tracker="iou"``, ``association="crowdpose"``,
+            ``detector=...``, ``pose_model=...``, ``half``, ``det_batch``, ``pose_batch``,
+            ``mode``, ``threads``, ``min_pose_score``; ``device``, ``detector``,
+            ``pose_model`` and ``half`` set both the tracking and the per-image estimator,
+            :data:`SHORTCUTS`), whole or partial sections
+            (``tracker={"kind": "iou"}``), or settings paths with ``__`` for dots
+            (``pipeline__output__keypoint_threshold=0.3``).
+
+    Models load on first use (``track``/``track_to`` load the tracking estimator, ``estimate``
+    the per-image one, ``config.estimate``) and are kept for later calls. Model names resolve
+    through the model registry (``POSETRACKER_MODELS`` names a local model folder).
+
+    Raises:
+        ConfigError: an unknown setting or a bad value.
+    """
+
+    def __init__(self, config: AppConfig | str | Path | Mapping[str, Any] | None = None,
+                 **overrides: Any):
+        self.config: AppConfig = apply_keywords(_config_from(config), overrides)
+        self._stages = None
+        self._device = ""
+        self._estimator = None
+
+    # -- tracking -----------------------------------------------------------------------------
+    def _track_stages(self):
+        if self._stages is None:
+            self._stages, self._device = build_stages(self.config)
+        return self._stages, self._device
+
+    def _frames(self, source, times=None) -> Iterator[tuple[Any, FramePoses]]:
+        """Tracked ``(SourceFrame, FramePoses)`` of an opened source, by the configured mode."""
+        from posetracker.app.pipeline import (
+            PipelineOptions,
+            iter_pipeline,
+            iter_sequential,
+        )
+        from posetracker.tracker import make_tracker
+
+        stages, _ = self._track_stages()
+        options = PipelineOptions.from_config(self.config)
+        run = iter_sequential if self.config.pipeline.mode == "sequential" else iter_pipeline
+        return run(source, stages, make_tracker(self.config.tracker), options, times)
+
+    def track(self, source: str | Path | int, *, start: int = 0, max_frames: int | None = None,
+              stride: int = 1) -> Iterator[TrackedFrame]:
+        """Estimate and track poses in ``source``; yields each frame as soon as its track ids
+        are final (a windowed tracker such as PoseFlow finalises a frame some frames later).
+
+        Args:
+            source: A video file, an image folder, a glob such as ``"frames/*.jpg"``, a single
+                image, a webcam index (``0``), or an already opened source
+                (:func:`posetracker.io.sources.open_source`).
+            start: First frame to read (0-based).
+            max_frames: Read at most this many frames (``None``: all).
+            stride: Read every ``stride``-th frame.
+
+        The stages run on threads (``pipeline.mode="threaded"``) while frames are consumed;
+        stopping early (``break``, or ``close()`` on the generator) stops and joins them.
+
+        Raises:
+            InputError: the source cannot be opened or read (before any model loads when the
+                source is unreadable).
+        """
+        src = _open(source, start, max_frames, stride)
+        frames = self._frames(src)
+        try:
+            for frame, poses in frames:
+                h, w = frame.image.shape[:2]
+                yield TrackedFrame(int(frame.index), (int(w), int(h)), poses, frame.name)
+        finally:
+            frames.close()  # stops and joins the stage threads when the consumer stops early
+
+    def track_to(self, source: str | Path | int, output: str | Path, *,
+                 format: str | None = None, jsonl: bool | str | Path | None = None,
+                 render: str | Path | None = None, csv: str | Path | None = None,
+                 start: int = 0, max_frames: int | None = None, stride: int = 1,
+                 progress: Callable[[int, int | None], None] | None = None) -> TrackSummary:
+        """Track ``source`` and write the files, exactly as ``posetracker track`` does.
+
+        Args:
+            source: As :meth:`track`.
+            output: The final JSON file, written atomically at the end with the run's metadata.
+                Every file gets the same joints (:class:`posetracker.app.output.OutputPolicy`:
+                for the PoseTrack formats, head joints derived and joints under
+                ``pipeline.output.keypoint_threshold`` absent).
+            format: ``posetrack18``, ``posetrack17`` or ``coco`` (default: the settings'
+                ``pipeline.output.format``, ``posetrack18``).
+            jsonl: Stream every finished frame to ``<output>.jsonl`` (``True``), to this path,
+                or not (``False``); default: the settings' ``pipeline.output.jsonl`` (on).
+            render: Also draw the tracked skeletons into this video (H.264 with PyAV, else mp4v).
+            csv: Also write one row per frame x track x joint to this file.
+            start, max_frames, stride: Frame selection, as :meth:`track`.
+            progress: ``progress(n, total)``: called with ``n = 0`` once the run starts (outputs
+                open, models loaded), then with the count of frames written after each one;
+                ``total`` is the number of frames expected (``None``: unknown).
+
+        Returns:
+            The run's :class:`TrackSummary`.
+
+        Raises:
+            InputError: an output cannot be written (checked before the source opens or a model
+                loads; nothing is left behind), or the source cannot be read. If the run fails
+                or is interrupted, the finished frames stay in the JSON lines and CSV, the
+                rendered video is finalised, and no final JSON is written.
+        """
+        import time
+
+        from posetracker import __version__
+        from posetracker.app.output import OutputPolicy
+        from posetracker.app.pipeline import STAGES
+        from posetracker.core.config import to_dict
+        from posetracker.core.fileio import check_writable
+        from posetracker.core.timing import StageTimes
+        from posetracker.io.render import VideoRenderer
+        from posetracker.io.sinks import CsvSink, FinalJsonSink, JsonlSink, SinkSet
+
+        config = self.config
+        if format is not None:
+            config = replace_path(config, "pipeline.output.format", format)
+        jsonl_path = self.jsonl_path(output, jsonl)
+        out = Path(output)
+        # Every output is checked before the source opens or a model loads (nothing left behind).
+        check_writable(output, "-o")
+        check_writable(jsonl_path, "--jsonl")
+        check_writable(csv, "--csv")
+        check_writable(render, "--render")
+        src = _open(source, start, max_frames, stride)
+        for other in (render, csv, jsonl_path):
+            if other and Path(other).resolve() == out.resolve():
+                raise InputError(f"{other} is also the -o output")
+        _, device = self._track_stages()
+        out_cfg = config.pipeline.output
+        fps = src.fps / src.stride if src.fps else 0.0
+        sinks = []
+        if jsonl_path is not None:
+            sinks.append(JsonlSink(jsonl_path))
+        # the joints written are decided once, here, for every sink (output.py)
+        sinks.append(FinalJsonSink(out, out_cfg.format, src.name))
+        if csv:
+            sinks.append(CsvSink(csv))
+        if render:
+            sinks.append(VideoRenderer(render, fps or 25.0, boxes=out_cfg.render_boxes,
+                                       trail=out_cfg.render_trail,
+                                       kpt_threshold=out_cfg.render_threshold))
+        sink = SinkSet(sinks)
+        policy = OutputPolicy.for_output(out_cfg)
+        times = StageTimes(STAGES)
+        n_frames = people = 0
+        t0 = time.perf_counter()
+        frames = self._frames(src, times)
+        if progress is not None:
+            progress(0, src.expected_frames)
+        try:
+            for frame, poses in frames:
+                t1 = time.perf_counter()
+                sink.write(frame, policy(poses))
+                times.add("write", time.perf_counter() - t1, 1)
+                n_frames += 1
+                people += len(poses)
+                if progress is not None:
+                    progress(n_frames, src.expected_frames)
+        except BaseException:
+            frames.close()
+            sink.abort()
+            raise
+        wall = time.perf_counter() - t0
+        ms = times.ms_per_frame()
+        mode = config.pipeline.mode
+        meta = {
+            "version": __version__,
+            "source": {"input": _source_text(source), "frames": n_frames, "fps": src.fps,
+                       "start_frame": src.start_frame, "stride": src.stride},
+            "models": {m: model_files(m) for m in (config.estimator.detector.model,
+                                                   config.estimator.sppe.model)},
+            "device": device,
+            "config": to_dict(config),
+            "timings": {"mode": mode, "frames": n_frames, "people": people,
+                        "wall_seconds": round(wall, 4),
+                        "fps": round(n_frames / wall if wall > 0 else 0.0, 3),
+                        "ms_per_frame": {k: round(v, 3) for k, v in ms.items()}},
+        }
+        sink.close(meta)
+        return TrackSummary(out, None if jsonl_path is None else Path(jsonl_path),
+                            None if csv is None else Path(csv),
+                            None if render is None else Path(render), n_frames, people, wall,
+                            mode, device, ms, meta)
+
+    def jsonl_path(self, output: str | Path, jsonl: bool | str | Path | None = None
+                   ) -> Path | None:
+        """Where :meth:`track_to` streams the JSON lines for ``jsonl`` (see there)."""
+        if jsonl is None:
+            jsonl = self.config.pipeline.output.jsonl
+        if jsonl is True:
+            return Path(output).with_suffix(".jsonl")
+        if jsonl is False:
+            return None
+        return Path(jsonl)
+
+    # -- per image ----------------------------------------------------------------------------
+    def estimator(self, *, with_detector: bool = True):
+        """The per-image estimator of ``config.estimate`` (loaded once; ``with_detector=False``
+        when boxes will always be given)."""
+        if self._estimator is None or (with_detector and not self._estimator.has_detector):
+            from posetracker.app import build
+
+            e = self.config.estimate
+            grouping = build.build_grouping(e.association, e.estimator, self.config.association)
+            self._estimator = build.build_estimator(e.estimator, with_detector=with_detector,
+                                                    grouping=grouping)
+        return self._estimator
+
+    @property
+    def device(self) -> str:
+        """Where the models run (once loaded; empty before)."""
+        if self._device:
+            return self._device
+        return str(self._estimator.device) if self._estimator is not None else ""
+
+    def estimate(self, images: Sequence[np.ndarray | str | Path] | np.ndarray | str | Path,
+                 boxes: Sequence[np.ndarray] | None = None) -> list[FramePoses]:
+        """Each image's people, without tracking, as ``posetracker estimate`` finds them (the
+        settings' ``estimate`` section: the estimator at its accuracy settings).
+
+        Args:
+            images: ``(H, W, 3)`` uint8 RGB arrays or image files (one, or a sequence).
+            boxes: Optional per-image ``(m, 4)`` or ``(m, 5)`` person boxes (xyxy [+ score])
+                to use instead of the detector.
+
+        Returns:
+            One :class:`FramePoses` per image; ``track_ids`` is ``None``.
+        """
+        from posetracker.app.pipeline import torch_threads
+        from posetracker.io.sources import read_image
+
+        if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray)
+                                               and images.ndim == 3):
+            images = [images]
+        frames = [read_image(im) if isinstance(im, (str, Path)) else im for im in images]
+        est = self.estimator(with_detector=boxes is None)
+        with torch_threads(self.config.estimate.threads):
+            return est.estimate(frames, boxes=boxes)
+
+
+def evaluate_posetrack(gt_dir: str | Path, pred_dir: str | Path, **kw: Any):
+    """PoseTrack evaluation (per-joint AP, MOTA and its parts, as the official poseval) of the
+    prediction files in ``pred_dir`` against the ground truth in ``gt_dir`` (folders, or single
+    files); a pandas DataFrame in percent. ``per_sequence=True`` gives a row per sequence."""
+    from posetracker.evaluation.posetrack import evaluate_posetrack as run
+
+    return run(gt_dir, pred_dir, **kw)
+
+
+def evaluate_coco(gt: Any, pred: Any):
+    """Standard COCO keypoint evaluation (AP, AP50, ..., AR) of ``pred`` (results file, list, or
+    ``{image_id: FramePoses}``) against ``gt`` (a COCO file or dict); a pandas DataFrame."""
+    from posetracker.evaluation.coco import evaluate_coco as run
+
+    return run(gt, pred)
+
+
+def evaluate_crowdpose(gt: Any, pred: Any, **kw: Any):
+    """CrowdPose evaluation (AP, AR, AP easy/medium/hard) of ``pred`` against ``gt``; a pandas
+    DataFrame. COCO-17 predictions are converted to CrowdPose-14."""
+    from posetracker.evaluation.crowdpose import evaluate_crowdpose as run
+
+    return run(gt, pred, **kw)
+
+
+__all__ = [
+    "PoseTracker",
+    "TrackSummary",
+    "TrackedFrame",
+    "build_stages",
+    "evaluate_coco",
+    "evaluate_crowdpose",
+    "evaluate_posetrack",
+    "model_files",
+]
