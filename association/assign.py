@@ -31,20 +31,19 @@ joint type. Steps:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from posetracker.association.candidates import JointCandidates, distance_prior, extract_candidates
 from posetracker.association.config import AssociationConfig
 from posetracker.association.graph import PersonJointGraph, build_graph
-from posetracker.estimators.pose_nms import pose_nms
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import KeypointSchema
+from posetracker.estimators.pose_nms import pose_nms
 
 
 @dataclass(frozen=True, eq=False)

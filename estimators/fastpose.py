@@ -143,7 +143,7 @@ class FastPose(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu",
-                        ) -> "FastPose":
+                        ) -> FastPose:
         """Load an AlphaPose checkpoint (``fast_res50_256x192.pth``) or a ``.safetensors`` copy.
 
         Accepts a raw ``state_dict``, a dict holding it under ``'state_dict'`` or ``'model'``, and

@@ -11,12 +11,12 @@ of the merged poses) for the figure to maximise, so the expensive network runs o
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping
 
+from posetracker.core.poses import FramePoses
 from posetracker.estimators.config import PoseNMSConfig
 from posetracker.estimators.pose_nms import pose_nms
-from posetracker.core.poses import FramePoses
 
 #: The pairs optimised together, in turn.
 PAIRS: tuple[tuple[str, str], ...] = (("sigma2", "eta"), ("sigma1", "lam"))

@@ -45,9 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posetracker.estimators.runtimes.tfjs import TfjsGraph, load_tfjs_graph
 from posetracker.core.errors import InputError, ModelError
 from posetracker.core.schemas import COCO17, KeypointSchema
+from posetracker.estimators.runtimes.tfjs import TfjsGraph, load_tfjs_graph
 
 # Node names inside both MoveNet v4 TF.js graphs (Thunder and Lightning share them).
 _PREFIX = "StatefulPartitionedCall/"

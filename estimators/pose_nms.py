@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posetracker.estimators.config import PoseNMSConfig
 from posetracker.core.poses import FramePoses
+from posetracker.estimators.config import PoseNMSConfig
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from posetracker.estimators.heatmaps import heatmap_peaks
 from posetracker.core.errors import ModelError
 from posetracker.core.schemas import COCO17, KeypointSchema
+from posetracker.estimators.heatmaps import heatmap_peaks
 
 
 @dataclass
@@ -97,7 +97,7 @@ class SPPE:
         if self.half:
             self.network.half()
 
-    def to(self, device: torch.device | str) -> "SPPE":
+    def to(self, device: torch.device | str) -> SPPE:
         self.network.to(device)
         self.device = torch.device(device)
         self.half = self.half and self.device.type == "cuda"

@@ -11,8 +11,8 @@ with :meth:`posetracker.estimators.runtimes.tfjs.TfjsGraph.run` and decoded here
 
 **CenterNet** (MobileNetV3 backbone, github.com/610265158/mobilenetv3_centernet): input
 ``(N, 512, 512, 3)`` float RGB in 0..255, unscaled, as the npm package's own user
-(@vladmandic/human) feeds it (on COCO-mini, person-box AP50 0.73 with RGB vs 0.67 with BGR); the
-input size is fixed by the graph's upsampling layers. Heads on a stride-4 grid (128x128):
+(@vladmandic/human) feeds it; the input size is fixed by the graph's upsampling layers. Heads
+on a stride-4 grid (128x128):
 ``tower_0/keypoints`` = sigmoid class heatmaps ``(N, 128, 128, 80)`` and ``tower_0/wh`` =
 distances ``(N, 128, 128, 4)`` from the cell to the left, top, right and bottom box sides in input
 pixels. Decoded as the graph's own ``tower_0/detections``: a cell is a peak when it equals the
@@ -22,11 +22,11 @@ requested class's channel is decoded.
 **NanoDet** (github.com/RangiLyu/nanodet, the GFL head with strides 8, 16, 32): input
 ``(N, 3, 416, 416)`` float **BGR**, normalised as NanoDet's training config does:
 ``(v - mean) / std`` with mean (103.53, 116.28, 123.675) and std (57.375, 57.12, 58.395) on 0..255
-values. (The npm package's own user feeds RGB / 255; on COCO-mini that gives person-box AP50 0.45
-instead of 0.63.) Per level a sigmoid class map ``(N, 80, h, w)`` and a box-distribution map
+values (not the RGB / 255 that the npm package's own user feeds; ``docs/models.md`` has the
+box AP of each). Per level a sigmoid class map ``(N, 80, h, w)`` and a box-distribution map
 ``(N, 44, h, w)``: for each side (left, top, right, bottom) 11 logits over the distances 0..10
 (in strides); the distance is the softmax's expectation (GFL's "integral") times the stride,
-measured from the cell centre ``((x + 0.5) s, (y + 0.5) s)`` (without the 0.5: AP50 0.44).
+measured from the cell centre ``((x + 0.5) s, (y + 0.5) s)``.
 
 Typical use::
 

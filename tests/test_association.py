@@ -13,13 +13,18 @@ from posetracker.association.assign import assign, associate, associate_heatmaps
 from posetracker.association.candidates import JointCandidates, distance_prior, extract_candidates, find_peaks
 from posetracker.association.config import AssociationConfig
 from posetracker.association.graph import build_graph, joint_deltas
-from posetracker.estimators.config import PoseNMSConfig
 from posetracker.association.synthetic import (
-    Scene, crop_affines, make_scene, person_boxes, render_heatmaps, standing_person,
+    Scene,
+    crop_affines,
+    make_scene,
+    person_boxes,
+    render_heatmaps,
+    standing_person,
 )
 from posetracker.core.config import ConfigError, from_dict
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import COCO17
+from posetracker.estimators.config import PoseNMSConfig
 
 SIGMAS = COCO17.sigma_array()
 
@@ -47,7 +52,7 @@ def test_peaks_subpixel_position_and_width_of_gaussians():
 
 def test_peaks_threshold_count_and_refine_modes():
     hm = np.zeros((2, 1, 20, 20), np.float32)
-    for i, (x, a) in enumerate([(3, 0.9), (8, 0.5), (13, 0.3), (17, 0.04)]):
+    for _i, (x, a) in enumerate([(3, 0.9), (8, 0.5), (13, 0.3), (17, 0.04)]):
         hm[0, 0] = np.maximum(hm[0, 0], _gauss(20, 20, x, 10, 1.0, a))
     cfg = AssociationConfig(candidate_threshold=0.05, fallback_threshold=0.05, max_candidates=2,
                             refine="none")

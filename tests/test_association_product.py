@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from posetracker.association.assign import AssociatingEstimator, associate_intermediates
+from posetracker.core.schemas import COCO17
 from posetracker.estimators.config import EstimatorConfig, SPPEConfig
 from posetracker.estimators.rmpe import PersonDetector, RMPEEstimator
 from posetracker.estimators.sppe import SPPE, unflip_cells
-from posetracker.core.schemas import COCO17
 
 STRIDE = 4
 
@@ -152,9 +152,9 @@ def test_estimate_and_track_paths_give_the_same_poses_and_ranking():
 
 
 def test_movenet_sppe_returns_offsets_that_decode_its_keypoints(models_dir, data_dir):
-    from posetracker.io.sources import read_image
     from posetracker.estimators.sppe import load_sppe
     from posetracker.estimators.transform import box_regions, crop_affines, crop_boxes, frames_to_tensor
+    from posetracker.io.sources import read_image
 
     sppe = load_sppe(models_dir / "movenet-lightning.json")
     img = read_image(data_dir / "coco_mini_val2017" / "val2017" / "000000397133.jpg")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -43,7 +43,6 @@ def _write(path: Path, obj) -> None:
 def _make_inputs(root: Path, data: Path) -> None:
     """Every file the cases name, made once."""
     root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
     video = data / "videos" / "basketball_crossing.mp4"
     img = data / "coco_mini_val2017" / "val2017" / "000000000139.jpg"
     bgr = cv2.imread(str(img))

@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from posetracker.estimators.boxes import (GraphDetector, LetterboxTransform, darknet_input, letterbox,
-                                          select_detections)
+from posetracker.estimators.boxes import GraphDetector, LetterboxTransform, darknet_input, letterbox, select_detections
 from posetracker.estimators.runtimes.plan import PlanRecorder
 
 

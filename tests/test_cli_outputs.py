@@ -34,8 +34,8 @@ def _cases():
 @pytest.mark.parametrize("argv,bad", _cases())
 def test_unwritable_output_is_refused_up_front(argv, bad, tmp_path, data_dir, capsys,
                                                 monkeypatch):
-    import posetracker.app.build as build
     import posetracker.app.api as api
+    import posetracker.app.build as build
 
     def no_models(*a, **k):  # the check must come before any model loads
         raise AssertionError("models loaded before the output check")

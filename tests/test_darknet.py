@@ -9,10 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from posetracker.estimators.runtimes.darknet import (DarknetYolo, LetterboxTransform, YoloLayer, decode_yolo,
-                                load_darknet_weights, parse_cfg, postprocess, preprocess,
-                                write_darknet_weights)
 from posetracker.core.errors import ModelError
+from posetracker.estimators.runtimes.darknet import (
+    DarknetYolo,
+    LetterboxTransform,
+    YoloLayer,
+    decode_yolo,
+    load_darknet_weights,
+    parse_cfg,
+    postprocess,
+    preprocess,
+    write_darknet_weights,
+)
 
 # A miniature of AlphaPose's yolov3-spp.cfg: its residual stem, the SPP block (three stride-1
 # maxpools 5/9/13 joined by route -1,-3,-5,-6), two YOLO heads (route -4 + upsample + route to

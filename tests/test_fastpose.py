@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from posetracker.estimators.fastpose import FastPose, coords_to_box, heatmaps_to_coords
 from posetracker.core.errors import ModelError
+from posetracker.estimators.fastpose import FastPose, coords_to_box, heatmaps_to_coords
 
 # Facts about AlphaPose's FastPose (SE-ResNet-50 + DUC, NUM_JOINTS 17), read from its
 # alphapose/models/fastpose.py, layers/SE_Resnet.py, layers/DUC.py, layers/SE_module.py:

@@ -7,9 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from posetracker.estimators.heatmaps import (HeatmapNet, decode_heatmaps, flip_back, heatmap_peaks,
-                                 refine_quarter, argmax_cells)
 from posetracker.core.schemas import COCO17
+from posetracker.estimators.heatmaps import (
+    HeatmapNet,
+    argmax_cells,
+    decode_heatmaps,
+    flip_back,
+    heatmap_peaks,
+    refine_quarter,
+)
 
 
 def gaussian_maps(points: np.ndarray, shape=(64, 48), sigma: float = 2.0) -> torch.Tensor:

@@ -16,9 +16,18 @@ import pytest
 import torch
 
 from posetracker.app.cli import main
+from posetracker.app.models import (
+    DEFAULT_PACK,
+    NPM_PACKAGE,
+    REGISTRY,
+    GitHubSource,
+    ModelCache,
+    default_cache_dir,
+    npm_pack_command,
+    resolve_model,
+    sha256_file,
+)
 from posetracker.core.errors import ModelError
-from posetracker.app.models import (DEFAULT_PACK, NPM_PACKAGE, REGISTRY, GitHubSource, ModelCache,
-                                default_cache_dir, npm_pack_command, resolve_model, sha256_file)
 
 
 def _flip_byte(path: Path, offset: int = 1000) -> None:

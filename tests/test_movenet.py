@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import posetracker.estimators.runtimes.tfjs.layers as tfjs
-from posetracker.estimators.movenet import MoveNet, MoveNetHeads, square_crop
 from posetracker.core.errors import InputError
 from posetracker.core.schemas import COCO17
+from posetracker.estimators.movenet import MoveNet, MoveNetHeads, square_crop
 
 GOLDEN = Path(__file__).parent / "golden" / "tfjs_golden.npz"
 VARIANTS = ("thunder", "lightning")

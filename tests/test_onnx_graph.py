@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
+from posetracker.core.errors import ModelError
 from posetracker.estimators.rtmdet import letterbox_top_left
 from posetracker.estimators.runtimes.onnx_graph import load_onnx_graph
-from posetracker.core.errors import ModelError
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402

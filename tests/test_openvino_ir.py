@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from posetracker.estimators.runtimes.openvino_ir import OpenVinoIR, load_openvino_ir
 from posetracker.core.errors import InputError, ModelError
+from posetracker.estimators.runtimes.openvino_ir import OpenVinoIR, load_openvino_ir
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 import pytest
-
 from pipeline_doubles import Boom, FakeStages, NearestTracker, WindowTracker, make_frames
+
 from posetracker.app.pipeline import PipelineOptions, run_pipeline, run_sequential
 
 
@@ -179,7 +179,7 @@ def test_empty_source():
 
 def test_summary_text():
     res = run_sequential(make_frames(5), FakeStages(people=2), None, Collect())
-    s = res.summary()
+    s = res.text()
     assert "5 frames" in s and "2.00 people/frame" in s and "detect" in s
     assert res.as_dict()["frames"] == 5
 
@@ -231,11 +231,10 @@ def toy_estimator(models_dir):
 
 @pytest.mark.parametrize("association", ["nms", "crowdpose"])
 def test_rmpe_stages_match_the_estimator(toy_estimator, data_dir, association):
-    from posetracker.app.pipeline import RMPEStages
-    from posetracker.io.sources import open_source
-
     from posetracker.app.build import build_grouping
+    from posetracker.app.pipeline import RMPEStages
     from posetracker.estimators.rmpe import RMPEEstimator
+    from posetracker.io.sources import open_source
 
     toy = toy_estimator
     est = RMPEEstimator(toy.sppe, toy.detector, toy.config,

@@ -15,8 +15,8 @@ import threading
 import time
 
 import pytest
-
 from pipeline_doubles import FakeStages, make_frames
+
 from posetracker.app import pipeline
 from posetracker.app.pipeline import PipelineOptions, run_pipeline
 

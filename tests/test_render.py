@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-
 from pipeline_doubles import FakeStages, NearestTracker, make_frames
+
 from posetracker.io.render import VideoRenderer, draw_poses, track_colour
 
 

@@ -238,3 +238,21 @@ def test_a_cuda_index_is_a_device_not_a_process_setting(monkeypatch, capsys):
     assert pick_device("cuda:1") == torch.device("cuda", 1)  # handed to the models explicitly
     with pytest.raises(Exception, match="no such CUDA device"):
         pick_device("cuda:2")
+
+
+def test_stage_benchmarks_take_the_one_set_grammar():
+    """``bench tracking`` and ``bench association`` read ``--set`` keys rooted at the whole
+    settings, as every other command; a key of another section is refused with one line."""
+    from posetracker.app.benchmarks.tracking import tracker_config
+    from posetracker.app.settings import load_section
+    from posetracker.core.errors import ConfigError
+
+    cfg = tracker_config("poseflow-online", ["tracker.poseflow.window=12"])
+    assert cfg.kind == "poseflow" and cfg.poseflow.window == 12 and cfg.poseflow.lookahead == 0
+    assert tracker_config("iou").kind == "iou"
+    assert load_section("association", ["association.delta_scale=3"]).delta_scale == 3
+    for bad in (["poseflow.window=12"], ["pipeline.mode=sequential"]):
+        with pytest.raises(ConfigError, match="only the tracker settings"):
+            load_section("tracker", bad)
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_section("association", ["association.nope=1"])

@@ -104,7 +104,7 @@ def test_sigint_at_random_moments_exits_130_every_time(tmp_path, data_dir, model
 
     with ThreadPoolExecutor(2) as pool:  # two at a time: the test takes about half as long
         results = list(pool.map(one, range(len(plan))))
-    interrupted = 0
+    interrupted = finished = 0
     for delay, rc, err, sent, n in results:
         assert "terminate called" not in err and "Traceback" not in err, (delay, err)
         if sent:
@@ -114,11 +114,17 @@ def test_sigint_at_random_moments_exits_130_every_time(tmp_path, data_dir, model
                 # the signal itself, which a shell reports as 130 as well; nothing was written
                 assert n == 0
                 continue
+            if rc == 0:
+                # the signal came after the run had finished (final file written, signals
+                # ignored while the interpreter shuts down): the whole output is there
+                assert n == 20 and not err, (delay, n, err)
+                finished += 1
+                continue
             assert rc == 130, (delay, rc, err)
             assert err.strip().splitlines()[-1] == "posetracker: interrupted", (delay, err)
         else:
             assert rc == 0, (delay, rc, err)
-    assert interrupted >= 15, results  # most signals landed while the run was going
+    assert interrupted >= 15 and finished <= 3, results  # most signals landed while it ran
     assert sum(n > 0 for *_, n in results) >= 8  # the second half after frames were written
 
 

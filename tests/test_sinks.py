@@ -7,14 +7,13 @@ import json
 
 import numpy as np
 import pytest
-
 from pipeline_doubles import FakeStages, NearestTracker, make_frames
+
 from posetracker.core.errors import InputError
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import COCO17
 from posetracker.io.formats.coco import read_coco_results, write_coco_results
-from posetracker.io.sinks import (CsvSink, FinalJsonSink, JsonlSink, SinkSet, atomic_write,
-                               frame_record, read_jsonl)
+from posetracker.io.sinks import CsvSink, FinalJsonSink, JsonlSink, SinkSet, atomic_write, frame_record, read_jsonl
 
 
 def _tracked_frames(n=4, people=2):
@@ -136,6 +135,7 @@ def test_sinkset_closes_all_even_when_one_fails(tmp_path):
 
 def test_coco_results_are_loadable(tmp_path, data_dir):
     from pycocotools.coco import COCO
+
     from posetracker.core.poses import Frame, VideoPoses
 
     frames = [Frame(i, p, image=f.name) for i, (f, p) in enumerate(_tracked_frames(2))]

@@ -130,7 +130,7 @@ def test_damaged_video_frame_is_skipped_and_reading_goes_on(tmp_path, caplog):
     path = tmp_path / "m.avi"
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
     rng = np.random.default_rng(0)
-    for i in range(10):  # noise: every JPEG is far longer than the wiped bytes
+    for _i in range(10):  # noise: every JPEG is far longer than the wiped bytes
         w.write(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
     w.release()
     data = bytearray(path.read_bytes())

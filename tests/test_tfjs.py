@@ -12,10 +12,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from posetracker.estimators.movenet import square_crop
-from posetracker.estimators.runtimes.tfjs import (TfjsGraph, load_tfjs_graph, read_tfjs_topology, read_tfjs_weights,
-                             resize_bilinear_nchw)
 from posetracker.core.errors import ModelError
+from posetracker.estimators.movenet import square_crop
+from posetracker.estimators.runtimes.tfjs import (
+    TfjsGraph,
+    load_tfjs_graph,
+    read_tfjs_topology,
+    read_tfjs_weights,
+    resize_bilinear_nchw,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "tfjs_golden.npz"
 

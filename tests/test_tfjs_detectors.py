@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from posetracker.estimators.movenet import square_crop
-from posetracker.estimators.tfjs_detectors import CenterNetDetector, NanoDetDetector, load_tfjs_detector
 from posetracker.app.benchmarks.models_table import box_iou
 from posetracker.core.errors import ModelError
+from posetracker.estimators.movenet import square_crop
+from posetracker.estimators.tfjs_detectors import CenterNetDetector, NanoDetDetector, load_tfjs_detector
 
 GOLDEN = Path(__file__).parent / "golden" / "tfjs_golden.npz"
 COCO = "coco_mini_val2017"
@@ -145,8 +145,8 @@ def test_centernet_peaks_match_tfjs_detections(detectors, data_dir):
 
 def test_rmpe_load_detector_by_format(models_dir):
     """estimators.rmpe.load_detector picks the implementation by the model file's format."""
-    from posetracker.estimators.runtimes.darknet import DarknetYolo
     from posetracker.estimators.rmpe import load_detector
+    from posetracker.estimators.runtimes.darknet import DarknetYolo
 
     assert isinstance(load_detector(models_dir / "yolo-fastest-1.1_body.cfg"), DarknetYolo)
     assert isinstance(load_detector(models_dir / "nanodet.json"), NanoDetDetector)

@@ -13,8 +13,8 @@ import json
 import numpy as np
 
 from posetracker.app.cli import main
-from posetracker.io.formats.posetrack import read_posetrack
 from posetracker.core.schemas import POSETRACK18
+from posetracker.io.formats.posetrack import read_posetrack
 
 
 def test_two_people_tracked_with_the_real_models(tmp_path, data_dir, models_dir, capsys):

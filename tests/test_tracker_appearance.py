@@ -8,9 +8,9 @@ import pytest
 
 from posetracker.core.config import from_dict
 from posetracker.core.schemas import POSETRACK17
-from tests.test_tracker import frame, person
 from posetracker.tracker import TrackerConfig, make_tracker, track_frames
 from posetracker.tracker.appearance import bhattacharyya, torso_boxes, torso_histograms, torso_indices
+from tests.test_tracker import frame, person
 
 RED, BLUE, WHITE, BLACK = (0, 0, 220), (220, 60, 0), (250, 250, 250), (10, 10, 10)
 TORSO = torso_indices(POSETRACK17.keypoints)

@@ -9,7 +9,6 @@ import pytest
 
 from posetracker.app.cli import main
 from posetracker.io.formats.posetrack import read_posetrack
-
 from tests.test_tracker import person
 
 # COCO-17 joints of a walking person: the PoseTrack-17 template's joints reused where they exist.

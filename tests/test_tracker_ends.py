@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_tracker import frame, person, run
 
 from posetracker.app.cli import main
-from test_tracker import frame, person, run
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])

@@ -12,11 +12,11 @@ import pytest
 
 from posetracker.core.config import from_dict
 from posetracker.core.errors import ConfigError
-from tests.test_tracker import frame, person, run
 from posetracker.tracker import TrackerConfig, make_tracker, track_frames
 from posetracker.tracker.base import unique_ids_ok
 from posetracker.tracker.config import PoseFlowConfig
 from posetracker.tracker.poseflow import PoseFlowTracker
+from tests.test_tracker import frame, person, run
 
 ONLINE = dict(lookahead=0, fill_gaps=False, fill_joints=False)
 

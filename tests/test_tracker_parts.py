@@ -9,13 +9,16 @@ import pytest
 from posetracker.core.poses import Frame, VideoPoses
 from posetracker.core.schemas import POSETRACK17
 from posetracker.tracker import pfnms
-from posetracker.tracker.alphapose import (AlphaPoseTracker, expanded_boxes, inclusive_box_iou,
-                               joint_window_iou_inclusive)
+from posetracker.tracker.alphapose import (
+    AlphaPoseTracker,
+    expanded_boxes,
+    inclusive_box_iou,
+    joint_window_iou_inclusive,
+)
 from posetracker.tracker.orb import OrbMatcher, box_correspondence_iou, joint_correspondence_iou
 from posetracker.tracker.perturb import NOISE_LEVELS, perturb_video
 from posetracker.tracker.poseflow import PoseFlowTracker
 from posetracker.tracker.similarity import box_iou, pose_similarity, top_mean
-
 from tests.test_tracker import frame, person
 
 
@@ -119,7 +122,8 @@ def test_perturbation_is_deterministic_untracked_and_noisy():
     b = perturb_video(v, NOISE_LEVELS["high"], seed=3)
     c = perturb_video(v, NOISE_LEVELS["high"], seed=4)
     assert all(f.poses.track_ids is None for f in a.frames)
-    flat = lambda vid: np.concatenate([np.nan_to_num(f.poses.keypoints).ravel() for f in vid])
+    def flat(vid):
+        return np.concatenate([np.nan_to_num(f.poses.keypoints).ravel() for f in vid])
     assert np.array_equal(flat(a), flat(b)) and not np.array_equal(flat(a), flat(c))
     counts = [len(f.poses) for f in a.frames]
     assert min(counts) < 2 or max(counts) > 2          # misses or false positives happened

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from posetracker.estimators.transform import (STN, box_regions, crop_affines, crop_boxes, crop_to_image,
-                                  frames_to_tensor, image_to_crop)
+from posetracker.estimators.transform import (
+    STN,
+    box_regions,
+    crop_affines,
+    crop_boxes,
+    crop_to_image,
+    frames_to_tensor,
+    image_to_crop,
+)
 
 
 def _blob_image(h, w, points, sigma=2.0):

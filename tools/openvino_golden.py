@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         good = diff <= limit
         ok &= good
         print(f"  {name:32s} {str(out_shape):18s} max|ref| {peak:10.4g}  max|diff| {diff:.3g}"
-              f"  {'ok' if good else 'FAIL (limit %.3g)' % limit}")
+              f"  {'ok' if good else f'FAIL (limit {limit:.3g})'}")
     return 0 if ok else 1
 
 

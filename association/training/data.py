@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -29,8 +29,7 @@ from posetracker.association.training.config import TrainSettings
 from posetracker.core.errors import InputError
 from posetracker.core.schemas import COCO17, CROWDPOSE14, index_map
 from posetracker.estimators.config import SPPEConfig
-from posetracker.estimators.transform import (box_regions, crop_affines, crop_boxes, frames_to_tensor,
-                                              image_to_crop)
+from posetracker.estimators.transform import box_regions, crop_affines, crop_boxes, frames_to_tensor, image_to_crop
 
 K = COCO17.num_keypoints
 
@@ -270,7 +269,7 @@ class CropMaker:
                 & (cells[..., 1] >= -0.5) & (cells[..., 1] <= hh - 0.5))
 
     def plan(self, indices: list[int] | np.ndarray, rng: np.random.Generator, augment: bool = True,
-             box_sampler: BoxSampler | None = None) -> "CropPlan":
+             box_sampler: BoxSampler | None = None) -> CropPlan:
         """Choose the crops of ``data.people[indices]``: boxes (ground truth, or ``box_sampler``'s)
         and crop -> image affines with the random augmentation."""
         people = [self.data.people[int(i)] for i in indices]
@@ -288,7 +287,7 @@ class CropMaker:
         """The crops and targets of ``data.people[indices]``."""
         return self.make(self.plan(indices, rng, augment, box_sampler))
 
-    def make(self, plan: "CropPlan", affines: torch.Tensor | None = None) -> Batch:
+    def make(self, plan: CropPlan, affines: torch.Tensor | None = None) -> Batch:
         """Crops and targets of a plan, optionally with other crop -> image ``affines``
         ``(b, 2, 3)`` (e.g. the STN's refinement of the plan's)."""
         people = plan.people

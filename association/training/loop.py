@@ -13,10 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -27,8 +27,14 @@ from posetracker.association.training.data import BoxSampler, CropMaker, ImageCa
 from posetracker.core.errors import InputError
 from posetracker.core.schemas import COCO17
 from posetracker.estimators.checkpoint import (
-    OPTIM_PREFIX, SPPE_PREFIX, STN_PREFIX, file_sha256, load_module_weights, prefixed,
-    read_checkpoint, write_checkpoint,
+    OPTIM_PREFIX,
+    SPPE_PREFIX,
+    STN_PREFIX,
+    file_sha256,
+    load_module_weights,
+    prefixed,
+    read_checkpoint,
+    write_checkpoint,
 )
 from posetracker.estimators.config import EstimatorConfig, SPPEConfig
 from posetracker.estimators.sppe import SPPE

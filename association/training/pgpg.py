@@ -54,7 +54,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)
+    def area(x):
+        return np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)
     return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
 
 
@@ -130,7 +131,7 @@ class PGPG:
         atomic_write_text(path, json.dumps(self.to_dict()))
 
     @classmethod
-    def load(cls, path: str | Path) -> "PGPG":
+    def load(cls, path: str | Path) -> PGPG:
         try:
             d = json.loads(Path(path).read_text())
             if d.get("format") != "posetracker-pgpg/1":

@@ -13,6 +13,8 @@
   oneDNN call has ~20 us of fixed cost on the CPU, a GEMM ~3 us.
 - Asymmetric zero padding writes only the border (:func:`zero_pad_channels_last`).
 
+:func:`fast_conv2d` makes these choices for one convolution; the ONNX and OpenVINO readers call it.
+
 Also the SAME padding rule every format shares (:func:`same_pads`).
 """
 
@@ -158,3 +160,41 @@ def zero_pad_channels_last(x: torch.Tensor, top: int, bottom: int, left: int, ri
     out[:, :, top:top + h, :left].zero_()
     out[:, :, top:top + h, left + w:].zero_()
     return out
+
+
+def fast_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                pads: tuple[int, int, int, int], stride: tuple[int, int], dilation: tuple[int, int],
+                groups: int, packed: PackedConvWeight, post: str = "none") -> torch.Tensor:
+    """One 2-D convolution by the fastest path this module knows, in channels-last memory.
+
+    ``x`` (N, C_in, H, W); ``weight`` (C_out, C_in / groups, kh, kw); ``bias`` (C_out,) or None;
+    ``pads`` (top, bottom, left, right) in pixels; ``packed`` this conv's own weight cache;
+    ``post`` a pointwise activation applied to the output: ``none``, ``relu`` or ``swish`` (SiLU),
+    fused into oneDNN's conv where the packed path runs. Returns (N, C_out, H', W').
+
+    Paths: small float32 CPU 1x1 convs as one GEMM (:func:`conv1x1_mm`), other float32 CPU convs
+    on the packed weight when autograd does not record (:func:`use_packed`), the rest
+    :func:`conv2d` (which trains).
+    """
+    top, bottom, left, right = pads
+    if top == bottom and left == right:
+        pad = (top, left)
+        x = x.contiguous(memory_format=torch.channels_last)
+    else:  # asymmetric padding: one padded copy of the input
+        x = zero_pad_channels_last(x, top, bottom, left, right)
+        pad = (0, 0)
+    o, c, kh, kw = weight.shape
+    if kh == kw == 1 and groups == 1 and tuple(stride) == (1, 1) and pad == (0, 0) \
+            and x.device.type == "cpu" and x.dtype == torch.float32 \
+            and x.shape[0] * x.shape[2] * x.shape[3] * o * c <= MM_MAX_MACS:
+        y = conv1x1_mm(x, weight.view(o, c).t(), bias)
+    elif use_packed(x, weight):
+        return packed_conv2d(x, packed.get(weight, x, pad, stride, dilation, groups), bias, pad,
+                             stride, dilation, groups, post)
+    else:
+        y = conv2d(x, weight, bias, stride, pad, dilation, groups)
+    if post == "none":
+        return y
+    inplace = not (torch.is_grad_enabled() and y.requires_grad)  # autograd may need the conv output
+    return F.relu(y, inplace=inplace) if post == "relu" else F.silu(y, inplace=inplace)
+

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from posetracker.app.pipeline import RunFigures
 from posetracker.app.settings import AppConfig, load_app_config
 from posetracker.core.config import replace_path, update_config
 from posetracker.core.errors import ConfigError, InputError
@@ -68,7 +69,7 @@ class TrackedFrame:
 
 
 @dataclass(frozen=True)
-class TrackSummary:
+class TrackSummary(RunFigures):
     """What :meth:`PoseTracker.track_to` (``posetracker track``) reports.
 
     Attributes:
@@ -94,20 +95,6 @@ class TrackSummary:
     device: str
     ms_per_frame: dict[str, float]
     meta: dict
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.wall_seconds if self.wall_seconds > 0 else 0.0
-
-    @property
-    def people_per_frame(self) -> float:
-        return self.people / self.frames if self.frames else 0.0
-
-    def text(self) -> str:
-        """The closing summary line: frames, people per frame, frames/s, ms per frame per stage."""
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in self.ms_per_frame.items())
-        return (f"{self.frames} frames, {self.people_per_frame:.2f} people/frame, "
-                f"{self.fps:.2f} frames/s ({self.mode}); ms/frame: {stages}")
 
 
 def _config_from(config: AppConfig | str | Path | Mapping[str, Any] | None) -> AppConfig:
@@ -239,6 +226,12 @@ class PoseTracker:
         self._estimator = None
 
     # -- tracking -----------------------------------------------------------------------------
+    def load(self) -> PoseTracker:
+        """Load the tracking models now rather than on the first :meth:`track` (e.g. once per
+        worker before its first sequence); returns ``self``."""
+        self._track_stages()
+        return self
+
     def _track_stages(self):
         if self._stages is None:
             self._stages, self._device = build_stages(self.config)

@@ -7,8 +7,8 @@ resolved through the registry like any ``--pose-model`` name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from posetracker.core.errors import ModelError
 

@@ -391,7 +391,7 @@ class SequenceRunner:
         self.threads = threads
         self.fmt = config.pipeline.output.format
         self.tracker = PoseTracker(config)
-        self.tracker._track_stages()  # load the models now, once for every sequence
+        self.tracker.load()  # the models now, once for every sequence
         self.load_seconds = time.perf_counter() - t0
         self.device = self.tracker.device
 

@@ -26,10 +26,10 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Iterable, Mapping
 
 from posetracker.core.errors import ModelError
 from posetracker.core.fileio import atomic_write, atomic_write_bytes

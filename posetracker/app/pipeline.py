@@ -133,8 +133,32 @@ class PipelineOptions:
                    queue_size=pc.queue_size, torch_threads=threads)
 
 
+class RunFigures:
+    """The rates and closing line shared by every run report (needs ``frames``, ``people``,
+    ``wall_seconds``, ``mode`` and ``ms_per_frame``)."""
+
+    frames: int
+    people: int
+    wall_seconds: float
+    mode: str
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def people_per_frame(self) -> float:
+        return self.people / self.frames if self.frames else 0.0
+
+    def text(self) -> str:
+        """The closing summary line: frames, people per frame, frames/s, ms per frame per stage."""
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in self.ms_per_frame.items())  # type: ignore[attr-defined]
+        return (f"{self.frames} frames, {self.people_per_frame:.2f} people/frame, "
+                f"{self.fps:.2f} frames/s ({self.mode}); ms/frame: {stages}")
+
+
 @dataclass
-class PipelineResult:
+class PipelineResult(RunFigures):
     """What a finished run reports.
 
     Attributes:
@@ -152,23 +176,13 @@ class PipelineResult:
     mode: str
 
     @property
-    def fps(self) -> float:
-        return self.frames / self.wall_seconds if self.wall_seconds > 0 else 0.0
-
-    @property
-    def people_per_frame(self) -> float:
-        return self.people / self.frames if self.frames else 0.0
+    def ms_per_frame(self) -> dict[str, float]:
+        return self.times.ms_per_frame()
 
     def as_dict(self) -> dict:
         return {"mode": self.mode, "frames": self.frames, "people": self.people,
                 "wall_seconds": round(self.wall_seconds, 4), "fps": round(self.fps, 3),
-                "ms_per_frame": {k: round(v, 3) for k, v in self.times.ms_per_frame().items()}}
-
-    def summary(self) -> str:
-        """The closing summary: frames, people per frame, ms per frame per stage, frames/s."""
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in self.times.ms_per_frame().items())
-        return (f"{self.frames} frames, {self.people_per_frame:.2f} people/frame, "
-                f"{self.fps:.2f} frames/s ({self.mode}); ms/frame: {stages}")
+                "ms_per_frame": {k: round(v, 3) for k, v in self.ms_per_frame.items()}}
 
 
 WriteFn = Callable[[SourceFrame, FramePoses], None]

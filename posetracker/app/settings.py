@@ -31,6 +31,7 @@ from posetracker.core.config import (
     load_yaml,
     update_config,
 )
+from posetracker.core.errors import ConfigError
 from posetracker.estimators.config import (
     DetectorConfig,
     EstimatorConfig,
@@ -57,16 +58,10 @@ class OutputConfig:
             ``keypoint_threshold``; the ``coco`` format keeps every joint, the video then draws
             those above this).
         keypoint_threshold: With a PoseTrack format, joints scored below this are written as
-            absent (``[0, 0, 0]``) in every output. The MOT metrics count every
-            written joint that matches no ground truth as a false positive whatever its score, so
-            a joint is worth writing when it adds more right joints than wrong ones. TinyPose's
-            joint scores (heatmap peaks) run higher than MoveNet's: on the COCO subset behind
-            RTMDet (people scored >= 0.075, per-joint OKS >= 0.5 = right, people on unannotated
-            or crowd regions ignored) they were right 27 % of the time at 0.5-0.6, 44 % at
-            0.6-0.7 and 60 % at 0.7-0.8 (MoveNet Thunder: 35 % at 0.2-0.3, 59 % at 0.3-0.4, where
-            0.3 was its threshold). With ``min_pose_score`` 0.2, a per-joint MOTA-like count
-            (right - wrong) / annotated was 0.377 / 0.379 / 0.373 at 0.4 / 0.5 / 0.6.
-            0 writes every joint. ``docs/models.md`` has the command.
+            absent (``[0, 0, 0]``) in every output. The MOT metrics count every written joint
+            that matches no ground truth as a false positive whatever its score, so a joint is
+            worth writing when it is right more often than wrong (figures: ``docs/models.md``,
+            "Thresholds of track"). 0 writes every joint.
         derive_head: With a PoseTrack format, fill ``head_bottom`` and ``head_top`` (which COCO
             models lack and PoseTrack scores) from the eyes, ears and shoulders
             (:func:`posetracker.core.schemas.derive_head_joints`).
@@ -112,12 +107,7 @@ class PipelineConfig:
         min_pose_score: Poses whose person score (detector score x mean joint score) is below
             this are dropped before tracking, as PoseFlow drops low-scored poses: the detector's
             low-scored boxes (furniture, hands, far background) otherwise start ghost tracks and
-            pull real tracks off their people. On the COCO subset (TinyPose behind RTMDet, joints
-            written >= 0.5), 0.1 / 0.15 / 0.2 / 0.25 / 0.3 gave a per-joint MOTA-like count of
-            0.21 / 0.30 / 0.38 / 0.36 / 0.35 (MoveNet behind CenterNet had its best, 0.38, at
-            0.075 with joints >= 0.3); but in the demo video ``street_crowd.avi`` blurred and
-            half-hidden real people score 0.11-0.2 (people per frame at 0.1 / 0.15 / 0.2: 17 / 8.0
-            / 5.1), so 0.15.
+            pull real tracks off their people (figures: ``docs/models.md``, "Settings of track").
         output: What is written.
     """
 
@@ -149,15 +139,13 @@ def track_estimator() -> EstimatorConfig:
     """The estimator as ``track`` runs it: ``EstimatorConfig``'s defaults (``estimate``'s, tuned
     for COCO AP) except where tracking a video trades the last AP point for speed or tracking.
 
-    - ``detector.conf_threshold`` 0.15 (``estimate``: 0.1): a pose's person score (detector score x
-      mean joint score) is never above its box's score, so boxes under
+    - ``detector.conf_threshold`` 0.15 (``estimate``: 0.1): boxes scored under
       ``pipeline.min_pose_score`` would only cost pose-estimator calls;
-    - ``sppe.flip_test`` off (``estimate``: on, COCO-mini +0.018 AP): twice the pose work;
-    - ``sppe.batch_size`` 16 (``estimate``: 64): on a CPU, 64 made the threaded run slower and
-      doubled its peak memory on street_crowd.avi (15 people a frame); on a GPU use 64;
-    - ``nms.eta`` 9 (``estimate``: 6): two hugging people's poses share arms and heads
-      (similarity 8.8 at two_people.mp4 frame 55 with MoveNet) while a redundant detection of one
-      person scores 25-30.
+    - ``sppe.flip_test`` off (``estimate``: on): twice the pose work;
+    - ``sppe.batch_size`` 16 (``estimate``: 64): smaller batches suit a CPU; on a GPU use 64;
+    - ``nms.eta`` 9 (``estimate``: 6): keeps the poses of two people close together.
+
+    The figures behind each are in ``docs/models.md``, "Settings of track".
     """
     return EstimatorConfig(detector=DetectorConfig(conf_threshold=0.15),
                            sppe=SPPEConfig(flip_test=False, batch_size=16),
@@ -219,3 +207,19 @@ def load_app_config(path: str | Path | None = None, overrides: Sequence[str] = (
 def dump_app_config(config: AppConfig) -> str:
     """YAML of every setting, loadable again with ``--config``."""
     return dump_config(config)
+
+
+def load_section(section: str, overrides: Sequence[str] = (), where: str = "--set") -> Any:
+    """One section of :class:`AppConfig` (e.g. ``"tracker"``) with ``overrides`` applied, for the
+    commands that use only that section (the benchmarks of one stage). The keys are rooted at the
+    whole settings as in every other command (``tracker.poseflow.window=12``).
+
+    Raises:
+        ConfigError: a key outside ``section``, or one that does not fit it.
+    """
+    for text in overrides:
+        if not text.startswith(section + "."):
+            raise ConfigError(f"{where} {text}: this command uses only the {section} settings "
+                              f"(keys {section}.*)")
+    return getattr(load_app_config(None, overrides), section)
+

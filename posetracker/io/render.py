@@ -120,8 +120,9 @@ class _AvWriter:
     codec = "h264"
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
-        import av
         from fractions import Fraction
+
+        import av
 
         self._c = av.open(str(path), mode="w", format="mp4",
                           options={"movflags": "+faststart"})

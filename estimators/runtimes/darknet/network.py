@@ -11,11 +11,22 @@ import torch
 from torch import nn
 
 from posetracker.core.errors import ModelError
-from posetracker.estimators.boxes import (LetterboxTransform, as_image_list, darknet_batch, darknet_input,
-                                          select_detections)
+from posetracker.estimators.boxes import (
+    LetterboxTransform,
+    as_image_list,
+    darknet_batch,
+    darknet_input,
+    select_detections,
+)
 from posetracker.estimators.runtimes.darknet.cfg import CfgSection, read_cfg
-from posetracker.estimators.runtimes.darknet.layers import (ConvLayer, RouteLayer, ShortcutLayer, YoloLayer,
-                                                            _LayerSpec, build_layer)
+from posetracker.estimators.runtimes.darknet.layers import (
+    ConvLayer,
+    RouteLayer,
+    ShortcutLayer,
+    YoloLayer,
+    _LayerSpec,
+    build_layer,
+)
 from posetracker.estimators.runtimes.darknet.weights import load_darknet_weights
 
 
@@ -56,12 +67,12 @@ class DarknetYolo(nn.Module):
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
-    def from_cfg(cls, cfg: str | Path) -> "DarknetYolo":
+    def from_cfg(cls, cfg: str | Path) -> DarknetYolo:
         """Build the network with untrained weights from a ``.cfg`` file."""
         return cls(read_cfg(cfg))
 
     @classmethod
-    def from_files(cls, cfg: str | Path, weights: str | Path) -> "DarknetYolo":
+    def from_files(cls, cfg: str | Path, weights: str | Path) -> DarknetYolo:
         """Build from ``cfg`` and load ``weights``: a Darknet ``.weights`` file, or a
         ``.safetensors`` holding this module's ``state_dict`` (as ``posetracker models`` caches)."""
         model = cls.from_cfg(cfg)

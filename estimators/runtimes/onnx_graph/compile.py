@@ -13,8 +13,7 @@ from torch import nn
 
 from posetracker.core.errors import ModelError
 from posetracker.estimators.runtimes.onnx_graph.io import _Node, _one_line, _read_nodes, _to_tensor
-from posetracker.estimators.runtimes.onnx_graph.ops import (_HOST, _INDEX, _OPS, _TENSOR, _Ctx, _host, _OpDef,
-                                                            _RunState)
+from posetracker.estimators.runtimes.onnx_graph.ops import _HOST, _INDEX, _OPS, _TENSOR, _Ctx, _host, _OpDef, _RunState
 
 _PARAM = "\x00param:"  # slot-name prefix of a parameter as data ops read it
 

@@ -16,9 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from posetracker.core.errors import ModelError
-from posetracker.estimators.runtimes.kernels import (MM_MAX_MACS, PackedConvWeight, conv1x1_mm, conv2d,
-                                                     packed_conv2d, same_pads, use_packed,
-                                                     zero_pad_channels_last)
+from posetracker.estimators.runtimes.kernels import PackedConvWeight, fast_conv2d, same_pads
 from posetracker.estimators.runtimes.onnx_graph.io import _Node, _torch_dtype
 
 # How an op reads each input: a Python list/scalar (shapes, axes, sizes), an index (0-d -> int),
@@ -457,7 +455,7 @@ def _build_conv(node: _Node, ctx: _Ctx):
 
 
 # --------------------------------------------------------------------------------------------
-# Convolution (CPU fast path shared with the TF.js runtime)
+# Convolution (kernels.fast_conv2d, shared with the OpenVINO reader)
 # --------------------------------------------------------------------------------------------
 
 
@@ -466,33 +464,13 @@ def _conv_function(pads: Callable[[int, int], tuple[int, int, int, int]], stride
     """-> conv(x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O,) | None) -> (N, O, H', W'),
     with SiLU applied when ``activation == "silu"`` (a fused Conv -> Sigmoid -> Mul).
 
-    Channels-last memory throughout (oneDNN's and cuDNN's fast layout). On the CPU (float32):
-    small 1x1 convs as one GEMM (below ``MM_MAX_MACS`` oneDNN's fixed cost per call dominates),
-    the others on oneDNN with the weight packed once and SiLU fused in ("swish" post-op).
+    Channels-last memory throughout; the path (GEMM, packed oneDNN with SiLU fused in, or plain)
+    is :func:`posetracker.estimators.runtimes.kernels.fast_conv2d`'s.
     """
-    silu = activation == "silu"
+    post = "swish" if activation == "silu" else "none"
     packed = PackedConvWeight()
-    pointwise = strides == (1, 1)
 
     def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        top, bottom, left, right = pads(x.shape[2], x.shape[3])
-        if top == bottom and left == right:
-            pad = (top, left)
-            x = x.contiguous(memory_format=torch.channels_last)
-        else:
-            x = zero_pad_channels_last(x, top, bottom, left, right)
-            pad = (0, 0)
-        o, c, kh, kw = weight.shape
-        if pointwise and kh == kw == 1 and groups == 1 and pad == (0, 0) \
-                and x.device.type == "cpu" and x.dtype == torch.float32 \
-                and x.shape[0] * x.shape[2] * x.shape[3] * o * c <= MM_MAX_MACS:
-            y = conv1x1_mm(x, weight.view(o, c).t(), bias)
-        elif use_packed(x, weight):
-            return packed_conv2d(x, packed.get(weight, x, pad, strides, dilations, groups), bias,
-                                 pad, strides, dilations, groups, "swish" if silu else "none")
-        else:
-            y = conv2d(x, weight, bias, strides, pad, dilations, groups)
-        if silu:  # in place unless autograd needs the conv output
-            return F.silu(y, inplace=not (torch.is_grad_enabled() and y.requires_grad))
-        return y
+        return fast_conv2d(x, weight, bias, pads(x.shape[2], x.shape[3]), strides, dilations, groups,
+                           packed, post)
     return conv

@@ -12,11 +12,16 @@ import torch
 from torch import nn
 
 from posetracker.core.errors import ModelError
-from posetracker.estimators.runtimes.openvino_ir.base import (_FUSABLE_ACTIVATIONS, _HOST, CHANNELS_LAST,
-                                                              _axis, _Op)
+from posetracker.estimators.runtimes.openvino_ir.base import _FUSABLE_ACTIVATIONS, _HOST, CHANNELS_LAST, _axis, _Op
 from posetracker.estimators.runtimes.openvino_ir.io import _dims, _Layer, _Port, _read_const
-from posetracker.estimators.runtimes.openvino_ir.ops import (OP_CLASSES, _ChannelShuffle, _ConcatShuffle,
-                                                             _Reshape, _ShapeOf, _Unary)
+from posetracker.estimators.runtimes.openvino_ir.ops import (
+    OP_CLASSES,
+    _ChannelShuffle,
+    _ConcatShuffle,
+    _Reshape,
+    _ShapeOf,
+    _Unary,
+)
 from posetracker.estimators.runtimes.openvino_ir.spatial import _FusedConv, _Pool
 
 

@@ -14,9 +14,18 @@ from typing import Any
 import torch
 
 from posetracker.core.errors import ModelError
-from posetracker.estimators.runtimes.openvino_ir.base import (CHANNELS_LAST, _activation, _axis,
-                                                              _can_overwrite, _Ctx, _float_dtype, _Op,
-                                                              _pylist, _static, _unsupported_attr)
+from posetracker.estimators.runtimes.openvino_ir.base import (
+    CHANNELS_LAST,
+    _activation,
+    _axis,
+    _can_overwrite,
+    _Ctx,
+    _float_dtype,
+    _Op,
+    _pylist,
+    _static,
+    _unsupported_attr,
+)
 from posetracker.estimators.runtimes.openvino_ir.io import _ELEMENT_TYPES, _ints, _Layer
 from posetracker.estimators.runtimes.openvino_ir.spatial import _Conv, _Interpolate, _Pad, _Pool
 

@@ -13,11 +13,15 @@ import torch
 import torch.nn.functional as F
 
 from posetracker.core.errors import ModelError
-from posetracker.estimators.runtimes.kernels import (MM_MAX_MACS, PackedConvWeight, conv1x1_mm, conv2d,
-                                                     packed_conv2d, same_pads, use_packed,
-                                                     zero_pad_channels_last)
-from posetracker.estimators.runtimes.openvino_ir.base import (CHANNELS_LAST, _activation, _axis, _Ctx, _Op,
-                                                              _pylist, _unsupported_attr)
+from posetracker.estimators.runtimes.kernels import PackedConvWeight, fast_conv2d, same_pads
+from posetracker.estimators.runtimes.openvino_ir.base import (
+    _activation,
+    _axis,
+    _Ctx,
+    _Op,
+    _pylist,
+    _unsupported_attr,
+)
 from posetracker.estimators.runtimes.openvino_ir.io import _ints, _Layer
 
 # -- convolution -----------------------------------------------------------------------------
@@ -96,45 +100,16 @@ class _FusedConv(_Op):
                 return act(y) if act else y
             return run_nd
         (top, bottom), (left, right) = pads
-        fmt = torch.channels_last if CHANNELS_LAST else torch.contiguous_format
-        if top == bottom and left == right:
-            pad = (top, left)
-            prepare = (lambda x: x.contiguous(memory_format=fmt))
-        else:  # asymmetric padding: one padded copy of the input
-            pad = (0, 0)
-            prepare = ((lambda x: zero_pad_channels_last(x, top, bottom, left, right)) if CHANNELS_LAST
-                       else (lambda x: F.pad(x, (left, right, top, bottom))))
-        if (w.shape[2:] == (1, 1) and groups == 1 and stride == (1, 1) and pad == (0, 0)
-                and x.device.type == "cpu"
-                and x.shape[0] * x.shape[2] * x.shape[3] * w.shape[0] * w.shape[1] <= MM_MAX_MACS):
-            wt = w.view(w.shape[0], w.shape[1]).t()
-
-            def run_mm(x: torch.Tensor) -> torch.Tensor:
-                y = conv1x1_mm(x, wt, b)
-                return act(y) if act else y
-            return run_mm
-        if ctx.grad:
-            def run_grad(x: torch.Tensor) -> torch.Tensor:
-                y = conv2d(prepare(x), w, b, stride, pad, dilation, groups)
-                return act(y) if act else y
-            return run_grad
-        probe = prepare(x)
-        if use_packed(probe, w):
-            cache = self.packed
-            fused = self.activation is not None and self.activation[0] == "ReLU"
-            attr = "relu" if fused else "none"
-            post = None if fused else act
-
-            def run_packed(x: torch.Tensor) -> torch.Tensor:
-                x = prepare(x)
-                y = packed_conv2d(x, cache.get(w, x, pad, stride, dilation, groups), b, pad, stride,
-                                  dilation, groups, attr)
-                return post(y) if post else y
-            return run_packed
+        pads4 = (top, bottom, left, right)
+        cache = self.packed
+        # ReLU fuses into the conv (a oneDNN post-op where the packed path runs); other
+        # activations follow it
+        relu = self.activation is not None and self.activation[0] == "ReLU"
+        post = None if relu else act
 
         def run(x: torch.Tensor) -> torch.Tensor:
-            y = conv2d(prepare(x), w, b, stride, pad, dilation, groups)
-            return act(y) if act else y
+            y = fast_conv2d(x, w, b, pads4, stride, dilation, groups, cache, "relu" if relu else "none")
+            return post(y) if post else y
         return run
 
 

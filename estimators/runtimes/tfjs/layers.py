@@ -11,10 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from posetracker.core.errors import ModelError
-from posetracker.estimators.runtimes.kernels import (PackedConvWeight, conv2d, packed_conv2d, same_pads,
-                                                     use_packed, zero_pad_channels_last)
-from posetracker.estimators.runtimes.tfjs.layout import (NCHW_STORED, _as_nchw, _LayoutOp, _logical, _Op,
-                                                         _to_stored)
+from posetracker.estimators.runtimes.kernels import (
+    PackedConvWeight,
+    conv2d,
+    packed_conv2d,
+    same_pads,
+    use_packed,
+    zero_pad_channels_last,
+)
+from posetracker.estimators.runtimes.tfjs.layout import NCHW_STORED, _as_nchw, _LayoutOp, _logical, _Op, _to_stored
 
 
 def _tf_same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:

@@ -14,9 +14,21 @@ from torch import nn
 
 from posetracker.core.errors import ModelError
 from posetracker.estimators.runtimes.tfjs.io import _Node
-from posetracker.estimators.runtimes.tfjs.layers import (_ACTIVATIONS, _Cast, _Concat, _Conv, _Elementwise,
-                                                         _Fn, _Identity, _Pad, _Pool, _Reduce,
-                                                         _ResizeBilinear, _Split, _Transpose)
+from posetracker.estimators.runtimes.tfjs.layers import (
+    _ACTIVATIONS,
+    _Cast,
+    _Concat,
+    _Conv,
+    _Elementwise,
+    _Fn,
+    _Identity,
+    _Pad,
+    _Pool,
+    _Reduce,
+    _ResizeBilinear,
+    _Split,
+    _Transpose,
+)
 
 _TF_DTYPES: dict[str, torch.dtype | None] = {
     "DT_FLOAT": None,  # None = the graph's float dtype (float32, or what .half()/.to() made it)

@@ -10,12 +10,32 @@ import torch
 from torch import nn
 
 from posetracker.core.errors import ModelError
-from posetracker.estimators.runtimes.tfjs.compile import (_as_tensor, _fold_constants,
-                                                          _fuse_conv_bias_activation, sinks, toposort)
-from posetracker.estimators.runtimes.tfjs.io import (_load_json, _parse_nodes, _placeholder_shape, _producer,
-                                                     _value_key, read_tfjs_topology, read_tfjs_weights)
-from posetracker.estimators.runtimes.tfjs.layers import (_Cast, _Concat, _Conv, _Elementwise, _Identity,
-                                                         _Pool, _ResizeBilinear, _Split)
+from posetracker.estimators.runtimes.tfjs.compile import (
+    _as_tensor,
+    _fold_constants,
+    _fuse_conv_bias_activation,
+    sinks,
+    toposort,
+)
+from posetracker.estimators.runtimes.tfjs.io import (
+    _load_json,
+    _parse_nodes,
+    _placeholder_shape,
+    _producer,
+    _value_key,
+    read_tfjs_topology,
+    read_tfjs_weights,
+)
+from posetracker.estimators.runtimes.tfjs.layers import (
+    _Cast,
+    _Concat,
+    _Conv,
+    _Elementwise,
+    _Identity,
+    _Pool,
+    _ResizeBilinear,
+    _Split,
+)
 from posetracker.estimators.runtimes.tfjs.layout import NCHW_STORED, Perm, _as_nchw, _logical, _run_module
 from posetracker.estimators.runtimes.tfjs.ops import _Consts, build_op, data_inputs
 

@@ -9,10 +9,11 @@ One torch thread.
 Accuracy (``--coco DIR``): on a COCO-format set, each image's ground-truth person boxes are cropped
 (the estimator's symmetric spatial transformer) and run through MoveNet once; both paths share those
 heads. The *nms* path decodes MoveNet's single person per crop and applies parametric pose NMS; the
-*crowdpose* path takes joint candidates from the same heatmaps (each proposal's heatmaps weighted by a prior around MoveNet's own single-person
-answer, refined by MoveNet's sub-cell offsets as the estimator's intermediates carry them, or without
-them for comparison) and associates them (:func:`posetracker.association.assign.associate_intermediates`). Both rank poses by box score x
-mean joint score above a threshold (the estimator's and the association config's thresholds are
+*crowdpose* path takes joint candidates from the same heatmaps (each proposal's heatmaps
+weighted by a prior around MoveNet's own single-person answer, refined by MoveNet's sub-cell
+offsets as the estimator's intermediates carry them, or without them for comparison) and
+associates them (:func:`posetracker.association.assign.associate_intermediates`). Both rank
+poses by box score x mean joint score above a threshold (the estimator's and the association config's thresholds are
 both shown). COCO keypoint AP overall and per crowd-index bucket (easy < 0.2 <= medium
 < 0.8 <= hard) and on all images with crowd index >= 0.2.
 """
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="MoveNet model for --coco: registry name or model.json (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an association setting, e.g. --set delta_scale=3")
+                   help="override an association setting, e.g. --set association.delta_scale=3")
     p.add_argument("--out", metavar="FILE", help="also write the tables (.csv, .json or .md; the AP "
                    "table gets the suffix _ap)")
     p.set_defaults(func=run)
@@ -117,24 +118,23 @@ def coco_comparison(coco_dir: str, model: str, config, threads: int = 1):
     """
     import dataclasses
     from pathlib import Path
+    from types import SimpleNamespace
 
     import cv2
     import numpy as np
     import pandas as pd
     import torch
 
-    from types import SimpleNamespace
-
     from posetracker.association.assign import associate_intermediates
+    from posetracker.core.errors import InputError
+    from posetracker.core.poses import FramePoses
+    from posetracker.core.schemas import COCO17
     from posetracker.estimators.config import EstimatorConfig
     from posetracker.estimators.movenet import MoveNet
     from posetracker.estimators.pose_nms import pose_nms
     from posetracker.estimators.transform import box_regions, crop_affines, crop_boxes, crop_to_image, frames_to_tensor
     from posetracker.evaluation.crowdpose import evaluate_coco_by_crowd
-    from posetracker.core.errors import InputError
     from posetracker.io.formats.coco import read_coco_gt
-    from posetracker.core.poses import FramePoses
-    from posetracker.core.schemas import COCO17
 
     torch.set_num_threads(threads)
     root = Path(coco_dir)
@@ -223,13 +223,12 @@ def coco_comparison(coco_dir: str, model: str, config, threads: int = 1):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from posetracker.association.config import AssociationConfig
-    from posetracker.evaluation.report import format_table, save_report
-    from posetracker.core.config import load_config
+    from posetracker.app.settings import load_section
     from posetracker.core.errors import InputError
+    from posetracker.evaluation.report import format_table, save_report
 
     torch.set_num_threads(args.threads)
-    config = load_config(AssociationConfig, None, args.overrides)
+    config = load_section("association", args.overrides)
     try:
         people = [int(v) for v in args.people.split(",") if v.strip()]
     except ValueError:

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from posetracker.app.benchmarks import shared_videos
+
 DEFAULT_VIDEOS = ("basketball_crossing.mp4", "two_people.mp4", "street_crowd.avi")
 
 
@@ -61,12 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="settings override for every run")
     p.add_argument("--out", metavar="FILE.json", help="also write every run's figures as JSON")
     p.set_defaults(func=run)
-
-
-def _default_videos() -> list[Path]:
-    shared = Path(os.environ.get("POSETRACKER_SHARED", Path(__file__).resolve().parents[3].parent
-                                 / "shared"))
-    return [shared / "data" / "videos" / v for v in DEFAULT_VIDEOS]
 
 
 def make_dataset(root: Path, videos: list[Path], sequences: int, frames: int) -> list[Path]:
@@ -175,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sequences < 2 or args.frames < 1 or args.repeat < 1:
         raise InputError("--sequences must be >= 2, --frames and --repeat >= 1")
     config = load_app_config(None, args.set)
-    videos = [Path(v) for v in args.videos] or _default_videos()
+    videos = [Path(v) for v in args.videos] or shared_videos(DEFAULT_VIDEOS)
     rows = []
     with tempfile.TemporaryDirectory(prefix="posetracker-bench-dataset-") as tmp:
         root = Path(tmp) / "dataset"
@@ -253,7 +249,7 @@ def _memory_check(args: argparse.Namespace, config) -> dict:
     flat after a worker's first sequence (which reaches the allocator's peak for the sequence)."""
     video = Path(args.memory_video)
     if not video.is_file():
-        video = _default_videos()[0].parent / args.memory_video
+        video = shared_videos(DEFAULT_VIDEOS)[0].parent / args.memory_video
     with tempfile.TemporaryDirectory(prefix="posetracker-bench-dataset-mem-") as tmp:
         root = Path(tmp) / "dataset"
         first = make_dataset(root, [video], 1, 3)[0]

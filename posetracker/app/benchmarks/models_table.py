@@ -110,12 +110,12 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
+    from posetracker.app.build import detector_files, sppe_files
+    from posetracker.app.commands.estimate_cmd import estimate_coco_images, estimator_config, set_threads
     from posetracker.estimators.rmpe import PersonDetector, RMPEEstimator, load_detector, pick_device
     from posetracker.estimators.sppe import load_sppe
     from posetracker.evaluation.coco import evaluate_coco
     from posetracker.evaluation.report import format_table, save_report
-    from posetracker.app.build import detector_files, sppe_files
-    from posetracker.app.commands.estimate_cmd import estimate_coco_images, estimator_config, set_threads
     from posetracker.io.formats.coco import read_coco_gt
     from posetracker.io.sources import read_image
 

@@ -32,6 +32,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from posetracker.app.benchmarks import shared_videos
+
 DEFAULT_VIDEOS = ("two_people.mp4", "street_crowd.avi", "basketball_crossing.mp4")
 
 
@@ -68,12 +70,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "estimator.sppe.model=movenet-thunder (repeatable)")
     p.add_argument("--out", metavar="FILE.json", help="also write the rows as JSON")
     p.set_defaults(func=run)
-
-
-def _default_videos() -> list[Path]:
-    shared = Path(os.environ.get("POSETRACKER_SHARED", Path(__file__).resolve().parents[3].parent
-                                 / "shared"))
-    return [shared / "data" / "videos" / v for v in DEFAULT_VIDEOS]
 
 
 def looped(source, passes: int):
@@ -178,7 +174,7 @@ def measure(spec: dict) -> dict:
 def run(args) -> int:
     from posetracker.core.errors import InputError
 
-    videos = [Path(v) for v in args.videos] or _default_videos()
+    videos = [Path(v) for v in args.videos] or shared_videos(DEFAULT_VIDEOS)
     for v in videos:
         if not v.is_file():
             raise InputError(f"no such video: {v}")

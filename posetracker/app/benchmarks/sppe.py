@@ -85,10 +85,10 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     import torch
 
-    from posetracker.estimators.sppe import load_sppe
-    from posetracker.evaluation.report import format_table, save_report
     from posetracker.app.build import sppe_files
     from posetracker.core.errors import InputError
+    from posetracker.estimators.sppe import load_sppe
+    from posetracker.evaluation.report import format_table, save_report
 
     torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])

@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", type=int, default=0, metavar="N",
                    help="use the first N videos only (default: all)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
-                   help="override a tracker setting, e.g. --set poseflow.window=12")
+                   help="override a tracker setting, e.g. --set tracker.poseflow.window=12")
     p.add_argument("--speed-video", metavar="VIDEO",
                    help="also time the trackers with ORB on this video's frames resized to "
                    "960x540 (e.g. ../shared/data/videos/two_people.mp4)")
@@ -83,22 +83,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def tracker_config(name: str, overrides=()):
     """The :class:`TrackerConfig` of a benchmark row: a tracker kind, or a PoseFlow variant of
-    :data:`VARIANTS` (its settings applied over the defaults, before ``overrides``)."""
-    from posetracker.core.config import load_config
-    from posetracker.tracker.config import TrackerConfig
+    :data:`VARIANTS` (its settings applied over the defaults, before ``overrides``, which are
+    ``--set`` keys rooted at the whole settings: ``tracker.poseflow.window=12``)."""
+    from posetracker.app.settings import load_section
 
     if name in VARIANTS:
-        variant = [f"poseflow.{k}={v}" for k, v in VARIANTS[name].items()]
-        return dataclasses.replace(load_config(TrackerConfig, None, [*variant, *overrides]),
-                                   kind="poseflow")
-    return dataclasses.replace(load_config(TrackerConfig, None, overrides), kind=name)
+        variant = [f"tracker.poseflow.{k}={v}" for k, v in VARIANTS[name].items()]
+        return dataclasses.replace(load_section("tracker", [*variant, *overrides]), kind="poseflow")
+    return dataclasses.replace(load_section("tracker", overrides), kind=name)
 
 
 def person_distances(gt, pred) -> np.ndarray:
     """``(G, P)`` per-person distances ``1 - PCKh`` (NaN under PCKh 0.5) between ground-truth and
     predicted people of one frame, in PoseTrack 2017 joints, head size from the head box."""
-    from posetracker.evaluation.posetrack import HEAD_SIZE_FACTOR, PCKH_THRESHOLD
     from posetracker.core.schemas import POSETRACK17, convert_keypoints
+    from posetracker.evaluation.posetrack import HEAD_SIZE_FACTOR, PCKH_THRESHOLD
 
     g, _ = convert_keypoints(gt.keypoints, gt.keypoint_scores, gt.schema, POSETRACK17)
     p, _ = convert_keypoints(pred.keypoints, pred.keypoint_scores, pred.schema, POSETRACK17)
@@ -242,7 +241,7 @@ def crossing_rows(reference, images, levels: list[str], seeds: list[int], overri
             for seed in seeds:
                 v = perturb_video(reference, NOISE_LEVELS[level], seed)
                 tracker = make_tracker(tracker_config("poseflow", [*overrides,
-                                                                   f"poseflow.w_app={w}"]))
+                                                                   f"tracker.poseflow.w_app={w}"]))
                 out = track_frames(tracker, [f.poses for f in v.frames], images)
                 acc = mm.MOTAccumulator(auto_id=True)
                 for g, p in zip(reference.frames, out):
@@ -306,8 +305,8 @@ def _ints(option: str, text: str) -> list[int]:
 
 
 def run(args) -> int:
-    from posetracker.evaluation.report import format_table, save_report
     from posetracker.core.errors import InputError
+    from posetracker.evaluation.report import format_table, save_report
     from posetracker.io.formats.bonn import read_bonn_mat
     from posetracker.tracker.perturb import NOISE_LEVELS
 

@@ -168,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
     real_json = anns[0]
     real_images = next((d for d in (root / "val2017", root / "images") if d.is_dir()), root)
     device = pick_device(args.device)
-    log = (lambda s: print(s, file=sys.stderr, flush=True))
+    def log(s):
+        return (print(s, file=sys.stderr, flush=True))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     crowds = work / "crowds"
@@ -212,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     default = AssociationConfig()
     tuned = None
     rows = []
-    for name, (sppe, res) in models.items():
+    for name, (sppe, _res) in models.items():
         t0 = time.perf_counter()
         est, val_inter = _intermediates(sppe, val_json, crowds / "val")
         _, real_inter = _intermediates(sppe, real_json, real_images)

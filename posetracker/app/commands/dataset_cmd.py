@@ -147,7 +147,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     ns = argparse.Namespace(gt_dir=args.eval, pred_dir=args.output, per_sequence=False,
                             strict_poseval=False, out=args.eval_out, plot=args.eval_plot)
-    return eval_cmd._run_posetrack(ns)
+    return eval_cmd.run_posetrack(ns)
 
 
 def _list(args, config, options) -> int:

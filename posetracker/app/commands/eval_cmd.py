@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="joints never annotated in GT_DIR (e.g. the nose in Bonn data) count as "
                     "poseval counts them (AP 0, MOTP 0, NaN groups) instead of being left out")
     _add_output_args(pt)
-    pt.set_defaults(func=_run_posetrack)
+    pt.set_defaults(func=run_posetrack)
 
     for name, what in (("coco", "COCO keypoints (pycocotools)"),
                        ("crowdpose", "CrowdPose: AP, AR and AP easy/medium/hard")):
@@ -71,7 +71,7 @@ def _emit(df, args, title: str) -> int:
     return 0
 
 
-def _run_posetrack(args) -> int:
+def run_posetrack(args) -> int:
     _check_outputs(args)
     from posetracker.evaluation.posetrack import evaluate_posetrack
     from posetracker.evaluation.report import format_table, plot_report, save_report

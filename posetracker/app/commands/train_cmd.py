@@ -164,7 +164,8 @@ def run_sppe(args: argparse.Namespace) -> int:
     if args.val_annotations:
         val = load_training_data(args.val_annotations, args.val_images)
     device = pick_device(args.device)
-    log = (lambda s: print(s, file=sys.stderr))
+    def log(s):
+        return (print(s, file=sys.stderr))
     sppe, base = load_init_sppe(args.init, device, log)
 
     sampler = None
@@ -213,8 +214,7 @@ def run_crowds(args: argparse.Namespace) -> int:
 
 def run_pgpg(args: argparse.Namespace) -> int:
     from posetracker.association.training.data import load_training_data
-    from posetracker.association.training.pgpg import (detector_boxes, fit_pgpg,
-                                                       fit_pgpg_from_ground_truth)
+    from posetracker.association.training.pgpg import detector_boxes, fit_pgpg, fit_pgpg_from_ground_truth
     from posetracker.core.fileio import check_writable
 
     check_writable(args.out, "--out")
