@@ -277,9 +277,13 @@ def test_a_killed_worker_loses_nothing_and_the_rerun_finishes(models, data_dir, 
     """A worker is killed in the middle of a sequence: that sequence is reported failed
     (--retries 0), the others finish; the rerun tracks only it and keeps the others' files."""
     root = tmp_path / "root"
+    # 12 frames a sequence: long enough that a sequence is seen running with frames written
+    # (the tracker's window holds the first frames back; 3-frame sequences wrote all their lines
+    # at the end, so the moment to catch was a few milliseconds on a fast machine)
+    n_frames = 12
     for i in range(4):
-        _write_frames(data_dir / "videos" / "basketball_crossing.mp4", root / f"s{i}", 3,
-                      start=10 * i)
+        _write_frames(data_dir / "videos" / "basketball_crossing.mp4", root / f"s{i}", n_frames,
+                      start=20 * i)
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "posetracker.app.cli", "track-dataset", str(root), "-o",
             str(out), "--workers", "2", "--retries", "0"]
@@ -288,7 +292,7 @@ def test_a_killed_worker_loses_nothing_and_the_rerun_finishes(models, data_dir, 
     deadline = time.monotonic() + 240
     try:
         while killed is None and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
+            time.sleep(0.02)
             try:
                 s = json.loads((out / "summary.json").read_text())
             except (OSError, ValueError):
@@ -324,7 +328,7 @@ def test_a_killed_worker_loses_nothing_and_the_rerun_finishes(models, data_dir, 
         assert (out / f"{n}.json").stat().st_mtime_ns == t
     for i in range(4):
         data = json.loads((out / f"s{i}.json").read_text())
-        assert len(data["images"]) == 3
+        assert len(data["images"]) == n_frames
 
 
 # ----------------------------------------------------------------------------------------------
