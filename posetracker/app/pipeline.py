@@ -141,6 +141,7 @@ class RunFigures:
     people: int
     wall_seconds: float
     mode: str
+    ms_per_frame: dict[str, float]  # a field or a property of the report
 
     @property
     def fps(self) -> float:
@@ -152,7 +153,7 @@ class RunFigures:
 
     def text(self) -> str:
         """The closing summary line: frames, people per frame, frames/s, ms per frame per stage."""
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in self.ms_per_frame.items())  # type: ignore[attr-defined]
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in self.ms_per_frame.items())
         return (f"{self.frames} frames, {self.people_per_frame:.2f} people/frame, "
                 f"{self.fps:.2f} frames/s ({self.mode}); ms/frame: {stages}")
 

@@ -209,7 +209,7 @@ def dump_app_config(config: AppConfig) -> str:
     return dump_config(config)
 
 
-def load_section(section: str, overrides: Sequence[str] = (), where: str = "--set") -> Any:
+def load_section(section: str, overrides: Sequence[str] = ()) -> Any:
     """One section of :class:`AppConfig` (e.g. ``"tracker"``) with ``overrides`` applied, for the
     commands that use only that section (the benchmarks of one stage). The keys are rooted at the
     whole settings as in every other command (``tracker.poseflow.window=12``).
@@ -219,7 +219,7 @@ def load_section(section: str, overrides: Sequence[str] = (), where: str = "--se
     """
     for text in overrides:
         if not text.startswith(section + "."):
-            raise ConfigError(f"{where} {text}: this command uses only the {section} settings "
+            raise ConfigError(f"--set {text}: this command uses only the {section} settings "
                               f"(keys {section}.*)")
     return getattr(load_app_config(None, overrides), section)
 

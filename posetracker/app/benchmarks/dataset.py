@@ -249,7 +249,7 @@ def _memory_check(args: argparse.Namespace, config) -> dict:
     flat after a worker's first sequence (which reaches the allocator's peak for the sequence)."""
     video = Path(args.memory_video)
     if not video.is_file():
-        video = shared_videos(DEFAULT_VIDEOS)[0].parent / args.memory_video
+        video = shared_videos((args.memory_video,))[0]
     with tempfile.TemporaryDirectory(prefix="posetracker-bench-dataset-mem-") as tmp:
         root = Path(tmp) / "dataset"
         first = make_dataset(root, [video], 1, 3)[0]

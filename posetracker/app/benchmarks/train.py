@@ -168,8 +168,10 @@ def run(args: argparse.Namespace) -> int:
     real_json = anns[0]
     real_images = next((d for d in (root / "val2017", root / "images") if d.is_dir()), root)
     device = pick_device(args.device)
-    def log(s):
-        return (print(s, file=sys.stderr, flush=True))
+
+    def log(s: str) -> None:
+        print(s, file=sys.stderr, flush=True)
+
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     crowds = work / "crowds"

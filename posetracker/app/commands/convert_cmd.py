@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("src", metavar="SRC", help="folder of PoseTrack JSON files, or one file")
     t.add_argument("out_dir", metavar="OUT_DIR", help="folder for the converted files (created)")
     t.add_argument("--to", choices=("2017", "2018"), required=True, help="output version")
-    t.set_defaults(func=run_posetrack)
+    t.set_defaults(func=_run_posetrack)
 
     j = kinds.add_parser(
         "jsonl", help="a `track` run's JSON lines -> its final JSON (finish an interrupted run)",
@@ -65,7 +65,7 @@ def _run_bonn(args) -> int:
     return 0
 
 
-def run_posetrack(args) -> int:
+def _run_posetrack(args) -> int:
     from posetracker.io.formats.posetrack import posetrack_files, read_posetrack, write_posetrack17, write_posetrack18
 
     write = write_posetrack17 if args.to == "2017" else write_posetrack18

@@ -164,8 +164,10 @@ def run_sppe(args: argparse.Namespace) -> int:
     if args.val_annotations:
         val = load_training_data(args.val_annotations, args.val_images)
     device = pick_device(args.device)
-    def log(s):
-        return (print(s, file=sys.stderr))
+
+    def log(s: str) -> None:
+        print(s, file=sys.stderr)
+
     sppe, base = load_init_sppe(args.init, device, log)
 
     sampler = None
