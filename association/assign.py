@@ -361,32 +361,3 @@ class AssociationGrouping:
                  ) -> FramePoses:
         return associate_intermediates(inter, schema, self.config, person_scores)[0]
 
-
-class AssociatingEstimator:
-    """Per-frame poses grouped by the CrowdPose association, from any object with
-    ``intermediates(frames, heatmaps=..., candidates=..., boxes=...)``, ``sppe.schema`` and
-    ``device`` (:class:`posetracker.estimators.rmpe.RMPEEstimator`, or a test double). Poses are
-    scored by the estimator's own ``person_scores`` rule when it has one (the pose-NMS path's
-    ranking), else by ``config.pose_score``. (The application builds the RMPE estimator with an
-    :class:`AssociationGrouping` instead.)
-
-    Args:
-        estimator: The RMPE estimator.
-        config: Association settings.
-    """
-
-    def __init__(self, estimator, config: AssociationConfig = AssociationConfig()):
-        self.estimator = estimator
-        self.grouping = AssociationGrouping(config)
-
-    @property
-    def device(self):
-        """The wrapped estimator's device."""
-        return self.estimator.device
-
-    def estimate(self, frames, boxes=None) -> list[FramePoses]:
-        """Poses of every frame, one :class:`FramePoses` each, associated per frame."""
-        schema = self.estimator.sppe.schema
-        scores = getattr(self.estimator, "person_scores", None)
-        return [self.grouping(inter, schema, scores) for inter in
-                self.estimator.intermediates(frames, heatmaps=True, candidates=0, boxes=boxes)]

@@ -38,13 +38,10 @@ class FakeStages:
         if stage == self.fail_stage and self.fail_at is not None and self.fail_at in indices:
             raise Boom(f"injected failure in {stage} at frame {self.fail_at}")
 
-    def prepare(self, image: np.ndarray) -> int:
+    def detect(self, images):
         # the frame index is painted into pixel (0, 0) by make_frames
-        return int(image[0, 0, 0])
-
-    def detect(self, prepared):
-        self._maybe_fail("detect", prepared)
-        return [list(range(self.people)) for _ in prepared]
+        self._maybe_fail("detect", [int(im[0, 0, 0]) for im in images])
+        return [list(range(self.people)) for _ in images]
 
     def estimate(self, images, detections):
         idx = [int(im[0, 0, 0]) for im in images]

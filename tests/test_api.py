@@ -133,6 +133,43 @@ def test_track_to_is_what_the_command_writes(monkeypatch, tmp_path):
         posetracker.PoseTracker().track_to(str(video), tmp_path / "c.json", csv=tmp_path)
 
 
+def test_track_to_writes_through_the_pipeline_loop(monkeypatch, tmp_path):
+    """``track_to`` is :func:`run_pipeline` with the output files as its writer, in either mode:
+    its summary and the timings in the output's metadata are the loop's own result."""
+    from posetracker.app import pipeline
+
+    class Source:
+        name, fps, start_frame, stride, expected_frames = "clip", 25.0, 0, 1, 7
+
+        def __iter__(self):
+            return make_frames(7)
+
+    results = []
+    real = pipeline.run_pipeline
+
+    def spy(*args, **kw):
+        results.append(real(*args, **kw))
+        return results[-1]
+
+    monkeypatch.setattr(pipeline, "run_pipeline", spy)
+    monkeypatch.setattr(api, "build_stages", lambda config: (FakeStages(people=2), "cpu"))
+    annotations = []
+    for mode in ("threaded", "sequential"):
+        seen = []
+        out = tmp_path / mode / "clip.json"
+        summary = posetracker.PoseTracker(tracker="iou", mode=mode).track_to(
+            Source(), out, jsonl=False, progress=lambda n, total: seen.append((n, total)))
+        run = results[-1]
+        assert run.mode == summary.mode == mode
+        assert (summary.frames, summary.people) == (run.frames, run.people) == (7, 14)
+        assert summary.meta["timings"] == run.as_dict()
+        assert seen == [(n, 7) for n in range(8)]
+        data = json.loads(out.read_text())
+        assert data["meta"]["timings"] == run.as_dict()
+        annotations.append(data["annotations"])
+    assert len(results) == 2 and annotations[0] == annotations[1]
+
+
 def test_estimate_is_what_the_command_finds(models, data_dir, tmp_path):
     image = data_dir / "coco_mini_val2017" / "val2017" / "000000397133.jpg"
     out = tmp_path / "p.json"

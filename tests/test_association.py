@@ -398,14 +398,14 @@ class _FakeEstimator:
         return [self.inter for _ in frames]
 
 
-def test_associating_estimator_replaces_nms_per_frame():
-    from posetracker.association.assign import AssociatingEstimator
+def test_association_grouping_replaces_nms_per_frame():
+    from posetracker.association.assign import AssociationGrouping
 
     scene, hm = _two_people_scene()
     fake = _FakeEstimator(scene, hm)
-    est = AssociatingEstimator(fake)
-    out = est.estimate([np.zeros((8, 8, 3), np.uint8)] * 2)
-    assert fake.calls == [(2, True, None)] and est.device == "cpu"
+    grouping = AssociationGrouping()
+    out = [grouping(inter, fake.sppe.schema)
+           for inter in fake.intermediates([np.zeros((8, 8, 3), np.uint8)] * 2)]
     assert len(out) == 2
     for poses in out:
         # proposal A's single-person answer sat on B; the association gives A its own joints back

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from posetracker.association.assign import AssociatingEstimator, associate_intermediates
+from posetracker.association.assign import associate_intermediates
 from posetracker.core.schemas import COCO17
 from posetracker.estimators.config import EstimatorConfig, SPPEConfig
 from posetracker.estimators.rmpe import PersonDetector, RMPEEstimator
@@ -137,8 +137,8 @@ def test_estimate_and_track_paths_give_the_same_poses_and_ranking():
     from posetracker.app.build import build_grouping
 
     est = _estimator(detector=PersonDetector(_FakeYolo(boxes)))
-    via_estimate = AssociatingEstimator(est).estimate(frames)
     est.grouping = build_grouping("crowdpose", est.config)
+    via_estimate = est.estimate(frames)  # as PoseTracker.estimate / `posetracker estimate`
     stages = RMPEStages(est)
     inter = stages.estimate(frames, stages.detect(frames))
     via_track = [stages.group(it, f) for it, f in zip(inter, frames)]

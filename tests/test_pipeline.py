@@ -3,6 +3,7 @@ failure propagation with clean shutdown, and the sequential mode giving the same
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 from pipeline_doubles import Boom, FakeStages, NearestTracker, WindowTracker, make_frames
 
-from posetracker.app.pipeline import PipelineOptions, run_pipeline, run_sequential
+from posetracker.app.pipeline import PipelineOptions, run_pipeline
+
+SEQUENTIAL = PipelineOptions(mode="sequential")
 
 
 class Collect:
@@ -33,11 +36,12 @@ def _no_pipeline_threads():
     return False
 
 
-@pytest.mark.parametrize("run", [run_pipeline, run_sequential])
-def test_every_frame_in_order_with_track_ids(run):
+@pytest.mark.parametrize("mode", ["threaded", "sequential"])
+def test_every_frame_in_order_with_track_ids(mode):
     out = Collect()
-    res = run(make_frames(23), FakeStages(people=3), NearestTracker(), out,
-              PipelineOptions(det_batch=4, pose_batch=5, queue_size=2))
+    res = run_pipeline(make_frames(23), FakeStages(people=3), NearestTracker(), out,
+                       PipelineOptions(det_batch=4, pose_batch=5, queue_size=2, mode=mode))
+    assert res.mode == mode
     assert out.frames == list(range(23))
     assert res.frames == 23 and res.people == 69
     for p in out.poses:
@@ -48,11 +52,11 @@ def test_every_frame_in_order_with_track_ids(run):
     assert _no_pipeline_threads()
 
 
-@pytest.mark.parametrize("run", [run_pipeline, run_sequential])
-def test_windowed_tracker_frames_come_out_final_and_in_order(run):
+@pytest.mark.parametrize("mode", ["threaded", "sequential"])
+def test_windowed_tracker_frames_come_out_final_and_in_order(mode):
     out = Collect()
-    res = run(make_frames(11), FakeStages(people=2), WindowTracker(window=4), out,
-              PipelineOptions(det_batch=3, pose_batch=2))
+    res = run_pipeline(make_frames(11), FakeStages(people=2), WindowTracker(window=4), out,
+                       PipelineOptions(det_batch=3, pose_batch=2, mode=mode))
     assert out.frames == list(range(11)) and res.frames == 11
     # final ids (100, 101), renumbered in order of first appearance; provisional ones never
     assert all(list(p.track_ids) == [0, 1] for p in out.poses)
@@ -62,8 +66,8 @@ def test_threaded_and_sequential_agree():
     a, b = Collect(), Collect()
     run_pipeline(make_frames(17), FakeStages(people=2), NearestTracker(), a,
                  PipelineOptions(det_batch=3, pose_batch=4))
-    run_sequential(make_frames(17), FakeStages(people=2), NearestTracker(), b,
-                   PipelineOptions(det_batch=3, pose_batch=4))
+    run_pipeline(make_frames(17), FakeStages(people=2), NearestTracker(), b,
+                 PipelineOptions(det_batch=3, pose_batch=4, mode="sequential"))
     assert a.frames == b.frames
     for p, q in zip(a.poses, b.poses):
         np.testing.assert_array_equal(p.keypoints, q.keypoints)
@@ -97,7 +101,8 @@ def test_stages_overlap():
     # max(stage) per batch, not the sum
     opts = PipelineOptions(det_batch=1, pose_batch=1, pose_max_frames=1, queue_size=2)
     t0 = time.perf_counter()
-    run_sequential(make_frames(20), FakeStages(sleep=0.02), None, Collect(), opts)
+    run_pipeline(make_frames(20), FakeStages(sleep=0.02), None, Collect(),
+                 dataclasses.replace(opts, mode="sequential"))
     seq = time.perf_counter() - t0
     t0 = time.perf_counter()
     run_pipeline(make_frames(20), FakeStages(sleep=0.02), None, Collect(), opts)
@@ -178,7 +183,7 @@ def test_empty_source():
 
 
 def test_summary_text():
-    res = run_sequential(make_frames(5), FakeStages(people=2), None, Collect())
+    res = run_pipeline(make_frames(5), FakeStages(people=2), None, Collect(), SEQUENTIAL)
     s = res.text()
     assert "5 frames" in s and "2.00 people/frame" in s and "detect" in s
     assert res.as_dict()["frames"] == 5
@@ -187,6 +192,16 @@ def test_summary_text():
 def test_options_validated():
     with pytest.raises(ValueError):
         PipelineOptions(queue_size=0)
+    with pytest.raises(ValueError, match="mode"):
+        PipelineOptions(mode="parallel")
+
+
+def test_options_from_config_carry_the_mode():
+    from posetracker.app.settings import AppConfig, PipelineConfig
+
+    seq = PipelineOptions.from_config(AppConfig(pipeline=PipelineConfig(mode="sequential")), 4)
+    assert seq.mode == "sequential" and seq.pose_workers == 1
+    assert PipelineOptions.from_config(AppConfig(), 4).mode == "threaded"
 
 
 # -- the real estimator's stages (real detector, toy pose network) --------------------------------------
@@ -244,7 +259,7 @@ def test_rmpe_stages_match_the_estimator(toy_estimator, data_dir, association):
     a, b = Collect(), Collect()
     opts = PipelineOptions(det_batch=2, pose_batch=3, pose_workers=2)
     res = run_pipeline(src, stages, None, a, opts)
-    run_sequential(src, stages, None, b, opts)
+    run_pipeline(src, stages, None, b, dataclasses.replace(opts, mode="sequential"))
     assert a.frames == b.frames == [0, 30, 60, 90]
     assert res.people > 0
     for p, q in zip(a.poses, b.poses):
@@ -291,13 +306,13 @@ def test_sequential_thread_count_is_scoped_to_the_run():
     seen = []
 
     class Probe(FakeStages):
-        def detect(self, prepared):
+        def detect(self, images):
             seen.append(torch.get_num_threads())
-            return super().detect(prepared)
+            return super().detect(images)
 
     want = 1 if before != 1 else 2
-    run_sequential(make_frames(4), Probe(), None, Collect(),
-                   PipelineOptions(det_batch=2, torch_threads=want))
+    run_pipeline(make_frames(4), Probe(), None, Collect(),
+                 PipelineOptions(det_batch=2, torch_threads=want, mode="sequential"))
     assert seen and set(seen) == {want}
     assert torch.get_num_threads() == before  # the caller's setting is back
 
@@ -331,9 +346,9 @@ def test_a_stage_does_not_wait_for_a_full_batch():
             super().__init__()
             self.pose_calls: list[int] = []
 
-        def detect(self, prepared):
+        def detect(self, images):
             time.sleep(0.02)
-            return super().detect(prepared)
+            return super().detect(images)
 
         def estimate(self, images, detections):
             self.pose_calls.append(len(images))
@@ -347,8 +362,8 @@ def test_a_stage_does_not_wait_for_a_full_batch():
     assert sum(stages.pose_calls) == 6 and len(stages.pose_calls) > 1
 
 
-@pytest.mark.parametrize("run", [run_pipeline, run_sequential])
-def test_written_ids_count_up_from_zero_in_order_of_appearance(run):
+@pytest.mark.parametrize("mode", ["threaded", "sequential"])
+def test_written_ids_count_up_from_zero_in_order_of_appearance(mode):
     # a tracker that starts a new id for every pose of every third frame (as PoseFlow's counter
     # runs on over the flows its NMS later suppresses): the written ids have no gaps
     class Jumpy(NearestTracker):
@@ -363,7 +378,8 @@ def test_written_ids_count_up_from_zero_in_order_of_appearance(run):
             return self.ready[-1]
 
     out = Collect()
-    run(make_frames(7), FakeStages(people=2), Jumpy(), out, PipelineOptions(det_batch=2))
+    run_pipeline(make_frames(7), FakeStages(people=2), Jumpy(), out,
+                 PipelineOptions(det_batch=2, mode=mode))
     ids = [list(p.track_ids) for p in out.poses]
     assert ids == [[0, 1]] * 3 + [[2, 3]] * 3 + [[4, 5]]
 

@@ -28,17 +28,19 @@ def _video(path, n=12, size=(96, 128)):
 
 
 class IndexedStages(FakeStages):
-    """FakeStages for decoded video: the frame index travels in ``prepare`` (the JPEG codec
-    would blur a painted pixel), counted on the reader thread."""
+    """FakeStages for decoded video: the frame index is painted by the detector (the JPEG codec
+    would blur a pixel painted before encoding), counted on the detector's one thread, which sees
+    the frames in stream order."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
         self.count = 0
 
-    def prepare(self, image):
-        image[0, 0, 0] = self.count  # the reader owns the decoded frame; mark it in place
-        self.count += 1
-        return self.count - 1
+    def detect(self, images):
+        for image in images:
+            image[0, 0, 0] = self.count  # the pipeline owns the decoded frame; mark it in place
+            self.count += 1
+        return super().detect(images)
 
 
 @pytest.fixture

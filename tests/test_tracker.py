@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from tracking_checks import unique_ids_ok
 
 from posetracker.core.config import from_dict
 from posetracker.core.errors import ConfigError
@@ -13,7 +14,6 @@ from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import POSETRACK17
 from posetracker.tracker import TrackerConfig, make_tracker, track_frames
 from posetracker.tracker.alphapose import AlphaPoseTracker
-from posetracker.tracker.base import unique_ids_ok
 from posetracker.tracker.baselines import IouTracker, NoTracker
 from posetracker.tracker.poseflow import PoseFlowTracker
 

@@ -96,16 +96,16 @@ def test_a_suppressed_flow_is_never_filled():
 def test_filled_poses_reach_the_pipeline_writers():
     from pipeline_doubles import FakeStages, make_frames
 
-    from posetracker.app.pipeline import PipelineOptions, run_sequential
+    from posetracker.app.pipeline import PipelineOptions, run_pipeline
     from posetracker.tracker.poseflow import PoseFlowTracker
 
     class Misses(FakeStages):  # the detector misses the second person in frames 5 and 6
-        def detect(self, prepared):
-            return [[0] if i in (5, 6) else [0, 1] for i in prepared]
+        def detect(self, images):
+            return [[0] if int(im[0, 0, 0]) in (5, 6) else [0, 1] for im in images]
 
     written = []
-    run_sequential(make_frames(14), Misses(people=2), PoseFlowTracker(),
-                   lambda fr, poses: written.append((fr.index, poses)), PipelineOptions())
+    run_pipeline(make_frames(14), Misses(people=2), PoseFlowTracker(),
+                 lambda fr, poses: written.append((fr.index, poses)), PipelineOptions(mode="sequential"))
     assert [i for i, _ in written] == list(range(14))
     assert [len(p) for _, p in written] == [2] * 14
     assert all(sorted(p.track_ids.tolist()) == [0, 1] for _, p in written)

@@ -9,11 +9,11 @@ import time
 
 import numpy as np
 import pytest
+from tracking_checks import unique_ids_ok
 
 from posetracker.core.config import from_dict
 from posetracker.core.errors import ConfigError
 from posetracker.tracker import TrackerConfig, make_tracker, track_frames
-from posetracker.tracker.base import unique_ids_ok
 from posetracker.tracker.config import PoseFlowConfig
 from posetracker.tracker.poseflow import PoseFlowTracker
 from tests.test_tracker import frame, person, run

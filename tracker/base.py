@@ -10,7 +10,7 @@ frame final as soon as it is updated.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Generic, Protocol, TypeVar
 
 import numpy as np
@@ -141,8 +141,3 @@ class ImmediateOutput:
     def _clear(self) -> None:
         raise NotImplementedError
 
-
-def unique_ids_ok(frames: Sequence[FramePoses]) -> bool:
-    """Every frame tracked, with ids unique within the frame (a test helper)."""
-    return all(f.track_ids is not None and len(set(f.track_ids.tolist())) == len(f)
-               for f in frames)

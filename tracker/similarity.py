@@ -34,15 +34,6 @@ def person_scale(boxes: np.ndarray, minimum: float = 1.0) -> np.ndarray:
                               * np.maximum(b[:, 3] - b[:, 1], 0)), minimum)
 
 
-def joint_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean joint-to-joint distances in pixels: ``(n, k, 2), (m, k, 2) -> (n, m, k)``.
-
-    NaN where the joint is absent in either pose.
-    """
-    d = np.asarray(a, dtype=np.float64)[:, None] - np.asarray(b, dtype=np.float64)[None, :]
-    return np.sqrt((d * d).sum(-1))
-
-
 def pose_similarity(a: np.ndarray, b: np.ndarray, scale: np.ndarray, sigma: float,
                     min_common: int = 1) -> np.ndarray:
     """Gaussian pose similarity, the PoseFlow/RMPE ``P_sim`` normalised by person scale.
@@ -70,28 +61,6 @@ def pose_similarity(a: np.ndarray, b: np.ndarray, scale: np.ndarray, sigma: floa
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(cnt >= max(min_common, 1), g.sum(-1) / np.maximum(cnt, 1), 0.0)
     return out
-
-
-def joint_window_iou(a: np.ndarray, b: np.ndarray, half: float | np.ndarray) -> np.ndarray:
-    """IoU of the square windows of half-size ``half`` pixels around each joint pair.
-
-    Args:
-        a: ``(n, k, 2)``; b: ``(m, k, 2)``.
-        half: Window half-size in pixels, a scalar or ``(n,)`` per pose of ``a``.
-
-    Returns:
-        ``(n, m, k)`` IoU in [0, 1]; 0 where the joint is absent in either pose. Equal windows:
-        ``IoU = ix * iy / (2 (2h)^2 - ix * iy)`` with ``ix = max(0, 2h - |dx|)``.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    h = np.asarray(half, dtype=np.float64)
-    h = h[:, None, None] if h.ndim == 1 else h
-    d = np.abs(a[:, None] - b[None, :])                     # (n, m, k, 2)
-    ix = np.clip(2 * h - d[..., 0], 0, None)
-    iy = np.clip(2 * h - d[..., 1], 0, None)
-    inter = np.nan_to_num(ix * iy, nan=0.0)
-    return inter / (2.0 * (2 * h) ** 2 - inter)
 
 
 def top_mean(values: np.ndarray, num: int) -> np.ndarray:

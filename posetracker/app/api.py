@@ -237,19 +237,13 @@ class PoseTracker:
             self._stages, self._device = build_stages(self.config)
         return self._stages, self._device
 
-    def _frames(self, source, times=None) -> Iterator[tuple[Any, FramePoses]]:
-        """Tracked ``(SourceFrame, FramePoses)`` of an opened source, by the configured mode."""
-        from posetracker.app.pipeline import (
-            PipelineOptions,
-            iter_pipeline,
-            iter_sequential,
-        )
+    def _pipeline(self, config: AppConfig):
+        """The pipeline's stages, a new tracker and the run's options for ``config``."""
+        from posetracker.app.pipeline import PipelineOptions
         from posetracker.tracker import make_tracker
 
         stages, _ = self._track_stages()
-        options = PipelineOptions.from_config(self.config)
-        run = iter_sequential if self.config.pipeline.mode == "sequential" else iter_pipeline
-        return run(source, stages, make_tracker(self.config.tracker), options, times)
+        return stages, make_tracker(config.tracker), PipelineOptions.from_config(config)
 
     def track(self, source: str | Path | int, *, start: int = 0, max_frames: int | None = None,
               stride: int = 1) -> Iterator[TrackedFrame]:
@@ -271,8 +265,10 @@ class PoseTracker:
             InputError: the source cannot be opened or read (before any model loads when the
                 source is unreadable).
         """
+        from posetracker.app.pipeline import iter_pipeline
+
         src = _open(source, start, max_frames, stride)
-        frames = self._frames(src)
+        frames = iter_pipeline(src, *self._pipeline(self.config))
         try:
             for frame, poses in frames:
                 h, w = frame.image.shape[:2]
@@ -313,14 +309,11 @@ class PoseTracker:
                 or is interrupted, the finished frames stay in the JSON lines and CSV, the
                 rendered video is finalised, and no final JSON is written.
         """
-        import time
-
         from posetracker import __version__
         from posetracker.app.output import OutputPolicy
-        from posetracker.app.pipeline import STAGES
+        from posetracker.app.pipeline import run_pipeline
         from posetracker.core.config import to_dict
         from posetracker.core.fileio import check_writable
-        from posetracker.core.timing import StageTimes
         from posetracker.io.render import VideoRenderer
         from posetracker.io.sinks import CsvSink, FinalJsonSink, JsonlSink, SinkSet
 
@@ -354,46 +347,32 @@ class PoseTracker:
                                        kpt_threshold=out_cfg.render_threshold))
         sink = SinkSet(sinks)
         policy = OutputPolicy.for_output(out_cfg)
-        times = StageTimes(STAGES)
-        n_frames = people = 0
-        t0 = time.perf_counter()
-        frames = self._frames(src, times)
+        stages, tracker, options = self._pipeline(config)
+        total = src.expected_frames
         if progress is not None:
-            progress(0, src.expected_frames)
+            progress(0, total)
         try:
-            for frame, poses in frames:
-                t1 = time.perf_counter()
-                sink.write(frame, policy(poses))
-                times.add("write", time.perf_counter() - t1, 1)
-                n_frames += 1
-                people += len(poses)
-                if progress is not None:
-                    progress(n_frames, src.expected_frames)
+            run = run_pipeline(src, stages, tracker,
+                               lambda frame, poses: sink.write(frame, policy(poses)), options,
+                               None if progress is None else lambda n: progress(n, total))
         except BaseException:
-            frames.close()
             sink.abort()
             raise
-        wall = time.perf_counter() - t0
-        ms = times.ms_per_frame()
-        mode = config.pipeline.mode
         meta = {
             "version": __version__,
-            "source": {"input": _source_text(source), "frames": n_frames, "fps": src.fps,
+            "source": {"input": _source_text(source), "frames": run.frames, "fps": src.fps,
                        "start_frame": src.start_frame, "stride": src.stride},
             "models": {m: model_files(m) for m in (config.estimator.detector.model,
                                                    config.estimator.sppe.model)},
             "device": device,
             "config": to_dict(config),
-            "timings": {"mode": mode, "frames": n_frames, "people": people,
-                        "wall_seconds": round(wall, 4),
-                        "fps": round(n_frames / wall if wall > 0 else 0.0, 3),
-                        "ms_per_frame": {k: round(v, 3) for k, v in ms.items()}},
+            "timings": run.as_dict(),
         }
         sink.close(meta)
         return TrackSummary(out, None if jsonl_path is None else Path(jsonl_path),
                             None if csv is None else Path(csv),
-                            None if render is None else Path(render), n_frames, people, wall,
-                            mode, device, ms, meta)
+                            None if render is None else Path(render), run.frames, run.people,
+                            run.wall_seconds, run.mode, device, run.ms_per_frame, meta)
 
     def jsonl_path(self, output: str | Path, jsonl: bool | str | Path | None = None
                    ) -> Path | None:

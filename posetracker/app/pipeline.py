@@ -3,8 +3,8 @@
 Stages, each on its own thread, joined by bounded queues (``queue.Queue(maxsize)``)::
 
     reader ──q──▶ detect ──q──▶ pose ×N ──q──▶ group ──q──▶ track ──q──▶ write (caller's thread)
-    decode,       batches of     crops + SPPE,      association    tracker      JSON lines, CSV,
-    prepare       frames         batches of people  or pose NMS    (in order)   render
+    decode        batches of     crops + SPPE,      association    tracker      JSON lines, CSV,
+                  frames         batches of people  or pose NMS    (in order)   render
                                  across frames      (frames back
                                                     in order)
 
@@ -23,11 +23,14 @@ stop event; every stage polls it while waiting on a queue and exits; the caller 
 the exception is re-raised in the caller's thread with its original traceback. No thread is left
 running.
 
-:func:`iter_pipeline` is the pipeline as a generator of tracked frames (the Python API's
-``PoseTracker.track`` yields from it; closing it stops and joins the stages); :func:`run_pipeline`
-writes each frame with a callback. :func:`iter_sequential` / :func:`run_sequential` run the same
-stages one after the other on the caller's thread, for the speed comparison
-(``posetracker bench pipeline``). The torch thread count is passed in (``PipelineOptions``) and set
+:func:`run_pipeline` is the one loop every run goes through (``PoseTracker.track_to``, hence
+``posetracker track`` and ``track-dataset``, and the tests): it writes each tracked frame with a
+callback, timed as the write stage, and reports a :class:`PipelineResult`. :func:`iter_pipeline` is
+the same stages as a generator of tracked frames (the Python API's ``PoseTracker.track`` yields
+from it, ``run_pipeline`` writes from it; closing it stops and joins the stages).
+``PipelineOptions.mode`` picks threads (:class:`_ThreadedRun`) or the same stages one after the
+other on the caller's thread (:func:`_sequential`, for the speed comparison of
+``posetracker bench pipeline``). The torch thread count is passed in (``PipelineOptions``) and set
 on each stage thread, never read back from the caller.
 """
 
@@ -41,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -62,16 +65,14 @@ STAGES = ("read", "detect", "pose", "group", "track", "write")
 class FrameStages(Protocol):
     """The per-frame estimator split into the steps the pipeline overlaps.
 
-    ``prepare`` runs on the reader thread (CPU: resize/letterbox for the detector); ``detect`` gets
-    a batch of prepared frames; ``estimate`` gets several frames with their detections and runs
-    the single-person pose estimator on all their people together (batches of people across
-    frames); ``group`` removes redundant poses of one frame (pose NMS or joint-candidate
-    association). Detections may be any object with ``len()`` = number of people.
+    ``detect`` gets a batch of decoded frames (``(H, W, 3)`` uint8 RGB, in stream order, on one
+    thread); ``estimate`` gets several frames with their detections and runs the single-person
+    pose estimator on all their people together (batches of people across frames); ``group``
+    removes redundant poses of one frame (pose NMS or joint-candidate association). Detections
+    may be any object with ``len()`` = number of people.
     """
 
-    def prepare(self, image: np.ndarray) -> Any: ...
-
-    def detect(self, prepared: Sequence[Any]) -> list[Any]: ...
+    def detect(self, images: Sequence[np.ndarray]) -> list[Any]: ...
 
     def estimate(self, images: Sequence[np.ndarray], detections: Sequence[Any]) -> list[Any]: ...
 
@@ -103,6 +104,8 @@ class PipelineOptions:
             threads started later); 0 leaves torch's default.
         join_timeout: Seconds to wait for each stage thread at shutdown before giving up on it
             (a stage stuck in a long model call finishes that call first).
+        mode: ``threaded`` (each stage on its own thread) or ``sequential`` (the same stages and
+            batches one after the other on the caller's thread).
     """
 
     det_batch: int = _DEFAULTS.estimator.frame_batch
@@ -112,6 +115,7 @@ class PipelineOptions:
     queue_size: int = _DEFAULTS.pipeline.queue_size
     torch_threads: int = 0
     join_timeout: float = 30.0
+    mode: Literal["threaded", "sequential"] = _DEFAULTS.pipeline.mode
 
     def __post_init__(self) -> None:
         for name in ("det_batch", "pose_batch", "pose_max_frames", "pose_workers", "queue_size"):
@@ -119,6 +123,8 @@ class PipelineOptions:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.torch_threads < 0:
             raise ValueError("torch_threads must be >= 0")
+        if self.mode not in ("threaded", "sequential"):
+            raise ValueError(f"mode must be threaded or sequential, got {self.mode!r}")
 
     @classmethod
     def from_config(cls, config: AppConfig, cpu_count: int | None = None) -> PipelineOptions:
@@ -130,7 +136,7 @@ class PipelineOptions:
                    pose_batch=config.estimator.sppe.batch_size,
                    pose_max_frames=pc.pose_max_frames,
                    pose_workers=pc.pose_workers if pc.mode == "threaded" else 1,
-                   queue_size=pc.queue_size, torch_threads=threads)
+                   queue_size=pc.queue_size, torch_threads=threads, mode=pc.mode)
 
 
 class RunFigures:
@@ -197,7 +203,6 @@ class _Item:
 
     frame: SourceFrame
     seq: int = 0  # position in the stream, to restore the order after parallel pose workers
-    prepared: Any = None
     detections: Any = None
     estimate: Any = None
     poses: FramePoses | None = None
@@ -210,25 +215,24 @@ def _timed(times: StageTimes, stage: str, n: int, fn: Callable[[], Any]) -> Any:
     return out
 
 
-def _read(frames: Iterator[SourceFrame], stages: FrameStages, times: StageTimes,
-          seq: int = 0) -> _Item | None:
-    """Decode the next frame and prepare it for the detector; ``None`` at the end."""
+def _read(frames: Iterator[SourceFrame], times: StageTimes, seq: int = 0) -> _Item | None:
+    """Decode the next frame; ``None`` at the end."""
     t0 = time.perf_counter()
     frame = next(frames, None)
     if frame is None:
         return None
-    item = _Item(frame, seq, prepared=stages.prepare(frame.image))
+    item = _Item(frame, seq)
     times.add("read", time.perf_counter() - t0, 1)
     return item
 
 
 def _detect(batch: list[_Item], stages: FrameStages, times: StageTimes) -> None:
     dets = _timed(times, "detect", len(batch),
-                  lambda: stages.detect([it.prepared for it in batch]))
+                  lambda: stages.detect([it.frame.image for it in batch]))
     if len(dets) != len(batch):
         raise RuntimeError(f"detector returned {len(dets)} results for {len(batch)} frames")
     for it, d in zip(batch, dets):
-        it.detections, it.prepared = d, None  # the detector input is not needed any more
+        it.detections = d
 
 
 def _estimate(batch: list[_Item], stages: FrameStages, times: StageTimes) -> None:
@@ -374,42 +378,108 @@ def _worker(run: _Run, name: str, body: Callable[[], None],
     return thread
 
 
-def iter_pipeline(
-    source: Iterable[SourceFrame],
-    stages: FrameStages,
-    tracker: Tracker | None,
-    options: PipelineOptions = PipelineOptions(),
-    times: StageTimes | None = None,
-) -> Iterator[tuple[SourceFrame, FramePoses]]:
-    """Every frame of ``source`` through the stages on threads; yields each tracked frame, in
-    order, as soon as its ids are final.
+class _ThreadedRun(_Run):
+    """One threaded run: the stage bodies and the state they share (the queues between them, the
+    stop event and first error of :class:`_Run`, and the pose workers' turns).
 
-    A generator: the stage threads start on the first ``next`` and are stopped and joined when
-    it ends, fails or is closed (``close()``, or the consumer dropping it), so a consumer can stop
-    early without leaving threads behind.
-
-    Raises:
-        The first exception of any stage (after all threads stopped), or ``KeyboardInterrupt``.
+    Pose workers take runs of consecutive frames in turn (under ``gather``: ``pose_taken`` counts
+    the batches taken) and hand their results on in the same turn order (``turn``:
+    ``pose_handed`` counts the batches handed on), so frames stay in order and a fast worker
+    waits, holding one batch, instead of piling results up behind a slow one. The last worker to
+    finish (``pose_finished``) passes the end of the stream on.
     """
-    times = times if times is not None else StageTimes(STAGES)
-    run = _Run()
-    qs = [queue.Queue(maxsize=options.queue_size) for _ in range(5)]
-    q_read, q_det, q_pose, q_group, q_track = qs
 
-    def reader() -> None:
-        frames = iter(source)
+    def __init__(self, source: Iterable[SourceFrame], stages: FrameStages, tracker: Tracker | None,
+                 options: PipelineOptions, times: StageTimes):
+        super().__init__()
+        self.source, self.stages, self.tracker = source, stages, tracker
+        self.options, self.times = options, times
+        self.q_read, self.q_det, self.q_pose, self.q_group, self.q_track = (
+            queue.Queue(maxsize=options.queue_size) for _ in range(5))
+        self.gather = threading.Lock()
+        self.turn = threading.Condition()
+        self.pose_ended = False
+        self.pose_taken = self.pose_handed = self.pose_finished = 0
+
+    # -- the stages, in pipeline order ------------------------------------------------------------
+    def reader(self) -> None:
+        frames = iter(self.source)
         try:
             seq = 0
-            while (item := _read(frames, stages, times, seq)) is not None:
-                run.put(q_read, item)
+            while (item := _read(frames, self.times, seq)) is not None:
+                self.put(self.q_read, item)
                 seq += 1
-            run.put(q_read, _END)
+            self.put(self.q_read, _END)
         finally:
             close = getattr(frames, "close", None)
             if close is not None:  # release the video file now, also when stopped early
                 close()
 
-    def gather_batch(q_in: queue.Queue, full: Callable[[list[_Item]], bool]
+    def detector(self) -> None:
+        done = False
+        while not done:
+            batch, done = self.gather_batch(self.q_read, self.detect_full)
+            if batch:
+                _detect(batch, self.stages, self.times)
+                for it in batch:
+                    self.put(self.q_det, it)
+        self.put(self.q_det, _END)
+
+    def pose_worker(self) -> None:
+        while True:
+            with self.gather:
+                if self.pose_ended:
+                    break
+                batch, self.pose_ended = self.gather_batch(self.q_det, self.pose_full)
+                mine = self.pose_taken
+                self.pose_taken += bool(batch)
+            if not batch:
+                continue
+            _estimate(batch, self.stages, self.times)
+            with self.turn:
+                while self.pose_handed != mine:
+                    if self.stop.is_set():
+                        raise _Cancelled
+                    self.turn.wait(0.05)
+            for it in batch:
+                self.put(self.q_pose, it)
+            with self.turn:
+                self.pose_handed += 1
+                self.turn.notify_all()
+        with self.gather:
+            self.pose_finished += 1
+            last = self.pose_finished == self.options.pose_workers
+        if last:  # every worker has handed over its last batch
+            self.put(self.q_pose, _END)
+
+    def grouping(self) -> None:
+        expect = 0
+        while (item := self.get(self.q_pose)) is not _END:
+            if item.seq != expect:  # cannot happen: the workers hand over in turn
+                raise RuntimeError(f"frame {item.seq} reached grouping before frame {expect}")
+            _group(item, self.stages, self.times)
+            self.put(self.q_group, item)
+            expect += 1
+        self.put(self.q_group, _END)
+
+    def tracking(self) -> None:
+        step = _TrackStep(self.tracker, self.times)
+        while (item := self.get(self.q_group)) is not _END:
+            for done in step(item):
+                self.put(self.q_track, done)
+        for done in step.finish():
+            self.put(self.q_track, done)
+        self.put(self.q_track, _END)
+
+    # -- batching -----------------------------------------------------------------------------------
+    def detect_full(self, batch: list[_Item]) -> bool:
+        return len(batch) >= self.options.det_batch
+
+    def pose_full(self, batch: list[_Item]) -> bool:
+        return (len(batch) >= self.options.pose_max_frames
+                or sum(len(it.detections) for it in batch) >= self.options.pose_batch)
+
+    def gather_batch(self, q_in: queue.Queue, full: Callable[[list[_Item]], bool]
                      ) -> tuple[list[_Item], bool]:
         """Wait for one frame, then take the frames already waiting until ``full``.
 
@@ -420,7 +490,7 @@ def iter_pipeline(
         """
         batch: list[_Item] = []
         while not full(batch):
-            item = run.get(q_in) if not batch else run.get_ready(q_in)
+            item = self.get(q_in) if not batch else self.get_ready(q_in)
             if item is _EMPTY:
                 break
             if item is _END:
@@ -428,122 +498,59 @@ def iter_pipeline(
             batch.append(item)
         return batch, False
 
-    def batching(q_in: queue.Queue, q_out: queue.Queue, full: Callable[[list[_Item]], bool],
-                 work: Callable[[list[_Item]], None]) -> Callable[[], None]:
-        def body() -> None:
-            done = False
-            while not done:
-                batch, done = gather_batch(q_in, full)
-                if batch:
-                    work(batch)
-                    for it in batch:
-                        run.put(q_out, it)
-            run.put(q_out, _END)
-        return body
-
-    def tracking() -> None:
-        step = _TrackStep(tracker, times)
-        while (item := run.get(q_group)) is not _END:
-            for done in step(item):
-                run.put(q_track, done)
-        for done in step.finish():
-            run.put(q_track, done)
-        run.put(q_track, _END)
-
-    def pose_full(batch: list[_Item]) -> bool:
-        return (len(batch) >= options.pose_max_frames
-                or sum(len(it.detections) for it in batch) >= options.pose_batch)
-
-    # Pose workers take runs of consecutive frames in turn (under ``gather``) and hand their
-    # results on in the same turn order (``turn``), so frames stay in order and a fast worker
-    # waits, holding one batch, instead of piling results up behind a slow one.
-    gather = threading.Lock()
-    turn = threading.Condition()
-    pose = {"ended": False, "taken": 0, "handed": 0, "finished": 0}
-
-    def pose_worker() -> None:
-        while True:
-            with gather:
-                if pose["ended"]:
-                    break
-                batch, pose["ended"] = gather_batch(q_det, pose_full)
-                mine = pose["taken"]
-                pose["taken"] += bool(batch)
-            if not batch:
-                continue
-            _estimate(batch, stages, times)
-            with turn:
-                while pose["handed"] != mine:
-                    if run.stop.is_set():
-                        raise _Cancelled
-                    turn.wait(0.05)
-            for it in batch:
-                run.put(q_pose, it)
-            with turn:
-                pose["handed"] += 1
-                turn.notify_all()
-        with gather:
-            pose["finished"] += 1
-            last = pose["finished"] == options.pose_workers
-        if last:  # every worker has handed over its last batch
-            run.put(q_pose, _END)
-
-    def grouping() -> None:
-        expect = 0
-        while (item := run.get(q_pose)) is not _END:
-            if item.seq != expect:  # cannot happen: the workers hand over in turn
-                raise RuntimeError(f"frame {item.seq} reached grouping before frame {expect}")
-            _group(item, stages, times)
-            run.put(q_group, item)
-            expect += 1
-        run.put(q_group, _END)
-
-    n = options.torch_threads  # every stage's model calls get the run's setting
-    threads = [
-        _worker(run, "read", reader, n),
-        _worker(run, "detect", batching(q_read, q_det, lambda b: len(b) >= options.det_batch,
-                                        lambda b: _detect(b, stages, times)), n),
-        *(_worker(run, f"pose-{i}", pose_worker, n) for i in range(options.pose_workers)),
-        _worker(run, "group", grouping, n),
-        _worker(run, "track", tracking, n),
-    ]
-    try:
-        for t in threads:  # inside the try: a Ctrl-C while starting still stops those started
-            t.start()
-        while (item := run.get(q_track)) is not _END:
-            yield item.frame, item.poses
-    except _Cancelled:
-        pass  # a stage failed; its error is raised below
-    except GeneratorExit:  # the consumer stopped early: stop the stages, nothing to report
-        _join(threads, options.join_timeout, run)
-        raise
-    except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt while waiting: stop the stages
-        run.fail(e)             # first; re-raised below
-    finally:
-        _join(threads, options.join_timeout, run)
-    if run.error is not None:
-        raise run.error
+    # -- the run ------------------------------------------------------------------------------------
+    def frames(self) -> Iterator[tuple[SourceFrame, FramePoses]]:
+        """Start the stage threads, yield each tracked frame, stop and join them at the end (also
+        when the consumer closes the generator early); re-raise the first error of any stage."""
+        n = self.options.torch_threads  # every stage's model calls get the run's setting
+        threads = [
+            _worker(self, "read", self.reader, n),
+            _worker(self, "detect", self.detector, n),
+            *(_worker(self, f"pose-{i}", self.pose_worker, n)
+              for i in range(self.options.pose_workers)),
+            _worker(self, "group", self.grouping, n),
+            _worker(self, "track", self.tracking, n),
+        ]
+        try:
+            for t in threads:  # inside the try: a Ctrl-C while starting still stops those started
+                t.start()
+            while (item := self.get(self.q_track)) is not _END:
+                yield item.frame, item.poses
+        except _Cancelled:
+            pass  # a stage failed; its error is raised below
+        except GeneratorExit:  # the consumer stopped early: stop the stages, nothing to report
+            _join(threads, self.options.join_timeout, self)
+            raise
+        except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt while waiting: stop the
+            self.fail(e)            # stages first; re-raised below
+        finally:
+            _join(threads, self.options.join_timeout, self)
+        if self.error is not None:
+            raise self.error
 
 
-def _consume(frames: Iterator[tuple[SourceFrame, FramePoses]], write: WriteFn,
-             times: StageTimes, progress: Callable[[int], None] | None) -> tuple[int, int]:
-    """``write`` every frame of ``frames`` (timed as the write stage); frames and people written.
-    The generator is closed however this ends (its stages stop before an error leaves)."""
-    n_frames = people = 0
-    try:
-        for frame, poses in frames:
-            t0 = time.perf_counter()
-            write(frame, poses)
-            times.add("write", time.perf_counter() - t0, 1)
-            people += len(poses)
-            n_frames += 1
-            if progress is not None:
-                progress(n_frames)
-    finally:
-        close = getattr(frames, "close", None)
-        if close is not None:
-            close()
-    return n_frames, people
+def iter_pipeline(
+    source: Iterable[SourceFrame],
+    stages: FrameStages,
+    tracker: Tracker | None,
+    options: PipelineOptions = PipelineOptions(),
+    times: StageTimes | None = None,
+) -> Iterator[tuple[SourceFrame, FramePoses]]:
+    """Every frame of ``source`` through the stages (``options.mode``: on threads, or one after
+    the other); yields each tracked frame, in order, as soon as its ids are final.
+
+    A generator: in threaded mode the stage threads start on the first ``next`` and are stopped
+    and joined when it ends, fails or is closed (``close()``, or the consumer dropping it), so a
+    consumer can stop early without leaving threads behind. ``times`` (default: a new one)
+    collects each stage's work time.
+
+    Raises:
+        The first exception of any stage (after all threads stopped), or ``KeyboardInterrupt``.
+    """
+    times = times if times is not None else StageTimes(STAGES)
+    if options.mode == "sequential":
+        return _sequential(source, stages, tracker, options, times)
+    return _ThreadedRun(source, stages, tracker, options, times).frames()
 
 
 def run_pipeline(
@@ -554,20 +561,32 @@ def run_pipeline(
     options: PipelineOptions = PipelineOptions(),
     progress: Callable[[int], None] | None = None,
 ) -> PipelineResult:
-    """Run every frame of ``source`` through the stages on threads; ``write`` each tracked frame.
+    """Run every frame of ``source`` through the stages (:func:`iter_pipeline`); ``write`` each
+    tracked frame: the loop of every run (``PoseTracker.track_to``, ``posetracker track``).
 
-    ``write(frame, poses)`` is called on the caller's thread, in frame order. ``progress(n)`` is
-    called after each written frame with the count so far.
+    ``write(frame, poses)`` is called on the caller's thread, in frame order, and timed as the
+    write stage. ``progress(n)`` is called after each written frame with the count so far.
 
     Raises:
-        The first exception of any stage (after all threads stopped), or ``KeyboardInterrupt``.
-        Frames written before the failure stay written.
+        The first exception of any stage or of ``write`` (after all threads stopped), or
+        ``KeyboardInterrupt``. Frames written before the failure stay written.
     """
     times = StageTimes(STAGES)
+    n_frames = people = 0
     t0 = time.perf_counter()
-    frames, people = _consume(iter_pipeline(source, stages, tracker, options, times), write,
-                              times, progress)
-    return PipelineResult(frames, people, time.perf_counter() - t0, times, "threaded")
+    frames = iter_pipeline(source, stages, tracker, options, times)
+    try:
+        for frame, poses in frames:
+            t1 = time.perf_counter()
+            write(frame, poses)
+            times.add("write", time.perf_counter() - t1, 1)
+            people += len(poses)
+            n_frames += 1
+            if progress is not None:
+                progress(n_frames)
+    finally:
+        frames.close()  # its stages stop before an error leaves
+    return PipelineResult(n_frames, people, time.perf_counter() - t0, times, options.mode)
 
 
 def _running(t: threading.Thread) -> bool:
@@ -615,29 +634,28 @@ def _join(threads: list[threading.Thread], timeout: float, run: _Run | None = No
 
 # -- sequential mode ----------------------------------------------------------------------------------
 
-def iter_sequential(
+def _sequential(
     source: Iterable[SourceFrame],
     stages: FrameStages,
     tracker: Tracker | None,
-    options: PipelineOptions = PipelineOptions(),
-    times: StageTimes | None = None,
+    options: PipelineOptions,
+    times: StageTimes,
 ) -> Iterator[tuple[SourceFrame, FramePoses]]:
     """The same stages and batches, one after the other on the caller's thread; yields each
-    tracked frame as :func:`iter_pipeline` does.
+    tracked frame as the threaded run does.
 
     Each chunk of ``det_batch`` frames is read, detected, pose-estimated (people of the chunk
     together, in calls of up to ``pose_batch`` people by the estimator), grouped and tracked
     before the next chunk is read. ``options.torch_threads`` holds while the stages run (the
     caller's setting is back whenever a frame is handed out).
     """
-    times = times if times is not None else StageTimes(STAGES)
     frames_it = iter(source)
     step = _TrackStep(tracker, times)
     try:
         while True:
             chunk: list[_Item] = []
             with torch_threads(options.torch_threads):
-                while len(chunk) < options.det_batch and (it := _read(frames_it, stages, times)):
+                while len(chunk) < options.det_batch and (it := _read(frames_it, times)):
                     chunk.append(it)
                 if not chunk:
                     break
@@ -659,29 +677,11 @@ def iter_sequential(
             close()
 
 
-def run_sequential(
-    source: Iterable[SourceFrame],
-    stages: FrameStages,
-    tracker: Tracker | None,
-    write: WriteFn,
-    options: PipelineOptions = PipelineOptions(),
-    progress: Callable[[int], None] | None = None,
-) -> PipelineResult:
-    """:func:`iter_sequential` with ``write`` called for each tracked frame (see
-    :func:`run_pipeline`)."""
-    times = StageTimes(STAGES)
-    t0 = time.perf_counter()
-    frames, people = _consume(iter_sequential(source, stages, tracker, options, times), write,
-                              times, progress)
-    return PipelineResult(frames, people, time.perf_counter() - t0, times, "sequential")
-
-
 # -- the real estimator as pipeline stages --------------------------------------------------------------
 
 class RMPEStages:
     """:class:`FrameStages` over an :class:`posetracker.estimators.rmpe.RMPEEstimator`'s public steps.
 
-    - ``prepare``: nothing beyond decoding (the detector letterboxes inside its own call);
     - ``detect``: :meth:`RMPEEstimator.detect` on a batch of frames -> ``(m, 5)`` boxes + score;
     - ``estimate``: :meth:`RMPEEstimator.estimate_people`: crops, SPPE and de-transform of all
       people of several frames together, in batches of ``estimator.sppe.batch_size`` crops;
@@ -701,11 +701,8 @@ class RMPEStages:
         self.estimator = estimator
         self.min_pose_score = min_pose_score
 
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        return image
-
-    def detect(self, prepared: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return self.estimator.detect(list(prepared))
+    def detect(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return self.estimator.detect(list(images))
 
     def estimate(self, images: Sequence[np.ndarray], detections: Sequence[np.ndarray]) -> list:
         return self.estimator.estimate_people(list(images), list(detections))
