@@ -41,9 +41,9 @@ from scipy.optimize import linear_sum_assignment
 from posetracker.association.candidates import JointCandidates, distance_prior, extract_candidates
 from posetracker.association.config import AssociationConfig
 from posetracker.association.graph import PersonJointGraph, build_graph
+from posetracker.core.pose_nms import pose_nms
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import KeypointSchema
-from posetracker.estimators.pose_nms import pose_nms
 
 
 @dataclass(frozen=True, eq=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from posetracker.estimators.config import PoseNMSConfig
+from posetracker.core.pose_nms import PoseNMSConfig
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from posetracker.core.pose_nms import PoseNMSConfig
+
 
 @dataclass(frozen=True)
 class DetectorConfig:
@@ -100,59 +102,6 @@ class SPPEConfig:
             raise ValueError("batch_size must be positive")
         if self.refine not in ("dark", "quarter", "none"):
             raise ValueError(f"refine must be dark, quarter or none, got {self.refine!r}")
-
-
-@dataclass(frozen=True)
-class PoseNMSConfig:
-    """Parametric pose NMS (RMPE, Fang et al. 2017, section 3.3).
-
-    ``mode="rmpe"``: the paper's criterion with distances normalized by box scale. A pose P_j is
-    eliminated by the kept pose P_i when the pose similarity
-    ``K_sim(sigma1) + lam * H_sim(sigma2)`` reaches ``eta`` (the paper writes the same test as a
-    distance "d <= eta"; its d is built from these similarity terms, so larger means closer).
-
-    ``mode="alphapose"``: AlphaPose's released ``pPose_nms.py`` rule and constants (pixel distances,
-    not normalized), for side-by-side comparison.
-
-    ``mode="none"``: keep every pose.
-
-    The ``rmpe`` defaults were set by hand before fitting: two detections of one person score close
-    to the maximum ``17 tanh(c/sigma1)^2 + 17 lam`` (about 30 for confident joints), while distinct
-    people, even with overlapping boxes, rarely get 6 (measurements: docs/models.md).
-
-    Attributes:
-        mode: ``rmpe``, ``alphapose`` or ``none``.
-        sigma1: Soft-match temperature of joint confidences, ``tanh(c / sigma1)``.
-        sigma2: Spatial falloff, ``exp(-(d / scale)^2 / sigma2)`` with d in pixels, scale = the kept
-            pose's box size ``max(w, h)``.
-        lam: Weight of the spatial term.
-        eta: Elimination threshold on the similarity.
-        neighbourhood: A joint matches when it lies in the box of this fraction of the kept pose's
-            box, centred on the kept joint (the paper's 1/10 box).
-        score_threshold: Kept poses whose best joint score is below this are dropped.
-        delta1, mu, delta2, gamma, score_threds, match_threds, alpha: AlphaPose's constants
-            (``pPose_nms.py``: 1, 1.7, 2.65, 22.48, 0.3, 5, 0.1).
-    """
-
-    mode: Literal["rmpe", "alphapose", "none"] = "rmpe"
-    sigma1: float = 0.3
-    sigma2: float = 0.01
-    lam: float = 1.0
-    eta: float = 6.0
-    neighbourhood: float = 0.1
-    score_threshold: float = 0.0
-    delta1: float = 1.0
-    mu: float = 1.7
-    delta2: float = 2.65
-    gamma: float = 22.48
-    score_threds: float = 0.3
-    match_threds: float = 5.0
-    alpha: float = 0.1
-
-    def __post_init__(self) -> None:
-        for name in ("sigma1", "sigma2", "neighbourhood", "delta1", "delta2", "alpha"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from posetracker.core.pose_nms import PoseNMSConfig, pose_nms
 from posetracker.core.poses import FramePoses
-from posetracker.estimators.config import PoseNMSConfig
-from posetracker.estimators.pose_nms import pose_nms
 
 #: The pairs optimised together, in turn.
 PAIRS: tuple[tuple[str, str], ...] = (("sigma2", "eta"), ("sigma1", "lam"))

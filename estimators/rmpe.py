@@ -34,11 +34,11 @@ import numpy as np
 import torch
 
 from posetracker.core.errors import InputError, ModelError
+from posetracker.core.pose_nms import PoseNMSConfig, pose_nms
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import KeypointSchema
 from posetracker.core.timing import StageTimes
-from posetracker.estimators.config import EstimatorConfig, PoseNMSConfig
-from posetracker.estimators.pose_nms import pose_nms
+from posetracker.estimators.config import EstimatorConfig
 from posetracker.estimators.sppe import SPPE, load_sppe
 from posetracker.estimators.transform import STN, box_regions, crop_affines, crop_boxes, crop_to_image, frames_to_tensor
 
@@ -203,7 +203,7 @@ class Grouping(Protocol):
 
 @dataclass(frozen=True)
 class PoseNMSGrouping:
-    """RMPE's parametric pose NMS (:func:`posetracker.estimators.pose_nms.pose_nms`) as a
+    """RMPE's parametric pose NMS (:func:`posetracker.core.pose_nms.pose_nms`) as a
     :class:`Grouping`: each box's pose scored by ``person_scores``, duplicates removed."""
 
     nms: PoseNMSConfig = field(default_factory=PoseNMSConfig)

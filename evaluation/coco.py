@@ -19,49 +19,61 @@ import contextlib
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from posetracker.core.coco import CocoDataset, CocoResults, frames_to_coco_results, validate_coco_results
 from posetracker.core.errors import InputError
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import COCO17
-from posetracker.io.formats.coco import (
-    CocoDataset,
-    frames_to_coco_results,
-    load_json,
-    read_coco_gt,
-    validate_coco_results,
-)
 
 #: Column names of :func:`evaluate_coco`, in pycocotools' ``stats`` order.
 COCO_COLUMNS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
-GroundTruth = str | Path | dict | CocoDataset
-Predictions = str | Path | Sequence[dict] | Mapping[int, FramePoses]
+#: Ground truth: a :class:`CocoDataset` (``posetracker.io.formats.coco.read_coco_gt`` reads a
+#: file into one) or a parsed dict in the file layout.
+GroundTruth = dict | CocoDataset
+#: Predictions: a parsed results file (:class:`CocoResults`, from
+#: ``posetracker.io.formats.coco.load_coco_results``), a results list, or ``{image_id: FramePoses}``.
+Predictions = CocoResults | Sequence[dict] | Mapping[int, FramePoses]
+
+
+def _not_a_path(value: object, what: str) -> None:
+    if isinstance(value, (str, Path)):
+        raise TypeError(f"{what} is a path ({value}); the evaluations take data in memory: read "
+                        "the file first (posetracker.io.formats.coco), or call "
+                        "posetracker.evaluate_coco / evaluate_crowdpose, which read files")
 
 
 def as_dataset(gt: GroundTruth) -> CocoDataset:
-    """A validated :class:`CocoDataset` from a path, a parsed dict or a dataset."""
+    """A validated :class:`CocoDataset` from a parsed dict or a dataset."""
+    _not_a_path(gt, "the ground truth")
     if isinstance(gt, CocoDataset):
         return gt
-    if isinstance(gt, (str, Path)):
-        return read_coco_gt(gt)
     return CocoDataset.from_dict(gt)
 
 
+def results_entries(pred: CocoResults | Sequence[dict]) -> tuple[Any, str]:
+    """The raw entries of a parsed results file or list, and their source for messages."""
+    _not_a_path(pred, "the predictions")
+    if isinstance(pred, CocoResults):
+        return pred.entries, pred.source
+    return list(pred), "<predictions>"
+
+
 def as_results(pred: Predictions, dataset: CocoDataset, num_keypoints: int) -> list[dict]:
-    """Validated results entries from a results file, a results list, or ``{image_id: FramePoses}``.
+    """Validated results entries from a parsed results file, a results list, or
+    ``{image_id: FramePoses}``.
 
     Entries for images the ground truth lacks, or with the wrong number of joints, raise
     :class:`InputError`.
     """
-    if isinstance(pred, (str, Path)):
-        raw, source = load_json(pred), str(pred)
-    elif isinstance(pred, Mapping):
+    if isinstance(pred, Mapping):
         raw, source = frames_to_coco_results(pred), "<predictions>"
     else:
-        raw, source = list(pred), "<predictions>"
+        raw, source = results_entries(pred)
     return validate_coco_results(raw, source, num_keypoints, image_ids=dataset.image_ids)
 
 
@@ -139,8 +151,8 @@ def evaluate_coco(gt: GroundTruth, pred: Predictions) -> pd.DataFrame:
     """Standard COCO keypoint evaluation.
 
     Args:
-        gt: Ground-truth file, parsed dict or :class:`CocoDataset` (needs ``area`` per person).
-        pred: Results file, results list, or ``{image_id: FramePoses}``.
+        gt: Ground truth, parsed dict or :class:`CocoDataset` (needs ``area`` per person).
+        pred: Parsed results file, results list, or ``{image_id: FramePoses}``.
 
     Returns:
         One row (index ``"all"``) with columns :data:`COCO_COLUMNS`: AP at OKS .50:.95, .50, .75,

@@ -10,30 +10,28 @@ CrowdPose (Li et al., CVPR 2019) scores keypoints like COCO with three changes, 
 
 Predictions per image are capped at 20 (COCO's keypoint ``maxDets``).
 
-**Crowd index** of an image (the CrowdPose paper, Sec. 3): ``CI = 1/n sum_i N_b(i) / N_a(i)`` where,
-for person ``i``, ``N_a(i)`` counts ``i``'s own labelled joints and ``N_b(i)`` the labelled joints of
-*other* people that lie inside ``i``'s box. The paper leaves out which people take part; the released
-``crowdIndex`` values of CrowdPose val are reproduced exactly (all 2000 images, after rounding to the
-stored two decimals) by this reading, which :func:`crowd_index` implements:
-
-- persons ``i`` are the non-crowd annotations with at least 4 labelled joints, counted by the file's
-  ``num_keypoints`` (CrowdPose counts its 12 body joints there, COCO all 17);
-- ``N_a(i)`` counts all of ``i``'s labelled joints (``v > 0``);
-- ``N_b(i)`` counts every other annotation's labelled joints inside the closed box ``[x, x+w] x
-  [y, y+h]`` (crowd annotations and people with few joints included);
-- an image without such persons has index 0.
+The **crowd index** of an image (the CrowdPose paper, Sec. 3: the other people's joints inside
+each person's box, relative to the person's own) is :func:`posetracker.core.coco.crowd_index`,
+which reproduces the released ``crowdIndex`` values of CrowdPose val exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
+from posetracker.core.coco import (
+    MIN_JOINTS_FOR_CROWD_INDEX,
+    CocoDataset,
+    check_crowdpose_gt,
+    crowd_index,
+    results_to_frames,
+    validate_coco_results,
+)
 from posetracker.core.errors import InputError
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import COCO17, CROWDPOSE14, KeypointSchema, convert_keypoints
@@ -47,14 +45,8 @@ from posetracker.evaluation.coco import (
     coco_sigmas,
     figures,
     official_sigmas,
+    results_entries,
     run_cocoeval,
-)
-from posetracker.io.formats.coco import (
-    CocoDataset,
-    check_crowdpose_gt,
-    load_json,
-    results_to_frames,
-    validate_coco_results,
 )
 
 #: Crowd-index bucket limits: easy < 0.2 <= medium < 0.8 <= hard.
@@ -62,46 +54,11 @@ CROWD_THRESHOLDS: tuple[float, float] = (0.2, 0.8)
 BUCKETS = ("easy", "medium", "hard")
 #: CrowdPose's OKS scale: this fraction of the ground-truth box area stands in for the segment area.
 BOX_AREA_FACTOR = 0.53
-#: Fewest labelled joints (``num_keypoints``) for a person to enter the crowd-index mean.
-MIN_JOINTS_FOR_CROWD_INDEX = 4
 
 CROWDPOSE_COLUMNS = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP easy", "AP medium", "AP hard")
 
 
 # -- crowd index ------------------------------------------------------------------------------
-def crowd_index(annotations: Iterable[dict], min_joints: int = MIN_JOINTS_FOR_CROWD_INDEX) -> float:
-    """Crowd index of one image from its ground-truth annotations (COCO layout dicts).
-
-    Each annotation needs ``keypoints`` (flat ``x, y, v``) and ``bbox`` (``x, y, w, h``);
-    ``iscrowd`` defaults to 0 and ``num_keypoints`` to the count of ``v > 0``. See the module
-    docstring for the rule.
-    """
-    anns = [a for a in annotations if "keypoints" in a]
-    if not anns:
-        return 0.0
-    # joints: (m, 3) all labelled joints of the image with the index of their owner.
-    owners, points = [], []
-    for p, a in enumerate(anns):
-        kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)
-        lab = kp[kp[:, 2] > 0, :2]
-        points.append(lab)
-        owners.append(np.full(len(lab), p))
-    pts = np.concatenate(points) if points else np.zeros((0, 2))
-    own = np.concatenate(owners) if owners else np.zeros(0, dtype=int)
-
-    ratios = []
-    for p, a in enumerate(anns):
-        n_labelled = len(points[p])
-        num_kp = a.get("num_keypoints", n_labelled)
-        if a.get("iscrowd", 0) or num_kp < min_joints or n_labelled == 0:
-            continue
-        x, y, w, h = (float(v) for v in a["bbox"])
-        inside = ((pts[:, 0] >= x) & (pts[:, 0] <= x + w) & (pts[:, 1] >= y) & (pts[:, 1] <= y + h))
-        n_other = int(np.count_nonzero(inside & (own != p)))
-        ratios.append(n_other / n_labelled)
-    return float(np.mean(ratios)) if ratios else 0.0
-
-
 def crowd_index_table(dataset: GroundTruth, min_joints: int = MIN_JOINTS_FOR_CROWD_INDEX
                       ) -> dict[int, float]:
     """Crowd index of every image of a COCO-format ground truth, ``{image_id: index}``."""
@@ -160,8 +117,7 @@ def _crowdpose_results(pred: Predictions, ds: CocoDataset, pred_schema: Keypoint
             frames[image_id] = poses
         return as_results(frames, ds, CROWDPOSE14.num_keypoints)
 
-    raw, source = (load_json(pred), str(pred)) if isinstance(pred, (str, Path)) \
-        else (list(pred), "<predictions>")
+    raw, source = results_entries(pred)
     if pred_schema is COCO17:
         results = validate_coco_results(raw, source, COCO17.num_keypoints, image_ids=ds.image_ids)
         frames = results_to_frames(results, COCO17)

@@ -54,7 +54,6 @@ Where this module differs from poseval (documented choices):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -63,10 +62,9 @@ from posetracker.core.errors import InputError
 from posetracker.core.poses import Frame, VideoPoses
 from posetracker.core.schemas import POSETRACK17, convert_keypoints
 from posetracker.evaluation.posetrack_mot import MotCounter
-from posetracker.io.formats.posetrack import posetrack_files, read_posetrack
 
 __all__ = [
-    "evaluate_posetrack", "evaluate_videos", "evaluate_videos_per_joint", "GROUPS", "JOINTS",
+    "evaluate_videos", "evaluate_videos_per_joint", "GROUPS", "JOINTS",
     "PCKH_THRESHOLD",
 ]
 
@@ -405,33 +403,3 @@ def evaluate_videos(gt_videos: list[VideoPoses], pred_videos: list[VideoPoses],
     df.index.name = "sequence"
     return df
 
-
-def evaluate_posetrack(gt: str | Path, pred: str | Path, per_sequence: bool = False,
-                       strict_poseval: bool = False) -> pd.DataFrame:
-    """Score a folder (or file) of PoseTrack predictions against a folder (or file) of ground truth.
-
-    Each ground-truth file ``NAME.json`` needs ``PRED/NAME.json`` (when ``pred`` is a folder) in
-    either PoseTrack version. Returns :func:`evaluate_videos`' DataFrame (percent, 0..100).
-    """
-    gt_files = posetrack_files(gt)
-    pred_path = Path(pred)
-    gt_videos, pred_videos = [], []
-    for f in gt_files:
-        gt_videos.append(read_posetrack(f))
-        if pred_path.is_dir():
-            pf = pred_path / f.name
-            if not pf.is_file():
-                raise InputError(f"{pf}: no prediction file for ground-truth sequence {f.name}")
-        elif len(gt_files) == 1 and pred_path.is_file():
-            pf = pred_path
-        else:
-            raise InputError(f"{pred_path}: expected a folder of prediction files "
-                             f"(or one file when the ground truth is one file)")
-        v = read_posetrack(pf)
-        if len(v) != len(gt_videos[-1]):
-            raise InputError(f"{pf}: {len(v)} frames, but the ground truth {f} has "
-                             f"{len(gt_videos[-1])} (one entry per ground-truth frame, in order)")
-        v.name = gt_videos[-1].name  # a single prediction file pairs with the single GT file
-        pred_videos.append(v)
-    return evaluate_videos(gt_videos, pred_videos, per_sequence=per_sequence,
-                           strict_poseval=strict_poseval)

@@ -22,9 +22,9 @@ from posetracker.association.synthetic import (
     standing_person,
 )
 from posetracker.core.config import ConfigError, from_dict
+from posetracker.core.pose_nms import PoseNMSConfig
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import COCO17
-from posetracker.estimators.config import PoseNMSConfig
 
 SIGMAS = COCO17.sigma_array()
 

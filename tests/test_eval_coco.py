@@ -1,4 +1,7 @@
-"""``posetracker eval coco``: the known answers of ../shared/data/README.md, in-memory inputs, bad input."""
+"""``posetracker eval coco``: the known answers of ../shared/data/README.md, in-memory inputs, bad input.
+
+``evaluate_coco`` here is the API's, which reads files; the evaluation itself
+(:mod:`posetracker.evaluation.coco`) takes data in memory."""
 
 from __future__ import annotations
 
@@ -8,9 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from posetracker.app.api import evaluate_coco
 from posetracker.app.cli import main
-from posetracker.evaluation.coco import COCO_COLUMNS, evaluate_coco
-from posetracker.io.formats.coco import coco_gt_to_frames, read_coco_gt
+from posetracker.core.coco import coco_gt_to_frames
+from posetracker.evaluation import coco as coco_eval
+from posetracker.evaluation.coco import COCO_COLUMNS
+from posetracker.io.formats.coco import load_coco_results, read_coco_gt
 
 # ../shared/data/README.md, "Known answers for metric_cases/", COCO pair.
 KNOWN = {"AP": 0.8609, "AP50": 0.9931, "AP75": 0.9109, "APm": 0.7756, "APl": 0.9373,
@@ -32,6 +38,15 @@ def test_known_answers_from_files(case):
     df = evaluate_coco(*case)
     assert list(df.columns) == list(COCO_COLUMNS) and len(df) == 1
     _assert_known(df.iloc[0])
+
+
+def test_the_evaluation_takes_data_in_memory_not_paths(case):
+    gt, pred = read_coco_gt(case[0]), load_coco_results(case[1])
+    _assert_known(coco_eval.evaluate_coco(gt, pred).iloc[0])
+    with pytest.raises(TypeError, match="read the file first"):
+        coco_eval.evaluate_coco(case[0], pred)
+    with pytest.raises(TypeError, match="read the file first"):
+        coco_eval.evaluate_coco(gt, str(case[1]))
 
 
 def test_known_answers_in_memory(case):

@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from posetracker.app.api import evaluate_coco_by_crowd, evaluate_crowdpose
 from posetracker.app.cli import main
+from posetracker.core.coco import coco_gt_to_frames, crowd_index
 from posetracker.core.errors import InputError
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import COCO17, CROWDPOSE14, HEAD_TOP_T, NECK_TOWARDS_HEAD
@@ -15,13 +17,10 @@ from posetracker.evaluation.crowdpose import (
     CROWDPOSE_COLUMNS,
     bucket,
     coco_to_crowdpose,
-    crowd_index,
     crowd_index_table,
-    evaluate_coco_by_crowd,
-    evaluate_crowdpose,
     split_by_crowd,
 )
-from posetracker.io.formats.coco import coco_gt_to_frames, read_coco_gt, read_crowdpose_gt
+from posetracker.io.formats.coco import read_coco_gt, read_crowdpose_gt
 
 # ../shared/data/README.md, "Known answers for metric_cases/", CrowdPose pair.
 KNOWN = {"AP": 0.7877, "AP50": 0.9881, "AP75": 0.7314, "AR": 0.8222, "AR50": 1.0, "AR75": 0.7778,

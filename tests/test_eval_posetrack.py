@@ -12,13 +12,13 @@ import json
 import numpy as np
 import pytest
 
+from posetracker.app.api import evaluate_posetrack
 from posetracker.app.cli import main
 from posetracker.core.poses import Frame, FramePoses, VideoPoses
 from posetracker.core.schemas import COCO17, POSETRACK17, convert_keypoints
 from posetracker.evaluation.posetrack import (
     JOINTS,
     average_precision,
-    evaluate_posetrack,
     evaluate_videos,
     evaluate_videos_per_joint,
 )

@@ -7,13 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from posetracker.core.coco import CocoDataset, coco_gt_to_frames, frames_to_coco_results
 from posetracker.core.errors import InputError
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import COCO17, CROWDPOSE14
 from posetracker.io.formats.coco import (
-    CocoDataset,
-    coco_gt_to_frames,
-    frames_to_coco_results,
     read_coco_gt,
     read_coco_results,
     read_crowdpose_gt,

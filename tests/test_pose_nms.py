@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from posetracker.core.pose_nms import PoseNMSConfig, alphapose_pose_nms, pose_nms, rmpe_pose_nms
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import COCO17
-from posetracker.estimators.config import PoseNMSConfig
-from posetracker.estimators.pose_nms import alphapose_pose_nms, pose_nms, rmpe_pose_nms
 
 
 def _person(rng, x0, y0, size=200.0):

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from posetracker.estimators.config import EstimatorConfig, PoseNMSConfig, SPPEConfig
+from posetracker.core.pose_nms import PoseNMSConfig
+from posetracker.estimators.config import EstimatorConfig, SPPEConfig
 from posetracker.estimators.rmpe import PersonDetector, RMPEEstimator
 from posetracker.estimators.sppe import SPPE
 from posetracker.estimators.transform import crop_to_image

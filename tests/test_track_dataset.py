@@ -196,7 +196,7 @@ def test_every_sequence_written_named_for_the_evaluation_and_scored(tracked):
     # --eval: the official evaluation's tables, paired by file name with the ground truth
     assert "Average Precision" in tracked["stdout"] and "MOTA" in tracked["stdout"]
     assert tracked["report"].is_file()
-    from posetracker.evaluation.posetrack import evaluate_posetrack
+    from posetracker.app.api import evaluate_posetrack
 
     df = evaluate_posetrack(tracked["gt"], out)
     assert len(df) == 1 and np.isfinite(df["AP Total"].iloc[0])

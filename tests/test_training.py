@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from posetracker.app.cli import main
+from posetracker.app.training import JOINT_CANDIDATE_LOSS, load_training_data
 
 COCO_JSON = "coco_mini_val2017/annotations/person_keypoints_val2017.json"
 COCO_IMAGES = "coco_mini_val2017/val2017"
@@ -24,7 +25,7 @@ def _one_line_error(capsys) -> str:
 
 
 def _no_aug(**kw):
-    from posetracker.association.training.config import TrainSettings
+    from posetracker.estimators.training.config import TrainSettings
 
     fixed = dict(scale_jitter=0, shift_jitter=0, rotation_prob=0, flip_prob=0, val_every=0,
                  checkpoint_every=0)
@@ -32,15 +33,17 @@ def _no_aug(**kw):
 
 
 def test_jc_target_shows_other_people_at_mu(data_dir):
-    from posetracker.association.training.data import CropMaker, load_training_data
+    from posetracker.estimators.training.data import CropMaker
 
     data = load_training_data(data_dir / COCO_JSON, data_dir / COCO_IMAGES)
     crowded = [i for i, p in enumerate(data.people) if len(data.people_of_image[p.image_id]) >= 3]
     assert crowded
     idx = crowded[:4]
     rng = np.random.default_rng(0)
-    jc = CropMaker(data, (256, 192), (64, 48), _no_aug(loss="jc", mu=0.5)).batch(idx, rng, False)
-    mse = CropMaker(data, (256, 192), (64, 48), _no_aug(loss="mse")).batch(idx, rng, False)
+    jc = CropMaker(data, (256, 192), (64, 48), _no_aug(loss="jc", mu=0.5),
+                   JOINT_CANDIDATE_LOSS).batch(idx, rng, False)
+    mse = CropMaker(data, (256, 192), (64, 48), _no_aug(loss="mse"),
+                    JOINT_CANDIDATE_LOSS).batch(idx, rng, False)
     assert jc.targets.shape == (len(idx), 17, 64, 48)
     diff = jc.targets - mse.targets
     assert diff.min() >= -1e-6
@@ -52,10 +55,10 @@ def test_jc_target_shows_other_people_at_mu(data_dir):
 
 def test_few_steps_lower_the_loss_and_the_checkpoint_runs_in_estimate(tmp_path, data_dir,
                                                                       models_dir, capsys):
+    from posetracker.app.training import validation_ap
     from posetracker.association.loss import joint_candidate_loss
-    from posetracker.association.training.data import load_training_data
-    from posetracker.association.training.loop import BaseModel, Trainer
     from posetracker.estimators.sppe import load_sppe
+    from posetracker.estimators.training.loop import BaseModel, Trainer
 
     xml = models_dir / "tinypose-256x192.xml"
     data = load_training_data(data_dir / COCO_JSON, data_dir / COCO_IMAGES)
@@ -64,7 +67,8 @@ def test_few_steps_lower_the_loss_and_the_checkpoint_runs_in_estimate(tmp_path, 
     ckpt = tmp_path / "ft.safetensors"
     val = load_training_data(data_dir / COCO_JSON, data_dir / COCO_IMAGES)
     settings = _no_aug(steps=3, batch_size=4, val_every=2, val_images=3)
-    trainer = Trainer(sppe, BaseModel(str(xml), xml), data, settings, ckpt, val=val)
+    trainer = Trainer(sppe, BaseModel(str(xml), xml), data, settings, ckpt, JOINT_CANDIDATE_LOSS,
+                      val=val, score=validation_ap)
     batch = trainer.crops.batch(np.arange(4), np.random.default_rng(0), augment=False)
 
     def loss() -> float:
@@ -102,8 +106,8 @@ def test_few_steps_lower_the_loss_and_the_checkpoint_runs_in_estimate(tmp_path, 
 
 
 def test_cli_training_is_interruptible_and_resumable(tmp_path, data_dir, models_dir, monkeypatch):
-    from posetracker.association.training import loop
     from posetracker.estimators.checkpoint import file_sha256, read_checkpoint
+    from posetracker.estimators.training import loop
 
     ckpt = tmp_path / "run.safetensors"
     args = ["train", "sppe", "--annotations", str(data_dir / COCO_JSON), "--images",
@@ -178,11 +182,12 @@ def test_bad_training_input_exits_2_with_one_line(tmp_path, data_dir, models_dir
 def test_crowd_compositor_is_valid_coco_split_disjoint_and_seeded(tmp_path, data_dir):
     from pycocotools.coco import COCO
 
-    from posetracker.association.training.crowds import CrowdSettings, make_crowds
+    from posetracker.estimators.training.crowds import CrowdSettings, make_crowds
     from posetracker.io.formats.coco import read_coco_gt
 
     settings = CrowdSettings(per_image=1, seed=3)
-    summary = make_crowds(data_dir / COCO_JSON, data_dir / COCO_IMAGES, tmp_path / "a", settings)
+    source = read_coco_gt(data_dir / COCO_JSON)
+    summary = make_crowds(source, data_dir / COCO_IMAGES, tmp_path / "a", settings)
     sources = {}
     for split in ("train", "val"):
         path = tmp_path / "a" / f"{split}.json"
@@ -203,16 +208,15 @@ def test_crowd_compositor_is_valid_coco_split_disjoint_and_seeded(tmp_path, data
     ci = [im["crowdIndex"] for im in read_coco_gt(tmp_path / "a" / "val.json").images]
     assert np.mean(np.array(ci) >= 0.2) > 0.5
     # Same seed, same output; another seed, another output.
-    make_crowds(data_dir / COCO_JSON, data_dir / COCO_IMAGES, tmp_path / "b", settings)
+    make_crowds(source, data_dir / COCO_IMAGES, tmp_path / "b", settings)
     assert (tmp_path / "a" / "val.json").read_bytes() == (tmp_path / "b" / "val.json").read_bytes()
-    make_crowds(data_dir / COCO_JSON, data_dir / COCO_IMAGES, tmp_path / "c",
+    make_crowds(source, data_dir / COCO_IMAGES, tmp_path / "c",
                 dataclasses.replace(settings, seed=4))
     assert (tmp_path / "a" / "val.json").read_bytes() != (tmp_path / "c" / "val.json").read_bytes()
 
 
 def test_pgpg_fits_atomic_poses_and_samples_the_detector_offsets(tmp_path, data_dir, capsys):
-    from posetracker.association.training.data import load_training_data
-    from posetracker.association.training.pgpg import PGPG, align_pose, fit_pgpg
+    from posetracker.estimators.training.pgpg import PGPG, align_pose, fit_pgpg
 
     data = load_training_data(data_dir / COCO_JSON, data_dir / COCO_IMAGES)
     # A "detector" whose boxes sit 10 % of the width right of and 5 % of the height above the truth.
@@ -248,21 +252,38 @@ def test_pgpg_fits_atomic_poses_and_samples_the_detector_offsets(tmp_path, data_
 
 def test_stn_with_parallel_sppe_trains_and_the_estimator_loads_it(tmp_path, data_dir, models_dir):
     from posetracker.app.build import build_estimator
-    from posetracker.association.training.data import load_training_data
-    from posetracker.association.training.loop import BaseModel, Trainer
-    from posetracker.association.training.stn import STNTrainer
     from posetracker.estimators.config import EstimatorConfig, SPPEConfig
     from posetracker.estimators.sppe import load_sppe
+    from posetracker.estimators.training.loop import BaseModel, Trainer
+    from posetracker.estimators.training.objective import TrainingLoss
+    from posetracker.estimators.training.stn import STNTrainer
 
     xml = models_dir / "tinypose-256x192.xml"
     data = load_training_data(data_dir / COCO_JSON, data_dir / COCO_IMAGES)
     sppe = load_sppe(xml)
-    settings = _no_aug(steps=1, batch_size=2, stn=True, stn_lr=1e-3)
-    stn = STNTrainer(sppe, settings)
+    settings = _no_aug(steps=1, batch_size=2, stn=True, stn_lr=1e-3, threads=1)
+    losses, interference = [], []
+
+    def targets(own, others, *args):  # the loss passed in is the one used, by both branches
+        interference.append(others.shape[2])
+        return JOINT_CANDIDATE_LOSS.targets(own, others, *args)
+
+    def loss(pred, target, weights):
+        losses.append(JOINT_CANDIDATE_LOSS.loss(pred, target, weights))
+        return losses[-1]
+
+    spy = TrainingLoss(targets, loss)
+    stn = STNTrainer(sppe, settings, spy)
     frozen = [p.detach().clone() for p in stn.parallel.parameters()]
     start = [p.detach().clone() for p in stn.stn.parameters()]
     ckpt = tmp_path / "stn.safetensors"
-    Trainer(sppe, BaseModel(str(xml), xml), data, settings, ckpt, stn=stn).run()
+    threads = torch.get_num_threads()
+    result = Trainer(sppe, BaseModel(str(xml), xml), data, settings, ckpt, spy, stn=stn).run()
+    assert torch.get_num_threads() == threads  # settings.threads is the caller's to apply
+    # one loss of the STN's parallel branch (own joints only: no interference), one of the SPPE
+    assert len(losses) == 2 and 0 in interference
+    assert result.losses == [pytest.approx(float(losses[1].detach()))]
+    assert stn.last_loss == pytest.approx(settings.stn_weight * float(losses[0].detach()))
     assert np.isfinite(stn.last_loss)
     assert any(not torch.equal(a, b) for a, b in zip(start, stn.stn.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(frozen, stn.parallel.parameters()))
@@ -273,7 +294,6 @@ def test_stn_with_parallel_sppe_trains_and_the_estimator_loads_it(tmp_path, data
 
 
 def test_crowdpose_annotations_train_the_coco_body_joints(tmp_path, data_dir):
-    from posetracker.association.training.data import load_training_data
     from posetracker.core.schemas import COCO17, CROWDPOSE14, index_map
 
     doc = json.loads((data_dir / COCO_JSON).read_text())

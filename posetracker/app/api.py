@@ -430,13 +430,53 @@ class PoseTracker:
             return est.estimate(frames, boxes=boxes)
 
 
-def evaluate_posetrack(gt_dir: str | Path, pred_dir: str | Path, **kw: Any):
+def evaluate_posetrack(gt_dir: str | Path, pred_dir: str | Path, per_sequence: bool = False,
+                       strict_poseval: bool = False):
     """PoseTrack evaluation (per-joint AP, MOTA and its parts, as the official poseval) of the
     prediction files in ``pred_dir`` against the ground truth in ``gt_dir`` (folders, or single
-    files); a pandas DataFrame in percent. ``per_sequence=True`` gives a row per sequence."""
-    from posetracker.evaluation.posetrack import evaluate_posetrack as run
+    files); a pandas DataFrame in percent. ``per_sequence=True`` gives a row per sequence.
 
-    return run(gt_dir, pred_dir, **kw)
+    Each ground-truth file ``NAME.json`` needs ``PRED/NAME.json`` (when ``pred_dir`` is a folder)
+    in either PoseTrack version; the files are read here and scored by
+    :func:`posetracker.evaluation.posetrack.evaluate_videos` (``strict_poseval``: see there).
+    """
+    from posetracker.evaluation.posetrack import evaluate_videos
+    from posetracker.io.formats.posetrack import posetrack_files, read_posetrack
+
+    gt_files = posetrack_files(gt_dir)
+    pred_path = Path(pred_dir)
+    gt_videos, pred_videos = [], []
+    for f in gt_files:
+        gt_videos.append(read_posetrack(f))
+        if pred_path.is_dir():
+            pf = pred_path / f.name
+            if not pf.is_file():
+                raise InputError(f"{pf}: no prediction file for ground-truth sequence {f.name}")
+        elif len(gt_files) == 1 and pred_path.is_file():
+            pf = pred_path
+        else:
+            raise InputError(f"{pred_path}: expected a folder of prediction files "
+                             f"(or one file when the ground truth is one file)")
+        v = read_posetrack(pf)
+        if len(v) != len(gt_videos[-1]):
+            raise InputError(f"{pf}: {len(v)} frames, but the ground truth {f} has "
+                             f"{len(gt_videos[-1])} (one entry per ground-truth frame, in order)")
+        v.name = gt_videos[-1].name  # a single prediction file pairs with the single GT file
+        pred_videos.append(v)
+    return evaluate_videos(gt_videos, pred_videos, per_sequence=per_sequence,
+                           strict_poseval=strict_poseval)
+
+
+def _coco_inputs(gt: Any, pred: Any) -> tuple[Any, Any]:
+    """Ground truth and predictions for the COCO-style evaluations: files read here (the
+    evaluations take data in memory), anything else passed on as it is."""
+    from posetracker.io.formats.coco import load_coco_results, read_coco_gt
+
+    if isinstance(gt, (str, Path)):
+        gt = read_coco_gt(gt)
+    if isinstance(pred, (str, Path)):
+        pred = load_coco_results(pred)
+    return gt, pred
 
 
 def evaluate_coco(gt: Any, pred: Any):
@@ -444,7 +484,16 @@ def evaluate_coco(gt: Any, pred: Any):
     ``{image_id: FramePoses}``) against ``gt`` (a COCO file or dict); a pandas DataFrame."""
     from posetracker.evaluation.coco import evaluate_coco as run
 
-    return run(gt, pred)
+    return run(*_coco_inputs(gt, pred))
+
+
+def evaluate_coco_by_crowd(gt: Any, pred: Any, **kw: Any):
+    """COCO keypoint evaluation overall and on the easy / medium / hard images by crowd index
+    (:func:`posetracker.evaluation.crowdpose.evaluate_coco_by_crowd`), of files or data as
+    :func:`evaluate_coco` takes them; a pandas DataFrame."""
+    from posetracker.evaluation.crowdpose import evaluate_coco_by_crowd as run
+
+    return run(*_coco_inputs(gt, pred), **kw)
 
 
 def evaluate_crowdpose(gt: Any, pred: Any, **kw: Any):
@@ -452,7 +501,7 @@ def evaluate_crowdpose(gt: Any, pred: Any, **kw: Any):
     DataFrame. COCO-17 predictions are converted to CrowdPose-14."""
     from posetracker.evaluation.crowdpose import evaluate_crowdpose as run
 
-    return run(gt, pred, **kw)
+    return run(*_coco_inputs(gt, pred), **kw)
 
 
 __all__ = [
@@ -461,6 +510,7 @@ __all__ = [
     "TrackedFrame",
     "build_stages",
     "evaluate_coco",
+    "evaluate_coco_by_crowd",
     "evaluate_crowdpose",
     "evaluate_posetrack",
     "model_files",

@@ -32,10 +32,10 @@ from posetracker.core.config import (
     update_config,
 )
 from posetracker.core.errors import ConfigError
+from posetracker.core.pose_nms import PoseNMSConfig
 from posetracker.estimators.config import (
     DetectorConfig,
     EstimatorConfig,
-    PoseNMSConfig,
     SPPEConfig,
 )
 from posetracker.tracker.config import TrackerConfig

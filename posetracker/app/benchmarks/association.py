@@ -127,11 +127,11 @@ def coco_comparison(coco_dir: str, model: str, config, threads: int = 1):
 
     from posetracker.association.assign import associate_intermediates
     from posetracker.core.errors import InputError
+    from posetracker.core.pose_nms import pose_nms
     from posetracker.core.poses import FramePoses
     from posetracker.core.schemas import COCO17
     from posetracker.estimators.config import EstimatorConfig
     from posetracker.estimators.movenet import MoveNet
-    from posetracker.estimators.pose_nms import pose_nms
     from posetracker.estimators.transform import box_regions, crop_affines, crop_boxes, crop_to_image, frames_to_tensor
     from posetracker.evaluation.crowdpose import evaluate_coco_by_crowd
     from posetracker.io.formats.coco import read_coco_gt

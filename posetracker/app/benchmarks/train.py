@@ -1,6 +1,6 @@
 """``posetracker bench train``: the crowd-training experiment of RMPE / CrowdPose, end to end.
 
-1. Crowd composites from a COCO folder (:func:`posetracker.association.training.crowds.make_crowds`,
+1. Crowd composites from a COCO folder (:func:`posetracker.estimators.training.crowds.make_crowds`,
    split by source image: the validation composites' images were never trained on).
 2. The base SPPE, an MSE-fine-tuned copy and a joint-candidate (JC) fine-tuned copy (same steps,
    batch, learning rate and seed; trained on the train composites).
@@ -59,9 +59,9 @@ def _intermediates(sppe, gt_path: Path, image_dir: Path, image_ids=None):
 
     import numpy as np
 
-    from posetracker.association.training.data import ImageCache
     from posetracker.estimators.config import EstimatorConfig, SPPEConfig
     from posetracker.estimators.rmpe import RMPEEstimator
+    from posetracker.estimators.training.data import ImageCache
     from posetracker.io.formats.coco import read_coco_gt
 
     ds = read_coco_gt(gt_path)
@@ -89,9 +89,9 @@ def _intermediates(sppe, gt_path: Path, image_dir: Path, image_ids=None):
 def _group(est, inters: dict, mode: str, config=None) -> dict:
     """Poses per image: ``nms`` (the estimator's pose NMS) or ``assoc`` (CrowdPose association)."""
     from posetracker.association.assign import associate_intermediates
+    from posetracker.core.pose_nms import pose_nms
     from posetracker.core.poses import FramePoses
     from posetracker.core.schemas import COCO17
-    from posetracker.estimators.pose_nms import pose_nms
 
     preds = {}
     for iid, inter in inters.items():
@@ -151,14 +151,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from posetracker.app.commands.train_cmd import load_init_sppe
+    from posetracker.app.training import JOINT_CANDIDATE_LOSS, load_training_data
     from posetracker.association.config import AssociationConfig
-    from posetracker.association.training.config import TrainSettings
-    from posetracker.association.training.crowds import CrowdSettings, make_crowds
-    from posetracker.association.training.data import load_training_data
-    from posetracker.association.training.loop import Trainer
     from posetracker.core.errors import InputError
     from posetracker.estimators.rmpe import pick_device
+    from posetracker.estimators.training.config import TrainSettings
+    from posetracker.estimators.training.crowds import CrowdSettings, make_crowds
+    from posetracker.estimators.training.loop import Trainer
     from posetracker.evaluation.report import format_table, save_report
+    from posetracker.io.formats.coco import read_coco_gt
 
     torch.set_num_threads(args.threads)
     root, work = Path(args.coco), Path(args.work)
@@ -175,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     crowds = work / "crowds"
-    summary = make_crowds(real_json, real_images, crowds,
+    summary = make_crowds(read_coco_gt(real_json), real_images, crowds,
                           CrowdSettings(per_image=args.per_image, seed=args.seed))
     for split, s in summary.items():
         log(f"{split} composites: {s['images']} images, {s['people']} people ({s['pasted']} "
@@ -204,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                  loss=loss, mu=args.mu, seed=args.seed, val_every=0,
                                  checkpoint_every=0, threads=args.threads)
-        trainer = Trainer(sppe, base, data, settings, ckpt, log=log)
+        trainer = Trainer(sppe, base, data, settings, ckpt, JOINT_CANDIDATE_LOSS, log=log)
         log(f"fine-tuning {loss}: {args.steps} steps x {args.batch_size} crops on {device.type} ...")
         res = trainer.run(progress=sys.stderr.isatty())
         models[loss] = (sppe, res)

@@ -197,8 +197,9 @@ def estimate_coco_images(estimator, dataset, images_dir: str | Path, batch: int,
 
 def run(args: argparse.Namespace) -> int:
     from posetracker.app.api import PoseTracker
+    from posetracker.core.coco import frames_to_coco_results
     from posetracker.core.fileio import check_writable
-    from posetracker.io.formats.coco import frames_to_coco_results, read_coco_gt
+    from posetracker.io.formats.coco import read_coco_gt
     from posetracker.io.sinks import JsonlSink, atomic_write
     from posetracker.io.sources import open_source
 

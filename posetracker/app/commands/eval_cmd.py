@@ -73,7 +73,7 @@ def _emit(df, args, title: str) -> int:
 
 def run_posetrack(args) -> int:
     _check_outputs(args)
-    from posetracker.evaluation.posetrack import evaluate_posetrack
+    from posetracker.app.api import evaluate_posetrack
     from posetracker.evaluation.report import format_table, plot_report, save_report
 
     df = evaluate_posetrack(args.gt_dir, args.pred_dir, per_sequence=args.per_sequence,
@@ -98,18 +98,18 @@ def run_posetrack(args) -> int:
 def _run_coco(args) -> int:
     _check_outputs(args)
     if args.by_crowd:
-        from posetracker.evaluation.crowdpose import evaluate_coco_by_crowd
+        from posetracker.app.api import evaluate_coco_by_crowd
 
         return _emit(evaluate_coco_by_crowd(args.gt, args.pred), args, "COCO keypoints by crowd index")
-    from posetracker.evaluation.coco import evaluate_coco
+    from posetracker.app.api import evaluate_coco
 
     return _emit(evaluate_coco(args.gt, args.pred), args, "COCO keypoints")
 
 
 def _run_crowdpose(args) -> int:
     _check_outputs(args)
+    from posetracker.app.api import evaluate_crowdpose
     from posetracker.core.schemas import get_schema
-    from posetracker.evaluation.crowdpose import evaluate_crowdpose
 
     df = evaluate_crowdpose(args.gt, args.pred, pred_schema=get_schema(args.pred_schema))
     return _emit(df, args, "CrowdPose")

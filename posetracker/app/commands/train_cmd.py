@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_sppe(kinds) -> None:
-    from posetracker.association.training.config import TrainSettings
+    from posetracker.estimators.training.config import TrainSettings
 
     d = TrainSettings()
     p = kinds.add_parser(
@@ -115,9 +115,9 @@ def load_init_sppe(init: str, device, log=lambda s: None):
     """The SPPE to start from and its :class:`BaseModel`: a registry name, an IR ``.xml`` or a
     training checkpoint (its weights on its own base network)."""
     from posetracker.app.build import sppe_files
-    from posetracker.association.training.loop import BaseModel
     from posetracker.estimators.checkpoint import checkpoint_metadata
     from posetracker.estimators.sppe import load_sppe
+    from posetracker.estimators.training.loop import BaseModel
 
     topology, weights = sppe_files(init, log)
     if topology is None or topology.suffix.lower() != ".xml":
@@ -132,11 +132,12 @@ def load_init_sppe(init: str, device, log=lambda s: None):
 
 
 def run_sppe(args: argparse.Namespace) -> int:
-    from posetracker.association.training.config import TrainSettings
-    from posetracker.association.training.data import load_training_data
-    from posetracker.association.training.loop import Trainer
+    from posetracker.app.pipeline import torch_threads
+    from posetracker.app.training import JOINT_CANDIDATE_LOSS, load_training_data, validation_ap
     from posetracker.core.fileio import check_writable
     from posetracker.estimators.rmpe import pick_device
+    from posetracker.estimators.training.config import TrainSettings
+    from posetracker.estimators.training.loop import Trainer
 
     out = Path(args.out)
     if out.suffix.lower() != ".safetensors":
@@ -172,7 +173,7 @@ def run_sppe(args: argparse.Namespace) -> int:
 
     sampler = None
     if settings.pgpg:
-        from posetracker.association.training.pgpg import PGPG, fit_pgpg_from_ground_truth
+        from posetracker.estimators.training.pgpg import PGPG, fit_pgpg_from_ground_truth
 
         if settings.pgpg_file:
             pg = PGPG.load(settings.pgpg_file)
@@ -182,14 +183,17 @@ def run_sppe(args: argparse.Namespace) -> int:
         sampler = pg.sampler()
     stn = None
     if settings.stn:
-        from posetracker.association.training.stn import STNTrainer
+        from posetracker.estimators.training.stn import STNTrainer
 
-        stn = STNTrainer(sppe, settings)
-    trainer = Trainer(sppe, base, data, settings, out, val=val, box_sampler=sampler, stn=stn, log=log)
+        stn = STNTrainer(sppe, settings, JOINT_CANDIDATE_LOSS)
+    trainer = Trainer(sppe, base, data, settings, out, JOINT_CANDIDATE_LOSS, val=val,
+                      score=validation_ap, box_sampler=sampler, stn=stn, log=log)
     if args.resume:
         trainer.resume(args.resume)
         log(f"resumed from {args.resume} at step {trainer.step}")
-    result = trainer.run(progress=not args.quiet and sys.stderr.isatty())
+    # the thread count holds for the run only (torch's own setting back after it)
+    with torch_threads(settings.threads if device.type == "cpu" else 0):
+        result = trainer.run(progress=not args.quiet and sys.stderr.isatty())
     first = result.losses[0] if result.losses else float("nan")
     last = result.losses[-1] if result.losses else float("nan")
     ap = f"; validation AP {result.validations[-1][1]:.4f}" if result.validations else ""
@@ -200,14 +204,15 @@ def run_sppe(args: argparse.Namespace) -> int:
 
 
 def run_crowds(args: argparse.Namespace) -> int:
-    from posetracker.association.training.crowds import CrowdSettings, make_crowds
+    from posetracker.estimators.training.crowds import CrowdSettings, make_crowds
+    from posetracker.io.formats.coco import read_coco_gt
 
     try:
         settings = CrowdSettings(per_image=args.per_image, val_fraction=args.val_fraction,
                                  seed=args.seed)
     except ValueError as e:
         raise InputError(str(e)) from None
-    summary = make_crowds(args.annotations, args.images, args.out, settings)
+    summary = make_crowds(read_coco_gt(args.annotations), args.images, args.out, settings)
     for split, s in summary.items():
         print(f"{split}: {s['images']} images, {s['people']} people ({s['pasted']} pasted), "
               f"{s['sources']} source images, mean crowd index {s['crowd_index']:.3f}")
@@ -215,9 +220,9 @@ def run_crowds(args: argparse.Namespace) -> int:
 
 
 def run_pgpg(args: argparse.Namespace) -> int:
-    from posetracker.association.training.data import load_training_data
-    from posetracker.association.training.pgpg import detector_boxes, fit_pgpg, fit_pgpg_from_ground_truth
+    from posetracker.app.training import load_training_data
     from posetracker.core.fileio import check_writable
+    from posetracker.estimators.training.pgpg import detector_boxes, fit_pgpg, fit_pgpg_from_ground_truth
 
     check_writable(args.out, "--out")
     data = load_training_data(args.annotations, args.images)

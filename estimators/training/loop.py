@@ -1,5 +1,5 @@
-"""The SPPE fine-tuning loop: Adam on joint-candidate (or MSE) heatmap targets, periodic validation
-AP, atomic checkpoints, resume.
+"""The SPPE fine-tuning loop: Adam on the caller's heatmap targets and loss (the application passes
+the joint-candidate ones), periodic validation by the caller's score, atomic checkpoints, resume.
 
 Every step draws its batch from a generator seeded with ``(seed, step)``, so a resumed run sees the
 same crops the uninterrupted run would have seen. The checkpoint (:mod:`posetracker.estimators.checkpoint`)
@@ -10,7 +10,6 @@ complete state.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -21,9 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posetracker.association.loss import joint_candidate_loss
-from posetracker.association.training.config import TrainSettings
-from posetracker.association.training.data import BoxSampler, CropMaker, ImageCache, TrainingData
 from posetracker.core.errors import InputError
 from posetracker.core.schemas import COCO17
 from posetracker.estimators.checkpoint import (
@@ -36,8 +32,10 @@ from posetracker.estimators.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from posetracker.estimators.config import EstimatorConfig, SPPEConfig
 from posetracker.estimators.sppe import SPPE
+from posetracker.estimators.training.config import TrainSettings
+from posetracker.estimators.training.data import BoxSampler, CropMaker, TrainingData
+from posetracker.estimators.training.objective import TrainingLoss
 
 
 @dataclass(frozen=True)
@@ -78,50 +76,9 @@ def heatmap_geometry(sppe: SPPE) -> tuple[tuple[int, int], float]:
     return (int(hm.shape[-2]), int(hm.shape[-1])), float(getattr(net, "cell_offset", 0.0))
 
 
-def validation_ap(sppe: SPPE, data: TrainingData, max_images: int = 0,
-                  config: EstimatorConfig | None = None) -> float:
-    """COCO keypoint AP of the product's estimator on ``data`` with its ground-truth boxes
-    (no flip test: the training network as it is), on the first ``max_images`` images (0: all).
-
-    COCO-17 files are scored with COCO's evaluation (needs ``area``), CrowdPose files with
-    CrowdPose's (the COCO-17 poses converted).
-    """
-    from posetracker.core.poses import FramePoses
-    from posetracker.estimators.rmpe import RMPEEstimator
-    from posetracker.evaluation.coco import evaluate_coco
-    from posetracker.evaluation.crowdpose import evaluate_crowdpose
-    from posetracker.io.formats.coco import read_coco_gt
-
-    cfg = config or EstimatorConfig(sppe=dataclasses.replace(SPPEConfig(), flip_test=False))
-    was_flip = sppe.flip_test
-    sppe.flip_test = cfg.sppe.flip_test
-    est = RMPEEstimator(sppe, None, cfg)
-    gt = read_coco_gt(data.source).to_dict()
-    ids = [int(im["id"]) for im in gt["images"]]
-    if max_images:
-        ids = ids[:max_images]
-    boxes_of: dict[int, list] = {i: [] for i in ids}
-    for a in gt["annotations"]:
-        if int(a["image_id"]) in boxes_of and not a.get("iscrowd") and a.get("num_keypoints", 1):
-            x, y, w, h = a["bbox"]
-            boxes_of[int(a["image_id"])].append([x, y, x + w, y + h, 1.0])
-    cache = ImageCache(capacity=4)
-    preds: dict[int, FramePoses] = {}
-    try:
-        for i in ids:
-            if not boxes_of[i]:
-                preds[i] = FramePoses.empty(COCO17)
-                continue
-            frame = cache(data.image_path(i))
-            preds[i] = est.estimate([frame], [np.array(boxes_of[i])])[0]
-    finally:
-        sppe.flip_test = was_flip
-    keep = set(ids)
-    gt["images"] = [im for im in gt["images"] if int(im["id"]) in keep]
-    gt["annotations"] = [a for a in gt["annotations"] if int(a["image_id"]) in keep]
-    if data.schema_name == "crowdpose14":
-        return float(evaluate_crowdpose(gt, preds, COCO17).iloc[0]["AP"])
-    return float(evaluate_coco(gt, preds).loc["all", "AP"])
+#: ``(sppe, data, max_images) -> AP in [0, 1]`` of the SPPE on the first ``max_images`` images of
+#: ``data`` (0: all); the application scores with the COCO or CrowdPose evaluation.
+ValidationScore = Callable[[SPPE, TrainingData, int], float]
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -151,17 +108,23 @@ class Trainer:
         data: Training people.
         settings: See :class:`TrainSettings`.
         out: Checkpoint path (``.safetensors``).
+        loss: The target heatmaps and the loss to minimise.
         val: Validation people (a separate file), or ``None``.
+        score: How ``val`` is scored (needed with ``val``).
         box_sampler: Crop boxes to use instead of the jittered ground truth (PGPG).
-        stn: An :class:`~posetracker.association.training.stn.STNTrainer`, or ``None``.
+        stn: An :class:`~posetracker.estimators.training.stn.STNTrainer`, or ``None``.
         log: One line per event (validation, checkpoint).
     """
 
     def __init__(self, sppe: SPPE, base: BaseModel, data: TrainingData, settings: TrainSettings,
-                 out: str | Path, *, val: TrainingData | None = None,
-                 box_sampler: BoxSampler | None = None, stn=None,
-                 log: Callable[[str], None] = lambda s: None):
+                 out: str | Path, loss: TrainingLoss, *, val: TrainingData | None = None,
+                 score: ValidationScore | None = None, box_sampler: BoxSampler | None = None,
+                 stn=None, log: Callable[[str], None] = lambda s: None):
+        if val is not None and score is None:
+            raise ValueError("validation data needs a score")
         self.sppe = sppe
+        self.loss = loss
+        self.score = score
         self.base = base
         self.data = data
         self.settings = settings
@@ -174,7 +137,7 @@ class Trainer:
         self.net = sppe.network
         size, cell0 = heatmap_geometry(sppe)
         self.heatmap_size = size
-        self.crops = CropMaker(data, sppe.input_size, size, settings, cell0)
+        self.crops = CropMaker(data, sppe.input_size, size, settings, loss, cell0)
         self.params = [p for p in self.net.backbone.parameters()]
         for p in self.params:
             p.requires_grad_(True)
@@ -240,8 +203,8 @@ class Trainer:
         crops = batch.crops.to(self.device)
         with ctx:
             hm = self.net.heatmaps(crops)
-        loss = joint_candidate_loss(hm.float(), batch.targets.to(self.device),
-                                    batch.weights.to(self.device))
+        loss = self.loss.loss(hm.float(), batch.targets.to(self.device),
+                              batch.weights.to(self.device))
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -255,18 +218,17 @@ class Trainer:
         return float(loss.detach())
 
     def validate(self) -> float | None:
-        if self.val is None:
+        if self.val is None or self.score is None:
             return None
-        return validation_ap(self.sppe, self.val, self.settings.val_images)
+        return self.score(self.sppe, self.val, self.settings.val_images)
 
     def run(self, progress: bool = False) -> TrainResult:
         """Train up to ``settings.steps``; validate and checkpoint on schedule; on Ctrl-C write
-        the checkpoint of the last finished step and re-raise ``KeyboardInterrupt``."""
+        the checkpoint of the last finished step and re-raise ``KeyboardInterrupt``. (The torch
+        thread count, ``settings.threads``, is the caller's to set around this call.)"""
         from tqdm import tqdm
 
         s = self.settings
-        if s.threads and self.device.type == "cpu":
-            torch.set_num_threads(s.threads)
         result = TrainResult(start_step=self.step, steps=self.step, seconds=0.0)
         bar = tqdm(total=s.steps, initial=self.step, disable=not progress, unit="step",
                    dynamic_ncols=True)

@@ -16,7 +16,7 @@ they overlap one of its real people (the way people stand in a crowd):
    (v = 1: labelled, not visible); its position is still the truth.
 
 The output is a COCO keypoint file per split with ``crowdIndex`` per image (CrowdPose's rule,
-:func:`posetracker.evaluation.crowdpose.crowd_index`) and ``source_image_ids`` (the background's and
+:func:`posetracker.core.coco.crowd_index`) and ``source_image_ids`` (the background's and
 donors' ids) so the split can be audited. Everything is deterministic for a seed.
 """
 
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posetracker.core.coco import CocoDataset, crowd_index
 from posetracker.core.errors import InputError
 
 
@@ -152,21 +153,21 @@ def _occlude(anns: list[dict], mask: np.ndarray) -> int:
     return n
 
 
-def make_crowds(annotations: str | Path, images: str | Path, out: str | Path,
+def make_crowds(ds: CocoDataset, images: str | Path, out: str | Path,
                 settings: CrowdSettings = CrowdSettings()) -> dict[str, dict]:
-    """Write ``out/{train,val}/*.jpg`` and ``out/{train,val}.json``; returns per split the counts
+    """Write ``out/{train,val}/*.jpg`` and ``out/{train,val}.json`` from the annotations ``ds``
+    (read from the file ``ds.source``) and their images; returns per split the counts
     (``images``, ``people``, ``pasted``, ``sources``, ``occluded`` joints, mean ``crowd_index``).
 
     Raises:
-        InputError: unreadable annotations or images, or too few usable people.
+        InputError: unreadable images, annotations without COCO-17 joints, or too few usable
+            people.
     """
     import cv2
 
     from posetracker.core.fileio import atomic_write, atomic_write_text
-    from posetracker.evaluation.crowdpose import crowd_index
-    from posetracker.io.formats.coco import read_coco_gt
 
-    ds = read_coco_gt(annotations)
+    annotations = ds.source
     if ds.num_keypoints != 17:
         raise InputError(f"{annotations}: {ds.num_keypoints} joints per person; the compositor "
                          "takes COCO-17 annotations with segmentation polygons")

@@ -25,10 +25,10 @@ import copy
 
 import torch
 
-from posetracker.association.loss import gaussian_heatmaps, joint_candidate_loss
-from posetracker.association.training.config import TrainSettings
-from posetracker.association.training.data import Batch, CropMaker, CropPlan
 from posetracker.estimators.sppe import SPPE
+from posetracker.estimators.training.config import TrainSettings
+from posetracker.estimators.training.data import Batch, CropMaker, CropPlan
+from posetracker.estimators.training.objective import TrainingLoss
 from posetracker.estimators.transform import STN, crop_boxes
 
 
@@ -54,10 +54,12 @@ class STNTrainer:
         sppe: The SPPE being fine-tuned (its current network is copied and frozen as the parallel
             branch).
         settings: ``stn_lr``, ``stn_weight``, ``sigma``.
+        loss: The parallel branch's target (its ``targets`` of the own joints alone) and loss.
     """
 
-    def __init__(self, sppe: SPPE, settings: TrainSettings):
+    def __init__(self, sppe: SPPE, settings: TrainSettings, loss: TrainingLoss):
         self.device = sppe.device
+        self.loss = loss
         self.input_size = tuple(sppe.input_size)
         self.settings = settings
         self.stn = STN().to(self.device)
@@ -81,9 +83,10 @@ class STNTrainer:
         hm = self.parallel.heatmaps(crops1)
         cells = centred_cells(refined.own_cells.double(), refined.weights > 0, maker.heatmap_size,
                               maker.cell_offset, maker.stride, self.input_size)
-        target = gaussian_heatmaps(cells.float(), maker.heatmap_size, self.settings.sigma,
-                                   refined.weights > 0).to(self.device)
-        loss = self.settings.stn_weight * joint_candidate_loss(
+        no_others = cells.new_zeros((*cells.shape[:2], 0, 2), dtype=torch.float32)
+        target = self.loss.targets(cells.float(), no_others, maker.heatmap_size,
+                                   self.settings.sigma, 0.0, refined.weights > 0).to(self.device)
+        loss = self.settings.stn_weight * self.loss.loss(
             hm.float(), target, refined.weights.to(self.device))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

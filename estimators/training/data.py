@@ -1,4 +1,6 @@
-"""Training data for the SPPE: annotated people, their crops, and joint-candidate target heatmaps.
+"""Training data for the SPPE: annotated people, their crops, and their target heatmaps (rendered by
+the caller's :class:`~posetracker.estimators.training.objective.TrainingLoss`: the joint-candidate
+targets in the application).
 
 Annotations are COCO-layout files with 17 COCO joints or 14 CrowdPose joints per person (CrowdPose's
 12 body joints map onto COCO's; its head and neck have no COCO joint and are not trained; COCO's
@@ -14,7 +16,6 @@ box enlarged by the estimator's ``mask_margin`` are blanked as the estimator doe
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posetracker.association.loss import candidate_targets
-from posetracker.association.training.config import TrainSettings
+from posetracker.core.coco import CocoDataset
 from posetracker.core.errors import InputError
 from posetracker.core.schemas import COCO17, CROWDPOSE14, index_map
 from posetracker.estimators.config import SPPEConfig
+from posetracker.estimators.training.config import TrainSettings
+from posetracker.estimators.training.objective import TrainingLoss
 from posetracker.estimators.transform import box_regions, crop_affines, crop_boxes, frames_to_tensor, image_to_crop
 
 K = COCO17.num_keypoints
@@ -90,21 +92,22 @@ def _to_coco17(kp: np.ndarray, crowdpose: bool) -> np.ndarray:
     return out
 
 
-def load_training_data(annotations: str | Path, images: str | Path, min_joints: int = 1
-                       ) -> TrainingData:
-    """Read and check a training (or validation) annotation file and its image folder.
+def training_data(ds: CocoDataset, images: str | Path, sha256: str, min_joints: int = 1
+                  ) -> TrainingData:
+    """Check a training (or validation) ground truth, already read, and its image folder.
+
+    Args:
+        ds: The annotations (COCO layout; ``ds.source`` names the file).
+        images: Folder of the images.
+        sha256: Hex sha256 of the annotation file's bytes (recorded in checkpoints).
+        min_joints: People with fewer labelled joints are not trained on.
 
     Raises:
-        InputError: unreadable or malformed JSON, a joint count other than 17 (COCO) or 14
-            (CrowdPose), no trainable person, a missing image folder or missing images (one line
-            with the count and the first missing file).
+        InputError: a joint count other than 17 (COCO) or 14 (CrowdPose), no trainable person, a
+            missing image folder or missing images (one line with the count and the first
+            missing file).
     """
-    from posetracker.io.formats.coco import read_coco_gt
-
-    annotations, image_dir = Path(annotations), Path(images)
-    if not annotations.is_file():
-        raise InputError(f"annotations {annotations}: no such file")
-    ds = read_coco_gt(annotations)
+    annotations, image_dir = ds.source, Path(images)
     k = ds.num_keypoints
     schema = ds.schema
     if schema is None and k in (K, CROWDPOSE14.num_keypoints):
@@ -140,9 +143,8 @@ def load_training_data(annotations: str | Path, images: str | Path, min_joints: 
     if missing:
         raise InputError(f"images {image_dir}: {len(missing)} of {len(needed)} images are missing "
                          f"(e.g. {missing[0]})")
-    digest = hashlib.sha256(annotations.read_bytes()).hexdigest()
-    return TrainingData(str(annotations), image_dir, records, tuple(people), of_image,
-                        schema.name, digest)
+    return TrainingData(annotations, image_dir, records, tuple(people), of_image, schema.name,
+                        sha256)
 
 
 class ImageCache:
@@ -209,14 +211,17 @@ class CropMaker:
         input_size: SPPE input ``(h, w)`` pixels.
         heatmap_size: SPPE heatmap ``(hh, hw)`` cells.
         settings: Augmentation, ``scale_factor``, ``sigma`` and the target's ``mu``.
+        loss: Its ``targets`` renders the target heatmaps.
         cell_offset: Crop pixel of heatmap cell 0 (the SPPE's convention; 0 for TinyPose).
         sppe_config: The estimator's crop masking (``mask_outside_box``, ``mask_margin``).
     """
 
     def __init__(self, data: TrainingData, input_size: tuple[int, int],
-                 heatmap_size: tuple[int, int], settings: TrainSettings, cell_offset: float = 0.0,
-                 sppe_config: SPPEConfig = SPPEConfig(), cache: ImageCache | None = None):
+                 heatmap_size: tuple[int, int], settings: TrainSettings, loss: TrainingLoss,
+                 cell_offset: float = 0.0, sppe_config: SPPEConfig = SPPEConfig(),
+                 cache: ImageCache | None = None):
         self.data = data
+        self.loss = loss
         self.input_size = tuple(input_size)
         self.heatmap_size = tuple(heatmap_size)
         self.stride = self.input_size[0] / self.heatmap_size[0]
@@ -335,7 +340,7 @@ class CropMaker:
             interf_mask[i, :, : m.shape[1]] = m
         own_t = torch.stack(own)
         own_m = torch.stack(own_mask)
-        targets = candidate_targets(own_t.float(), interf.float(), self.heatmap_size,
+        targets = self.loss.targets(own_t.float(), interf.float(), self.heatmap_size,
                                     self.settings.sigma, self.settings.target_mu, own_m, interf_mask)
         images = frames_to_tensor(frames)
         sizes = np.array([f.shape[:2] for f in frames])

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from posetracker.association.training.data import Person, TrainingData
 from posetracker.core.errors import InputError
 from posetracker.core.schemas import COCO17
+from posetracker.estimators.training.data import Person, TrainingData
 
 _LS, _RS, _LH, _RH = (COCO17.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip",
                                                  "right_hip"))
@@ -114,7 +114,7 @@ class PGPG:
         return box
 
     def sampler(self):
-        """``(person, rng) -> box`` for :class:`posetracker.association.training.data.CropMaker`."""
+        """``(person, rng) -> box`` for :class:`posetracker.estimators.training.data.CropMaker`."""
         return self.sample_box
 
     # -- files ---------------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def fit_pgpg_from_ground_truth(data: TrainingData, clusters: int = 8, seed: int 
 def detector_boxes(detector, data: TrainingData) -> dict[int, np.ndarray]:
     """The product's person detector (:class:`posetracker.estimators.rmpe.PersonDetector`) run on
     every training image with a trainable person: ``{image_id: (m, 5)}``."""
-    from posetracker.association.training.data import ImageCache
+    from posetracker.estimators.training.data import ImageCache
 
     cache = ImageCache(capacity=2)
     ids = sorted({p.image_id for p in data.people})
