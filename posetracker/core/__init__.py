@@ -1,1 +1,2 @@
-"""The vocabulary every layer shares: joint schemas, pose value types, errors, file helpers, config loading."""
+"""The vocabulary every layer shares: joint schemas, pose value types, COCO keypoint data, pose NMS,
+errors, file helpers, config loading."""

@@ -1,5 +1,8 @@
 """Parametric pose NMS (RMPE, Fang et al. ICCV 2017, section 3.3), and AlphaPose's released variant.
 
+It serves the estimator (its grouping step) and the CrowdPose association (its last step) alike,
+so it lives in ``core``, where both may import it.
+
 Both modes are greedy and follow the same numbered steps:
 
 1. pick the most confident remaining pose as the reference P_i;
