@@ -41,6 +41,7 @@ from scipy.optimize import linear_sum_assignment
 from posetracker.association.candidates import JointCandidates, distance_prior, extract_candidates
 from posetracker.association.config import AssociationConfig
 from posetracker.association.graph import PersonJointGraph, build_graph
+from posetracker.core.intermediates import FrameIntermediates
 from posetracker.core.pose_nms import pose_nms
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import KeypointSchema
@@ -290,7 +291,7 @@ def answer_cells(
 
 
 def associate_intermediates(
-    inter,
+    inter: FrameIntermediates,
     schema: KeypointSchema,
     config: AssociationConfig = AssociationConfig(),
     pose_scores: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
@@ -298,7 +299,7 @@ def associate_intermediates(
     """CrowdPose association of one frame's per-box SPPE results, instead of pose NMS.
 
     ``inter`` is the estimator's per-frame result before NMS
-    (:class:`posetracker.estimators.rmpe.FrameIntermediates`, read by attribute): ``boxes`` ``(n, 4)``,
+    (:class:`posetracker.core.intermediates.FrameIntermediates`, read by attribute): ``boxes`` ``(n, 4)``,
     ``box_scores`` ``(n,)``, ``affines`` ``(n, 2, 3)`` crop -> image, ``heatmaps`` ``(n, k, h, w)`` in
     [0, 1], ``heatmap_stride``, ``keypoints`` ``(n, k, 2)`` the SPPE's single-person answer in image
     pixels, and optionally ``offsets`` ``(n, k, h, w, 2)`` sub-cell offsets (cells, x first).
@@ -356,7 +357,7 @@ class AssociationGrouping:
     config: AssociationConfig = field(default_factory=AssociationConfig)
     heatmaps: bool = True
 
-    def __call__(self, inter, schema: KeypointSchema,
+    def __call__(self, inter: FrameIntermediates, schema: KeypointSchema,
                  person_scores: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
                  ) -> FramePoses:
         return associate_intermediates(inter, schema, self.config, person_scores)[0]
