@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +15,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("POSETRACKER_SHARED", REPO.parent / "shared"))
 DATA = SHARED / "data"
 MODELS = SHARED / "models"
+
+
+def load_tool(name: str) -> ModuleType:
+    """The script ``tools/<name>.py`` as a module (``tools/`` is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def in_ci() -> bool:

@@ -5,10 +5,10 @@ covers every command and option whatever the terminal's width."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import load_tool
 
 from posetracker.app.cli import build_parser
 
@@ -16,10 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("make_cli_doc", ROOT / "tools" / "make_cli_doc.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("make_cli_doc")
 
 
 def _parsers(parser: argparse.ArgumentParser):

@@ -6,29 +6,18 @@ broken files are refused with one line."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import require_test_extra
+from conftest import load_tool, require_test_extra
 
 from posetracker.core.errors import InputError, ModelError
 from posetracker.estimators.runtimes.openvino_ir import OpenVinoIR, load_openvino_ir
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _golden_tool():
-    spec = importlib.util.spec_from_file_location("openvino_golden", REPO / "tools" / "openvino_golden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-golden = _golden_tool()
+golden = load_tool("openvino_golden")
 
 
 @pytest.fixture(scope="module")
