@@ -1,9 +1,13 @@
-"""Shared test fixtures: where the real data and models are (``../shared`` beside the repo)."""
+"""Shared test fixtures: where the real data and models are (``../shared`` beside the repo), and
+:func:`require_test_extra` for the packages of the ``test`` extra."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -11,6 +15,38 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("POSETRACKER_SHARED", REPO.parent / "shared"))
 DATA = SHARED / "data"
 MODELS = SHARED / "models"
+
+
+def load_tool(name: str) -> ModuleType:
+    """The script ``tools/<name>.py`` as a module (``tools/`` is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def in_ci() -> bool:
+    """True when the tests run under CI: ``CI`` set to anything but empty, ``0``, ``false`` or
+    ``no`` (GitHub Actions, GitLab CI and most others set ``CI=true``; so does ``.ci/run``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_test_extra(module: str) -> ModuleType:
+    """Import ``module``, a package of the ``test`` extra (``pip install -e ".[test]"``): the
+    reference runtimes OpenVINO and onnxruntime that the golden tests compare the model readers
+    with, hypothesis, Ray.
+
+    Missing, the test is skipped on a developer's machine (one line says what to install) but
+    FAILS under CI (:func:`in_ci`): a CI run without the extra would otherwise pass while proving
+    nothing about the readers. Called at a module's top level it skips (or fails) the whole
+    file."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        why = f"{module} is not installed ({e}); it comes with the test extra: pip install -e \".[test]\""
+        if in_ci():
+            pytest.fail(f"CI requires every package of the test extra: {why}", pytrace=False)
+        pytest.skip(why, allow_module_level=True)  # a module-level call skips its file
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
+from conftest import require_test_extra
 
-hypothesis = pytest.importorskip("hypothesis")
+hypothesis = require_test_extra("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402

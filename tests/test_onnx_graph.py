@@ -8,16 +8,16 @@ import glob
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 import torch
+from conftest import require_test_extra
+from onnx import TensorProto, helper
 from torch import nn
 
 from posetracker.core.errors import ModelError
 from posetracker.estimators.rtmdet import letterbox_top_left
 from posetracker.estimators.runtimes.onnx_graph import load_onnx_graph
-
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
 
 RTMDET = "rtmdet-nano-person.onnx"
 MEAN = np.array([103.53, 116.28, 123.675], np.float32)
@@ -35,7 +35,7 @@ def _nms_inputs(model) -> list[str]:
 def _ort_session(model, outputs: list[str]):
     """onnxruntime on ``model`` with ``outputs`` as its graph outputs, unoptimised: its fused
     kernels round differently from the file's ops (0.03 px on a box), the reference is the file."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = require_test_extra("onnxruntime")
     model = onnx.ModelProto.FromString(model.SerializeToString())
     del model.graph.output[:]
     model.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in outputs)
@@ -240,7 +240,7 @@ def test_small_graph_of_other_ops_equals_onnxruntime(tmp_path):
     """Ops RTMDet does not use but the table has (each with a quirk torch does differently):
     integer Div truncates, Slice with negative steps and clamped ends, two-way Expand, Clip,
     bilinear half-pixel Resize, padded MaxPool with ceil_mode, SAME_UPPER Conv, TopK ties."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = require_test_extra("onnxruntime")
     rng = np.random.default_rng(0)
     t = helper.make_tensor
     inits = [t("w", TensorProto.FLOAT, [4, 2, 3, 3], rng.normal(size=72).astype(np.float32)),

@@ -6,28 +6,18 @@ broken files are refused with one line."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_tool, require_test_extra
 
 from posetracker.core.errors import InputError, ModelError
 from posetracker.estimators.runtimes.openvino_ir import OpenVinoIR, load_openvino_ir
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _golden_tool():
-    spec = importlib.util.spec_from_file_location("openvino_golden", REPO / "tools" / "openvino_golden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-golden = _golden_tool()
+golden = load_tool("openvino_golden")
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +82,7 @@ def _assert_matches_openvino(xml: Path, x: np.ndarray, rel: float = 2e-5):
 @pytest.mark.parametrize("batch", [1, 4])
 @pytest.mark.parametrize("name,size", [("tinypose-256x192", (256, 192)), ("tinypose-128x96", (128, 96))])
 def test_tinypose_equals_openvino_on_person_crops(models_dir, coco, name, size, batch):
-    pytest.importorskip("openvino")
+    require_test_extra("openvino")
     x = _crops(coco, size, batch)
     assert x.shape == (batch, 3, *size) and np.isfinite(x).all()
     _assert_matches_openvino(models_dir / f"{name}.xml", x)
@@ -100,13 +90,13 @@ def test_tinypose_equals_openvino_on_person_crops(models_dir, coco, name, size, 
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_picodet_equals_openvino_on_images(models_dir, coco, batch):
-    pytest.importorskip("openvino")
+    require_test_extra("openvino")
     x = _images(coco, batch)
     _assert_matches_openvino(models_dir / "picodet-s-320-pedestrian.xml", x)
 
 
 def test_golden_tool_cli(models_dir, coco, capsys):
-    pytest.importorskip("openvino")
+    require_test_extra("openvino")
     ann, images = coco
     rc = golden.main([str(models_dir / "tinypose-128x96.xml"), "--coco", str(ann), "--coco-images",
                       str(images), "--batch", "2"])
@@ -311,7 +301,7 @@ def x4():
 
 
 def test_built_convolutions(tmp_path, x4):
-    pytest.importorskip("openvino")
+    require_test_extra("openvino")
     import openvino.opset8 as ops
 
     rng = np.random.default_rng(1)
@@ -337,7 +327,7 @@ def test_built_convolutions(tmp_path, x4):
 
 
 def test_built_pooling_padding_and_unary_ops(tmp_path, x4):
-    pytest.importorskip("openvino")
+    require_test_extra("openvino")
     import openvino as ov
     import openvino.opset1 as o1
     import openvino.opset8 as ops
@@ -368,7 +358,7 @@ def test_built_pooling_padding_and_unary_ops(tmp_path, x4):
 
 
 def test_built_shape_and_layout_ops(tmp_path, x4):
-    pytest.importorskip("openvino")
+    require_test_extra("openvino")
     import openvino as ov
     import openvino.opset8 as ops
 
@@ -412,7 +402,7 @@ def test_built_shape_and_layout_ops(tmp_path, x4):
 
 
 def test_built_interpolations(tmp_path, x4):
-    pytest.importorskip("openvino")
+    require_test_extra("openvino")
     import openvino as ov
     import openvino.opset8 as ops
     from openvino.utils.node_factory import NodeFactory
@@ -440,7 +430,7 @@ def test_built_interpolations(tmp_path, x4):
 
 def test_constant_reshape_target_takes_the_input_batch(tmp_path):
     """A Reshape whose constant target bakes in the export's batch 1 runs at any batch."""
-    pytest.importorskip("openvino")
+    require_test_extra("openvino")
     import openvino as ov
     import openvino.opset8 as ops
 
@@ -457,7 +447,7 @@ def test_constant_reshape_target_takes_the_input_batch(tmp_path):
 def test_strided_slice_with_new_and_shrunk_axes_follows_numpy(tmp_path, x4):
     """New-axis and shrink masks together (OpenVINO's CPU plugin of this version returns
     garbage there, so numpy's indexing is the reference)."""
-    pytest.importorskip("openvino")
+    require_test_extra("openvino")
     import openvino as ov
     import openvino.opset8 as ops
 

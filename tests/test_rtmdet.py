@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import require_test_extra
 
 import posetracker.estimators.rtmdet as rtmdet_module
 from posetracker.estimators.rmpe import load_detector
@@ -49,7 +50,7 @@ def coco(data_dir):
 def session(models_dir):
     """onnxruntime on the whole file, unoptimised (its fused kernels round differently; the
     reference is the file's ops)."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = require_test_extra("onnxruntime")
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import require_test_extra
 
 from posetracker.app import dataset as ds
 from posetracker.app.cli import main
@@ -337,7 +338,7 @@ def test_a_killed_worker_loses_nothing_and_the_rerun_finishes(models, data_dir, 
 
 def test_ray_engine_on_a_local_ray_retries_and_writes_what_local_writes(tracked, models,
                                                                         tmp_path, capsys):
-    pytest.importorskip("ray")
+    require_test_extra("ray")
     root = tmp_path / "root"
     shutil.copytree(tracked["root"] / "images" / "val" / "seqB", root / "seqB")
     (root / "broken.mp4").write_bytes(os.urandom(4096))  # fails on every attempt
