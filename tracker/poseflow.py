@@ -181,7 +181,7 @@ class PoseFlowTracker:
     def __init__(self, config: PoseFlowConfig | None = None, *,
                  similarity: LinkSimilarity | None = None, **overrides: Any) -> None:
         self.config = configured(PoseFlowConfig, config, overrides)
-        self.similarity = similarity or PoseFlowSimilarity.from_config(self.config)
+        self.similarity = PoseFlowSimilarity.from_config(self.config) if similarity is None else similarity
         # The boundary frame must still be in the window when its look-ahead is complete.
         self.lookahead = min(self.config.lookahead, self.config.window)
         self._orb = None

@@ -1,0 +1,71 @@
+"""PoseFlow's tuned behaviours, each on a scene where removing it changes the ids: confidence
+weighting (online and look-ahead), the look-ahead's hysteresis, the running colour histogram.
+(The tolerance growing with the gap and every term of the link similarity:
+tests/test_tracker_matching.py; the look-ahead itself: tests/test_tracker_lookahead.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posetracker.core.poses import FramePoses
+from posetracker.tracker import track_frames
+from posetracker.tracker.appearance import bhattacharyya, torso_histograms, torso_indices
+from posetracker.tracker.poseflow import PoseFlowTracker
+from tests.test_tracker import SCHEMA, person
+from tests.test_tracker_appearance import BLUE, RED, _image
+
+PLAIN = dict(nms=False, fill_gaps=False, fill_joints=False)
+
+
+def _frame(xs: list[float], scores: list[float]) -> FramePoses:
+    kp = np.stack([person(x, 300) for x in xs])
+    return FramePoses.from_keypoints(kp, np.repeat(np.array(scores)[:, None], 15, 1), SCHEMA)
+
+
+def _ids(frames, **settings) -> list[list[int]]:
+    return [f.track_ids.tolist() for f in track_frames(PoseFlowTracker(**settings), frames)]
+
+
+@pytest.mark.parametrize("lookahead", [0, 7])
+def test_confidence_weighting_prefers_the_confident_pose(lookahead):
+    """A person at x 100, then two poses: a weak one (joint scores 0.35) exactly there and a
+    confident one (0.9) 15 px off. The link value weighs confidence (``w_conf``): the flow
+    continues with the confident pose; ranked by similarity alone it takes the weak one."""
+    frames = [_frame([100], [0.9])] + [_frame([100, 115], [0.35, 0.9]) for _ in range(7)]
+    weighted = _ids(frames, lookahead=lookahead, **PLAIN)
+    assert weighted[1:] == [[1, 0]] * 7
+    assert _ids(frames, lookahead=lookahead, w_conf=0.0, **PLAIN)[1:] == [[0, 1]] * 7
+
+
+def _switching(a1: float, b1: float, a2: float, b2: float) -> list[FramePoses]:
+    """A person at x 100; then poses A at ``100 + a1`` and B at ``100 + b1`` (A nearer), and from
+    the next frame on A at ``100 + a2`` and B at ``100 + b2``."""
+    return ([_frame([100], [0.9]), _frame([100 + a1, 100 + b1], [0.9, 0.9])]
+            + [_frame([100 + a2, 100 + b2], [0.9, 0.9]) for _ in range(7)])
+
+
+def test_lookahead_hysteresis_keeps_links_unless_a_chain_is_clearly_better():
+    """The online step links the person to A (nearer); over the look-ahead, B's chain is slightly
+    better. The links already made count ``lookahead_margin`` more, so the ids stay; without
+    the margin the look-ahead re-assigns. A chain that is clearly better still wins."""
+    slightly = _switching(10, 15, 20, 10)
+    assert _ids(slightly, **PLAIN)[1:] == [[0, 1]] * 8
+    assert _ids(slightly, lookahead_margin=0.0, **PLAIN)[1:] == [[1, 0]] * 8
+    assert _ids(_switching(10, 15, 30, 0), **PLAIN)[1:] == [[1, 0]] * 8
+
+
+def test_a_flows_colours_are_a_running_histogram():
+    """One frame in which a person's torso shows another colour (a neighbour in front) moves the
+    flow's histogram by 0.3 of the way, it does not replace it."""
+    torso = torso_indices(SCHEMA.keypoints)
+    kp = person(200, 300)[None]
+    f = FramePoses.from_keypoints(kp, np.full((1, 15), 0.9), SCHEMA)
+    red, blue = _image([((200, 300), RED)]), _image([((200, 300), BLUE)])
+    h_red = torso_histograms(red, kp, f.boxes, torso)[0]
+    h_blue = torso_histograms(blue, kp, f.boxes, torso)[0]
+    assert bhattacharyya(h_red[None], h_blue[None])[0, 0] < 0.1
+    tracker = PoseFlowTracker(lookahead=0, w_orb=0.0, **PLAIN)
+    for image in (red, red, red, blue):
+        assert tracker.update(f, image).track_ids.tolist() == [0]
+    assert tracker._flows[0].app == pytest.approx(0.7 * h_red + 0.3 * h_blue)
