@@ -1,7 +1,9 @@
 """PoseFlow's tuned behaviours, each on a scene where removing it changes the ids: confidence
-weighting (online and look-ahead), the look-ahead's hysteresis, the running colour histogram.
+weighting (online and look-ahead), the look-ahead's hysteresis and its stop criterion, the running
+colour histogram, the online stop criterion, ``link_len``, PF-NMS's overlap rule for merging.
 (The tolerance growing with the gap and every term of the link similarity:
-tests/test_tracker_matching.py; the look-ahead itself: tests/test_tracker_lookahead.py.)"""
+tests/test_tracker_matching.py; the look-ahead itself: tests/test_tracker_lookahead.py.
+``python tools/mutate_tracker.py`` checks that removing each of them fails a test.)"""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from posetracker.core.poses import FramePoses
 from posetracker.tracker import track_frames
 from posetracker.tracker.appearance import bhattacharyya, torso_histograms, torso_indices
 from posetracker.tracker.poseflow import PoseFlowTracker
-from tests.test_tracker import SCHEMA, person
+from tests.test_tracker import SCHEMA, frame, person
 from tests.test_tracker_appearance import BLUE, RED, _image
 
 PLAIN = dict(nms=False, fill_gaps=False, fill_joints=False)
@@ -69,3 +71,44 @@ def test_a_flows_colours_are_a_running_histogram():
     for image in (red, red, red, blue):
         assert tracker.update(f, image).track_ids.tolist() == [0]
     assert tracker._flows[0].app == pytest.approx(0.7 * h_red + 0.3 * h_blue)
+
+
+def test_stop_criterion_closes_a_flow_whose_confidence_fades():
+    """The paper's stop criterion: a flow whose mean confidence ``s(Q)`` over the last ``window``
+    frames falls below ``stop_score`` closes. A person scored 0.9 for 4 frames, then 0.1 (``s(Q)``
+    0.3) at the same place: at frame 11 the window holds only weak poses and the flow stops; each
+    weak pose after it stops at once. ``stop_score=0`` never stops a flow."""
+    frames = [_frame([100 + 2 * t], [0.9 if t < 4 else 0.1]) for t in range(16)]
+    assert _ids(frames, **PLAIN) == [[0]] * 11 + [[1], [2], [3], [4], [5]]
+    assert _ids(frames, stop_score=0.0, **PLAIN) == [[0]] * 16
+
+
+@pytest.mark.parametrize("missed, linked", [(2, True), (3, False)])
+def test_a_flow_waits_link_len_frames(missed, linked):
+    """A flow not extended for more than ``link_len`` frames closes: with ``link_len=3`` a person
+    last seen at frame 2 is linked again at frame 5 (3 frames later), not at frame 6."""
+    frames = [_frame([100], [0.9])] * 3 + [frame()] * missed + [_frame([100], [0.9])] * 2
+    ids = _ids(frames, link_len=3, lookahead=0, stop_score=0.0, **PLAIN)
+    assert ids[-1] == ([0] if linked else [1])
+
+
+def test_one_close_frame_does_not_merge_two_flows():
+    """PF-NMS merges flows that stay close over ``merge_min_overlap`` (2) frames: a person who
+    appears 4 px beside another and walks away keeps a flow of their own from the first frame."""
+    frames = [frame(*[person(x, 300) for x in [100] + ([104 + 40 * (t - 5)] if t >= 5 else [])])
+              for t in range(13)]
+    out = track_frames(PoseFlowTracker(), frames)
+    assert [f.track_ids.tolist() for f in out] == [[0]] * 5 + [[0, 1]] * 8
+
+
+def test_lookahead_stop_criterion_keeps_a_flow_from_a_weak_sparse_tail():
+    """A person near x 330 with two confident false positives (x 239 in frame 2, x 284 in frame
+    4) and a weak pose (joint scores 0.3) at x 240 in frame 7. Online, the false positives' flow
+    takes the person's later poses; the look-ahead gives them back to the person's flow, and its
+    stop criterion (the tail's windowed score must reach ``stop_score``) keeps the false
+    positives' flow from taking the weak pose instead: it stays a flow of its own."""
+    seen = [[321], [322.6], [238.7], [330.7], [283.6], [], [329.4], [333, 240.3], []]
+    frames = [_frame(xs, [0.9, 0.3][:len(xs)]) if xs else frame() for xs in seen]
+    online = PoseFlowTracker(**PLAIN)
+    assert [online.update(f).track_ids.tolist() for f in frames][4:8] == [[1], [], [1], [1, 2]]
+    assert _ids(frames, **PLAIN) == [[0], [0], [1], [0], [0], [], [0], [0, 2], []]
