@@ -112,3 +112,14 @@ def test_lookahead_stop_criterion_keeps_a_flow_from_a_weak_sparse_tail():
     online = PoseFlowTracker(**PLAIN)
     assert [online.update(f).track_ids.tolist() for f in frames][4:8] == [[1], [], [1], [1, 2]]
     assert _ids(frames, **PLAIN) == [[0], [0], [1], [0], [0], [], [0], [0, 2], []]
+
+
+def test_a_gap_is_not_filled_where_the_person_is_already_seen():
+    """A person walking right is detected twice in frame 6 (x 383 and 381): the duplicate starts
+    flow 1, which takes the person's weak pose in frame 8. Flow 1 skips frame 7, but the person is
+    there (flow 0's pose): a fill for flow 1 would show the person twice, so there is none."""
+    seen = [[350.2], [354.1], [313.0], [206.3], [370.2, 96.6], [320.6], [383.2, 381.3], [371.6],
+            [380.7]]
+    scores = [[0.5], [0.9], [0.3], [0.9], [0.9, 0.9], [0.3], [0.9, 0.9], [0.15], [0.15]]
+    out = track_frames(PoseFlowTracker(), [_frame(x, s) for x, s in zip(seen, scores)])
+    assert [f.track_ids.tolist() for f in out] == [[], [0], [0], [0], [0], [0], [1, 0], [0], [1]]
