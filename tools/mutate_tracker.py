@@ -7,6 +7,7 @@ also on Ctrl-C. Run from the checkout, with the project's Python::
 
     python tools/mutate_tracker.py                 # every mutant
     python tools/mutate_tracker.py --only gate     # the mutants whose name contains "gate"
+                                                   # (repeatable)
     python tools/mutate_tracker.py --list
 
 Exit status 0 when every mutant is killed, 1 when some survive.
@@ -120,12 +121,13 @@ def run_tests(pytest_args: list[str]) -> tuple[bool, str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", help="run the mutants whose name contains this")
+    p.add_argument("--only", action="append", default=[], metavar="TEXT",
+                   help="run the mutants whose name contains this (repeatable)")
     p.add_argument("--list", action="store_true", help="list the mutants and exit")
     args, pytest_args = p.parse_known_args(argv)
     # A plain ``kill`` must restore the mutated file too: SystemExit runs the ``finally`` below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    mutants = [m for m in MUTANTS if not args.only or args.only in m.name]
+    mutants = [m for m in MUTANTS if not args.only or any(o in m.name for o in args.only)]
     if args.list:
         print("\n".join(f"{m.name}  ({m.file})" for m in mutants))
         return 0
