@@ -28,18 +28,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from posetracker.core.config import configured
 from posetracker.core.errors import InputError, ModelError
 from posetracker.core.intermediates import FrameIntermediates
 from posetracker.core.pose_nms import PoseNMSConfig, pose_nms
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import KeypointSchema
 from posetracker.core.timing import StageTimes
-from posetracker.estimators.config import EstimatorConfig
+from posetracker.estimators.config import DetectorConfig, EstimatorConfig
 from posetracker.estimators.sppe import SPPE, load_sppe
 from posetracker.estimators.transform import STN, box_regions, crop_affines, crop_boxes, crop_to_image, frames_to_tensor
 
@@ -83,30 +84,31 @@ def pick_device(name: str) -> torch.device:
 
 
 class PersonDetector:
-    """A Darknet YOLO person detector with the config's thresholds.
+    """Any person detector with the config's thresholds and box-size filter.
 
     Args:
-        yolo: An :class:`posetracker.estimators.runtimes.darknet.DarknetYolo` (or anything with the same ``detect``).
-        conf_threshold, nms_threshold, max_people, min_box_size: See
-            :class:`posetracker.estimators.config.DetectorConfig`.
+        detector: Anything with ``detect(frames, conf=, nms=, max_detections=)`` returning
+            ``(m, 5)`` xyxy + score per frame (:func:`load_detector`'s RTMDet, PicoDet, Darknet
+            YOLO, TF.js CenterNet/NanoDet).
+        config: ``conf_threshold``, ``nms_threshold``, ``max_people`` and ``min_box_size`` of
+            :class:`posetracker.estimators.config.DetectorConfig` (its other fields are the
+            application's: which model, at which size); ``None``: the defaults.
+        **overrides: Fields of ``config`` to replace, checked by the config.
     """
 
-    def __init__(self, yolo, *, conf_threshold: float = 0.05, nms_threshold: float = 0.5,
-                 max_people: int = 30, min_box_size: float = 4.0):
-        self.yolo = yolo
-        self.conf_threshold = conf_threshold
-        self.nms_threshold = nms_threshold
-        self.max_people = max_people
-        self.min_box_size = min_box_size
+    def __init__(self, detector, config: DetectorConfig | None = None, **overrides: Any):
+        self.detector = detector
+        self.config = configured(DetectorConfig, config, overrides)
 
     def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """``(m, 5)`` xyxy + score per frame, best first."""
-        dets = self.yolo.detect(list(frames), conf=self.conf_threshold, nms=self.nms_threshold,
-                                max_detections=self.max_people)
+        c = self.config
+        dets = self.detector.detect(list(frames), conf=c.conf_threshold, nms=c.nms_threshold,
+                                    max_detections=c.max_people)
         out = []
         for d in dets:
             d = np.asarray(d, dtype=np.float64).reshape(-1, 5)
-            small = np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1]) < self.min_box_size
+            small = np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1]) < c.min_box_size
             out.append(d[~small])
         return out
 
@@ -241,9 +243,7 @@ class RMPEEstimator:
             if paths.detector is None:
                 raise ModelError("no detector model file given (pass boxes, or a detector)")
             yolo = load_detector(paths.detector, paths.detector_weights, device, d.input_size)
-            detector = PersonDetector(yolo, conf_threshold=d.conf_threshold,
-                                      nms_threshold=d.nms_threshold, max_people=d.max_people,
-                                      min_box_size=d.min_box_size)
+            detector = PersonDetector(yolo, d)
         stn = None
         if s.stn_checkpoint:
             stn = STN()

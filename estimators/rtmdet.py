@@ -111,11 +111,11 @@ class RTMDetDetector(GraphDetector):
             (N, 1, B).
         graph_nms: The NMS settings stored in the file (for reference; ``detect`` takes its own).
         input_size: (height, width) the images are letterboxed to; the export's spatial dims are
-            symbolic, 320x320 is what the model was trained and published at.
+            symbolic (the setting: :attr:`posetracker.estimators.config.DetectorConfig.input_size`).
     """
 
     def __init__(self, graph: nn.Module, boxes_name: str, scores_name: str, graph_nms: GraphNMS,
-                 input_size: tuple[int, int] = (320, 320)):
+                 input_size: tuple[int, int]):
         super().__init__(graph, input_size, _MEAN_BGR, _STD_BGR)
         self.boxes_name, self.scores_name = boxes_name, scores_name
         self.graph_nms = graph_nms

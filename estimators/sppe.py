@@ -26,8 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from posetracker.core.config import configured
 from posetracker.core.errors import ModelError
 from posetracker.core.schemas import COCO17, KeypointSchema
+from posetracker.estimators.config import SPPEConfig
 from posetracker.estimators.heatmaps import heatmap_peaks
 
 
@@ -75,25 +77,29 @@ class SPPE:
     Args:
         network: The pose network (see the module docstring); put in eval mode here.
         input_size: ``(h, w)`` crop size the network takes, pixels.
+        config: ``flip_test`` (also run mirrored crops and average with the un-mirrored result),
+            ``half`` (float16, only applied on CUDA: CPU half is slow and inexact) and
+            ``batch_size`` (most crops per forward call) of
+            :class:`posetracker.estimators.config.SPPEConfig`; ``None``: its defaults.
         schema: Keypoint schema of its outputs (COCO-17 for MoveNet and FastPose).
-        flip_test: Also run mirrored crops and average with the un-mirrored result.
-        half: float16 inference; only applied on CUDA (CPU half is slow and inexact).
-        batch_size: Largest number of crops per forward call.
         name: For reports.
+        **overrides: Fields of ``config`` to replace (``SPPE(net, size, flip_test=False)``),
+            checked by the config.
     """
 
-    def __init__(self, network: nn.Module, input_size: tuple[int, int], *,
-                 schema: KeypointSchema = COCO17, flip_test: bool = False, half: bool = False,
-                 batch_size: int = 64, name: str = "sppe"):
+    def __init__(self, network: nn.Module, input_size: tuple[int, int],
+                 config: SPPEConfig | None = None, *, schema: KeypointSchema = COCO17,
+                 name: str = "sppe", **overrides: Any):
+        config = configured(SPPEConfig, config, overrides)
         self.network = network.eval()
         self.input_size = tuple(input_size)
         self.schema = schema
-        self.flip_test = flip_test
-        self.batch_size = batch_size
+        self.flip_test = config.flip_test
+        self.batch_size = config.batch_size
         self.name = name
         tensors = [*network.parameters(), *network.buffers()]
         self.device = tensors[0].device if tensors else torch.device("cpu")
-        self.half = bool(half and self.device.type == "cuda")
+        self.half = bool(config.half and self.device.type == "cuda")
         if self.half:
             self.network.half()
 

@@ -22,13 +22,14 @@ from torch import nn
 
 
 def box_regions(boxes: np.ndarray | torch.Tensor, out_size: tuple[int, int],
-                scale_factor: float = 1.25) -> torch.Tensor:
+                scale_factor: float) -> torch.Tensor:
     """Crop regions for person boxes: padded to the SPPE's aspect ratio, then enlarged.
 
     Args:
         boxes: ``(m, 4)`` xyxy pixels.
         out_size: SPPE input ``(out_h, out_w)`` in pixels.
-        scale_factor: Enlargement of the padded box (1.0 = tight).
+        scale_factor: Enlargement of the padded box (1.0 = tight; the setting:
+            :attr:`posetracker.estimators.config.SPPEConfig.scale_factor`).
 
     Returns:
         ``(m, 4)`` float64 tensor ``cx, cy, W, H``: region centre and size in image pixels, with

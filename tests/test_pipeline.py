@@ -240,7 +240,7 @@ def toy_estimator(models_dir):
                          conf_threshold=0.2)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # two stages share the 2-core test machine; no OpenMP spinning
-    yield RMPEEstimator(SPPE(Brightest(), (64, 48), batch_size=3), det, config)
+    yield RMPEEstimator(SPPE(Brightest(), (64, 48), flip_test=False, batch_size=3), det, config)
     torch.set_num_threads(threads)
 
 

@@ -47,7 +47,7 @@ def _scene():
 
 
 def _estimator(**cfg):
-    sppe = SPPE(BlobNet(), (64, 48))
+    sppe = SPPE(BlobNet(), (64, 48), flip_test=False)
     return RMPEEstimator(sppe, config=EstimatorConfig(**cfg))
 
 
@@ -84,7 +84,8 @@ def test_detector_path_and_empty_frames():
         def detect(self, images, conf, nms, max_detections):
             return [b for b in boxes[: len(images)]] + [np.zeros((0, 5))] * (len(images) - len(boxes))
 
-    est = RMPEEstimator(SPPE(BlobNet(), (64, 48)), PersonDetector(FakeYolo(), min_box_size=4),
+    est = RMPEEstimator(SPPE(BlobNet(), (64, 48), flip_test=False),
+                        PersonDetector(FakeYolo(), conf_threshold=0.05, min_box_size=4),
                         EstimatorConfig(frame_batch=8))
     empty = np.zeros((50, 60, 3), np.uint8)
     poses = est.estimate(frames + [empty])

@@ -256,3 +256,42 @@ def test_stage_benchmarks_take_the_one_set_grammar():
             load_section("tracker", bad)
     with pytest.raises(ConfigError, match="unknown key"):
         load_section("association", ["association.nope=1"])
+
+
+def test_one_flag_table_serves_the_commands_and_the_api(capsys):
+    """Every flag of ``track``, ``dataset``, ``estimate`` that stands for a setting is an entry of
+    the one table (:data:`posetracker.app.flags.FLAGS`), every entry's paths are settings, and a
+    ``PoseTracker`` keyword sets what the flag of the same name sets."""
+    from posetracker.app.api import apply_keywords
+    from posetracker.app.flags import API_KEYWORDS, FLAGS
+    from posetracker.core.config import get_path
+
+    names = [f.name for f in FLAGS]
+    assert len(names) == len(set(names))
+    for f in FLAGS:
+        for path in filter(None, (f.track, f.estimate)):
+            get_path(AppConfig(), path)  # a setting, or AttributeError
+    cmds = dict(_subparsers(build_parser()))
+    for cmd in ("track", "track-dataset", "estimate", "fit-nms"):
+        for a in cmds[cmd]._actions:
+            if a.help and re.search(r"\((estimator|estimate|pipeline|tracker)\.[a-z_.]+[,)]", a.help):
+                assert a.dest in names, (cmd, a.dest)  # a flag named for a setting is in the table
+    # the API keyword and the track flag land on the same setting
+    track = _dump(capsys, ["track", "--dump-config", "--det-batch", "3", "--tracker", "iou",
+                           "--association", "crowdpose", "--format", "coco", "--render-boxes"])
+    api = apply_keywords(AppConfig(), {"det_batch": 3, "tracker": "iou", "association": "crowdpose",
+                                       "format": "coco", "render_boxes": True})
+    assert track == yaml.safe_load(dump_app_config(api))
+    # the models and the device hold for tracking and per-image estimation alike
+    c = apply_keywords(AppConfig(), {"device": "cpu", "pose_model": "movenet-thunder"})
+    assert c.estimator.device == c.estimate.estimator.device == "cpu"
+    assert c.estimator.sppe.model == c.estimate.estimator.sppe.model == "movenet-thunder"
+    assert API_KEYWORDS["mode"] == ("pipeline.mode",) and "sequential" not in API_KEYWORDS
+
+
+def test_convert_jsonl_defaults_are_tracks():
+    """``convert jsonl`` finishes a track run: its defaults are the track settings'."""
+    out = AppConfig().pipeline.output
+    args = build_parser().parse_args(["convert", "jsonl", "a.jsonl", "b.json"])
+    assert args.keypoint_threshold == out.keypoint_threshold
+    assert args.format == out.format and (not args.no_derive_head) == out.derive_head

@@ -118,5 +118,5 @@ def test_frames_to_tensor_pads():
 def test_stn_identity_initialised():
     stn = STN()
     crops = torch.rand(3, 3, 64, 48) * 255
-    A = crop_affines(box_regions(np.array([[0, 0, 30, 40]] * 3), (64, 48)), (64, 48))
+    A = crop_affines(box_regions(np.array([[0, 0, 30, 40]] * 3), (64, 48), 1.25), (64, 48))
     assert torch.allclose(stn.refine(crops, A, (64, 48)), A, atol=1e-9)

@@ -21,12 +21,15 @@ correspondence file. Ids start at 0 here (the script starts at 1).
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from posetracker.core.config import configured
 from posetracker.core.poses import FramePoses
 from posetracker.tracker.base import ImmediateOutput
+from posetracker.tracker.config import AlphaPoseConfig
 from posetracker.tracker.similarity import top_mean
 
 
@@ -77,26 +80,23 @@ def joint_window_iou_inclusive(a: np.ndarray, b: np.ndarray, mag: float) -> np.n
 class AlphaPoseTracker(ImmediateOutput):
     """AlphaPose's released PoseFlow tracker (``tracker-general.py``) as an online tracker.
 
-    Args (defaults: the script's command-line defaults; see
-    :class:`posetracker.tracker.config.AlphaPoseConfig`): link_len, num, mag, match, weights, weights_older,
-        box_expand, orb_features.
+    Args:
+        config: The settings (:class:`posetracker.tracker.config.AlphaPoseConfig`: the script's
+            command-line defaults); ``None``: the defaults.
+        **overrides: Fields of ``config`` to replace, checked by the config.
     """
 
-    def __init__(self, link_len: int = 100, num: int = 7, mag: float = 30.0, match: float = 0.2,
-                 weights: tuple[float, ...] = (1.0, 2.0, 1.0, 2.0),
-                 weights_older: tuple[float, ...] = (0.0, 1.0, 0.0, 1.0),
-                 box_expand: float = 0.1, orb_features: int = 1000) -> None:
-        self.link_len, self.num, self.mag, self.match = link_len, num, mag, match
-        self.weights = np.asarray(weights, dtype=np.float64)
-        self.weights_older = np.asarray(weights_older, dtype=np.float64)
-        self.box_expand, self.orb_features = box_expand, orb_features
+    def __init__(self, config: AlphaPoseConfig | None = None, **overrides: Any) -> None:
+        self.config = configured(AlphaPoseConfig, config, overrides)
+        self.weights = np.asarray(self.config.weights, dtype=np.float64)
+        self.weights_older = np.asarray(self.config.weights_older, dtype=np.float64)
         self._orb = None
         self.reset()
 
     def _clear(self) -> None:
         self._next_id = 0
         # Per past frame: (ids (n,), expanded boxes (n, 4), keypoints (n, k, 2)).
-        self._history: deque = deque(maxlen=self.link_len)
+        self._history: deque = deque(maxlen=self.config.link_len)
         if self._orb is not None:
             self._orb.reset()
 
@@ -120,7 +120,7 @@ class AlphaPoseTracker(ImmediateOutput):
             if self._orb is None:
                 from posetracker.tracker.orb import OrbMatcher
 
-                self._orb = OrbMatcher(n_features=self.orb_features)
+                self._orb = OrbMatcher(n_features=self.config.orb_features)
             corr = self._orb.match(image)
         size = None if image is None else (image.shape[1], image.shape[0])
         n = len(poses)
@@ -128,7 +128,7 @@ class AlphaPoseTracker(ImmediateOutput):
             if self._history:  # the script copies the previous frame's people into an empty one
                 self._history.append(self._history[-1])
             return self._emit(poses.with_track_ids(np.zeros(0, dtype=np.int64)))
-        boxes = expanded_boxes(poses.keypoints, self.box_expand, size)
+        boxes = expanded_boxes(poses.keypoints, self.config.box_expand, size)
         kp = np.asarray(poses.keypoints)
         ids = np.full(n, -1, dtype=np.int64)
         cand_ids, cand_boxes, cand_kps, fff = self._candidates()
@@ -136,18 +136,18 @@ class AlphaPoseTracker(ImmediateOutput):
             cb, ck = np.stack(cand_boxes), np.stack(cand_kps)
             terms = np.zeros((4, len(cand_ids), n))
             terms[1] = inclusive_box_iou(cb, boxes)
-            terms[3] = top_mean(joint_window_iou_inclusive(ck, kp, self.mag), self.num)
+            terms[3] = top_mean(joint_window_iou_inclusive(ck, kp, self.config.mag), self.config.num)
             if corr is not None and len(corr):
                 from posetracker.tracker.orb import box_correspondence_iou, joint_correspondence_iou
 
                 terms[0] = box_correspondence_iou(corr, cb, boxes)
-                terms[2] = top_mean(joint_correspondence_iou(corr, ck, kp, self.mag), self.num)
+                terms[2] = top_mean(joint_correspondence_iou(corr, ck, kp, self.config.mag), self.config.num)
             w = np.where(fff[:, None], 1, 0)[None] * self.weights[:, None, None] + \
                 np.where(fff[:, None], 0, 1)[None] * self.weights_older[:, None, None]
             grade = (terms * w).sum(0)
             rows, cols = linear_sum_assignment(-grade)
             for i, j in zip(rows, cols):
-                if grade[i, j] > self.match:
+                if grade[i, j] > self.config.match:
                     ids[j] = cand_ids[i]
         new = ids < 0
         ids[new] = np.arange(self._next_id, self._next_id + new.sum())

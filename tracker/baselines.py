@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from posetracker.core.config import configured
 from posetracker.core.poses import FramePoses
 from posetracker.tracker.base import ImmediateOutput
+from posetracker.tracker.config import IouConfig
 from posetracker.tracker.similarity import box_iou
 
 
@@ -28,16 +32,15 @@ class IouTracker(ImmediateOutput):
     """Greedy box-IoU tracking: the highest-IoU (track, pose) pair is linked first.
 
     Args:
-        threshold: Minimum IoU between a track's last box and a new box.
-        max_age: A track not matched for more than this many frames is dropped (1: only tracks
-            seen in the previous frame are candidates).
+        config: The settings (:class:`posetracker.tracker.config.IouConfig`: ``threshold``, the
+            minimum IoU of a track's last box and a new box; ``max_age``); ``None``: the defaults.
+        **overrides: Fields of ``config`` to replace, checked by the config.
 
     Ids start at 0 and restart on :meth:`reset`.
     """
 
-    def __init__(self, threshold: float = 0.3, max_age: int = 1) -> None:
-        self.threshold = threshold
-        self.max_age = max_age
+    def __init__(self, config: IouConfig | None = None, **overrides: Any) -> None:
+        self.config = configured(IouConfig, config, overrides)
         self.reset()
 
     def _clear(self) -> None:
@@ -50,7 +53,7 @@ class IouTracker(ImmediateOutput):
     def update(self, poses: FramePoses, image: np.ndarray | None = None) -> FramePoses:
         t = self._t
         self._t += 1
-        alive = t - self._last <= self.max_age
+        alive = t - self._last <= self.config.max_age
         self._ids, self._boxes, self._last = self._ids[alive], self._boxes[alive], self._last[alive]
         n = len(poses)
         ids = np.full(n, -1, dtype=np.int64)
@@ -60,7 +63,7 @@ class IouTracker(ImmediateOutput):
             used_t, used_p = set(), set()
             for flat in order:
                 i, j = divmod(int(flat), n)
-                if iou[i, j] < self.threshold:
+                if iou[i, j] < self.config.threshold:
                     break
                 if i in used_t or j in used_p:
                     continue

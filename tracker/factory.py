@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from posetracker.tracker.alphapose import AlphaPoseTracker
 from posetracker.tracker.base import Tracker
 from posetracker.tracker.baselines import IouTracker, NoTracker
@@ -15,11 +13,11 @@ def make_tracker(config: TrackerConfig) -> Tracker:
     """A fresh tracker of ``config.kind`` with that kind's settings."""
     match config.kind:
         case "poseflow":
-            return PoseFlowTracker(**dataclasses.asdict(config.poseflow))
+            return PoseFlowTracker(config.poseflow)
         case "iou":
-            return IouTracker(**dataclasses.asdict(config.iou))
+            return IouTracker(config.iou)
         case "alphapose":
-            return AlphaPoseTracker(**dataclasses.asdict(config.alphapose))
+            return AlphaPoseTracker(config.alphapose)
         case "none":
             return NoTracker()
     raise ValueError(f"unknown tracker kind {config.kind!r}")

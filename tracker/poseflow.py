@@ -14,7 +14,8 @@ labels, up to the newest, without waiting for more future than the window alread
        share of ORB correspondences that fall in both joint neighbourhoods (the paper's ``K_sim``,
        computed from DeepMatching there) and the torso colour histograms' agreement
        (:mod:`posetracker.tracker.appearance`). Links below ``gate`` are not candidates (the paper's candidate
-       set ``T(P)``).
+       set ``T(P)``). The similarity and the confidence weighting of step 3 are the tracker's
+       ``similarity`` (:mod:`posetracker.tracker.matching`, injectable).
     3. Hungarian assignment (``linear_sum_assignment``) maximises the summed link value: the link
        similarity weighted by the confidences ``s(Q)`` of the flow and the pose (``w_conf``).
     4. Unmatched poses start new flows.
@@ -70,20 +71,29 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from posetracker.core.config import configured
 from posetracker.core.poses import FramePoses
 from posetracker.tracker import pfnms
+from posetracker.tracker.config import PoseFlowConfig
 from posetracker.tracker.fill import Anchor, interpolate_box, interpolate_joints
+from posetracker.tracker.matching import (
+    Candidates,
+    Correspondences,
+    FlowEnds,
+    LinkSimilarity,
+    PoseFlowSimilarity,
+    stack_histograms,
+)
 from posetracker.tracker.similarity import (
     box_iou,
-    box_iou_paired,
     person_scale,
     pose_confidence,
     pose_similarity,
-    pose_similarity_paired,
 )
 
 
@@ -155,44 +165,25 @@ def _centre(box: np.ndarray) -> np.ndarray:
 class PoseFlowTracker:
     """Online PoseFlow tracker (PF-Builder with look-ahead, PF-NMS, gap filling), in memory.
 
-    Args (defaults as :class:`posetracker.tracker.config.PoseFlowConfig`, which documents each):
-        link_len, window, gate, sigma, w_box, w_pose, w_orb, orb_window, gap_decay, use_motion,
-        stop_score, nms, merge_threshold, merge_min_overlap, relink_threshold, relink_gap,
-        min_flow_len, min_flow_score, orb_features, w_conf, lookahead, lookahead_decay,
-        lookahead_margin, fill_gaps, max_fill_gap, fill_decay, fill_joints, w_app.
+    Args:
+        config: The settings (:class:`posetracker.tracker.config.PoseFlowConfig`, which documents
+            each); ``None``: its defaults.
+        similarity: The matching cost of PF-Builder (:class:`posetracker.tracker.matching.LinkSimilarity`);
+            ``None``: :class:`~posetracker.tracker.matching.PoseFlowSimilarity` with ``config``'s
+            weights.
+        **overrides: Fields of ``config`` to replace (``PoseFlowTracker(window=4)``), checked by
+            the config.
 
     Use: ``update(poses, image)`` per frame (image optional, ``(h, w, 3)`` BGR uint8), collecting
     :meth:`pop_final` after each, then :meth:`finish`; or :func:`posetracker.tracker.base.track_frames`.
     """
 
-    def __init__(self, link_len: int = 10, window: int = 8, gate: float = 0.15,
-                 sigma: float = 0.25, w_box: float = 1.0, w_pose: float = 2.0,
-                 w_orb: float = 1.0, orb_window: float = 0.1, gap_decay: float = 0.9,
-                 use_motion: bool = True, stop_score: float = 0.5, nms: bool = True,
-                 merge_threshold: float = 0.35, merge_min_overlap: int = 2,
-                 relink_threshold: float = 0.3, relink_gap: int = 60, min_flow_len: int = 4,
-                 min_flow_score: float = 0.0, orb_features: int = 1000,
-                 w_conf: float = 1.0, lookahead: int = 7, lookahead_decay: float = 0.8,
-                 lookahead_margin: float = 0.2,
-                 fill_gaps: bool = True, max_fill_gap: int = 7, fill_decay: float = 0.9,
-                 fill_joints: bool = True, w_app: float = 1.0) -> None:
-        if window < 1 or link_len < 1:
-            raise ValueError("window and link_len must be at least 1")
-        if lookahead < 0 or max_fill_gap < 0:
-            raise ValueError("lookahead and max_fill_gap must be at least 0")
-        self.link_len, self.window, self.gate, self.sigma = link_len, window, gate, sigma
-        self.w_box, self.w_pose, self.w_orb, self.orb_window = w_box, w_pose, w_orb, orb_window
-        self.gap_decay, self.use_motion, self.stop_score = gap_decay, use_motion, stop_score
-        self.nms, self.merge_threshold = nms, merge_threshold
-        self.merge_min_overlap, self.relink_threshold = merge_min_overlap, relink_threshold
-        self.relink_gap, self.min_flow_len = relink_gap, min_flow_len
-        self.min_flow_score, self.orb_features = min_flow_score, orb_features
-        self.w_conf = w_conf
+    def __init__(self, config: PoseFlowConfig | None = None, *,
+                 similarity: LinkSimilarity | None = None, **overrides: Any) -> None:
+        self.config = configured(PoseFlowConfig, config, overrides)
+        self.similarity = PoseFlowSimilarity.from_config(self.config) if similarity is None else similarity
         # The boundary frame must still be in the window when its look-ahead is complete.
-        self.lookahead, self.lookahead_decay = min(lookahead, window), lookahead_decay
-        self.lookahead_margin = lookahead_margin
-        self.fill_gaps, self.max_fill_gap, self.fill_decay = fill_gaps, max_fill_gap, fill_decay
-        self.fill_joints, self.w_app = fill_joints, w_app
+        self.lookahead = min(self.config.lookahead, self.config.window)
         self._orb = None
         self._torso: dict[tuple[str, ...], np.ndarray] = {}
         self.reset()
@@ -220,14 +211,14 @@ class PoseFlowTracker:
         self._close_stopped(t)
         self._build(slot, corr)
         self._slots.append(slot)
-        if self.nms:
+        if self.config.nms:
             self._merge_redundant()
             self._relink_disjoint()
         if self.lookahead > 0:
             while self._next_boundary <= t - self.lookahead:
                 self._reassign(self._next_boundary)
                 self._next_boundary += 1
-        while len(self._slots) > self.window:
+        while len(self._slots) > self.config.window:
             self._ready.append(self._finalise(self._slots.popleft()))
         self._forget_old(t)
         return self._frame_of(slot)
@@ -252,12 +243,12 @@ class PoseFlowTracker:
 
     # -- PF-Builder: online step ---------------------------------------------------------------
     def _correspondences(self, image: np.ndarray | None) -> np.ndarray | None:
-        if image is None or self.w_orb <= 0:
+        if image is None or self.config.w_orb <= 0:
             return None
         if self._orb is None:
             from posetracker.tracker.orb import OrbMatcher
 
-            self._orb = OrbMatcher(n_features=self.orb_features)
+            self._orb = OrbMatcher(n_features=self.config.orb_features)
         return self._orb.match(image)
 
     def _make_slot(self, t: int, poses: FramePoses, image: np.ndarray | None) -> _Slot:
@@ -266,7 +257,7 @@ class PoseFlowTracker:
         slot = _Slot(t, poses, np.array(poses.keypoints), np.array(poses.keypoint_scores),
                      np.array(poses.boxes), np.array(poses.scores), np.array(poses.box_scores), conf,
                      np.full(n, -1, dtype=np.int64), np.ones(n, dtype=bool), np.zeros((n, 2)))
-        if image is not None and self.w_app > 0:
+        if image is not None and self.config.w_app > 0:
             from posetracker.tracker.appearance import torso_histograms, torso_indices
 
             names = poses.schema.keypoints
@@ -279,64 +270,21 @@ class PoseFlowTracker:
         for f in self._flows.values():
             if f.closed:
                 continue
-            while f.recent and f.recent[0][0] <= t - self.window:
+            while f.recent and f.recent[0][0] <= t - self.config.window:
                 f.recent.popleft()
-            if t - f.last_t > self.link_len:
+            if t - f.last_t > self.config.link_len:
                 f.closed = True
-            elif self.stop_score > 0:
+            elif self.config.stop_score > 0:
                 # Frames of the look-back window the flow has existed in; missing ones count 0.
-                span = min(self.window, t - f.first_t)
-                if sum(c for _, c in f.recent) / max(span, 1) < self.stop_score:
+                span = min(self.config.window, t - f.first_t)
+                if sum(c for _, c in f.recent) / max(span, 1) < self.config.stop_score:
                     f.closed = True
 
-    def _similarity(self, kp: np.ndarray, box: np.ndarray, vel: np.ndarray, app: list | None,
-                    gap: np.ndarray, kp_b: np.ndarray, box_b: np.ndarray, app_b: list | None,
-                    orb: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """Link similarity in [0, 1] of ``n`` flows' last poses to ``m`` poses: ``-> (n, m)``.
-
-        Args:
-            kp, box, vel: ``(n, k, 2)``, ``(n, 4)``, ``(n, 2)`` the flows' last poses, boxes and
-                velocities (pixels per frame).
-            app: The flows' torso histograms (entries may be ``None``), or ``None``.
-            gap: ``(n, m)`` frames from each flow's last pose to each pose.
-            kp_b, box_b, app_b: The ``m`` poses, their boxes and histograms (``None`` entries).
-            orb: ``(num, den)`` ``(n, m)`` ORB terms to add (:meth:`_orb_terms`), or ``None``.
-
-        Returns:
-            The weighted mean of pose similarity (``w_pose``), box IoU (``w_box``), ORB
-            (``w_orb``) and histogram agreement (``w_app``) where they exist, times
-            ``gap_decay ** (gap - 1)``. Poses are moved by their velocity over the gap first.
-        """
-        if self.use_motion:
-            shift = vel[:, None, :] * gap[..., None]                    # (n, m, 2)
-            pkp = kp[:, None] + shift[:, :, None, :]
-            pbox = box[:, None] + np.concatenate([shift, shift], -1)
-        else:
-            pkp, pbox = kp[:, None], np.broadcast_to(box[:, None], gap.shape + (4,))
-        scale = person_scale(pbox.reshape(-1, 4)).reshape(gap.shape)
-        # Joint tolerance grows with the square root of the gap, as a random walk's spread does.
-        psim = pose_similarity_paired(pkp, kp_b[None], scale * np.sqrt(gap), self.sigma)
-        num = self.w_pose * psim + self.w_box * box_iou_paired(pbox, box_b[None])
-        den = np.full(num.shape, self.w_pose + self.w_box)
-        if orb is not None:
-            num, den = num + orb[0], den + orb[1]
-        known = [h for h in (app or []) + (app_b or []) if h is not None]
-        if app is not None and app_b is not None and self.w_app > 0 and known:
-            from posetracker.tracker.appearance import bhattacharyya, has_histogram
-
-            empty = np.zeros_like(known[0])  # a pose without a histogram
-            a_rows = np.stack([empty if h is None else h for h in app])
-            b_rows = np.stack([empty if h is None else h for h in app_b])
-            both = has_histogram(a_rows)[:, None] & has_histogram(b_rows)[None, :]
-            num = num + self.w_app * bhattacharyya(a_rows, b_rows) * both
-            den = den + self.w_app * both
-        return num / den * self.gap_decay ** (gap - 1)
-
     def _orb_terms(self, flows: list[_Flow], slot: _Slot,
-                   corr: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
-        """ORB correspondence terms ``(w_orb * K_sim, w_orb)`` as ``(n, m)`` arrays, non-zero for
-        the flows seen in the previous frame (correspondences join consecutive frames only)."""
-        if corr is None or not len(corr) or self.w_orb <= 0:
+                   corr: np.ndarray | None) -> Correspondences | None:
+        """The correspondence term ``K_sim`` of the flows against the slot's poses, known for the
+        flows seen in the previous frame (correspondences join consecutive frames only)."""
+        if corr is None or not len(corr) or self.config.w_orb <= 0:
             return None
         from posetracker.tracker.orb import joint_correspondence_iou
 
@@ -346,15 +294,15 @@ class PoseFlowTracker:
         last_kp = np.stack([flows[i].kp for i in prev])
         last_box = np.stack([flows[i].box for i in prev])
         k_iou = joint_correspondence_iou(corr, last_kp, slot.kp,
-                                         self.orb_window * person_scale(last_box),
-                                         self.orb_window * person_scale(slot.box))
+                                         self.config.orb_window * person_scale(last_box),
+                                         self.config.orb_window * person_scale(slot.box))
         common = (np.isfinite(last_kp).all(-1)[:, None, :]
                   & slot.alive[None, :, None] & np.isfinite(slot.kp).all(-1)[None])
-        num = np.zeros((len(flows), len(slot.kp)))
-        den = np.zeros_like(num)
-        num[prev] = self.w_orb * (k_iou * common).sum(-1) / np.maximum(common.sum(-1), 1)
-        den[prev] = self.w_orb
-        return num, den
+        k_sim = np.zeros((len(flows), len(slot.kp)))
+        known = np.zeros(k_sim.shape, dtype=bool)
+        k_sim[prev] = (k_iou * common).sum(-1) / np.maximum(common.sum(-1), 1)
+        known[prev] = True
+        return Correspondences(k_sim, known)
 
     def link_similarity(self, flows: list[_Flow], slot: _Slot,
                         corr: np.ndarray | None) -> np.ndarray:
@@ -363,15 +311,11 @@ class PoseFlowTracker:
         gap = np.repeat(np.array([[slot.t - f.last_t] for f in flows], dtype=np.float64),
                         len(slot.kp), axis=1)
         with_app = slot.app is not None
-        return self._similarity(np.stack([f.kp for f in flows]), np.stack([f.box for f in flows]),
-                                np.stack([f.velocity for f in flows]),
-                                [f.app for f in flows] if with_app else None, gap, slot.kp,
-                                slot.box, list(slot.app) if with_app else None,
-                                self._orb_terms(flows, slot, corr))
-
-    def _weight(self, conf: np.ndarray) -> np.ndarray:
-        """The confidence factor of a link value: ``1 - w_conf + w_conf * s(Q) / 3``."""
-        return 1.0 - self.w_conf + self.w_conf * np.clip(conf / 3.0, 0.0, 1.0)
+        ends = FlowEnds(np.stack([f.kp for f in flows]), np.stack([f.box for f in flows]),
+                        np.stack([f.velocity for f in flows]),
+                        stack_histograms([f.app for f in flows]) if with_app else None)
+        return self.similarity(ends, Candidates(slot.kp, slot.box, slot.app), gap,
+                               self._orb_terms(flows, slot, corr))
 
     def _build(self, slot: _Slot, corr: np.ndarray | None) -> None:
         n = len(slot.flow)
@@ -381,8 +325,8 @@ class PoseFlowTracker:
             # The paper's objective sums pose confidences s(Q) along flows: links of confident
             # flows and to confident poses are worth more (s(Q) <= 3 for scores in [0, 1]).
             conf = np.array([f.mean_conf for f in open_flows])[:, None] + slot.conf[None, :]
-            value = sim * self._weight(conf / 2.0)
-            ok = sim >= self.gate
+            value = sim * self.similarity.confidence_weight(conf / 2.0)
+            ok = sim >= self.config.gate
             rows, cols = linear_sum_assignment(np.where(ok, -value, 0.0))
             for i, j in zip(rows, cols):
                 if ok[i, j]:
@@ -419,13 +363,13 @@ class PoseFlowTracker:
         s = self._slots[si].t
         if f.last_t < s:
             return _Head(f, f.last_t, f.kp, f.box, f.velocity)
-        for i in range(si - 1, max(si - 1 - self.link_len, -1), -1):
+        for i in range(si - 1, max(si - 1 - self.config.link_len, -1), -1):
             sl = self._slots[i]
             j = sl.index_of(f.id)
             if j >= 0:
                 return _Head(f, sl.t, sl.kp[j], sl.box[j], sl.vel[j])
         a = self._anchors.get(f.id)
-        if a is not None and s - a.t <= self.link_len:
+        if a is not None and s - a.t <= self.config.link_len:
             return _Head(f, a.t, a.kp, a.box, a.vel)
         return None
 
@@ -438,10 +382,10 @@ class PoseFlowTracker:
         # 1. Heads: flows with a part before s, recent enough to be extended.
         heads: list[_Head] = []
         for f in self._flows.values():
-            if f.first_t >= s or (f.last_t < s and (f.closed or s - f.last_t > self.link_len)):
+            if f.first_t >= s or (f.last_t < s and (f.closed or s - f.last_t > self.config.link_len)):
                 continue
             h = self._head_before(f, si)
-            if h is not None and s - h.t <= self.link_len:
+            if h is not None and s - h.t <= self.config.link_len:
                 heads.append(h)
         if not heads:
             return
@@ -467,20 +411,20 @@ class PoseFlowTracker:
                         break
         if not tails:
             return
-        kp = np.stack([h.kp for h in heads])
-        box = np.stack([h.box for h in heads])
-        vel = np.stack([h.vel for h in heads])
-        app = [h.flow.app for h in heads] if slot.app is not None else None
+        ends = FlowEnds(np.stack([h.kp for h in heads]), np.stack([h.box for h in heads]),
+                        np.stack([h.vel for h in heads]),
+                        stack_histograms([h.flow.app for h in heads]) if slot.app is not None else None)
         t_head = np.array([h.t for h in heads], dtype=np.float64)
 
         def similarity(pairs: list[tuple[int, int]]) -> np.ndarray:
             """Heads against the poses ``(offset from s, index)``: ``(heads, len(pairs))``."""
             sl = [self._slots[si + i] for i, _ in pairs]
-            other = [x.app[j] if x.app is not None else None for x, (_, j) in zip(sl, pairs)]
-            return self._similarity(
-                kp, box, vel, app, (s + np.array([i for i, _ in pairs]))[None, :] - t_head[:, None],
-                np.stack([x.kp[j] for x, (_, j) in zip(sl, pairs)]),
-                np.stack([x.box[j] for x, (_, j) in zip(sl, pairs)]), other)
+            poses = Candidates(np.stack([x.kp[j] for x, (_, j) in zip(sl, pairs)]),
+                               np.stack([x.box[j] for x, (_, j) in zip(sl, pairs)]),
+                               stack_histograms([x.app[j] if x.app is not None else None
+                                                 for x, (_, j) in zip(sl, pairs)]))
+            gap = (s + np.array([i for i, _ in pairs]))[None, :] - t_head[:, None]
+            return self.similarity(ends, poses, gap)
 
         start = np.array([i for i, _, _ in tails])
         current = np.array([h for _, _, h in tails])
@@ -488,7 +432,7 @@ class PoseFlowTracker:
         made = np.zeros(first.shape, dtype=bool)
         made[current[current >= 0], np.flatnonzero(current >= 0)] = True
         # The online step accepted the links already made; the others must pass the gate.
-        gated = (first >= self.gate) | made
+        gated = (first >= self.config.gate) | made
         if np.array_equal(gated, made):  # unambiguous: only the links already made
             return
         # 2. Look-ahead values over the tails' poses in s .. s + L, and 3. their windowed scores.
@@ -505,17 +449,18 @@ class PoseFlowTracker:
                     conf.append(sl.conf[j])
         offset = np.array([i for i, _ in pairs])
         conf = np.array(conf)
-        contrib = similarity(pairs) * (self.lookahead_decay ** offset * self._weight(conf))[None, :]
+        weight = self.config.lookahead_decay ** offset * self.similarity.confidence_weight(conf)
+        contrib = similarity(pairs) * weight[None, :]
         to_tail = np.zeros((len(pairs), len(tails)))
         to_tail[np.arange(len(pairs)), column] = 1.0
         value = contrib @ to_tail
         score = conf @ to_tail
         # The stop criterion keeps a head from a sparse, weak tail; links already made stay
         # candidates (detaching them would cut a flow the window has not seen the end of).
-        ok = (gated & (score / (horizon + 1) >= self.stop_score)[None, :]) | made
+        ok = (gated & (score / (horizon + 1) >= self.config.stop_score)[None, :]) | made
         # 4. Joint assignment: no pose in two flows. Links already made get a head start
         # (hysteresis): a re-assignment must be clearly better, or noise would churn ids.
-        value = value + self.lookahead_margin * made
+        value = value + self.config.lookahead_margin * made
         rows, cols = linear_sum_assignment(np.where(ok, -value, 0.0))
         wanted = np.full(len(tails), -1)
         for r, c in zip(rows, cols):
@@ -568,8 +513,8 @@ class PoseFlowTracker:
         close_pairs: set[tuple[int, int]] = set()
         for s in self._slots:
             if s.dist is None:
-                s.dist = pfnms.intra_frame_distance(s.kp, s.box, self.sigma)
-                ii, jj = np.nonzero(np.triu(s.dist < self.merge_threshold, 1))
+                s.dist = pfnms.intra_frame_distance(s.kp, s.box, self.config.sigma)
+                ii, jj = np.nonzero(np.triu(s.dist < self.config.merge_threshold, 1))
                 s.close = list(zip(ii.tolist(), jj.tolist()))
             for a, b in s.close:
                 if s.alive[a] and s.alive[b]:
@@ -583,10 +528,10 @@ class PoseFlowTracker:
                 if fa in where and fb in where:
                     dists.setdefault((fa, fb), []).append(float(s.dist[where[fa], where[fb]]))
         candidates = sorted((float(np.median(v)), pair) for pair, v in dists.items()
-                            if len(v) >= self.merge_min_overlap)
+                            if len(v) >= self.config.merge_min_overlap)
         touched: set[int] = set()
         for med, (fa, fb) in candidates:
-            if med >= self.merge_threshold or fa in touched or fb in touched:
+            if med >= self.config.merge_threshold or fa in touched or fb in touched:
                 continue
             a, b = self._flows[fa], self._flows[fb]
             keep, gone = (a, b) if (a.first_t, -a.mean_conf) <= (b.first_t, -b.mean_conf) else (b, a)
@@ -611,7 +556,7 @@ class PoseFlowTracker:
         latest_start = max(g.first_t for g in late)
         earliest_start = min(g.first_t for g in late)
         ended = [f for f in self._flows.values() if f.last_t < latest_start
-                 and earliest_start - f.last_t <= self.relink_gap]
+                 and earliest_start - f.last_t <= self.config.relink_gap]
         if not ended:
             return
         first_pose = {}
@@ -622,15 +567,15 @@ class PoseFlowTracker:
         gap = np.array([[g.first_t - f.last_t for g in late] for f in ended], dtype=np.float64)
         end_kp = np.stack([f.kp for f in ended])
         end_box = np.stack([f.box for f in ended])
-        if self.use_motion:  # move the ended flow along its last velocity, at most 5 frames' worth
+        if self.config.use_motion:  # move the ended flow along its last velocity, at most 5 frames' worth
             shift = np.stack([f.velocity for f in ended]) * np.clip(gap.min(1), 0, 5)[:, None]
             end_kp = end_kp + shift[:, None, :]
             end_box = end_box + np.tile(shift, 2)
         sim = pfnms.relink_similarity(end_kp, end_box,
                                       np.stack([first_pose[g.id][0] for g in late]),
                                       np.stack([first_pose[g.id][1] for g in late]),
-                                      gap, self.sigma)
-        ok = (gap > 0) & (gap <= self.relink_gap) & (sim >= self.relink_threshold)
+                                      gap, self.config.sigma)
+        ok = (gap > 0) & (gap <= self.config.relink_gap) & (sim >= self.config.relink_threshold)
         if not ok.any():
             return
         rows, cols = linear_sum_assignment(np.where(ok, -sim, 0.0))
@@ -677,14 +622,14 @@ class PoseFlowTracker:
         """The frame as it leaves the window: PF-NMS suppresses poses of short or weak flows, gaps
         and missing joints are filled, and the flows' anchors move on to this frame."""
         keep = slot.alive.copy()
-        if self.nms:
+        if self.config.nms:
             for i in np.flatnonzero(keep):
                 f = self._flows.get(int(slot.flow[i]))
-                if f is not None and (self._too_short(f) or f.mean_conf < self.min_flow_score):
+                if f is not None and (self._too_short(f) or f.mean_conf < self.config.min_flow_score):
                     keep[i] = False
         kept = np.flatnonzero(keep)
-        extra = self._fill_poses(slot, kept) if self.fill_gaps else []
-        joints = self._fill_joints(slot, kept) if self.fill_joints else []
+        extra = self._fill_poses(slot, kept) if self.config.fill_gaps else []
+        joints = self._fill_joints(slot, kept) if self.config.fill_joints else []
         heads = slot.source.head_boxes
         # Anchors record detected joints only, so they are updated before filling; suppressed
         # flows get one too (the look-ahead step needs their last pose) but are never filled.
@@ -701,7 +646,7 @@ class PoseFlowTracker:
         for i, kp, sc in joints:
             slot.kp[i] = np.where(np.isfinite(kp), kp, slot.kp[i])
             slot.sc[i] = np.where(np.isfinite(kp).all(-1), sc, slot.sc[i])
-        horizon = max(self.link_len, self.max_fill_gap)
+        horizon = max(self.config.link_len, self.config.max_fill_gap)
         for fid in [fid for fid, a in self._anchors.items() if slot.t - a.t > horizon]:
             del self._anchors[fid]
         return self._frame_of(slot, keep, extra)
@@ -717,9 +662,9 @@ class PoseFlowTracker:
            3-frame clip, a person entering in the last frames): it is kept.
         3. A flow that started earlier and is still short had its chance (a ghost): suppressed.
         """
-        if f.count >= self.min_flow_len:
+        if f.count >= self.config.min_flow_len:
             return False
-        return not (self._ended and self._t - f.first_t < self.min_flow_len)
+        return not (self._ended and self._t - f.first_t < self.config.min_flow_len)
 
     def _next_pose(self, fid: int, until: int) -> tuple[_Slot, int] | None:
         """Flow ``fid``'s first pose in the window (after the frame being finalised), up to frame
@@ -739,20 +684,20 @@ class PoseFlowTracker:
         out = []
         for fid, a in self._anchors.items():
             if (fid in present or not a.shown or a.t >= slot.t
-                    or slot.t - a.t > self.max_fill_gap):
+                    or slot.t - a.t > self.config.max_fill_gap):
                 continue
-            nxt = self._next_pose(fid, a.t + self.max_fill_gap + 1)
+            nxt = self._next_pose(fid, a.t + self.config.max_fill_gap + 1)
             if nxt is None:
                 continue
             sl, j = nxt
             kp, sc = interpolate_joints(slot.t, a.kp, a.tj, a.sc, sl.kp[j], sl.sc[j], sl.t,
-                                        self.max_fill_gap, self.fill_decay)
+                                        self.config.max_fill_gap, self.config.fill_decay)
             if not np.isfinite(kp).all(-1).any():
                 continue
             near = min(slot.t - a.t, sl.t - slot.t)
             box = interpolate_box(slot.t, a.box, a.t, sl.box[j], sl.t)
-            bs = float(interpolate_box(slot.t, a.bs, a.t, sl.bs[j], sl.t)) * self.fill_decay ** near
-            ds = float(interpolate_box(slot.t, a.ds, a.t, sl.ds[j], sl.t)) * self.fill_decay ** near
+            bs = float(interpolate_box(slot.t, a.bs, a.t, sl.bs[j], sl.t)) * self.config.fill_decay ** near
+            ds = float(interpolate_box(slot.t, a.ds, a.t, sl.ds[j], sl.t)) * self.config.fill_decay ** near
             if len(kept) and self._covered(kp, box, slot, kept):
                 continue
             head = None
@@ -767,9 +712,9 @@ class PoseFlowTracker:
         """A kept pose of the frame is already this person (closer than the merge threshold): a
         fill would be a duplicate."""
         scale = np.minimum(person_scale(box[None])[0], person_scale(slot.box[kept]))
-        psim = pose_similarity(kp[None], slot.kp[kept], scale[None, :], self.sigma)[0]
+        psim = pose_similarity(kp[None], slot.kp[kept], scale[None, :], self.config.sigma)[0]
         dist = 1.0 - 0.5 * (psim + box_iou(box[None], slot.box[kept])[0])
-        return bool((dist < self.merge_threshold).any())
+        return bool((dist < self.config.merge_threshold).any())
 
     def _fill_joints(self, slot: _Slot, kept: np.ndarray) -> list[tuple]:
         """Interpolated joints for detected poses that lack them: ``(pose index, kp, sc)``."""
@@ -779,12 +724,12 @@ class PoseFlowTracker:
             a = self._anchors.get(int(slot.flow[i]))
             if not missing.any() or a is None:
                 continue
-            nxt = self._next_pose(int(slot.flow[i]), slot.t + self.max_fill_gap + 1)
+            nxt = self._next_pose(int(slot.flow[i]), slot.t + self.config.max_fill_gap + 1)
             if nxt is None:
                 continue
             sl, j = nxt
             kp, sc = interpolate_joints(slot.t, a.kp, a.tj, a.sc, sl.kp[j], sl.sc[j], sl.t,
-                                        self.max_fill_gap, self.fill_decay)
+                                        self.config.max_fill_gap, self.config.fill_decay)
             kp[~missing] = np.nan
             if np.isfinite(kp).any():
                 out.append((i, kp, sc))
@@ -811,6 +756,6 @@ class PoseFlowTracker:
 
     def _forget_old(self, t: int) -> None:
         """Drop flows that can neither be extended, re-linked nor are still in the window."""
-        horizon = max(self.link_len, self.relink_gap, self.window)
+        horizon = max(self.config.link_len, self.config.relink_gap, self.config.window)
         for fid in [fid for fid, f in self._flows.items() if t - f.last_t > horizon]:
             del self._flows[fid]

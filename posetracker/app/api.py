@@ -25,27 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from posetracker.app.flags import API_KEYWORDS
 from posetracker.app.pipeline import RunFigures
 from posetracker.app.settings import AppConfig, load_app_config
 from posetracker.core.config import replace_path, update_config
 from posetracker.core.errors import ConfigError, InputError
 from posetracker.core.poses import FramePoses
-
-#: Keyword shortcuts of :class:`PoseTracker` (as the command-line flags) -> settings paths. The
-#: models, the device and the precision hold for tracking and for per-image estimation alike.
-SHORTCUTS: dict[str, tuple[str, ...]] = {
-    "device": ("estimator.device", "estimate.estimator.device"),
-    "detector": ("estimator.detector.model", "estimate.estimator.detector.model"),
-    "pose_model": ("estimator.sppe.model", "estimate.estimator.sppe.model"),
-    "half": ("estimator.sppe.half", "estimate.estimator.sppe.half"),
-    "tracker": ("tracker.kind",),
-    "association": ("pipeline.association",),
-    "det_batch": ("estimator.frame_batch",),
-    "pose_batch": ("estimator.sppe.batch_size",),
-    "mode": ("pipeline.mode",),
-    "threads": ("pipeline.threads",),
-    "min_pose_score": ("pipeline.min_pose_score",),
-}
 
 
 @dataclass(frozen=True)
@@ -111,15 +96,16 @@ def _config_from(config: AppConfig | str | Path | Mapping[str, Any] | None) -> A
 
 
 def apply_keywords(config: AppConfig, overrides: Mapping[str, Any]) -> AppConfig:
-    """``config`` with keyword overrides: a shortcut (:data:`SHORTCUTS`), a section given whole
+    """``config`` with keyword overrides: a flag's keyword
+    (:data:`posetracker.app.flags.API_KEYWORDS`), a section given whole
     (``tracker=TrackerConfig(...)``) or in part (``tracker={"kind": "iou"}``), or a settings
     path with ``__`` for dots (``tracker__poseflow__window=5``)."""
     sections = {f.name for f in dataclasses.fields(AppConfig)}
     for key, value in overrides.items():
-        paths = SHORTCUTS.get(key, (key.replace("__", "."),))
+        paths = API_KEYWORDS.get(key, (key.replace("__", "."),))
         if paths[0].split(".", 1)[0] not in sections:
             raise ConfigError(f"PoseTracker: unknown setting {key!r} (shortcuts: "
-                              f"{', '.join(SHORTCUTS)}; or a section such as tracker=..., or a "
+                              f"{', '.join(API_KEYWORDS)}; or a section such as tracker=..., or a "
                               "path such as tracker__poseflow__window=5)")
         for path in paths:
             if isinstance(value, Mapping):
@@ -201,12 +187,12 @@ class PoseTracker:
     Args:
         config: The settings: an :class:`~posetracker.app.settings.AppConfig`, a YAML file of
             them (as ``--config``), a nested mapping, or ``None`` for the defaults.
-        **overrides: Settings on top of ``config``: shortcuts as the command-line flags
-            (``device="cpu"``, ``tracker="iou"``, ``association="crowdpose"``,
-            ``detector=...``, ``pose_model=...``, ``half``, ``det_batch``, ``pose_batch``,
-            ``mode``, ``threads``, ``min_pose_score``; ``device``, ``detector``,
-            ``pose_model`` and ``half`` set both the tracking and the per-image estimator,
-            :data:`SHORTCUTS`), whole or partial sections
+        **overrides: Settings on top of ``config``: the command-line flags' keywords
+            (:data:`posetracker.app.flags.API_KEYWORDS`: ``device="cpu"``, ``tracker="iou"``,
+            ``association="crowdpose"``, ``detector=...``, ``pose_model=...``, ``half``,
+            ``det_batch``, ``pose_batch``, ``mode``, ``threads``, ``min_pose_score``,
+            ``render_boxes``, ``format``; ``device``, ``detector``, ``pose_model`` and ``half``
+            set both the tracking and the per-image estimator), whole or partial sections
             (``tracker={"kind": "iou"}``), or settings paths with ``__`` for dots
             (``pipeline__output__keypoint_threshold=0.3``).
 

@@ -102,6 +102,17 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config") -> T
         raise ConfigError(f"{where}: {e}") from None
 
 
+def configured(cls: type[T], config: T | None, overrides: Mapping[str, Any]) -> T:
+    """``config`` (``None``: the defaults of ``cls``) with the fields named in ``overrides``
+    replaced by :func:`dataclasses.replace`, so the class checks them: the one way a domain object
+    (tracker, detector, ...) turns its ``config`` and keyword overrides into its settings.
+
+    Raises:
+        TypeError: an unknown field. ValueError: a value the class rejects.
+    """
+    return dataclasses.replace(cls() if config is None else config, **overrides)
+
+
 def to_dict(obj: Any) -> Any:
     """A dataclass config as plain YAML-able data (tuples become lists)."""
     if dataclasses.is_dataclass(obj):

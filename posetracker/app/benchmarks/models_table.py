@@ -142,9 +142,7 @@ def run(args: argparse.Namespace) -> int:
     detections: dict[str, dict[str, np.ndarray]] = {}  # detector -> file name -> (m, 5)
     for name in args.detectors:
         yolo = load_detector(*detector_files(name), device, d.input_size)
-        det = PersonDetector(yolo, conf_threshold=d.conf_threshold,
-                             nms_threshold=d.nms_threshold, max_people=d.max_people,
-                             min_box_size=d.min_box_size)
+        det = PersonDetector(yolo, d)
         t0 = time.perf_counter()
         dets = {i: det([im])[0] for i, im in images.items()}
         ms = 1000 * (time.perf_counter() - t0) / len(images)

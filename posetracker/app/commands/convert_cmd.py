@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from posetracker.app.commands.settings_args import default
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -43,9 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument("output", metavar="OUT_JSON", help="file to write (atomically)")
     j.add_argument("--format", choices=("posetrack18", "posetrack17", "coco"),
                    default="posetrack18", help="output format (default: %(default)s)")
-    j.add_argument("--keypoint-threshold", type=float, default=0.3, metavar="S",
+    j.add_argument("--keypoint-threshold", type=float, metavar="S",
+                   default=default("pipeline.output.keypoint_threshold"),
                    help="PoseTrack formats: joints scored below S are written absent "
-                   "(default: %(default)s)")
+                   "(pipeline.output.keypoint_threshold, default: %(default)s)")
     j.add_argument("--no-derive-head", action="store_true",
                    help="PoseTrack formats: do not fill head_bottom/head_top of COCO poses from "
                    "the eyes, ears and shoulders")

@@ -17,26 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from posetracker.app.commands.settings_args import (
-    Flag,
     add_config_options,
     default,
     dump,
     settings,
 )
 from posetracker.core.errors import InputError
-
-#: Estimator flags -> settings (the ``estimate`` section).
-FLAGS: tuple[Flag, ...] = (
-    ("pose_model", "estimate.estimator.sppe.model", None),
-    ("detector", "estimate.estimator.detector.model", None),
-    ("device", "estimate.estimator.device", None),
-    ("half", "estimate.estimator.sppe.half", True),
-    ("flip", "estimate.estimator.sppe.flip_test", None),
-    ("nms", "estimate.estimator.nms.mode", None),
-    ("frame_batch", "estimate.estimator.frame_batch", None),
-    ("threads", "estimate.threads", None),
-    ("association", "estimate.association", None),
-)
 
 
 def add_estimator_options(p: argparse.ArgumentParser, threads: int | None = None) -> None:
@@ -71,7 +57,7 @@ def add_estimator_options(p: argparse.ArgumentParser, threads: int | None = None
 
 def app_settings(args: argparse.Namespace):
     """The :class:`~posetracker.app.settings.AppConfig` of an estimator command."""
-    return settings(args, FLAGS)
+    return settings(args, "estimate")
 
 
 def estimator_config(args: argparse.Namespace):

@@ -1,5 +1,5 @@
 """The settings options every command shares: ``--config``, ``--set``, ``--dump-config``, and the
-flags that stand for one setting each.
+flags that stand for one setting each (:data:`posetracker.app.flags.FLAGS`).
 
 One grammar for every command: ``--set`` keys are paths rooted at the whole
 :class:`~posetracker.app.settings.AppConfig` (``tracker.poseflow.link_len=20``,
@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-#: (argparse dest, settings path, value to set or None = the flag's own value)
-Flag = tuple[str, str, Any]
+from posetracker.app.flags import FLAGS, Scope
 
 
 def default(path: str) -> Any:
@@ -45,20 +43,22 @@ def add_config_options(p: argparse.ArgumentParser | argparse._ArgumentGroup,
                    "(after --config, the flags and --set) and exit")
 
 
-def settings(args: argparse.Namespace, flags: Sequence[Flag], set_dest: str = "set",
+def settings(args: argparse.Namespace, scope: Scope, set_dest: str = "set",
              extra: dict | None = None):
     """The run's :class:`~posetracker.app.settings.AppConfig` from ``--config``, ``extra`` (a
-    nested mapping, e.g. ``--tracker-config`` as ``{"tracker": ...}``), the ``flags`` given, and
-    ``--set``."""
+    nested mapping, e.g. ``--tracker-config`` as ``{"tracker": ...}``), the flags of
+    :data:`posetracker.app.flags.FLAGS` given (their paths in ``scope``: a tracking run or
+    per-image estimation), and ``--set``."""
     from posetracker.app.settings import load_app_config
     from posetracker.core.config import replace_path
 
     config = load_app_config(getattr(args, "config", None), extra=extra)
-    for dest, path, value in flags:
-        given = getattr(args, dest, None)
+    for flag in FLAGS:
+        given = getattr(args, flag.name, None)
         if given is None:  # not on the command line (store_true flags default to None)
             continue
-        config = replace_path(config, path, given if value is None else value)
+        for path in flag.paths(scope):
+            config = replace_path(config, path, given if flag.switch is None else flag.switch)
     return load_app_config(None, getattr(args, set_dest, None) or [], base=config)
 
 

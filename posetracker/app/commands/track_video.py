@@ -15,26 +15,12 @@ import sys
 from pathlib import Path
 
 from posetracker.app.commands.settings_args import (
-    Flag,
     add_config_options,
     default,
     dump,
     settings,
 )
 from posetracker.core.errors import InputError
-
-#: VIDEO-mode flags -> settings (``track --poses`` reads ``tracker`` only).
-FLAGS: tuple[Flag, ...] = (
-    ("device", "estimator.device", None),
-    ("half", "estimator.sppe.half", True),
-    ("det_batch", "estimator.frame_batch", None),
-    ("pose_batch", "estimator.sppe.batch_size", None),
-    ("association", "pipeline.association", None),
-    ("sequential", "pipeline.mode", "sequential"),
-    ("render_boxes", "pipeline.output.render_boxes", True),
-    ("tracker", "tracker.kind", None),
-    ("format", "pipeline.output.format", None),
-)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,7 +74,7 @@ def load_settings(args: argparse.Namespace):
 
     extra = {"tracker": load_yaml(args.tracker_config)} \
         if getattr(args, "tracker_config", None) else None
-    return settings(args, FLAGS, extra=extra)
+    return settings(args, "track", extra=extra)
 
 
 def _progress(total: int | None, quiet: bool):
