@@ -228,7 +228,8 @@ class HeatmapNet(nn.Module):
         output: Key of the heatmaps in a mapping output.
         refine: ``dark``, ``quarter`` or ``none`` (:func:`decode_heatmaps`; the setting is
             :attr:`posetracker.estimators.config.SPPEConfig.refine`).
-        sigma: Gaussian of the training targets, in cells (DARK's smoothing).
+        sigma: Gaussian of the model's training targets, in cells (DARK's smoothing; a property of
+            the model file, not a setting).
         cell_offset: Crop pixel of cell 0.
     """
 
@@ -237,7 +238,7 @@ class HeatmapNet(nn.Module):
 
     def __init__(self, backbone: nn.Module, input_size: tuple[int, int], *,
                  flip_permutation, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                 output: str | None = None, refine: Refine, sigma: float = 2.0,
+                 output: str | None = None, refine: Refine, sigma: float,
                  cell_offset: float = 0.0):
         super().__init__()
         self.backbone = backbone

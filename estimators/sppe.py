@@ -330,6 +330,7 @@ def _ir_heatmap_net(xml: Path, weights: str | Path | None, refine: str
         raise ModelError(f"{xml}: expected one heatmap output (1, {COCO17.num_keypoints}, h, w); "
                          f"outputs: {', '.join(f'{n} {tuple(t.shape)}' for n, t in outs.items())}")
     module.select_outputs([maps[0]])
+    # PP-TinyPose was trained on Gaussian targets of sigma 2 cells (its export's config).
     net = HeatmapNet(module, size, flip_permutation=COCO17.flip_permutation, output=maps[0],
-                     refine=refine)
+                     refine=refine, sigma=2.0)
     return net, size

@@ -112,7 +112,8 @@ def test_heatmap_net_decodes_to_crop_pixels_and_flip_is_consistent():
     x = torch.zeros(2, 3, 256, 192)
     x[0, 0, 100, 60] = 255.0
     x[1, 0, 40, 150] = 255.0
-    net = HeatmapNet(_Synthetic(), (256, 192), flip_permutation=list(range(17)), refine="dark")
+    net = HeatmapNet(_Synthetic(), (256, 192), flip_permutation=list(range(17)), refine="dark",
+                     sigma=2.0)
     out = net(x, return_heatmaps=True, candidates=2)
     kp = out["keypoints"]
     assert kp.shape == (2, 17, 2) and out["heatmaps"].shape == (2, 17, 64, 48)
