@@ -156,16 +156,18 @@ def _sha256(path: Path) -> str:
 
 def model_files(name: str) -> dict[str, str]:
     """The files behind a model name or path, with their SHA-256 (for the output's metadata)."""
-    from posetracker.app.models import resolve_model
+    from posetracker.app.models.resolve import resolve_model
     from posetracker.core.errors import PosetrackerError
+    from posetracker.estimators.model_formats import MODEL_FORMATS
 
     try:
         r = resolve_model(name, fetch_missing=False)
     except PosetrackerError:  # metadata only; the estimator already loaded (or refused) it
         return {}
     files = [r.topology, r.weights]
-    if r.format == "tfjs" and r.weights is None and r.topology is not None:
-        files.append(r.topology.with_suffix(".bin"))
+    implicit = MODEL_FORMATS.get(r.format).implicit_weights
+    if implicit and r.weights is None and r.topology is not None:
+        files.append(r.topology.with_suffix(implicit))  # the weights its reader finds itself
     return {f.name: _sha256(f) for f in files if f is not None and f.is_file()}
 
 
