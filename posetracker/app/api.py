@@ -30,6 +30,7 @@ from posetracker.app.settings import AppConfig, load_app_config
 from posetracker.core.config import replace_path, update_config
 from posetracker.core.errors import ConfigError, InputError
 from posetracker.core.poses import FramePoses
+from posetracker.io.formats.output_formats import OutputFormatName
 
 #: Keyword shortcuts of :class:`PoseTracker` (as the command-line flags) -> settings paths. The
 #: models, the device and the precision hold for tracking and for per-image estimation alike.
@@ -283,7 +284,7 @@ class PoseTracker:
             frames.close()  # stops and joins the stage threads when the consumer stops early
 
     def track_to(self, source: str | Path | int, output: str | Path, *,
-                 format: str | None = None, jsonl: bool | str | Path | None = None,
+                 format: OutputFormatName | None = None, jsonl: bool | str | Path | None = None,
                  render: str | Path | None = None, csv: str | Path | None = None,
                  start: int = 0, max_frames: int | None = None, stride: int = 1,
                  progress: Callable[[int, int | None], None] | None = None) -> TrackSummary:
@@ -295,8 +296,9 @@ class PoseTracker:
                 Every file gets the same joints (:class:`posetracker.app.output.OutputPolicy`:
                 for the PoseTrack formats, head joints derived and joints under
                 ``pipeline.output.keypoint_threshold`` absent).
-            format: ``posetrack18``, ``posetrack17`` or ``coco`` (default: the settings'
-                ``pipeline.output.format``, ``posetrack18``).
+            format: An output format's name (:data:`posetracker.io.formats.output_formats.
+                OUTPUT_FORMATS`: ``posetrack18``, ``posetrack17``, ``coco``; default: the
+                settings' ``pipeline.output.format``, ``posetrack18``).
             jsonl: Stream every finished frame to ``<output>.jsonl`` (``True``), to this path,
                 or not (``False``); default: the settings' ``pipeline.output.jsonl`` (on).
             render: Also draw the tracked skeletons into this video (H.264 with PyAV, else mp4v).

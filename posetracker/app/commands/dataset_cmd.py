@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from posetracker.app.commands.format_option import add_format_option
 from posetracker.app.commands.settings_args import add_config_options, default
 from posetracker.core.errors import InputError
 
@@ -30,9 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "video)")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
                    help="output folder (made if missing)")
-    p.add_argument("--format", choices=("posetrack18", "posetrack17", "coco"), default=None,
-                   help="output format (pipeline.output.format, default: "
-                   f"{default('pipeline.output.format')})")
+    add_format_option(p, default=None, default_text=default("pipeline.output.format"),
+                      setting="pipeline.output.format")
     p.add_argument("--render", action="store_true", help="also draw each sequence into "
                    "OUT_DIR/<sequence>.mp4 (default: off)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -124,9 +124,9 @@ class _Progress:
 
 def _settings(args: argparse.Namespace):
     """The same settings layering as ``posetracker track`` (``--config`` < flags < ``--set``)."""
-    from posetracker.app.commands import track_video
+    from posetracker.app.commands.track_cmd import load_settings
 
-    return track_video.load_settings(args)
+    return load_settings(args)
 
 
 def _check_eval(args: argparse.Namespace) -> None:

@@ -347,6 +347,14 @@ def write_coco_results(
     atomic_write_text(path, json.dumps(frames_to_coco_results(frames, category_id, schema)))
 
 
+def write_coco_keypoints(video: VideoPoses, path: PathLike, *, derive_head: bool = False,
+                         min_score: float = 0.0) -> None:
+    """The ``coco`` output format's writer: ``video`` as a COCO-17 keypoint results list, every
+    joint with its score (COCO AP ranks joints by score itself: ``derive_head`` and
+    ``min_score`` do not apply)."""
+    write_coco_results(video, path, schema=COCO17)
+
+
 # -- ground truth as poses -------------------------------------------------------------------
 def coco_gt_to_frames(
     dataset: CocoDataset, schema: KeypointSchema | None = None, include_crowd: bool = False
