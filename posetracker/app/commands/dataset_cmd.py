@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import get_args
 
 from posetracker.app.commands.format_option import add_format_option
 from posetracker.app.commands.settings_args import add_config_options, default
 from posetracker.core.errors import InputError
+from posetracker.tracker.config import TrackerKind
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-out", metavar="FILE", help="with --eval: also write the report "
                    "(.csv, .json or .md)")
     p.add_argument("--eval-plot", metavar="FILE.png", help="with --eval: draw the report")
-    p.add_argument("--tracker", choices=("poseflow", "iou", "alphapose", "none"), default=None,
+    p.add_argument("--tracker", choices=get_args(TrackerKind), default=None,
                    help=f"tracker (tracker.kind, default: {default('tracker.kind')})")
     p.add_argument("--device", metavar="auto|cpu|cuda[:N]", help="where the models run "
                    f"(estimator.device, default: {default('estimator.device')})")

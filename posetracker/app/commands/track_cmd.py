@@ -20,6 +20,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 from posetracker.app.commands.format_option import add_format_option
 from posetracker.app.commands.settings_args import (
@@ -31,6 +32,7 @@ from posetracker.app.commands.settings_args import (
 )
 from posetracker.core.errors import InputError, PosetrackerError
 from posetracker.core.fileio import check_writable
+from posetracker.tracker.config import TrackerKind
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -65,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output PoseTrack JSON file (required with --poses)")
     add_format_option(p, default=None, default_text=default("pipeline.output.format"),
                       setting="pipeline.output.format", video_mode=True)
-    p.add_argument("--tracker", choices=("poseflow", "iou", "alphapose", "none"), default=None,
+    p.add_argument("--tracker", choices=get_args(TrackerKind), default=None,
                    help=f"tracker (tracker.kind, default: the config's kind, "
                    f"{default('tracker.kind')})")
     p.add_argument("--tracker-config", metavar="YAML",
