@@ -27,7 +27,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from posetracker.core.errors import ModelError
 from posetracker.core.registry import Registry
@@ -125,6 +125,9 @@ MODEL_FORMATS: Registry[ModelFormat] = Registry("model format", (
     ModelFormat("fastpose", "an AlphaPose FastPose checkpoint", (), (".pth", ".pt", ".safetensors"),
                 named_by_weights=True, sppe="posetracker.estimators.sppe:read_fastpose"),
 ), ModelError)
+
+#: The built-in format names as a type (``ModelSpec.format`` is typed with it).
+ModelFormatName = Literal[MODEL_FORMATS.names()]  # type: ignore[valid-type]
 
 
 def format_of(path: str | Path, stage: str | None = None) -> ModelFormat:

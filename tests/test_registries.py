@@ -41,10 +41,13 @@ def test_format_choices_are_the_output_formats(command):
         assert f"{f.name}: {' '.join(f.help.split())}" in help_text
 
 
-def test_the_type_alias_and_the_table_agree():
+def test_the_type_aliases_and_the_tables_agree():
     from typing import get_args
 
+    from posetracker.estimators.model_formats import ModelFormatName
+
     assert get_args(OutputFormatName) == OUTPUT_FORMATS.names()
+    assert get_args(ModelFormatName) == MODEL_FORMATS.names()
 
 
 def test_named_models_use_known_formats_for_stages_they_serve():

