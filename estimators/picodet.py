@@ -76,3 +76,10 @@ def load_picodet(xml: str | Path, weights: str | Path | None = None) -> PicoDetD
     from posetracker.estimators.runtimes.openvino_ir import load_openvino_ir
 
     return PicoDetDetector(load_openvino_ir(xml, weights))
+
+
+def read_detector(topology: Path, weights: Path | None, *, device: torch.device | str = "cpu",
+                  input_size: int | None = None) -> PicoDetDetector:
+    """The ``openvino`` format's detector reader (:func:`load_picodet`; the graph fixes its
+    input size, ``input_size`` does not apply)."""
+    return load_picodet(topology, weights).to(device)

@@ -115,7 +115,8 @@ class PersonDetector:
 
 def load_detector(topology: str | Path, weights: str | Path | None = None,
                   device: torch.device | str = "cpu", input_size: int | None = None):
-    """A person detector from its files, by format: RTMDet (``.onnx``,
+    """A person detector from its files, by format (the readers
+    :mod:`posetracker.estimators.model_formats` names): RTMDet (``.onnx``,
     :func:`posetracker.estimators.rtmdet.load_rtmdet`), PicoDet (OpenVINO IR ``.xml`` and its ``.bin``,
     :func:`posetracker.estimators.picodet.load_picodet`), a Darknet YOLO
     (:class:`posetracker.estimators.runtimes.darknet.DarknetYolo`) from its ``.cfg`` and weights (``.weights`` or
@@ -126,36 +127,12 @@ def load_detector(topology: str | Path, weights: str | Path | None = None,
 
     ``input_size``: square side in pixels for the detectors whose graphs take any size (RTMDet,
     Darknet YOLO; a multiple of 32); the PicoDet and TF.js graphs fix theirs and ignore it."""
-    from posetracker.estimators.runtimes.darknet import DarknetYolo
+    from posetracker.estimators.model_formats import format_of
 
     topology = Path(topology)
-    match topology.suffix.lower():
-        case ".json":
-            from posetracker.estimators.tfjs_detectors import load_tfjs_detector
-
-            return load_tfjs_detector(topology, weights).to(device)
-        case ".xml":
-            from posetracker.estimators.picodet import load_picodet
-
-            return load_picodet(topology, weights).to(device)
-        case ".onnx":
-            from posetracker.estimators.rtmdet import load_rtmdet
-
-            size = (input_size, input_size) if input_size else (320, 320)
-            return load_rtmdet(topology, input_size=size).to(device)
-        case ".cfg":
-            pass
-        case _:
-            raise ModelError(f"{topology}: not a supported person detector (use RTMDet .onnx, "
-                             "PicoDet IR .xml, a Darknet YOLO .cfg or a TF.js CenterNet/NanoDet "
-                             "model.json)")
-    weights = Path(weights) if weights is not None else topology.with_suffix(".weights")
-    if not weights.is_file():
-        raise ModelError(f"{topology}: weights {weights} not found")
-    yolo = DarknetYolo.from_files(topology, weights).to(device)
-    if input_size:  # fully convolutional with anchors in input pixels: any multiple of 32 works
-        yolo.input_size = (input_size, input_size)
-    return yolo
+    read = format_of(topology, "detector").reader("detector")
+    return read(topology, None if weights is None else Path(weights), device=device,
+                input_size=input_size)
 
 
 class Grouping(Protocol):

@@ -171,3 +171,11 @@ def load_rtmdet(path: str | Path, input_size: tuple[int, int] = (320, 320)) -> R
     boxes, scores, graph_nms = find_nms(model, str(path))
     graph = OnnxGraph(model, outputs=[boxes, scores], source=str(path))
     return RTMDetDetector(graph, boxes, scores, graph_nms, input_size)
+
+
+def read_detector(topology: Path, weights: Path | None, *, device: torch.device | str = "cpu",
+                  input_size: int | None = None) -> RTMDetDetector:
+    """The ``onnx`` format's detector reader: RTMDet (:func:`load_rtmdet`) letterboxed to
+    ``input_size`` squared (any multiple of 32; ``None``: 320, its training size)."""
+    size = (input_size, input_size) if input_size else (320, 320)
+    return load_rtmdet(topology, input_size=size).to(device)

@@ -272,43 +272,51 @@ def load_sppe(path: str | Path, *, weights: str | Path | None = None,
         device, flip_test, half, batch_size: See :class:`SPPE`.
         refine: Sub-cell refinement of heatmap SPPEs (:func:`posetracker.estimators.heatmaps.decode_heatmaps`).
     """
+    from posetracker.estimators.model_formats import format_of
+
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".xml":
-        net, size = _ir_heatmap_net(path, weights, refine)
-        return SPPE(net.to(device), size, flip_test=flip_test, half=half, batch_size=batch_size,
-                    name=path.stem)
-    if suffix == ".json":
-        from posetracker.estimators.movenet import MoveNet
-
-        tensors = None
-        if weights is not None:
-            from safetensors.numpy import load_file
-
-            try:
-                tensors = load_file(str(weights))
-            except Exception as e:  # OSError, or safetensors' own error types
-                raise ModelError(f"cannot read {weights}: {e}") from None
-        movenet = MoveNet.from_tfjs(path, device=device, weights=tensors)
-        net: nn.Module = MoveNetNet(movenet)
-        size = (movenet.input_size, movenet.input_size)
-        kind = f"movenet-{movenet.variant}"
-    elif suffix in (".pth", ".pt", ".safetensors"):
-        from posetracker.estimators.fastpose import FastPose
-
-        net = FastPoseNet(FastPose.from_checkpoint(path))
-        size, kind = (256, 192), "fastpose"
-    else:
-        raise ModelError(f"{path}: not a pose estimator file (expected a MoveNet model.json or a "
-                         "FastPose .pth/.safetensors)")
+    read = format_of(path, "sppe").reader("sppe")
+    net, size, name = read(path, None if weights is None else Path(weights), device=device,
+                           refine=refine)
     return SPPE(net.to(device), size, flip_test=flip_test, half=half, batch_size=batch_size,
-                name=kind)
+                name=name)
 
 
-def _ir_heatmap_net(xml: Path, weights: str | Path | None, refine: str
-                    ) -> tuple[nn.Module, tuple[int, int]]:
-    """A COCO-17 top-down heatmap net in OpenVINO IR (PP-TinyPose) as a :class:`HeatmapNet`:
-    input ``(1, 3, h, w)``, one 4-D output ``(1, 17, h / s, w / s)`` (the heatmaps)."""
+def read_movenet(path: Path, weights: Path | None, *, device: torch.device | str = "cpu",
+                 refine: str = "dark") -> tuple[nn.Module, tuple[int, int], str]:
+    """MoveNet from its TF.js ``model.json`` (weights: the ``.bin`` beside it, or a
+    ``.safetensors`` of the dequantized weights) as an SPPE network (the ``tfjs`` format's
+    reader; ``refine`` does not apply)."""
+    from posetracker.estimators.movenet import MoveNet
+
+    tensors = None
+    if weights is not None:
+        from safetensors.numpy import load_file
+
+        try:
+            tensors = load_file(str(weights))
+        except Exception as e:  # OSError, or safetensors' own error types
+            raise ModelError(f"cannot read {weights}: {e}") from None
+    movenet = MoveNet.from_tfjs(path, device=device, weights=tensors)
+    return MoveNetNet(movenet), (movenet.input_size, movenet.input_size), \
+        f"movenet-{movenet.variant}"
+
+
+def read_fastpose(path: Path, weights: Path | None, *, device: torch.device | str = "cpu",
+                  refine: str = "dark") -> tuple[nn.Module, tuple[int, int], str]:
+    """AlphaPose's FastPose from its checkpoint ``path`` (``.pth``/``.pt``/``.safetensors``) as
+    an SPPE network (the ``fastpose`` format's reader; it decodes its own heatmaps)."""
+    from posetracker.estimators.fastpose import FastPose
+
+    return FastPoseNet(FastPose.from_checkpoint(path)), (256, 192), "fastpose"
+
+
+def read_ir_heatmap(xml: Path, weights: Path | None, *, device: torch.device | str = "cpu",
+                    refine: str = "dark") -> tuple[nn.Module, tuple[int, int], str]:
+    """A COCO-17 top-down heatmap net in OpenVINO IR (PP-TinyPose) as a :class:`HeatmapNet` (the
+    ``openvino`` format's SPPE reader): input ``(1, 3, h, w)``, one 4-D output
+    ``(1, 17, h / s, w / s)`` (the heatmaps); ``weights`` a ``.safetensors`` fine-tuned from it
+    (``posetracker train sppe``) or the IR's ``.bin``."""
     from posetracker.estimators.heatmaps import HeatmapNet
     from posetracker.estimators.runtimes.openvino_ir import load_openvino_ir
 
@@ -333,4 +341,4 @@ def _ir_heatmap_net(xml: Path, weights: str | Path | None, refine: str
     # PP-TinyPose was trained on Gaussian targets of sigma 2 cells (its export's config).
     net = HeatmapNet(module, size, flip_permutation=COCO17.flip_permutation, output=maps[0],
                      refine=refine, sigma=2.0)
-    return net, size
+    return net, size, xml.stem

@@ -236,3 +236,10 @@ def load_tfjs_detector(model_json: str | Path, weights: str | Path | dict[str, A
     except ModelError as e:
         raise ModelError(f"{model_json}: a TF.js graph that is neither CenterNet nor NanoDet "
                          f"({e}); no person detector can be made from it") from None
+
+
+def read_detector(topology: Path, weights: Path | None, *, device: torch.device | str = "cpu",
+                  input_size: int | None = None) -> CenterNetDetector | NanoDetDetector:
+    """The ``tfjs`` format's detector reader (:func:`load_tfjs_detector`; the graph fixes its
+    input size, ``input_size`` does not apply)."""
+    return load_tfjs_detector(topology, weights).to(device)

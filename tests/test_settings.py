@@ -63,10 +63,10 @@ def test_one_set_grammar_rooted_at_the_settings(capsys, tmp_path):
     assert a["tracker"]["poseflow"]["window"] == 5
     assert a["estimate"]["estimator"]["nms"]["eta"] == 4.5
     # the --poses mode reads the tracker section of the same settings
-    from posetracker.app.commands.track_cmd import load_tracker_config
+    from posetracker.app.commands.track_cmd import load_settings
 
     args = build_parser().parse_args(["track", "--poses", "x.json", "-o", "o.json", *sets])
-    assert load_tracker_config(args).poseflow.window == 5
+    assert load_settings(args).tracker.poseflow.window == 5
     # a key outside the settings is refused the same way by every command, in one line
     for argv in (["track", "--dump-config"], ["estimate", "--dump-config"],
                  ["track", "--poses", str(tmp_path / "x.json"), "-o", str(tmp_path / "o.json")]):

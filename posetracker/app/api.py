@@ -31,6 +31,7 @@ from posetracker.app.settings import AppConfig, load_app_config
 from posetracker.core.config import replace_path, update_config
 from posetracker.core.errors import ConfigError, InputError
 from posetracker.core.poses import FramePoses
+from posetracker.io.formats.output_formats import OutputFormatName
 
 
 @dataclass(frozen=True)
@@ -142,16 +143,18 @@ def _sha256(path: Path) -> str:
 
 def model_files(name: str) -> dict[str, str]:
     """The files behind a model name or path, with their SHA-256 (for the output's metadata)."""
-    from posetracker.app.models import resolve_model
+    from posetracker.app.models.resolve import resolve_model
     from posetracker.core.errors import PosetrackerError
+    from posetracker.estimators.model_formats import MODEL_FORMATS
 
     try:
         r = resolve_model(name, fetch_missing=False)
     except PosetrackerError:  # metadata only; the estimator already loaded (or refused) it
         return {}
     files = [r.topology, r.weights]
-    if r.format == "tfjs" and r.weights is None and r.topology is not None:
-        files.append(r.topology.with_suffix(".bin"))
+    implicit = MODEL_FORMATS.get(r.format).implicit_weights
+    if implicit and r.weights is None and r.topology is not None:
+        files.append(r.topology.with_suffix(implicit))  # the weights its reader finds itself
     return {f.name: _sha256(f) for f in files if f is not None and f.is_file()}
 
 
@@ -263,7 +266,7 @@ class PoseTracker:
             frames.close()  # stops and joins the stage threads when the consumer stops early
 
     def track_to(self, source: str | Path | int, output: str | Path, *,
-                 format: str | None = None, jsonl: bool | str | Path | None = None,
+                 format: OutputFormatName | None = None, jsonl: bool | str | Path | None = None,
                  render: str | Path | None = None, csv: str | Path | None = None,
                  start: int = 0, max_frames: int | None = None, stride: int = 1,
                  progress: Callable[[int, int | None], None] | None = None) -> TrackSummary:
@@ -275,8 +278,9 @@ class PoseTracker:
                 Every file gets the same joints (:class:`posetracker.app.output.OutputPolicy`:
                 for the PoseTrack formats, head joints derived and joints under
                 ``pipeline.output.keypoint_threshold`` absent).
-            format: ``posetrack18``, ``posetrack17`` or ``coco`` (default: the settings'
-                ``pipeline.output.format``, ``posetrack18``).
+            format: An output format's name (:data:`posetracker.io.formats.output_formats.
+                OUTPUT_FORMATS`: ``posetrack18``, ``posetrack17``, ``coco``; default: the
+                settings' ``pipeline.output.format``, ``posetrack18``).
             jsonl: Stream every finished frame to ``<output>.jsonl`` (``True``), to this path,
                 or not (``False``); default: the settings' ``pipeline.output.jsonl`` (on).
             render: Also draw the tracked skeletons into this video (H.264 with PyAV, else mp4v).

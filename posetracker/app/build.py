@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from posetracker.core.errors import ModelError
+from posetracker.estimators.model_formats import MODEL_FORMATS
 
 
 def sppe_files(model: str, log: Callable[[str], None] | None = None
@@ -20,15 +21,14 @@ def sppe_files(model: str, log: Callable[[str], None] | None = None
     """The files of a pose estimator named by ``model`` (registry name or path): the path to give
     :func:`posetracker.estimators.sppe.load_sppe` and its ``weights`` (``None``: beside the path)."""
     from posetracker.app.checkpoints import checkpoint_sppe_files
-    from posetracker.app.models import resolve_model
+    from posetracker.app.models.resolve import resolve_model
 
     if (trained := checkpoint_sppe_files(model, log)) is not None:  # ``posetracker train sppe``
         return trained
     r = resolve_model(model, log=log)
-    if r.format in ("tfjs", "openvino") and r.kind in ("sppe", None):
-        return r.topology, r.weights
-    if r.format == "fastpose":
-        return r.weights, None
+    if "sppe" in MODEL_FORMATS.get(r.format).stages and r.kind in ("sppe", None):
+        # a checkpoint format has no topology: its weights file is the path
+        return r.path, r.weights if r.topology is not None else None
     raise ModelError(f"{model}: a {r.kind or r.format} model is not a pose estimator")
 
 
@@ -36,10 +36,10 @@ def detector_files(model: str, log: Callable[[str], None] | None = None
                    ) -> tuple[Path, Path | None]:
     """The files of a person detector named by ``model`` (registry name or path): topology and
     weights for :func:`posetracker.estimators.rmpe.load_detector`."""
-    from posetracker.app.models import resolve_model
+    from posetracker.app.models.resolve import resolve_model
 
     r = resolve_model(model, log=log)
-    if r.kind not in ("detector", None):
+    if r.kind not in ("detector", None) or "detector" not in MODEL_FORMATS.get(r.format).stages:
         raise ModelError(f"{model}: a {r.kind} model is not a person detector")
     return r.topology, r.weights
 

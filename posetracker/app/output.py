@@ -2,11 +2,12 @@
 any sink sees it, so the JSON lines, the CSV, the rendered video and the final JSON hold the same
 joints.
 
-For the PoseTrack formats the poses go to the format's keypoint schema (COCO models lack
-PoseTrack's ``head_bottom`` and ``head_top``; ``derive_head`` fills them from the face and
-shoulders, :func:`posetracker.core.schemas.derive_head_joints`), then joints scored below
-``keypoint_threshold`` become absent (NaN, score 0). The ``coco`` format keeps the model's joints
-and scores as they are (COCO AP ranks joints by score itself).
+For a format with a keypoint schema (the PoseTrack formats; the ``schema`` of its entry in
+:data:`posetracker.io.formats.output_formats.OUTPUT_FORMATS`) the poses go to that schema (COCO
+models lack PoseTrack's ``head_bottom`` and ``head_top``; ``derive_head`` fills them from the face
+and shoulders, :func:`posetracker.core.schemas.derive_head_joints`), then joints scored below
+``keypoint_threshold`` become absent (NaN, score 0). A format without one (``coco``) keeps the
+model's joints and scores as they are (COCO AP ranks joints by score itself).
 """
 
 from __future__ import annotations
@@ -17,12 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from posetracker.core.poses import FramePoses
-from posetracker.core.schemas import (
-    POSETRACK17,
-    POSETRACK18,
-    KeypointSchema,
-    convert_keypoints,
-)
+from posetracker.core.schemas import KeypointSchema, convert_keypoints
+from posetracker.io.formats.output_formats import OUTPUT_FORMATS
 
 
 @dataclass(frozen=True)
@@ -43,8 +40,8 @@ class OutputPolicy:
     @classmethod
     def for_output(cls, output) -> OutputPolicy:
         """The policy of ``pipeline.output`` (an ``OutputConfig``) for its ``format``."""
-        schema = {"posetrack18": POSETRACK18, "posetrack17": POSETRACK17}.get(output.format)
-        if schema is None:  # coco results: the model's joints, every one with its score
+        schema = OUTPUT_FORMATS.get(output.format).schema
+        if schema is None:  # e.g. coco results: the model's joints, every one with its score
             return cls()
         return cls(schema, output.keypoint_threshold, output.derive_head)
 

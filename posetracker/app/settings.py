@@ -38,6 +38,7 @@ from posetracker.estimators.config import (
     EstimatorConfig,
     SPPEConfig,
 )
+from posetracker.io.formats.output_formats import OUTPUT_FORMATS
 from posetracker.tracker.config import TrackerConfig
 
 
@@ -48,8 +49,11 @@ class OutputConfig:
     CSV and the video hold the same joints.
 
     Attributes:
-        format: Final JSON format: ``posetrack18`` (default; the official evaluation's), ``posetrack17``
-            or ``coco`` (a keypoint results list; metadata then goes to ``<out>.meta.json``).
+        format: Final JSON format, a name in
+            :data:`posetracker.io.formats.output_formats.OUTPUT_FORMATS` (checked against it as
+            it is when the settings are made, so a format registered at run time is accepted):
+            ``posetrack18`` (default; the official evaluation's), ``posetrack17`` or ``coco`` (a
+            keypoint results list; metadata then goes to ``<out>.meta.json``).
         jsonl: Also stream every frame to ``<out>.jsonl`` while running (kept when a run is
             interrupted; :func:`posetracker.io.sinks.read_jsonl` reads it back).
         render_boxes: Draw person boxes in the rendered video.
@@ -67,7 +71,7 @@ class OutputConfig:
             (:func:`posetracker.core.schemas.derive_head_joints`).
     """
 
-    format: Literal["posetrack18", "posetrack17", "coco"] = "posetrack18"
+    format: str = "posetrack18"
     jsonl: bool = True
     render_boxes: bool = False
     render_trail: int = 15
@@ -76,6 +80,9 @@ class OutputConfig:
     derive_head: bool = True
 
     def __post_init__(self) -> None:
+        if self.format not in OUTPUT_FORMATS:
+            raise ValueError(f"format {self.format!r} is not one of "
+                             f"{', '.join(map(repr, OUTPUT_FORMATS.names()))}")
         if self.render_trail < 0:
             raise ValueError("render_trail must be >= 0")
         if not 0 <= self.keypoint_threshold <= 1:

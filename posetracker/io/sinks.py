@@ -31,15 +31,11 @@ import numpy as np
 from posetracker.core.errors import InputError
 from posetracker.core.fileio import atomic_write, write_error
 from posetracker.core.poses import Frame, FramePoses, VideoPoses
-from posetracker.core.schemas import COCO17, KeypointSchema, get_schema
-from posetracker.io.formats.coco import write_coco_results
+from posetracker.core.schemas import KeypointSchema, get_schema
+from posetracker.io.formats.output_formats import OUTPUT_FORMATS, OutputFormatName
 from posetracker.io.sources import SourceFrame
 
 log = logging.getLogger(__name__)
-
-#: Final JSON formats that ``--format`` accepts.
-FORMATS = ("posetrack18", "posetrack17", "coco")
-
 
 class Sink(Protocol):
     def write(self, frame: SourceFrame, poses: FramePoses) -> None: ...
@@ -189,23 +185,23 @@ class CsvSink:
 
 
 class FinalJsonSink:
-    """The whole video's tracked poses as PoseTrack 2018/2017 or COCO JSON, written atomically.
+    """The whole video's tracked poses in an output format (PoseTrack 2018/2017 or COCO JSON:
+    :data:`posetracker.io.formats.output_formats.OUTPUT_FORMATS`), written atomically.
 
     Poses (not images) are kept in memory until ``close``: a few kilobytes per frame.
 
     Args:
         path: Output file.
-        fmt: ``posetrack18``, ``posetrack17`` or ``coco``.
+        fmt: The output format's name (``posetrack18``, ``posetrack17``, ``coco``, ...).
         name: Sequence name (PoseTrack ``vid_id`` / file stem).
         keypoint_threshold: PoseTrack formats: joints scored below this are written as absent.
         derive_head: PoseTrack formats: fill ``head_bottom``/``head_top`` for COCO poses
             (:func:`posetracker.core.schemas.derive_head_joints`).
     """
 
-    def __init__(self, path: str | Path, fmt: str = "posetrack18", name: str = "",
-                 keypoint_threshold: float = 0.0, derive_head: bool = False):
-        if fmt not in FORMATS:
-            raise InputError(f"unknown output format {fmt!r} (choose from {', '.join(FORMATS)})")
+    def __init__(self, path: str | Path, fmt: OutputFormatName | str = "posetrack18",
+                 name: str = "", keypoint_threshold: float = 0.0, derive_head: bool = False):
+        self.format = OUTPUT_FORMATS.get(fmt)
         self.path = Path(path)
         self.fmt = fmt
         self.name = name or self.path.stem
@@ -229,29 +225,13 @@ class FinalJsonSink:
         video = VideoPoses(self.name, self._frames, self._frames[0].poses.schema, dict(meta))
         top = max((int(f.poses.track_ids.max()) for f in self._frames
                    if f.poses.track_ids is not None and len(f.poses)), default=-1)
-        if self.fmt != "coco" and top >= 1000:
-            log.warning("%s: track ids reach %d; the official PoseTrack evaluation accepts ids "
-                        "up to 999 only", self.path, top)
-        atomic_write(self.path, lambda tmp: self._write(video, tmp))
-
-    def _write(self, video: VideoPoses, tmp: Path) -> None:
-        if self.fmt == "coco":
-            # A results file is a bare list: the run's metadata goes beside it.
-            write_coco_results(video, tmp, schema=COCO17)
-            atomic_write(self.path.with_name(self.path.name.removesuffix(".json") + ".meta.json"),
-                         lambda m: m.write_text(json.dumps(video.meta, indent=1, default=str)))
-            return
-        from posetracker.io.formats import posetrack
-
-        writer = posetrack.write_posetrack18 if self.fmt == "posetrack18" else \
-            posetrack.write_posetrack17
-        writer(video, tmp, derive_head=self.derive_head, min_score=self.keypoint_threshold)
-        if video.meta:
-            # The run's metadata rides along under a top-level "meta" key, which the PoseTrack
-            # evaluation ignores (it reads "images"/"annotations" or "annolist").
-            data = json.loads(tmp.read_text(encoding="utf-8"))
-            data["meta"] = video.meta
-            tmp.write_text(json.dumps(data, separators=(",", ":"), default=str), encoding="utf-8")
+        limit = self.format.max_track_id
+        if limit is not None and top > limit:
+            log.warning("%s: track ids reach %d; the official evaluation of %s accepts ids up "
+                        "to %d only", self.path, top, self.fmt, limit)
+        atomic_write(self.path, lambda tmp: self.format.write_final(
+            video, tmp, self.path, derive_head=self.derive_head,
+            min_score=self.keypoint_threshold))
 
     def abort(self) -> None:
         self._frames.clear()

@@ -218,3 +218,29 @@ def postprocess(decoded: Sequence[tuple[torch.Tensor, torch.Tensor]],
     scores = torch.cat([s for _, s in decoded], dim=1)      # (N, B, C)
     return select_detections(boxes, scores, transforms, image_sizes, conf, nms, class_id,
                              max_detections)
+
+
+def read_detector(topology: Path, weights: Path | None, *, device: torch.device | str = "cpu",
+                  input_size: int | None = None) -> DarknetYolo:
+    """The ``darknet`` format's detector reader: the network of the ``.cfg`` with ``weights``
+    (``.weights`` or ``.safetensors``; default: the ``.weights`` beside the ``.cfg``), run at
+    ``input_size`` squared when given (fully convolutional with anchors in input pixels: any
+    multiple of 32 works; ``None``: the cfg's size)."""
+    weights = Path(weights) if weights is not None else Path(topology).with_suffix(".weights")
+    if not weights.is_file():
+        raise ModelError(f"{topology}: weights {weights} not found")
+    yolo = DarknetYolo.from_files(topology, weights).to(device)
+    if input_size:
+        yolo.input_size = (input_size, input_size)
+    return yolo
+
+
+def save_darknet_safetensors(topology: Path, weights: Path | None, dest: Path) -> None:
+    """The ``darknet`` format's cache converter: the ``state_dict`` of the network built from
+    ``topology`` (a ``.cfg``) and ``weights`` (Darknet's raw float dump) as safetensors at
+    ``dest`` (:meth:`DarknetYolo.load_safetensors` reads it back)."""
+    from safetensors.torch import save_file
+
+    model = DarknetYolo.from_files(topology, weights)
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(dest))

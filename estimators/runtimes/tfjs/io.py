@@ -189,3 +189,14 @@ def _placeholder_shape(node: _Node) -> tuple[int, ...] | None:
 
 def _producer(key: str) -> str:
     return key.rsplit(":", 1)[0] if ":" in key and key.rsplit(":", 1)[1].isdigit() else key
+
+
+def save_tfjs_safetensors(model_json: Path, weights: Path | None, dest: Path) -> None:
+    """The ``tfjs`` format's cache converter: every weight of the graph (:func:`read_tfjs_weights`,
+    dequantized from the ``.bin`` shards beside ``model_json``; ``weights`` is not used) as
+    safetensors at ``dest``."""
+    from safetensors.numpy import save_file
+
+    # np.require keeps 0-d scalars 0-d (np.ascontiguousarray would make them (1,)).
+    tensors = {k: np.require(v, requirements="C") for k, v in read_tfjs_weights(model_json).items()}
+    save_file(tensors, str(dest))

@@ -145,7 +145,7 @@ def coco_comparison(coco_dir: str, model: str, config, threads: int = 1):
     image_dir = next((d for d in (root / "val2017", root / "images", root) if d.is_dir()), root)
     path = Path(model)
     if not path.exists():
-        from posetracker.app.models import resolve_model
+        from posetracker.app.models.resolve import resolve_model
         path = Path(resolve_model(model))
     net = MoveNet.from_tfjs(path)
     size = (net.input_size, net.input_size)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from posetracker.app.commands.format_option import add_format_option
 from posetracker.app.commands.settings_args import default
 
 
@@ -43,8 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pipeline.output.*; the defaults are track's.")
     j.add_argument("jsonl", metavar="JSONL", help="the stream (<out>.jsonl)")
     j.add_argument("output", metavar="OUT_JSON", help="file to write (atomically)")
-    j.add_argument("--format", choices=("posetrack18", "posetrack17", "coco"),
-                   default="posetrack18", help="output format (default: %(default)s)")
+    add_format_option(j, default=default("pipeline.output.format"), default_text="%(default)s")
     j.add_argument("--keypoint-threshold", type=float, metavar="S",
                    default=default("pipeline.output.keypoint_threshold"),
                    help="PoseTrack formats: joints scored below S are written absent "

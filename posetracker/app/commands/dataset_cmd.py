@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import get_args
 
+from posetracker.app.commands.format_option import add_format_option
 from posetracker.app.commands.settings_args import add_config_options, default
 from posetracker.core.errors import InputError
+from posetracker.tracker.config import TrackerKind
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,9 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "video)")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
                    help="output folder (made if missing)")
-    p.add_argument("--format", choices=("posetrack18", "posetrack17", "coco"), default=None,
-                   help="output format (pipeline.output.format, default: "
-                   f"{default('pipeline.output.format')})")
+    add_format_option(p, default=None, default_text=default("pipeline.output.format"),
+                      setting="pipeline.output.format")
     p.add_argument("--render", action="store_true", help="also draw each sequence into "
                    "OUT_DIR/<sequence>.mp4 (default: off)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -64,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-out", metavar="FILE", help="with --eval: also write the report "
                    "(.csv, .json or .md)")
     p.add_argument("--eval-plot", metavar="FILE.png", help="with --eval: draw the report")
-    p.add_argument("--tracker", choices=("poseflow", "iou", "alphapose", "none"), default=None,
+    p.add_argument("--tracker", choices=get_args(TrackerKind), default=None,
                    help=f"tracker (tracker.kind, default: {default('tracker.kind')})")
     p.add_argument("--device", metavar="auto|cpu|cuda[:N]", help="where the models run "
                    f"(estimator.device, default: {default('estimator.device')})")
@@ -124,9 +126,9 @@ class _Progress:
 
 def _settings(args: argparse.Namespace):
     """The same settings layering as ``posetracker track`` (``--config`` < flags < ``--set``)."""
-    from posetracker.app.commands import track_video
+    from posetracker.app.commands.track_cmd import load_settings
 
-    return track_video.load_settings(args)
+    return load_settings(args)
 
 
 def _check_eval(args: argparse.Namespace) -> None:
@@ -159,9 +161,7 @@ def _list(args, config, options) -> int:
     settings, models = ds.settings_for_key(config), ds.model_checksums(config)
     names = {s.name for s in chosen}
     for s in sequences:
-        job = ds.Job(s, out / f"{s.name}.json", out / f"{s.name}.mp4" if options.render else None,
-                     options.max_frames,
-                     ds.job_key(s, settings, models, options.max_frames, options.render))
+        job = ds.job_for(s, out, fmt, settings, models, options.max_frames, options.render)
         state = "excluded" if s.name not in names else \
             "done" if ds.finished_record(job, out, fmt, settings, models) else "to do"
         print(f"{s.name}\t{s.kind}\t{s.rel}\t{state}")

@@ -63,9 +63,13 @@ def _names(args, every: tuple[str, ...]) -> list[str] | None:
 
 
 def _run_list(args) -> int:
-    from posetracker.app.models import DEFAULT_PACK, REGISTRY, ModelCache
+    from posetracker.app.commands.settings_args import default
+    from posetracker.app.models.cache import ModelCache
+    from posetracker.app.models.catalog import DEFAULT_PACK, REGISTRY
 
     cache = ModelCache(args.cache)
+    # detectors whose graphs take any size run at the settings' size (the one source of it)
+    any_size = (default("estimator.detector.input_size"),) * 2
     rows = [("name", "kind", "format", "input", "outputs", "source", "cache", "licence")]
     for spec in REGISTRY.values():
         outputs = (f"keypoints {spec.keypoints}" if spec.keypoints
@@ -74,7 +78,7 @@ def _run_list(args) -> int:
         state = "ok" if cache.problem(spec.name) is None else (
             "missing" if spec.name not in cache.manifest()["models"] else "BAD")
         rows.append((spec.name + (" *" if spec.name in DEFAULT_PACK else ""), spec.kind,
-                     spec.format, "x".join(map(str, spec.input_size)), outputs,
+                     spec.format, "x".join(map(str, spec.input_size or any_size)), outputs,
                      _source(spec), state, spec.licence))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
@@ -85,7 +89,7 @@ def _run_list(args) -> int:
 
 def _source(spec) -> str:
     """Short form of where a model's files come from: ``npm``, ``github``, or ``local``."""
-    from posetracker.app.models import GitHubSource, NpmSource
+    from posetracker.app.models.catalog import GitHubSource, NpmSource
 
     kinds = {type(f.source) for f in spec.required_files}
     if kinds == {NpmSource}:
@@ -96,7 +100,8 @@ def _source(spec) -> str:
 
 
 def _run_fetch(args) -> int:
-    from posetracker.app.models import DEFAULT_PACK, REGISTRY, ModelCache
+    from posetracker.app.models.cache import ModelCache
+    from posetracker.app.models.catalog import DEFAULT_PACK, REGISTRY
 
     cache = ModelCache(args.cache)
     names = _names(args, tuple(REGISTRY)) or list(DEFAULT_PACK)
@@ -112,7 +117,8 @@ def _run_fetch(args) -> int:
 
 
 def _run_verify(args) -> int:
-    from posetracker.app.models import REGISTRY, ModelCache
+    from posetracker.app.models.cache import ModelCache
+    from posetracker.app.models.catalog import REGISTRY
     from posetracker.core.errors import ModelError
 
     cache = ModelCache(args.cache)

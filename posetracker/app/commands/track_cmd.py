@@ -1,8 +1,16 @@
-"""``posetracker track``: track poses across frames and write PoseTrack JSON.
+"""``posetracker track``: track poses across frames and write the final JSON.
 
-``posetracker track --poses POSES.json [--frames DIR] -o tracked.json`` tracks per-frame poses given
-as COCO results, AlphaPose results or a PoseTrack file (its ids are dropped). The ``VIDEO`` form
-(estimate poses, then track) belongs to the pipeline and is wired through :func:`run_video`.
+Two modes:
+
+- ``posetracker track VIDEO -o out.json`` (the main job): estimate and track a video, an image
+  folder, a glob or a webcam: a thin caller of :meth:`posetracker.app.api.PoseTracker.track_to`,
+  which does the work (outputs checked before the source opens or a model loads; the streaming
+  pipeline; ``<out>.jsonl`` per frame, the final JSON written atomically at the end with the
+  run's metadata). This module adds the settings from the command line, the progress bar and
+  the closing summary (:func:`run_video`).
+- ``posetracker track --poses POSES.json [--frames DIR] -o tracked.json`` tracks per-frame poses
+  given as COCO results, AlphaPose results or a PoseTrack file (its ids are dropped)
+  (:func:`run_poses`).
 """
 
 from __future__ import annotations
@@ -12,14 +20,20 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
-from posetracker.app.commands import track_video
-from posetracker.app.commands.settings_args import default
+from posetracker.app.commands.format_option import add_format_option
+from posetracker.app.commands.settings_args import (
+    add_config_options,
+    default,
+    dump,
+    settings,
+)
 from posetracker.core.errors import InputError, PosetrackerError
 from posetracker.core.fileio import check_writable
+from posetracker.tracker.config import TrackerKind
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -36,39 +50,126 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "enables the trackers' ORB correspondence terms")
     p.add_argument("-o", "--output", metavar="tracked.json",
                    help="output PoseTrack JSON file (required with --poses)")
-    p.add_argument("--format", choices=("posetrack18", "posetrack17", "coco"), default=None,
-                   help="output format (pipeline.output.format, default: "
-                   f"{default('pipeline.output.format')}; coco: VIDEO mode only)")
-    p.add_argument("--tracker", choices=("poseflow", "iou", "alphapose", "none"), default=None,
+    add_format_option(p, default=None, default_text=default("pipeline.output.format"),
+                      setting="pipeline.output.format", video_mode=True)
+    p.add_argument("--tracker", choices=get_args(TrackerKind), default=None,
                    help=f"tracker (tracker.kind, default: the config's kind, "
                    f"{default('tracker.kind')})")
     p.add_argument("--tracker-config", metavar="YAML",
                    help="the tracker section as its own file (TrackerConfig as YAML; over "
                    "--config, under the flags and --set; default: none)")
-    track_video.add_arguments(p)
+    _add_video_arguments(p)
     p.set_defaults(func=run)
+
+
+def _add_video_arguments(p: argparse.ArgumentParser) -> None:
+    """The VIDEO-mode options (``-o``, ``--format``, ``--tracker``, ``--tracker-config`` are
+    shared with ``--poses``: :func:`register` adds them)."""
+    g = p.add_argument_group(
+        "VIDEO mode", "estimate and track VIDEO (a video file, an image folder, a glob such as "
+        "'frames/*.jpg', a single image, or a webcam index such as 0); -o is the final JSON, "
+        "<out>.jsonl is streamed per frame while running.")
+    g.add_argument("--render", metavar="OUT.mp4", help="also draw the tracked skeletons into "
+                   "this video (H.264 with PyAV, pip install -e \".[video]\"; else mp4v; "
+                   "default: none)")
+    g.add_argument("--render-boxes", action="store_true", default=None,
+                   help="draw person boxes in the rendered video (pipeline.output.render_boxes, "
+                   f"default: {default('pipeline.output.render_boxes')})")
+    g.add_argument("--csv", metavar="OUT.csv", help="also write one row per frame x track x "
+                   "joint (default: none)")
+    g.add_argument("--jsonl", metavar="PATH", help="the per-frame stream (default: the output "
+                   "with suffix .jsonl; pipeline.output.jsonl=false turns it off)")
+    g.add_argument("--device", metavar="auto|cpu|cuda[:N]", help="where the models run "
+                   f"(estimator.device, default: {default('estimator.device')} = CUDA when "
+                   "available)")
+    g.add_argument("--half", action="store_true", default=None, help="float16 pose estimator on "
+                   f"CUDA (estimator.sppe.half, default: {default('estimator.sppe.half')})")
+    g.add_argument("--det-batch", type=int, metavar="N", help="frames per detector call "
+                   f"(estimator.frame_batch, default: {default('estimator.frame_batch')})")
+    g.add_argument("--pose-batch", type=int, metavar="N", help="people per pose-estimator call, "
+                   "gathered across frames (estimator.sppe.batch_size, default: "
+                   f"{default('estimator.sppe.batch_size')})")
+    g.add_argument("--association", choices=("nms", "crowdpose"), help="remove duplicate poses "
+                   "by RMPE pose NMS or CrowdPose joint-candidate association "
+                   f"(pipeline.association, default: {default('pipeline.association')})")
+    g.add_argument("--sequential", action="store_true", default=None, help="run the stages one "
+                   "after the other on one thread (pipeline.mode=sequential; default: "
+                   f"{default('pipeline.mode')})")
+    add_config_options(g)
+    g.add_argument("--start-frame", type=int, default=0, metavar="N",
+                   help="first frame to read (default: %(default)s)")
+    g.add_argument("--max-frames", type=int, metavar="N", help="read at most N frames "
+                   "(default: all)")
+    g.add_argument("--stride", type=int, default=1, metavar="N",
+                   help="read every N-th frame (default: %(default)s)")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary "
+                   "(default: off)")
+
+
+def load_settings(args: argparse.Namespace):
+    """The run's :class:`~posetracker.app.settings.AppConfig` (``--config`` <
+    ``--tracker-config`` < flags < ``--set``)."""
+    from posetracker.core.config import load_yaml
+
+    extra = {"tracker": load_yaml(args.tracker_config)} \
+        if getattr(args, "tracker_config", None) else None
+    return settings(args, "track", extra=extra)
 
 
 def run(args) -> int:
     if args.poses:
         return run_poses(args)
     if args.dump_config:
-        return track_video.dump(track_video.load_settings(args))
+        return dump(load_settings(args))
     if args.video:
         return run_video(args)
     raise InputError("give a VIDEO to track, or --poses POSES.json with -o tracked.json")
 
 
-def run_video(args) -> int:
-    """Estimate and track a video (the pipeline's part of this command)."""
-    return track_video.run(args)
+def _progress(total: int | None, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", dynamic_ncols=True, leave=False,
+                disable=quiet or not sys.stderr.isatty())
 
 
-def load_tracker_config(args):
-    """The :class:`posetracker.tracker.config.TrackerConfig` of a ``--poses`` run: the ``tracker``
-    section of the same settings as VIDEO mode (``--config`` < ``--tracker-config`` < ``--tracker``
-    < ``--set``, keys rooted at the whole settings, e.g. ``tracker.poseflow.link_len=20``)."""
-    return track_video.load_settings(args).tracker
+def run_video(args: argparse.Namespace) -> int:
+    """The VIDEO mode: estimate and track a video through
+    :meth:`posetracker.app.api.PoseTracker.track_to`; returns the exit status."""
+    from posetracker.app.api import PoseTracker
+
+    config = load_settings(args)
+    if not args.output:
+        raise InputError("VIDEO mode needs -o out.json")
+    tracker = PoseTracker(config)
+    jsonl = args.jsonl if args.jsonl else None
+    bar = None
+
+    def progress(n: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None:  # the run has started: outputs checked, source open, models loaded
+            bar = _progress(total, args.quiet)
+        if n:
+            bar.update(1)
+
+    try:
+        summary = tracker.track_to(args.video, args.output, jsonl=jsonl, render=args.render,
+                                   csv=args.csv, start=args.start_frame,
+                                   max_frames=args.max_frames, stride=args.stride,
+                                   progress=progress)
+    except BaseException:
+        if bar is not None:
+            bar.close()
+            jl = tracker.jsonl_path(args.output, jsonl)
+            if jl is not None and not args.quiet:
+                print(f"posetracker: stopped; finished frames are in {jl} "
+                      f"(posetracker convert jsonl {jl} {args.output} writes them as "
+                      f"{Path(args.output).name})", file=sys.stderr)
+        raise
+    bar.close()
+    if not args.quiet:
+        print(f"{summary.output}: {summary.text()}", file=sys.stderr)
+    return 0
 
 
 def read_poses_file(path: str):
@@ -124,15 +225,21 @@ def _read_images(paths: list[Path]):
 
 
 def run_poses(args) -> int:
-    from posetracker.io.formats.posetrack import write_posetrack17, write_posetrack18
+    """The ``--poses`` mode: track the poses of a file and write them in ``--format`` (default:
+    the default of ``pipeline.output.format``), without the run's metadata."""
+    from posetracker.io.formats.output_formats import OUTPUT_FORMATS
     from posetracker.tracker import make_tracker, track_frames
 
     if not args.output:
         raise InputError("--poses needs -o tracked.json")
-    if args.format == "coco":
-        raise InputError("--format coco is for VIDEO mode; --poses writes PoseTrack files")
+    fmt = OUTPUT_FORMATS.get(args.format or default("pipeline.output.format"))
+    if fmt.video_only:
+        writable = " or ".join(f.name for f in OUTPUT_FORMATS if not f.video_only)
+        raise InputError(f"--format {fmt.name} is for VIDEO mode; --poses writes {writable}")
     check_writable(args.output, "-o")
-    cfg = load_tracker_config(args)
+    # the ``tracker`` section of the same settings as VIDEO mode (``--config`` <
+    # ``--tracker-config`` < ``--tracker`` < ``--set``)
+    cfg = load_settings(args).tracker
     video = read_poses_file(args.poses)
     images = _read_images(frame_images(video, args.frames)) if args.frames else None
     tracker = make_tracker(cfg)
@@ -144,7 +251,7 @@ def run_poses(args) -> int:
     frames = [dataclasses.replace(f, poses=t) for f, t in zip(video.frames, tracked)]
     out = dataclasses.replace(video, frames=frames,
                               meta={**video.meta, "tracker": cfg.kind})
-    (write_posetrack17 if args.format == "posetrack17" else write_posetrack18)(out, args.output)
+    fmt.write(out, Path(args.output), derive_head=False, min_score=0.0)
     ids = {int(i) for t in tracked for i in t.track_ids}
     print(f"{args.output}: {len(frames)} frames, {sum(len(t) for t in tracked)} poses, "
           f"{len(ids)} tracks ({cfg.kind}, {len(frames) / max(seconds, 1e-9):.0f} frames/s"

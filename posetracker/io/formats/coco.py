@@ -25,7 +25,7 @@ from posetracker.core.coco import (
 )
 from posetracker.core.errors import InputError
 from posetracker.core.fileio import atomic_write_text
-from posetracker.core.poses import FramePoses
+from posetracker.core.poses import FramePoses, VideoPoses
 from posetracker.core.schemas import COCO17, KeypointSchema
 
 PathLike = str | os.PathLike
@@ -81,3 +81,11 @@ def write_coco_results(
 ) -> None:
     """Write a keypoint results file (see :func:`frames_to_coco_results`) atomically."""
     atomic_write_text(path, json.dumps(frames_to_coco_results(frames, category_id, schema)))
+
+
+def write_coco_keypoints(video: VideoPoses, path: PathLike, *, derive_head: bool = False,
+                         min_score: float = 0.0) -> None:
+    """The ``coco`` output format's writer: ``video`` as a COCO-17 keypoint results list, every
+    joint with its score (COCO AP ranks joints by score itself: ``derive_head`` and
+    ``min_score`` do not apply)."""
+    write_coco_results(video, path, schema=COCO17)
