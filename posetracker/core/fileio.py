@@ -2,6 +2,9 @@
 
 A reader never sees a half-written file, an interrupted run leaves the old file (or none) and no
 stray temporary file, and nothing is ever written into another folder (such as the input's).
+Temporary names are ``.NAME.XXXXXXXX.tmp`` (``.NAME.XXXXXXXX.tmp.SUFFIX`` for streamed files, whose
+encoders read the suffix): a run killed with ``kill -9`` leaves one, which the next run holding
+that output's lock removes (:mod:`posetracker.core.outputs`).
 """
 
 from __future__ import annotations
@@ -66,9 +69,57 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         raise write_error(path, e) from None
+    except InputError as e:
+        # a writer that itself writes atomically (to our temporary path) names that path: the
+        # user gave ``path`` and never sees the temporary name
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(str(e).replace(tmp, str(path))) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class PendingFile:
+    """A file written over a run under a temporary name beside ``path`` and renamed to it only
+    when complete (a rendered video, a CSV table): a reader, or a run that failed or was
+    killed, never leaves a partial file at ``path``.
+
+    ``tmp`` is the path to write (it keeps ``path``'s suffix, which encoders read); call
+    :meth:`commit` once it is closed without error, else :meth:`discard`.
+
+    Raises:
+        InputError: the temporary file cannot be made (one line naming ``path``).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_file() and not self.path.is_dir():
+            self.tmp = self.path  # a device or pipe (/dev/stdout): written directly, never renamed
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                       suffix=".tmp" + self.path.suffix)
+        except OSError as e:
+            raise write_error(self.path, e) from None
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> None:
+        """Rename the finished temporary file to ``path`` (with the usual permissions)."""
+        if self.tmp == self.path:
+            return
+        try:
+            os.chmod(self.tmp, 0o666 & ~_umask())
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            self.discard()
+            raise write_error(self.path, e) from None
+
+    def discard(self) -> None:
+        """Remove the temporary file; ``path`` keeps what it had (or stays absent)."""
+        if self.tmp != self.path:
+            self.tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -7,11 +7,15 @@ thread:
 - ``close(meta)`` after a successful run (``meta``: version, config, models, device, timings);
 - ``abort()`` after a failed or interrupted run.
 
-Streams (:class:`JsonlSink`, :class:`CsvSink`) flush every frame, so whatever stops the run, every
-finished frame is on disk. The final JSON (:class:`FinalJsonSink`) is written only by ``close``, to a
-temporary file beside the output that is then renamed over it (``os.replace`` is atomic on one file
-system): a reader sees either no file or a complete one, never half of one. ``abort`` leaves no
-temporary file behind. Temporary files go beside the output only, never into the input folder.
+The JSON-lines stream (:class:`JsonlSink`) is the run's recovery record: it is written in place, one
+whole line per frame in a single write, so whatever stops the run (``kill -9`` included) every
+finished frame is on disk as a complete line; a run that read no frame leaves no stream. Every other
+file is complete or absent: the CSV (:class:`CsvSink`) and the rendered video are streamed to a
+temporary file beside the output (:class:`posetracker.core.fileio.PendingFile`) and renamed to it
+when closed without error, also after an interrupted run (then they hold the finished frames); a
+write error removes the temporary file. The final JSON (:class:`FinalJsonSink`) is written only by
+``close``, to a temporary file that is then renamed over it (``os.replace`` is atomic on one file
+system). Temporary files go beside the output only, never into the input folder.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Protocol
 import numpy as np
 
 from posetracker.core.errors import InputError
-from posetracker.core.fileio import atomic_write, write_error
+from posetracker.core.fileio import PendingFile, atomic_write, write_error
 from posetracker.core.poses import Frame, FramePoses, VideoPoses
 from posetracker.core.schemas import COCO17, KeypointSchema, get_schema
 from posetracker.io.formats.coco import write_coco_results
@@ -47,14 +51,6 @@ class Sink(Protocol):
     def close(self, meta: dict) -> None: ...
 
     def abort(self) -> None: ...
-
-
-def _open_output(path: Path, newline: str | None = None) -> io.TextIOWrapper:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "w", encoding="utf-8", newline=newline)
-    except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def _num(x: float) -> float | None:
@@ -92,17 +88,25 @@ class JsonlSink:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._f = _open_output(self.path)
+        self._f = None  # opened by the first frame: a run that reads none leaves no stream
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
-        self._f.write(json.dumps(frame_record(frame, poses), separators=(",", ":")) + "\n")
-        self._f.flush()
+        line = json.dumps(frame_record(frame, poses), separators=(",", ":")) + "\n"
+        if self._f is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # unbuffered: each line reaches the file in one write call, never half of one
+                self._f = open(self.path, "wb", buffering=0)
+            except OSError as e:
+                raise write_error(self.path, e) from None
+        self._f.write(line.encode("utf-8"))
 
     def close(self, meta: dict) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
 
     def abort(self) -> None:
-        self._f.close()
+        self.close({})
 
 
 def read_jsonl(path: str | Path, name: str | None = None) -> VideoPoses:
@@ -156,7 +160,8 @@ def read_jsonl(path: str | Path, name: str | None = None) -> VideoPoses:
 
 
 class CsvSink:
-    """A table with one row per frame x person x joint, flushed per frame.
+    """A table with one row per frame x person x joint, flushed per frame to a temporary file that
+    becomes ``path`` when the sink closes (complete or absent; see the module's docstring).
 
     Columns: ``frame, image, track_id, joint, x, y, score``; absent joints have empty ``x``/``y``.
     """
@@ -165,27 +170,70 @@ class CsvSink:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._f = _open_output(self.path, newline="")
-        self._w = csv.writer(self._f)
-        self._w.writerow(self.COLUMNS)
+        self._file = PendingFile(self.path)
+        try:
+            self._f = open(self._file.tmp, "w", encoding="utf-8", newline="")
+        except OSError as e:
+            self._file.discard()
+            raise write_error(self.path, e) from None
+        self._failed = False
+        try:
+            self._put([self.COLUMNS])
+        except OSError as e:
+            self._f.close()
+            self._file.discard()
+            raise write_error(self.path, e) from None
+
+    def _put(self, rows: list[tuple]) -> None:
+        """Append ``rows`` in one write (an interrupt never leaves half a frame) and flush (a full
+        disk shows now, not at the end)."""
+        buf = io.StringIO()
+        csv.writer(buf).writerows(rows)
+        try:
+            self._f.write(buf.getvalue())
+            self._f.flush()
+        except OSError:
+            self._failed = True
+            raise
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
         names = poses.schema.keypoints
+        rows = []
         for i in range(len(poses)):
             tid = "" if poses.track_ids is None else int(poses.track_ids[i])
             for j, joint in enumerate(names):
                 x, y = poses.keypoints[i, j]
-                self._w.writerow((frame.index, frame.name, tid, joint,
-                                  "" if not np.isfinite(x) else f"{x:.2f}",
-                                  "" if not np.isfinite(y) else f"{y:.2f}",
-                                  f"{poses.keypoint_scores[i, j]:.4f}"))
-        self._f.flush()
+                rows.append((frame.index, frame.name, tid, joint,
+                             "" if not np.isfinite(x) else f"{x:.2f}",
+                             "" if not np.isfinite(y) else f"{y:.2f}",
+                             f"{poses.keypoint_scores[i, j]:.4f}"))
+        self._put(rows)
 
     def close(self, meta: dict) -> None:
-        self._f.close()
+        self._finish()
 
     def abort(self) -> None:
-        self._f.close()
+        # an interrupted run keeps the table of its finished frames; a failed write keeps none
+        self._finish()
+
+    def _finish(self) -> None:
+        try:
+            self._f.close()
+        except OSError:
+            self._file.discard()
+            raise
+        if self._failed:
+            self._file.discard()
+        else:
+            self._file.commit()
+
+
+def meta_path(output: str | Path) -> Path:
+    """The metadata file that goes with a ``coco`` results file: ``out.json`` ->
+    ``out.meta.json``. It belongs to its output: written with it, removed when a PoseTrack file
+    (which carries its metadata inside) replaces it."""
+    output = Path(output)
+    return output.with_name(output.name.removesuffix(".json") + ".meta.json")
 
 
 class FinalJsonSink:
@@ -232,14 +280,19 @@ class FinalJsonSink:
         if self.fmt != "coco" and top >= 1000:
             log.warning("%s: track ids reach %d; the official PoseTrack evaluation accepts ids "
                         "up to 999 only", self.path, top)
+        meta_file = meta_path(self.path)
+        if self.fmt == "coco":
+            # A results file is a bare list: the run's metadata goes beside it, written first so
+            # that a results file never stands beside another run's metadata.
+            atomic_write(meta_file, lambda m: m.write_text(json.dumps(video.meta, indent=1,
+                                                                      default=str)))
         atomic_write(self.path, lambda tmp: self._write(video, tmp))
+        if self.fmt != "coco" and meta_file.is_file():
+            meta_file.unlink()  # an earlier coco run's metadata: this file carries its own
 
     def _write(self, video: VideoPoses, tmp: Path) -> None:
         if self.fmt == "coco":
-            # A results file is a bare list: the run's metadata goes beside it.
             write_coco_results(video, tmp, schema=COCO17)
-            atomic_write(self.path.with_name(self.path.name.removesuffix(".json") + ".meta.json"),
-                         lambda m: m.write_text(json.dumps(video.meta, indent=1, default=str)))
             return
         from posetracker.io.formats import posetrack
 

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from posetracker.app.commands import track_video
-from posetracker.app.commands.settings_args import default
+from posetracker.app.commands.settings_args import config_files, default
 from posetracker.core.errors import InputError, PosetrackerError
-from posetracker.core.fileio import check_writable
+from posetracker.core.outputs import POLICY
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "track", help="track people across frames and write PoseTrack JSON",
         description="Track poses across frames (PoseFlow by default) and write PoseTrack JSON. "
         "With --poses, the per-frame poses come from a file: COCO keypoint results, AlphaPose "
-        "results, or a PoseTrack 2017/2018 file whose track ids are ignored.")
+        "results, or a PoseTrack 2017/2018 file whose track ids are ignored.", epilog=POLICY)
     p.add_argument("video", nargs="?", metavar="VIDEO",
                    help="video file, image folder or webcam to estimate and track (pipeline)")
     p.add_argument("--poses", metavar="POSES.json",
@@ -124,14 +124,26 @@ def _read_images(paths: list[Path]):
 
 
 def run_poses(args) -> int:
-    from posetracker.io.formats.posetrack import write_posetrack17, write_posetrack18
-    from posetracker.tracker import make_tracker, track_frames
+    from posetracker.core.outputs import claim_outputs
+    from posetracker.io.sinks import meta_path
 
     if not args.output:
         raise InputError("--poses needs -o tracked.json")
     if args.format == "coco":
         raise InputError("--format coco is for VIDEO mode; --poses writes PoseTrack files")
-    check_writable(args.output, "-o")
+    claim = claim_outputs({"-o": args.output, "-o metadata": meta_path(args.output)},
+                          [args.poses, args.frames, *config_files(args)],
+                          folder_suffixes=IMAGE_SUFFIXES)
+    with claim:
+        return _track_poses(args)
+
+
+def _track_poses(args) -> int:
+    """``track --poses`` once its output is claimed."""
+    from posetracker.io.formats.posetrack import write_posetrack17, write_posetrack18
+    from posetracker.io.sinks import meta_path
+    from posetracker.tracker import make_tracker, track_frames
+
     cfg = load_tracker_config(args)
     video = read_poses_file(args.poses)
     images = _read_images(frame_images(video, args.frames)) if args.frames else None
@@ -145,6 +157,7 @@ def run_poses(args) -> int:
     out = dataclasses.replace(video, frames=frames,
                               meta={**video.meta, "tracker": cfg.kind})
     (write_posetrack17 if args.format == "posetrack17" else write_posetrack18)(out, args.output)
+    meta_path(args.output).unlink(missing_ok=True)  # an earlier coco run's, stale now
     ids = {int(i) for t in tracked for i in t.track_ids}
     print(f"{args.output}: {len(frames)} frames, {sum(len(t) for t in tracked)} poses, "
           f"{len(ids)} tracks ({cfg.kind}, {len(frames) / max(seconds, 1e-9):.0f} frames/s"

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from posetracker.app.commands.settings_args import (
     Flag,
     add_config_options,
+    config_files,
     default,
     dump,
     settings,
@@ -118,16 +120,19 @@ def run(args: argparse.Namespace) -> int:
         if n:
             bar.update(1)
 
+    started = time.time()
     try:
         summary = tracker.track_to(args.video, args.output, jsonl=jsonl, render=args.render,
                                    csv=args.csv, start=args.start_frame,
                                    max_frames=args.max_frames, stride=args.stride,
-                                   progress=progress)
+                                   progress=progress, inputs=config_files(args))
     except BaseException:
         if bar is not None:
             bar.close()
             jl = tracker.jsonl_path(args.output, jsonl)
-            if jl is not None and not args.quiet:
+            # offered only when this run streamed frames (a run that read none writes no stream)
+            if jl is not None and not args.quiet and jl.is_file() \
+                    and jl.stat().st_mtime >= started and jl.stat().st_size:
                 print(f"posetracker: stopped; finished frames are in {jl} "
                       f"(posetracker convert jsonl {jl} {args.output} writes them as "
                       f"{Path(args.output).name})", file=sys.stderr)
