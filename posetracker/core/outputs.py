@@ -22,13 +22,15 @@ The files themselves are written whole or not at all by :mod:`posetracker.core.f
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import re
 import tempfile
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from posetracker.core.errors import InputError
 from posetracker.core.fileio import check_writable
@@ -241,3 +243,29 @@ def claim_outputs(outputs: Mapping[str, PathLike | None],
     (or call ``release()``); the locks also go when the process ends, however it ends."""
     check_outputs(outputs, inputs, folder_suffixes=folder_suffixes)
     return OutputClaim().acquire(outputs)
+
+
+def claiming(outputs: Mapping[str, str], inputs: Iterable[str] = (), *,
+             folder_suffixes: Collection[str] | None = None
+             ) -> Callable[[Callable[[Any], int]], Callable[[Any], int]]:
+    """A command's ``run(args)`` run under :func:`claim_outputs`, its paths read from ``args``.
+
+    Args:
+        outputs: Option as ``--help`` names it -> the attribute of ``args`` holding the path.
+        inputs: Attributes of ``args`` holding an input path or a list of them (missing or
+            ``None``: none).
+        folder_suffixes: As :func:`check_outputs`.
+    """
+
+    def wrap(run: Callable[[Any], int]) -> Callable[[Any], int]:
+        @functools.wraps(run)
+        def claimed(args: Any) -> int:
+            given = [getattr(args, dest, None) for dest in inputs]
+            files = [f for g in given for f in (g if isinstance(g, (list, tuple)) else [g])]
+            with claim_outputs({opt: getattr(args, dest, None) for opt, dest in outputs.items()},
+                               files, folder_suffixes=folder_suffixes):
+                return run(args)
+
+        return claimed
+
+    return wrap

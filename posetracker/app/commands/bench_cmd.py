@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from posetracker.app.benchmarks import association, dataset, estimate, models_table, pipeline, sppe, tracking, train
+from posetracker.core.outputs import POLICY, claiming
 
 BENCH_MODULES: tuple = (tracking, estimate, models_table, pipeline, sppe, association, train,
                          dataset)
@@ -16,3 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     kinds = p.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
     for module in BENCH_MODULES:
         module.register(kinds)
+    # every benchmark's --out under the output policy (an input, unwritable, in use: refused)
+    for bench in kinds.choices.values():
+        run = bench.get_default("func")
+        if run is not None and any(a.dest == "out" for a in bench._actions):
+            bench.set_defaults(func=claiming({"--out": "out"}, ("config", "video", "videos"))(run))
+            bench.epilog = POLICY
