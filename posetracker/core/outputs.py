@@ -62,7 +62,7 @@ def _input_identities(inputs: Iterable[PathLike | None],
     a dataset folder of a few thousand frames takes milliseconds)."""
     seen: dict[tuple, str] = {}
     for item in inputs:
-        if item is None or item == "":
+        if not isinstance(item, (str, os.PathLike)) or str(item) == "":
             continue
         p = Path(item)
         if p.is_dir():
@@ -137,8 +137,11 @@ def _lock_dir() -> Path:
 
 
 def _stale_temps(path: Path) -> list[Path]:
-    """The temporary files a killed run left beside ``path`` (the names ``fileio`` gives them)."""
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp(\.[^.]*)?$")
+    """The temporary files a killed run left beside ``path``: the names ``fileio`` gives them,
+    ``.NAME.XXXXXXXX.tmp[.SUFFIX]``, and that of a writer that writes its own temporary path
+    atomically, ``..NAME.XXXXXXXX.tmp.YYYYYYYY.tmp``."""
+    pattern = re.compile(rf"^\.\.?{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp"
+                         rf"(\.[A-Za-z0-9_]{{8}}\.tmp)?(\.[^.]*)?$")
     try:
         return [e for e in path.parent.iterdir() if pattern.match(e.name) and e.is_file()]
     except OSError:

@@ -20,6 +20,7 @@ system). Temporary files go beside the output only, never into the input folder.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -89,6 +90,7 @@ class JsonlSink:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._f = None  # opened by the first frame: a run that reads none leaves no stream
+        self._size = 0  # bytes of whole lines written
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
         line = json.dumps(frame_record(frame, poses), separators=(",", ":")) + "\n"
@@ -99,7 +101,17 @@ class JsonlSink:
                 self._f = open(self.path, "wb", buffering=0)
             except OSError as e:
                 raise write_error(self.path, e) from None
-        self._f.write(line.encode("utf-8"))
+        data = line.encode("utf-8")
+        done = 0
+        try:
+            while done < len(data):  # a full disk may take part of a line, then fail
+                done += self._f.write(data[done:]) or 0
+        except OSError:
+            if done:  # cut the part-line off: the stream keeps whole lines only
+                with contextlib.suppress(OSError):
+                    self._f.truncate(self._size)
+            raise
+        self._size += done
 
     def close(self, meta: dict) -> None:
         if self._f is not None:
@@ -237,7 +249,8 @@ def meta_path(output: str | Path) -> Path:
 
 
 class FinalJsonSink:
-    """The whole video's tracked poses as PoseTrack 2018/2017 or COCO JSON, written atomically.
+    """The whole video's tracked poses as PoseTrack 2018/2017 or COCO JSON, written atomically
+    once every stream closed whole (``final``, :class:`SinkSet`).
 
     Poses (not images) are kept in memory until ``close``: a few kilobytes per frame.
 
@@ -249,6 +262,8 @@ class FinalJsonSink:
         derive_head: PoseTrack formats: fill ``head_bottom``/``head_top`` for COCO poses
             (:func:`posetracker.core.schemas.derive_head_joints`).
     """
+
+    final = True
 
     def __init__(self, path: str | Path, fmt: str = "posetrack18", name: str = "",
                  keypoint_threshold: float = 0.0, derive_head: bool = False):
@@ -325,16 +340,26 @@ class SinkSet:
                 raise write_error(getattr(s, "path", "an output"), e) from None
 
     def close(self, meta: dict) -> None:
-        self._each(lambda s: s.close(meta))
+        # the final files (``final = True``) last, and only when every stream closed whole: a
+        # run that ends with an error leaves no final file
+        finals = [s for s in self.sinks if getattr(s, "final", False)]
+        try:
+            self._each(lambda s: s.close(meta), [s for s in self.sinks if s not in finals])
+        except BaseException:
+            self._each(lambda s: s.abort(), finals, quiet=OSError)
+            raise
+        self._each(lambda s: s.close(meta), finals)
 
     def abort(self) -> None:
         # after a failure: the first error is the one reported; a stream whose last flush fails
         # again here (the disk is still full) keeps what it had written
-        self._each(lambda s: s.abort(), quiet=OSError)
+        self._each(lambda s: s.abort(), self.sinks, quiet=OSError)
 
-    def _each(self, fn: Callable[[Sink], None], quiet: type[BaseException] | tuple = ()) -> None:
+    @staticmethod
+    def _each(fn: Callable[[Sink], None], sinks: Sequence[Sink],
+              quiet: type[BaseException] | tuple = ()) -> None:
         first: BaseException | None = None
-        for s in self.sinks:
+        for s in sinks:
             try:
                 fn(s)
             except quiet:
