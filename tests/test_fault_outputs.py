@@ -183,6 +183,11 @@ REFUSED: tuple[Refused, ...] = (
     Refused("track-o-a-folder", (*TRACK, "{d}/clip.mp4", "-o", "{d}/frames"), "is a directory"),
     Refused("track-o-under-a-file", (*TRACK, "{d}/clip.mp4", "-o", "{d}/a.jpg/out.json"),
             "not a directory"),
+    Refused("track-o-name-too-long", (*TRACK, "{d}/clip.mp4", "-o", "{d}/" + "n" * 250 + ".json"),
+            "file name is too long"),
+    Refused("estimate-jsonl-name-too-long", (*ESTIMATE, "{d}/a.jpg", "-o", "{d}/out.json",
+                                             "--jsonl", "{d}/" + "é" * 130 + ".jsonl"),
+            "file name is too long"),
     # track --poses
     Refused("poses-o-is-the-poses", ("track", "--poses", "{d}/p.json", "-o", "{d}/p.json"),
             _INPUT),
@@ -325,6 +330,8 @@ def test_help_of_every_writing_command_states_the_policy(capsys):
                  ["bench", "tracking"]):
         assert main([*argv, "--help"]) == 0
         assert " ".join(POLICY.split()) in " ".join(capsys.readouterr().out.split()), argv
+    docs = Path(__file__).resolve().parents[1] / "docs" / "outputs.md"
+    assert " ".join(POLICY.split()) in " ".join(docs.read_text(encoding="utf-8").split())
 
 
 # -- a second run, signals, kill -9: the console script in its own process -----------------------

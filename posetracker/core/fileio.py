@@ -16,6 +16,9 @@ from pathlib import Path
 
 from posetracker.core.errors import InputError
 
+#: Bytes a temporary name adds to its output's (``.`` twice, two ``.XXXXXXXX.tmp``, a suffix).
+TEMP_NAME_EXTRA = 40
+
 
 def _umask() -> int:
     """The process's file-creation mask, read without changing it (``os.umask`` would set it,
@@ -132,6 +135,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
+def _exists(path: Path) -> bool:
+    """``path.exists()``, false for a path the system cannot even look up (a name too long)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 def check_writable(path: str | Path | None, option: str = "") -> None:
     """Refuse an output path that cannot be written, before any work starts (models loading,
     files opened), so a refused run costs nothing and leaves nothing behind.
@@ -149,13 +160,24 @@ def check_writable(path: str | Path | None, option: str = "") -> None:
         return
     where = f" ({option})" if option else ""
     p = Path(path)
+    folder = p.absolute().parent
+    while not _exists(folder) and folder != folder.parent:
+        folder = folder.parent
+    try:
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    # the temporary name beside it is longer: ``..NAME.XXXXXXXX.tmp.YYYYYYYY.tmp`` at most
+    size = len(os.fsencode(p.name))
+    if any(len(os.fsencode(part)) > name_max for part in p.absolute().parent.parts[1:]):
+        raise InputError(f"cannot write {path}{where}: a folder name is too long")
+    if size + TEMP_NAME_EXTRA > name_max:
+        raise InputError(f"cannot write {path}{where}: the file name is too long ({size} bytes; "
+                         f"at most {name_max - TEMP_NAME_EXTRA} here)")
     if p.is_dir():
         raise InputError(f"cannot write {path}{where}: it is a directory")
     if p.exists() and not os.access(p, os.W_OK):
         raise InputError(f"cannot write {path}{where}: permission denied")
-    folder = p.absolute().parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
     if not folder.is_dir():
         raise InputError(f"cannot write {path}{where}: {folder} is not a directory")
     try:

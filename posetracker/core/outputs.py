@@ -65,13 +65,17 @@ def _input_identities(inputs: Iterable[PathLike | None],
         if not isinstance(item, (str, os.PathLike)) or str(item) == "":
             continue
         p = Path(item)
-        if p.is_dir():
+        try:
+            is_dir, exists = p.is_dir(), p.exists()
+        except OSError:  # a name the system cannot look up is no file the run reads
+            continue
+        if is_dir:
             for top, _, files in os.walk(p):
                 for f in files:
                     q = Path(top) / f
                     if folder_suffixes is None or q.suffix.lower() in folder_suffixes:
                         seen.setdefault(_identity(q), str(q))
-        elif p.exists():
+        elif exists:
             seen.setdefault(_identity(p), str(item))
             seen.setdefault(("path", os.path.realpath(p)), str(item))
     return seen
