@@ -112,26 +112,6 @@ def work(inputs, tmp_path) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def shared_models():
-    """``build_estimator`` with the loaded models kept for the module (loading is most of a
-    small run's time)."""
-    from posetracker.app import build
-
-    real = build.build_estimator
-    cache: dict = {}
-
-    def cached(config, *args, **kwargs):
-        key = (repr(config), repr(args), repr(sorted(kwargs.items(), key=lambda kv: kv[0])))
-        if key not in cache:
-            cache[key] = real(config, *args, **kwargs)
-        return cache[key]
-
-    build.build_estimator = cached
-    yield
-    build.build_estimator = real
-
-
 def _fields(d: Path, models_dir: Path) -> dict[str, str]:
     return {"d": str(d), "det": str(models_dir / "rtmdet-nano-person.onnx"),
             "sppe": str(models_dir / "tinypose-256x192.xml")}

@@ -192,7 +192,8 @@ class CsvSink:
         try:
             self._put([self.COLUMNS])
         except OSError as e:
-            self._f.close()
+            with contextlib.suppress(OSError):  # its buffer cannot be flushed either
+                self._f.close()
             self._file.discard()
             raise write_error(self.path, e) from None
 
