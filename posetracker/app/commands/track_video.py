@@ -126,13 +126,14 @@ def run(args: argparse.Namespace) -> int:
                                    csv=args.csv, start=args.start_frame,
                                    max_frames=args.max_frames, stride=args.stride,
                                    progress=progress, inputs=config_files(args))
-    except BaseException:
+    except BaseException as e:
         if bar is not None:
             bar.close()
             jl = tracker.jsonl_path(args.output, jsonl)
-            # offered only when this run streamed frames (a run that read none writes no stream)
-            if jl is not None and not args.quiet and jl.is_file() \
-                    and jl.stat().st_mtime >= started and jl.stat().st_size:
+            # offered to a stopped run (an error is its one line) that streamed frames (a run
+            # that read none writes no stream)
+            if isinstance(e, KeyboardInterrupt) and jl is not None and not args.quiet \
+                    and jl.is_file() and jl.stat().st_mtime >= started and jl.stat().st_size:
                 print(f"posetracker: stopped; finished frames are in {jl} "
                       f"(posetracker convert jsonl {jl} {args.output} writes them as "
                       f"{Path(args.output).name})", file=sys.stderr)
