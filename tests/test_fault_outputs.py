@@ -278,11 +278,12 @@ def test_no_frame_read_leaves_no_stream_and_offers_no_recovery(work, models_dir,
     f = _fields(work, models_dir)
     argv = [a.format(**f) for a in TRACK if a != "--quiet"]
     code = main([*argv, str(work / "clip.mp4"), "--start-frame", "500", "-o",
-                 str(work / "out.json")])
+                 str(work / "new" / "out.json"), "--csv", str(work / "new" / "out.csv"),
+                 "--render", str(work / "new" / "out.mp4")])
     lines = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
     assert code == 2
     assert len(lines) == 1 and "no frames were read" in lines[0], lines
-    assert _tree(work) == before  # no 0-byte out.jsonl, no out.json
+    assert _tree(work) == before  # no 0-byte out.jsonl, no out.json, no new folder
 
 
 def test_coco_metadata_belongs_to_its_output(work, capsys):

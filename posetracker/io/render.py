@@ -255,11 +255,7 @@ class VideoRenderer:
         self._size: tuple[int, int] | None = None
         self._trails: dict[int, deque] = {}
         self._last_seen: dict[int, int] = {}
-        self._n = 0
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
+        self._n = 0  # (its folder is made with the file, by the first frame)
 
     def _update_trails(self, poses: FramePoses) -> None:
         if not self.trail or poses.track_ids is None:

@@ -26,7 +26,6 @@ import io
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -34,7 +33,7 @@ from typing import Protocol
 import numpy as np
 
 from posetracker.core.errors import InputError
-from posetracker.core.fileio import PendingFile, atomic_write, write_error
+from posetracker.core.fileio import PendingFile, atomic_write, check_writable, write_error
 from posetracker.core.poses import Frame, FramePoses, VideoPoses
 from posetracker.core.schemas import COCO17, KeypointSchema, get_schema
 from posetracker.io.formats.coco import write_coco_results
@@ -182,20 +181,18 @@ class CsvSink:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._file = PendingFile(self.path)
-        try:
-            self._f = open(self._file.tmp, "w", encoding="utf-8", newline="")
-        except OSError as e:
-            self._file.discard()
-            raise write_error(self.path, e) from None
+        self._file: PendingFile | None = None  # opened by the first frame, as the JSON lines
         self._failed = False
+
+    def _open(self) -> None:
+        file = PendingFile(self.path)
         try:
-            self._put([self.COLUMNS])
+            self._f = open(file.tmp, "w", encoding="utf-8", newline="")
         except OSError as e:
-            with contextlib.suppress(OSError):  # its buffer cannot be flushed either
-                self._f.close()
-            self._file.discard()
+            file.discard()
             raise write_error(self.path, e) from None
+        self._file = file
+        self._put([self.COLUMNS])
 
     def _put(self, rows: list[tuple]) -> None:
         """Append ``rows`` in one write (an interrupt never leaves half a frame) and flush (a full
@@ -220,6 +217,8 @@ class CsvSink:
                              "" if not np.isfinite(x) else f"{x:.2f}",
                              "" if not np.isfinite(y) else f"{y:.2f}",
                              f"{poses.keypoint_scores[i, j]:.4f}"))
+        if self._file is None:
+            self._open()
         self._put(rows)
 
     def close(self, meta: dict) -> None:
@@ -230,6 +229,8 @@ class CsvSink:
         self._finish()
 
     def _finish(self) -> None:
+        if self._file is None:  # no frame: no table
+            return
         try:
             self._f.close()
         except OSError:
@@ -276,13 +277,8 @@ class FinalJsonSink:
         self.keypoint_threshold = keypoint_threshold
         self.derive_head = derive_head
         self._frames: list[Frame] = []
-        # Fail before the run, not after it, when the output folder cannot be written.
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
-        if not os.access(self.path.parent, os.W_OK):
-            raise InputError(f"cannot write {self.path}: folder not writable")
+        # fail before the run, not after it (the folder is made when the file is written)
+        check_writable(self.path)
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
         self._frames.append(Frame(frame.index, poses, image=frame.name))
