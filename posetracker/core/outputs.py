@@ -162,9 +162,9 @@ class OutputClaim:
     unlinked on release (while still locked); a run that opened the old file before the unlink
     sees that its locked file is no longer the one at the name and opens again, so two runs can
     never both hold one output. A killed run's lock file stays in the lock folder (not in the
-    user's), unlocked, and is reused. The lock covers the output and the files named from it
-    (``out.meta.json``), and is taken again per output by each of the run's own processes only
-    where the parent does not hold it.
+    user's), unlocked, and is reused. Locks are per open file, so a run's own worker processes
+    lock only what their parent does not (``track-dataset``: the parent holds the summary, each
+    worker its sequence's files).
     """
 
     def __init__(self) -> None:
