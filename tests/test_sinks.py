@@ -127,6 +127,7 @@ def test_sinkset_closes_all_even_when_one_fails(tmp_path):
         def abort(self): ...
 
     j = JsonlSink(tmp_path / "a.jsonl")
+    j.write(*next(_tracked_frames(1)))
     s = SinkSet([Bad(), j])
     with pytest.raises(InputError, match="cannot write an output: full disk"):  # one line, exit 2
         s.close({})

@@ -51,9 +51,9 @@ def test_stream_that_fills_up_names_its_path_and_keeps_the_finished_frames(tmp_p
     jl, csv_path, out = tmp_path / "o.jsonl", tmp_path / "o.csv", tmp_path / "o.json"
     out.write_text('{"old": true}')  # a previous run's final file stays whole
     jsonl = JsonlSink(jl)
-    jsonl._f = _FullAfter(jsonl._f, 2)
     sinks = SinkSet([jsonl, FinalJsonSink(out, "posetrack18", "o"), CsvSink(csv_path)])
-    sinks.write(_frame(0), _poses())
+    sinks.write(_frame(0), _poses())  # the stream opens on its first frame
+    jsonl._f = _FullAfter(jsonl._f, 1)
     sinks.write(_frame(1), _poses())
     with pytest.raises(InputError, match=f"cannot write {jl}: No space left on device"):
         sinks.write(_frame(2), _poses())

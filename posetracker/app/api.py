@@ -269,7 +269,8 @@ class PoseTracker:
                  format: OutputFormatName | None = None, jsonl: bool | str | Path | None = None,
                  render: str | Path | None = None, csv: str | Path | None = None,
                  start: int = 0, max_frames: int | None = None, stride: int = 1,
-                 progress: Callable[[int, int | None], None] | None = None) -> TrackSummary:
+                 progress: Callable[[int, int | None], None] | None = None,
+                 inputs: Sequence[str | Path] = ()) -> TrackSummary:
         """Track ``source`` and write the files, exactly as ``posetracker track`` does.
 
         Args:
@@ -289,38 +290,49 @@ class PoseTracker:
             progress: ``progress(n, total)``: called with ``n = 0`` once the run starts (outputs
                 open, models loaded), then with the count of frames written after each one;
                 ``total`` is the number of frames expected (``None``: unknown).
+            inputs: Other files the run reads (its settings files): no output may be one of them.
 
         Returns:
             The run's :class:`TrackSummary`.
 
         Raises:
-            InputError: an output cannot be written (checked before the source opens or a model
-                loads; nothing is left behind), or the source cannot be read. If the run fails
-                or is interrupted, the finished frames stay in the JSON lines and CSV, the
-                rendered video is finalised, and no final JSON is written.
+            InputError: an output is an input, another output, cannot be written or is being
+                written by another run (:mod:`posetracker.core.outputs`; checked before a model
+                loads, nothing is left behind), or the source cannot be read. If the run fails
+                or is interrupted, the finished frames stay in the JSON lines, the CSV and the
+                rendered video are finalised (removed if writing them failed), and no final JSON
+                is written.
         """
-        from posetracker import __version__
-        from posetracker.app.output import OutputPolicy
-        from posetracker.app.pipeline import run_pipeline
-        from posetracker.core.config import to_dict
-        from posetracker.core.fileio import check_writable
-        from posetracker.io.render import VideoRenderer
-        from posetracker.io.sinks import CsvSink, FinalJsonSink, JsonlSink, SinkSet
+        from posetracker.core.outputs import claim_outputs, source_inputs
+        from posetracker.io.sinks import meta_path
 
         config = self.config
         if format is not None:
             config = replace_path(config, "pipeline.output.format", format)
         jsonl_path = self.jsonl_path(output, jsonl)
         out = Path(output)
-        # Every output is checked before the source opens or a model loads (nothing left behind).
-        check_writable(output, "-o")
-        check_writable(jsonl_path, "--jsonl")
-        check_writable(csv, "--csv")
-        check_writable(render, "--render")
         src = _open(source, start, max_frames, stride)
-        for other in (render, csv, jsonl_path):
-            if other and Path(other).resolve() == out.resolve():
-                raise InputError(f"{other} is also the -o output")
+        # Every output is checked and claimed for the run before a model loads (nothing is left
+        # behind by a refused run); the claim goes when the run ends, however it ends.
+        claim = claim_outputs({"-o": output, "--jsonl": jsonl_path, "--csv": csv,
+                               "--render": render, "-o metadata": meta_path(out)},
+                              [*source_inputs(src), *inputs])
+        try:
+            return self._track_claimed(src, out, config, jsonl_path, render, csv, source,
+                                       progress)
+        finally:
+            claim.release()
+
+    def _track_claimed(self, src, out: Path, config, jsonl_path, render, csv, source,
+                       progress) -> TrackSummary:
+        """:meth:`track_to` once its outputs are claimed."""
+        from posetracker import __version__
+        from posetracker.app.output import OutputPolicy
+        from posetracker.app.pipeline import run_pipeline
+        from posetracker.core.config import to_dict
+        from posetracker.io.render import VideoRenderer
+        from posetracker.io.sinks import CsvSink, FinalJsonSink, JsonlSink, SinkSet
+
         _, device = self._track_stages()
         out_cfg = config.pipeline.output
         fps = src.fps / src.stride if src.fps else 0.0

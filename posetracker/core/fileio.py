@@ -2,6 +2,9 @@
 
 A reader never sees a half-written file, an interrupted run leaves the old file (or none) and no
 stray temporary file, and nothing is ever written into another folder (such as the input's).
+Temporary names are ``.NAME.XXXXXXXX.tmp`` (``.NAME.XXXXXXXX.tmp.SUFFIX`` for streamed files, whose
+encoders read the suffix): a run killed with ``kill -9`` leaves one, which the next run holding
+that output's lock removes (:mod:`posetracker.core.outputs`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from posetracker.core.errors import InputError
+
+#: Bytes a temporary name adds to its output's (``.`` twice, two ``.XXXXXXXX.tmp``, a suffix).
+TEMP_NAME_EXTRA = 40
 
 
 def _umask() -> int:
@@ -66,9 +72,57 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         raise write_error(path, e) from None
+    except InputError as e:
+        # a writer that itself writes atomically (to our temporary path) names that path: the
+        # user gave ``path`` and never sees the temporary name
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(str(e).replace(tmp, str(path))) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class PendingFile:
+    """A file written over a run under a temporary name beside ``path`` and renamed to it only
+    when complete (a rendered video, a CSV table): a reader, or a run that failed or was
+    killed, never leaves a partial file at ``path``.
+
+    ``tmp`` is the path to write (it keeps ``path``'s suffix, which encoders read); call
+    :meth:`commit` once it is closed without error, else :meth:`discard`.
+
+    Raises:
+        InputError: the temporary file cannot be made (one line naming ``path``).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_file() and not self.path.is_dir():
+            self.tmp = self.path  # a device or pipe (/dev/stdout): written directly, never renamed
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                       suffix=".tmp" + self.path.suffix)
+        except OSError as e:
+            raise write_error(self.path, e) from None
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> None:
+        """Rename the finished temporary file to ``path`` (with the usual permissions)."""
+        if self.tmp == self.path:
+            return
+        try:
+            os.chmod(self.tmp, 0o666 & ~_umask())
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            self.discard()
+            raise write_error(self.path, e) from None
+
+    def discard(self) -> None:
+        """Remove the temporary file; ``path`` keeps what it had (or stays absent)."""
+        if self.tmp != self.path:
+            self.tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -79,6 +133,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, false for a path the system cannot even look up (a name too long)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def check_writable(path: str | Path | None, option: str = "") -> None:
@@ -98,13 +160,24 @@ def check_writable(path: str | Path | None, option: str = "") -> None:
         return
     where = f" ({option})" if option else ""
     p = Path(path)
+    folder = p.absolute().parent
+    while not _exists(folder) and folder != folder.parent:
+        folder = folder.parent
+    try:
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    # the temporary name beside it is longer: ``..NAME.XXXXXXXX.tmp.YYYYYYYY.tmp`` at most
+    size = len(os.fsencode(p.name))
+    if any(len(os.fsencode(part)) > name_max for part in p.absolute().parent.parts[1:]):
+        raise InputError(f"cannot write {path}{where}: a folder name is too long")
+    if size + TEMP_NAME_EXTRA > name_max:
+        raise InputError(f"cannot write {path}{where}: the file name is too long ({size} bytes; "
+                         f"at most {name_max - TEMP_NAME_EXTRA} here)")
     if p.is_dir():
         raise InputError(f"cannot write {path}{where}: it is a directory")
     if p.exists() and not os.access(p, os.W_OK):
         raise InputError(f"cannot write {path}{where}: permission denied")
-    folder = p.absolute().parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
     if not folder.is_dir():
         raise InputError(f"cannot write {path}{where}: {folder} is not a directory")
     try:

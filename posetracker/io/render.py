@@ -11,6 +11,9 @@ stderr saying so.
 from __future__ import annotations
 
 import colorsys
+import contextlib
+import errno
+import os
 import sys
 from collections import deque
 from pathlib import Path
@@ -18,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from posetracker.core.errors import InputError
+from posetracker.core.fileio import PendingFile, write_error
 from posetracker.core.poses import FramePoses
 from posetracker.io.sources import SourceFrame
 
@@ -155,6 +159,7 @@ class _CvWriter:
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
         import cv2
 
+        self._path = path
         self._w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self._w.isOpened():
             raise InputError(f"cannot open {path} for writing an mp4v video")
@@ -162,10 +167,33 @@ class _CvWriter:
     def write(self, rgb: np.ndarray) -> None:
         import cv2
 
+        # OpenCV drops a frame it cannot write with a warning only; refuse a frame that cannot
+        # fit (at most its raw size) before the encoder tries, as PyAV's writer would fail
+        st = os.statvfs(self._path.parent)
+        if st.f_bavail * st.f_frsize < rgb.nbytes + (1 << 16):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self._w.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
     def release(self) -> None:
         self._w.release()
+
+
+def _check_frames(path: Path, n: int) -> None:
+    """Raise ``OSError`` unless the finished video at ``path`` reads back with ``n`` frames in
+    its header (an encoder that lost frames to a full disk may say nothing)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
+    finally:
+        cap.release()
+    if count < n:
+        st = os.statvfs(path.parent)
+        full = st.f_bavail * st.f_frsize < (1 << 20)
+        raise OSError(errno.ENOSPC if full else errno.EIO,
+                      os.strerror(errno.ENOSPC) if full
+                      else f"the video holds {count} of its {n} frames")
 
 
 def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -221,15 +249,13 @@ class VideoRenderer:
         self.kpt_threshold = kpt_threshold
         self.codec = codec
         self._writer: _AvWriter | _CvWriter | None = None
+        self._file: PendingFile | None = None  # the video under its temporary name
+        self._failed = False
         self._codec: str | None = None
         self._size: tuple[int, int] | None = None
         self._trails: dict[int, deque] = {}
         self._last_seen: dict[int, int] = {}
-        self._n = 0
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
+        self._n = 0  # (its folder is made with the file, by the first frame)
 
     def _update_trails(self, poses: FramePoses) -> None:
         if not self.trail or poses.track_ids is None:
@@ -246,19 +272,30 @@ class VideoRenderer:
             del self._trails[tid], self._last_seen[tid]
 
     def _open(self, w: int, h: int) -> None:
+        """Open the writer on a temporary file beside ``path`` (renamed to it by ``close``)."""
         self._size = (w + w % 2, h + h % 2)
+        self._file = PendingFile(self.path)
+        try:
+            self._writer = self._make_writer(self._file.tmp)
+        except OSError as e:
+            self._file.discard()
+            raise write_error(self.path, e) from None
+        except BaseException:
+            self._file.discard()
+            raise
+
+    def _make_writer(self, tmp: Path) -> _AvWriter | _CvWriter:
         use_av = self.codec == "h264" or (self.codec == "auto" and h264_available())
         if use_av:
-            try:
-                self._writer = _AvWriter(self.path, self.fps, self._size)
-            except OSError as e:
-                raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
-            return
+            return _AvWriter(tmp, self.fps, self._size)
         if self.codec == "auto":
             print(f"posetracker: note: {self.path} is mp4v (MPEG-4 part 2), which common "
                   "browsers do not play; pip install -e \".[video]\" (PyAV) for H.264",
                   file=sys.stderr)
-        self._writer = _CvWriter(self.path, self.fps, self._size)
+        try:
+            return _CvWriter(tmp, self.fps, self._size)
+        except InputError:
+            raise InputError(f"cannot open {self.path} for writing an mp4v video") from None
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
         h, w = frame.image.shape[:2]
@@ -271,7 +308,11 @@ class VideoRenderer:
                            boxes=self.boxes,
                            trails={t: p for t, p in self._trails.items() if t in here})
         self._codec = self._writer.codec
-        self._writer.write(np.ascontiguousarray(_fit(drawn, self._size)))
+        try:
+            self._writer.write(np.ascontiguousarray(_fit(drawn, self._size)))
+        except BaseException:
+            self._failed = True  # the container may hold half a frame: it is not kept
+            raise
         self._n += 1
 
     @property
@@ -280,10 +321,30 @@ class VideoRenderer:
         return self._codec
 
     def close(self, meta: dict | None = None) -> None:
-        if self._writer is not None:
-            w, self._writer = self._writer, None
+        """Finalise the container and rename it to ``path``; a write error (a full disk)
+        removes it and raises one line naming ``path``."""
+        if self._writer is None:
+            return
+        w, self._writer = self._writer, None
+        file, self._file = self._file, None
+        try:
+            if self._failed:
+                raise OSError(errno.EIO, "a frame could not be written")
             w.release()
+            _check_frames(file.tmp, self._n)
+        except OSError as e:
+            with contextlib.suppress(Exception):  # close what is still open; the error is e
+                w.release()
+            file.discard()
+            raise write_error(self.path, e) from None
+        except BaseException:
+            file.discard()
+            raise
+        file.commit()
 
     def abort(self) -> None:
-        # Keep what was drawn: releasing finalises the container so the partial video plays.
-        self.close()
+        """After a failed or interrupted run: keep what was drawn (releasing finalises the
+        container, so the video of the finished frames plays) unless writing it failed, then
+        remove it quietly (the run reports its first error, not this one)."""
+        with contextlib.suppress(InputError):
+            self.close()

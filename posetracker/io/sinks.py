@@ -7,21 +7,25 @@ thread:
 - ``close(meta)`` after a successful run (``meta``: version, config, models, device, timings);
 - ``abort()`` after a failed or interrupted run.
 
-Streams (:class:`JsonlSink`, :class:`CsvSink`) flush every frame, so whatever stops the run, every
-finished frame is on disk. The final JSON (:class:`FinalJsonSink`) is written only by ``close``, to a
-temporary file beside the output that is then renamed over it (``os.replace`` is atomic on one file
-system): a reader sees either no file or a complete one, never half of one. ``abort`` leaves no
-temporary file behind. Temporary files go beside the output only, never into the input folder.
+The JSON-lines stream (:class:`JsonlSink`) is the run's recovery record: it is written in place, one
+whole line per frame in a single write, so whatever stops the run (``kill -9`` included) every
+finished frame is on disk as a complete line; a run that read no frame leaves no stream. Every other
+file is complete or absent: the CSV (:class:`CsvSink`) and the rendered video are streamed to a
+temporary file beside the output (:class:`posetracker.core.fileio.PendingFile`) and renamed to it
+when closed without error, also after an interrupted run (then they hold the finished frames); a
+write error removes the temporary file. The final JSON (:class:`FinalJsonSink`) is written only by
+``close``, to a temporary file that is then renamed over it (``os.replace`` is atomic on one file
+system). Temporary files go beside the output only, never into the input folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -29,7 +33,7 @@ from typing import Protocol
 import numpy as np
 
 from posetracker.core.errors import InputError
-from posetracker.core.fileio import atomic_write, write_error
+from posetracker.core.fileio import PendingFile, atomic_write, check_writable, write_error
 from posetracker.core.poses import Frame, FramePoses, VideoPoses
 from posetracker.core.schemas import KeypointSchema, get_schema
 from posetracker.io.formats.output_formats import OUTPUT_FORMATS, OutputFormatName
@@ -43,14 +47,6 @@ class Sink(Protocol):
     def close(self, meta: dict) -> None: ...
 
     def abort(self) -> None: ...
-
-
-def _open_output(path: Path, newline: str | None = None) -> io.TextIOWrapper:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "w", encoding="utf-8", newline=newline)
-    except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def _num(x: float) -> float | None:
@@ -88,17 +84,36 @@ class JsonlSink:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._f = _open_output(self.path)
+        self._f = None  # opened by the first frame: a run that reads none leaves no stream
+        self._size = 0  # bytes of whole lines written
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
-        self._f.write(json.dumps(frame_record(frame, poses), separators=(",", ":")) + "\n")
-        self._f.flush()
+        line = json.dumps(frame_record(frame, poses), separators=(",", ":")) + "\n"
+        if self._f is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # unbuffered: each line reaches the file in one write call, never half of one
+                self._f = open(self.path, "wb", buffering=0)
+            except OSError as e:
+                raise write_error(self.path, e) from None
+        data = line.encode("utf-8")
+        done = 0
+        try:
+            while done < len(data):  # a full disk may take part of a line, then fail
+                done += self._f.write(data[done:]) or 0
+        except OSError:
+            if done:  # cut the part-line off: the stream keeps whole lines only
+                with contextlib.suppress(OSError):
+                    self._f.truncate(self._size)
+            raise
+        self._size += done
 
     def close(self, meta: dict) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
 
     def abort(self) -> None:
-        self._f.close()
+        self.close({})
 
 
 def read_jsonl(path: str | Path, name: str | None = None) -> VideoPoses:
@@ -152,7 +167,8 @@ def read_jsonl(path: str | Path, name: str | None = None) -> VideoPoses:
 
 
 class CsvSink:
-    """A table with one row per frame x person x joint, flushed per frame.
+    """A table with one row per frame x person x joint, flushed per frame to a temporary file that
+    becomes ``path`` when the sink closes (complete or absent; see the module's docstring).
 
     Columns: ``frame, image, track_id, joint, x, y, score``; absent joints have empty ``x``/``y``.
     """
@@ -161,32 +177,79 @@ class CsvSink:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._f = _open_output(self.path, newline="")
-        self._w = csv.writer(self._f)
-        self._w.writerow(self.COLUMNS)
+        self._file: PendingFile | None = None  # opened by the first frame, as the JSON lines
+        self._failed = False
+
+    def _open(self) -> None:
+        file = PendingFile(self.path)
+        try:
+            self._f = open(file.tmp, "w", encoding="utf-8", newline="")
+        except OSError as e:
+            file.discard()
+            raise write_error(self.path, e) from None
+        self._file = file
+        self._put([self.COLUMNS])
+
+    def _put(self, rows: list[tuple]) -> None:
+        """Append ``rows`` in one write (an interrupt never leaves half a frame) and flush (a full
+        disk shows now, not at the end)."""
+        buf = io.StringIO()
+        csv.writer(buf).writerows(rows)
+        try:
+            self._f.write(buf.getvalue())
+            self._f.flush()
+        except OSError:
+            self._failed = True
+            raise
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
         names = poses.schema.keypoints
+        rows = []
         for i in range(len(poses)):
             tid = "" if poses.track_ids is None else int(poses.track_ids[i])
             for j, joint in enumerate(names):
                 x, y = poses.keypoints[i, j]
-                self._w.writerow((frame.index, frame.name, tid, joint,
-                                  "" if not np.isfinite(x) else f"{x:.2f}",
-                                  "" if not np.isfinite(y) else f"{y:.2f}",
-                                  f"{poses.keypoint_scores[i, j]:.4f}"))
-        self._f.flush()
+                rows.append((frame.index, frame.name, tid, joint,
+                             "" if not np.isfinite(x) else f"{x:.2f}",
+                             "" if not np.isfinite(y) else f"{y:.2f}",
+                             f"{poses.keypoint_scores[i, j]:.4f}"))
+        if self._file is None:
+            self._open()
+        self._put(rows)
 
     def close(self, meta: dict) -> None:
-        self._f.close()
+        self._finish()
 
     def abort(self) -> None:
-        self._f.close()
+        # an interrupted run keeps the table of its finished frames; a failed write keeps none
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._file is None:  # no frame: no table
+            return
+        try:
+            self._f.close()
+        except OSError:
+            self._file.discard()
+            raise
+        if self._failed:
+            self._file.discard()
+        else:
+            self._file.commit()
+
+
+def meta_path(output: str | Path) -> Path:
+    """The metadata file that goes with a ``coco`` results file: ``out.json`` ->
+    ``out.meta.json``. It belongs to its output: written with it, removed when a PoseTrack file
+    (which carries its metadata inside) replaces it."""
+    output = Path(output)
+    return output.with_name(output.name.removesuffix(".json") + ".meta.json")
 
 
 class FinalJsonSink:
     """The whole video's tracked poses in an output format (PoseTrack 2018/2017 or COCO JSON:
-    :data:`posetracker.io.formats.output_formats.OUTPUT_FORMATS`), written atomically.
+    :data:`posetracker.io.formats.output_formats.OUTPUT_FORMATS`), written atomically once every
+    stream closed whole (``final``, :class:`SinkSet`).
 
     Poses (not images) are kept in memory until ``close``: a few kilobytes per frame.
 
@@ -199,6 +262,8 @@ class FinalJsonSink:
             (:func:`posetracker.core.schemas.derive_head_joints`).
     """
 
+    final = True
+
     def __init__(self, path: str | Path, fmt: OutputFormatName | str = "posetrack18",
                  name: str = "", keypoint_threshold: float = 0.0, derive_head: bool = False):
         self.format = OUTPUT_FORMATS.get(fmt)
@@ -208,13 +273,8 @@ class FinalJsonSink:
         self.keypoint_threshold = keypoint_threshold
         self.derive_head = derive_head
         self._frames: list[Frame] = []
-        # Fail before the run, not after it, when the output folder cannot be written.
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
-        if not os.access(self.path.parent, os.W_OK):
-            raise InputError(f"cannot write {self.path}: folder not writable")
+        # fail before the run, not after it (the folder is made when the file is written)
+        check_writable(self.path)
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
         self._frames.append(Frame(frame.index, poses, image=frame.name))
@@ -229,9 +289,14 @@ class FinalJsonSink:
         if limit is not None and top > limit:
             log.warning("%s: track ids reach %d; the official evaluation of %s accepts ids up "
                         "to %d only", self.path, top, self.fmt, limit)
+        # A format with its metadata beside the file writes that sidecar first (inside the
+        # callback, before the rename), so a results file never stands beside another run's.
         atomic_write(self.path, lambda tmp: self.format.write_final(
             video, tmp, self.path, derive_head=self.derive_head,
             min_score=self.keypoint_threshold))
+        sidecar = meta_path(self.path)
+        if self.format.meta_inside and sidecar.is_file():
+            sidecar.unlink()  # an earlier coco run's metadata: this file carries its own
 
     def abort(self) -> None:
         self._frames.clear()
@@ -252,16 +317,26 @@ class SinkSet:
                 raise write_error(getattr(s, "path", "an output"), e) from None
 
     def close(self, meta: dict) -> None:
-        self._each(lambda s: s.close(meta))
+        # the final files (``final = True``) last, and only when every stream closed whole: a
+        # run that ends with an error leaves no final file
+        finals = [s for s in self.sinks if getattr(s, "final", False)]
+        try:
+            self._each(lambda s: s.close(meta), [s for s in self.sinks if s not in finals])
+        except BaseException:
+            self._each(lambda s: s.abort(), finals, quiet=OSError)
+            raise
+        self._each(lambda s: s.close(meta), finals)
 
     def abort(self) -> None:
         # after a failure: the first error is the one reported; a stream whose last flush fails
         # again here (the disk is still full) keeps what it had written
-        self._each(lambda s: s.abort(), quiet=OSError)
+        self._each(lambda s: s.abort(), self.sinks, quiet=OSError)
 
-    def _each(self, fn: Callable[[Sink], None], quiet: type[BaseException] | tuple = ()) -> None:
+    @staticmethod
+    def _each(fn: Callable[[Sink], None], sinks: Sequence[Sink],
+              quiet: type[BaseException] | tuple = ()) -> None:
         first: BaseException | None = None
-        for s in self.sinks:
+        for s in sinks:
             try:
                 fn(s)
             except quiet:

@@ -243,5 +243,7 @@ def run(args) -> int:
               f"({100 * growth:+.1f} %); long run, highest resident memory per pass: "
               f"{', '.join(f'{r:.0f}' for r in by_pass)} MB", flush=True)
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=1))
+        from posetracker.core.fileio import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(rows, indent=1))
     return 0

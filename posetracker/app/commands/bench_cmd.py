@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+from collections.abc import Callable
 
 from posetracker.app.benchmarks import association, dataset, estimate, models_table, pipeline, sppe, tracking, train
+from posetracker.core.outputs import POLICY, claim_outputs
+from posetracker.io.sources import IMAGE_SUFFIXES
 
 BENCH_MODULES: tuple = (tracking, estimate, models_table, pipeline, sppe, association, train,
                          dataset)
@@ -16,3 +21,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     kinds = p.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
     for module in BENCH_MODULES:
         module.register(kinds)
+    # every benchmark's --out under the output policy (an input, unwritable, in use: refused)
+    for bench in kinds.choices.values():
+        run = bench.get_default("func")
+        if run is not None and any(a.dest == "out" for a in bench._actions):
+            bench.set_defaults(func=_claimed(run))
+            bench.epilog = POLICY
+
+
+def _claimed(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``run`` with ``--out`` claimed; the inputs are every argument that names a file or folder
+    (benchmarks take many: videos, annotation files, tracked files, frame folders)."""
+
+    @functools.wraps(run)
+    def claimed(args: argparse.Namespace) -> int:
+        values = [v for k, v in vars(args).items() if k != "out"]
+        given = [f for v in values for f in (v if isinstance(v, (list, tuple)) else [v])]
+        inputs = [f for f in given if isinstance(f, str) and f and os.path.exists(f)]
+        with claim_outputs({"--out": args.out}, inputs,
+                           folder_suffixes=(*IMAGE_SUFFIXES, ".json", ".mat", ".mp4", ".avi")):
+            return run(args)
+
+    return claimed

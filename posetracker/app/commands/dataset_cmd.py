@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import get_args
 
 from posetracker.app.commands.format_option import add_format_option
-from posetracker.app.commands.settings_args import add_config_options, default
+from posetracker.app.commands.settings_args import add_config_options, config_files, default
 from posetracker.core.errors import InputError
+from posetracker.core.outputs import POLICY
 from posetracker.tracker.config import TrackerKind
 
 
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`posetracker eval posetrack GT_DIR OUT_DIR` pairs them), with its .jsonl stream and, "
         "with --render, <sequence>.mp4; OUT_DIR/summary.json and summary.csv list every "
         "sequence. A rerun skips the sequences already done with the same settings and models. "
-        "Exit status 1 when a sequence failed (after --retries).")
+        "Exit status 1 when a sequence failed (after --retries).", epilog=POLICY)
     p.add_argument("root", metavar="ROOT", help="folder of videos and/or frame folders (or one "
                    "video)")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
@@ -182,6 +183,41 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         return _list(args, config, options)
     _check_eval(args)
+    with _claim(args, config, options):
+        return _track(args, config, options)
+
+
+def _claim(args: argparse.Namespace, config, options):
+    """The output policy (:mod:`posetracker.core.outputs`) for the whole run: no sequence's
+    output (``<name>.json``, ``.jsonl``, ``.mp4``), summary or report may be an input (a video
+    rendered over itself when ``-o`` is ROOT) or another output; the summary is locked for the
+    run (each sequence's files are locked by the worker that writes them)."""
+    from posetracker.app import dataset as ds
+    from posetracker.core.outputs import OutputClaim, check_outputs
+    from posetracker.io.formats.output_formats import OUTPUT_FORMATS
+    from posetracker.io.sinks import meta_path
+    from posetracker.io.sources import IMAGE_SUFFIXES
+
+    _, chosen = ds.plan(args.root, args.output, config, options)
+    out = Path(args.output)
+    suffix = OUTPUT_FORMATS.get(config.pipeline.output.format).suffixes[0]
+    summary = {"-o summary.json": out / "summary.json", "-o summary.csv": out / "summary.csv"}
+    outputs: dict = {**summary, "--eval-out": args.eval_out, "--eval-plot": args.eval_plot}
+    for s in chosen:
+        for path in (out / f"{s.name}{suffix}", out / f"{s.name}.jsonl",
+                     meta_path(out / f"{s.name}{suffix}"),
+                     out / f"{s.name}.mp4" if options.render else None):
+            if path is not None:
+                outputs[f"-o {path.name}"] = path
+    check_outputs(outputs, [s.path for s in chosen] + config_files(args),
+                  folder_suffixes=IMAGE_SUFFIXES)
+    return OutputClaim().acquire(summary)
+
+
+def _track(args: argparse.Namespace, config, options) -> int:
+    """``track-dataset`` once its outputs are claimed."""
+    from posetracker.app import dataset as ds
+
     bar: _Progress | None = None
     queued: list[tuple[str, str, dict]] = []
 

@@ -18,11 +18,13 @@ import numpy as np
 
 from posetracker.app.commands.settings_args import (
     add_config_options,
+    config_files,
     default,
     dump,
     settings,
 )
 from posetracker.core.errors import InputError
+from posetracker.core.outputs import POLICY
 
 
 def add_estimator_options(p: argparse.ArgumentParser, threads: int | None = None) -> None:
@@ -78,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "estimate", help="multi-person poses per frame (RMPE) -> COCO keypoint results",
         description="Detect people, estimate each one's pose, remove duplicates with parametric "
-        "pose NMS, and write COCO keypoint results (image_id, category_id, keypoints, score, bbox).")
+        "pose NMS, and write COCO keypoint results (image_id, category_id, keypoints, score, bbox).",
+        epilog=POLICY)
     p.add_argument("source", nargs="?", metavar="SOURCE",
                    help="an image, an image folder, a glob, or a video")
     p.add_argument("-o", "--output", metavar="JSON", help="results file (written "
@@ -182,11 +185,7 @@ def estimate_coco_images(estimator, dataset, images_dir: str | Path, batch: int,
 
 
 def run(args: argparse.Namespace) -> int:
-    from posetracker.app.api import PoseTracker
-    from posetracker.core.coco import frames_to_coco_results
-    from posetracker.core.fileio import check_writable
-    from posetracker.io.formats.coco import read_coco_gt
-    from posetracker.io.sinks import JsonlSink, atomic_write
+    from posetracker.core.outputs import claim_outputs, source_inputs
     from posetracker.io.sources import open_source
 
     config = app_settings(args)
@@ -197,8 +196,18 @@ def run(args: argparse.Namespace) -> int:
     if args.gt_boxes and not args.gt:
         raise InputError("--gt-boxes needs --gt COCO_JSON")
     source = open_source(args.source, max_frames=args.max_frames)
-    check_writable(args.output, "-o")
-    check_writable(args.jsonl, "--jsonl")
+    with claim_outputs({"-o": args.output, "--jsonl": args.jsonl},
+                       [*source_inputs(source), args.gt, *config_files(args)]):
+        return _estimate(args, config, source)
+
+
+def _estimate(args: argparse.Namespace, config, source) -> int:
+    """``estimate`` once its outputs are claimed."""
+    from posetracker.app.api import PoseTracker
+    from posetracker.core.coco import frames_to_coco_results
+    from posetracker.io.formats.coco import read_coco_gt
+    from posetracker.io.sinks import JsonlSink, atomic_write
+
     ids_by_name, boxes_for = None, None
     if args.gt:
         ids_by_name, lookup = gt_boxes_lookup(read_coco_gt(args.gt))

@@ -5,20 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from posetracker.core.fileio import check_writable
+from posetracker.core.outputs import POLICY, claiming
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="score predictions against ground truth (PoseTrack, COCO, CrowdPose)",
-        description="Score predictions against ground truth with the official tools' rules.")
+        description="Score predictions against ground truth with the official tools' rules.",
+        epilog=POLICY)
     kinds = p.add_subparsers(dest="eval_kind", metavar="KIND", required=True)
 
     pt = kinds.add_parser(
         "posetrack", help="PoseTrack: per-joint AP at PCKh 0.5 and MOTA/MOTP (poseval's rules)",
         description="PoseTrack evaluation as the official poseval computes it: per-joint AP "
         "(PCKh 0.5), MOTA, MOTP, precision and recall. GT_DIR and PRED_DIR hold one JSON file per "
-        "sequence with the same names; PoseTrack 2017 and 2018 files may be mixed.")
+        "sequence with the same names; PoseTrack 2017 and 2018 files may be mixed.", epilog=POLICY)
     pt.add_argument("gt_dir", metavar="GT_DIR", help="folder of ground-truth JSON files, or one file")
     pt.add_argument("pred_dir", metavar="PRED_DIR", help="folder of prediction JSON files, or one file")
     pt.add_argument("--per-sequence", action="store_true", help="add a row per sequence")
@@ -31,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, what in (("coco", "COCO keypoints (pycocotools)"),
                        ("crowdpose", "CrowdPose: AP, AR and AP easy/medium/hard")):
         c = kinds.add_parser(name, help=what, description=f"{what}. GT is an annotation file, "
-                             "PRED a keypoint results file (list of image_id/keypoints/score).")
+                             "PRED a keypoint results file (list of image_id/keypoints/score).",
+                             epilog=POLICY)
         c.add_argument("gt", metavar="GT", help="ground-truth annotation JSON")
         c.add_argument("pred", metavar="PRED", help="keypoint results JSON")
         if name == "coco":
@@ -53,10 +55,11 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
                    "--per-sequence); at most 1600x1400 pixels")
 
 
-def _check_outputs(args) -> None:
-    """Refuse an unwritable --out or --plot before the (slow) evaluation runs."""
-    check_writable(args.out, "--out")
-    check_writable(args.plot, "--plot")
+#: --out and --plot are claimed for the run (:mod:`posetracker.core.outputs`): an output that is the
+#: ground truth, a prediction file, the other output or unwritable is refused before the (slow)
+#: evaluation runs, and one run at a time writes it.
+_claimed = claiming({"--out": "out", "--plot": "plot"}, ("gt_dir", "pred_dir", "gt", "pred"),
+                    folder_suffixes=(".json",))
 
 
 def _emit(df, args, title: str) -> int:
@@ -71,8 +74,8 @@ def _emit(df, args, title: str) -> int:
     return 0
 
 
+@_claimed
 def run_posetrack(args) -> int:
-    _check_outputs(args)
     from posetracker.app.api import evaluate_posetrack
     from posetracker.evaluation.report import format_table, plot_report, save_report
 
@@ -95,8 +98,8 @@ def run_posetrack(args) -> int:
     return 0
 
 
+@_claimed
 def _run_coco(args) -> int:
-    _check_outputs(args)
     if args.by_crowd:
         from posetracker.app.api import evaluate_coco_by_crowd
 
@@ -106,8 +109,8 @@ def _run_coco(args) -> int:
     return _emit(evaluate_coco(args.gt, args.pred), args, "COCO keypoints")
 
 
+@_claimed
 def _run_crowdpose(args) -> int:
-    _check_outputs(args)
     from posetracker.app.api import evaluate_crowdpose
     from posetracker.core.schemas import get_schema
 

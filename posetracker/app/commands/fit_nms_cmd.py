@@ -13,8 +13,9 @@ from posetracker.app.commands.estimate_cmd import (
     app_settings,
     estimate_coco_images,
 )
-from posetracker.app.commands.settings_args import dump
+from posetracker.app.commands.settings_args import config_files, dump
 from posetracker.core.errors import InputError
+from posetracker.core.outputs import POLICY
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fit-nms", help="fit the pose NMS parameters on validation images to maximise AP",
         description="Run the estimator once without pose NMS on the validation images, then search "
         "sigma1, sigma2, lam, eta (two at a time) for the highest COCO keypoint AP and write the "
-        "settings with the fitted estimate.estimator.nms section (use them with --config).")
+        "settings with the fitted estimate.estimator.nms section (use them with --config).",
+        epilog=POLICY)
     p.add_argument("--gt", metavar="COCO_JSON", help="validation ground truth (required)")
     p.add_argument("--images", metavar="DIR", help="folder with the GT's images (required)")
     p.add_argument("-o", "--output", metavar="YAML", help="settings file to write (required)")
@@ -32,6 +34,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from posetracker.core.outputs import claim_outputs
+    from posetracker.io.sources import IMAGE_SUFFIXES
+
+    settings = app_settings(args)
+    if args.dump_config:
+        return dump(settings)
+    if not (args.gt and args.images and args.output):
+        raise InputError("fit-nms needs --gt COCO_JSON, --images DIR and -o YAML")
+    images = Path(args.images)
+    if not images.is_dir():
+        raise InputError(f"--images {images}: not a folder")
+    with claim_outputs({"-o": args.output}, [args.gt, images, *config_files(args)],
+                       folder_suffixes=IMAGE_SUFFIXES):
+        return _fit(args, settings, images)
+
+
+def _fit(args: argparse.Namespace, settings, images: Path) -> int:
+    """``fit-nms`` once its output is claimed."""
     from dataclasses import replace
 
     from posetracker.app.build import build_estimator
@@ -43,16 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from posetracker.io.formats.coco import read_coco_gt
     from posetracker.io.sinks import atomic_write
 
-    settings = app_settings(args)
-    if args.dump_config:
-        return dump(settings)
-    if not (args.gt and args.images and args.output):
-        raise InputError("fit-nms needs --gt COCO_JSON, --images DIR and -o YAML")
     config = settings.estimate.estimator
     dataset = read_coco_gt(args.gt)
-    images = Path(args.images)
-    if not images.is_dir():
-        raise InputError(f"--images {images}: not a folder")
     estimator = build_estimator(replace(config, nms=replace(config.nms, mode="none")))
     with torch_threads(settings.estimate.threads):
         candidates = estimate_coco_images(estimator, dataset, images, config.frame_batch)

@@ -43,6 +43,12 @@ def add_config_options(p: argparse.ArgumentParser | argparse._ArgumentGroup,
                    "(after --config, the flags and --set) and exit")
 
 
+def config_files(args: argparse.Namespace) -> list[str]:
+    """The settings files a command reads (``--config``, ``--tracker-config``): inputs that no
+    output may overwrite (:mod:`posetracker.core.outputs`)."""
+    return [f for f in (getattr(args, "config", None), getattr(args, "tracker_config", None)) if f]
+
+
 def settings(args: argparse.Namespace, scope: Scope, set_dest: str = "set",
              extra: dict | None = None):
     """The run's :class:`~posetracker.app.settings.AppConfig` from ``--config``, ``extra`` (a

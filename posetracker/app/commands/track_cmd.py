@@ -25,12 +25,13 @@ from typing import get_args
 from posetracker.app.commands.format_option import add_format_option
 from posetracker.app.commands.settings_args import (
     add_config_options,
+    config_files,
     default,
     dump,
     settings,
 )
 from posetracker.core.errors import InputError, PosetrackerError
-from posetracker.core.fileio import check_writable
+from posetracker.core.outputs import POLICY
 from posetracker.tracker.config import TrackerKind
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -40,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "track", help="track people across frames and write PoseTrack JSON",
         description="Track poses across frames (PoseFlow by default) and write PoseTrack JSON. "
         "With --poses, the per-frame poses come from a file: COCO keypoint results, AlphaPose "
-        "results, or a PoseTrack 2017/2018 file whose track ids are ignored.")
+        "results, or a PoseTrack 2017/2018 file whose track ids are ignored.", epilog=POLICY)
     p.add_argument("video", nargs="?", metavar="VIDEO",
                    help="video file, image folder or webcam to estimate and track (pipeline)")
     p.add_argument("--poses", metavar="POSES.json",
@@ -152,16 +153,20 @@ def run_video(args: argparse.Namespace) -> int:
         if n:
             bar.update(1)
 
+    started = time.time()
     try:
         summary = tracker.track_to(args.video, args.output, jsonl=jsonl, render=args.render,
                                    csv=args.csv, start=args.start_frame,
                                    max_frames=args.max_frames, stride=args.stride,
-                                   progress=progress)
-    except BaseException:
+                                   progress=progress, inputs=config_files(args))
+    except BaseException as e:
         if bar is not None:
             bar.close()
             jl = tracker.jsonl_path(args.output, jsonl)
-            if jl is not None and not args.quiet:
+            # offered to a stopped run (an error is its one line) that streamed frames (a run
+            # that read none writes no stream)
+            if isinstance(e, KeyboardInterrupt) and jl is not None and not args.quiet \
+                    and jl.is_file() and jl.stat().st_mtime >= started and jl.stat().st_size:
                 print(f"posetracker: stopped; finished frames are in {jl} "
                       f"(posetracker convert jsonl {jl} {args.output} writes them as "
                       f"{Path(args.output).name})", file=sys.stderr)
@@ -227,8 +232,9 @@ def _read_images(paths: list[Path]):
 def run_poses(args) -> int:
     """The ``--poses`` mode: track the poses of a file and write them in ``--format`` (default:
     the default of ``pipeline.output.format``), without the run's metadata."""
+    from posetracker.core.outputs import claim_outputs
     from posetracker.io.formats.output_formats import OUTPUT_FORMATS
-    from posetracker.tracker import make_tracker, track_frames
+    from posetracker.io.sinks import meta_path
 
     if not args.output:
         raise InputError("--poses needs -o tracked.json")
@@ -236,7 +242,18 @@ def run_poses(args) -> int:
     if fmt.video_only:
         writable = " or ".join(f.name for f in OUTPUT_FORMATS if not f.video_only)
         raise InputError(f"--format {fmt.name} is for VIDEO mode; --poses writes {writable}")
-    check_writable(args.output, "-o")
+    claim = claim_outputs({"-o": args.output, "-o metadata": meta_path(args.output)},
+                          [args.poses, args.frames, *config_files(args)],
+                          folder_suffixes=IMAGE_SUFFIXES)
+    with claim:
+        return _track_poses(args, fmt)
+
+
+def _track_poses(args, fmt) -> int:
+    """``track --poses`` once its output is claimed."""
+    from posetracker.io.sinks import meta_path
+    from posetracker.tracker import make_tracker, track_frames
+
     # the ``tracker`` section of the same settings as VIDEO mode (``--config`` <
     # ``--tracker-config`` < ``--tracker`` < ``--set``)
     cfg = load_settings(args).tracker
@@ -252,6 +269,7 @@ def run_poses(args) -> int:
     out = dataclasses.replace(video, frames=frames,
                               meta={**video.meta, "tracker": cfg.kind})
     fmt.write(out, Path(args.output), derive_head=False, min_score=0.0)
+    meta_path(args.output).unlink(missing_ok=True)  # an earlier coco run's, stale now
     ids = {int(i) for t in tracked for i in t.track_ids}
     print(f"{args.output}: {len(frames)} frames, {sum(len(t) for t in tracked)} poses, "
           f"{len(ids)} tracks ({cfg.kind}, {len(frames) / max(seconds, 1e-9):.0f} frames/s"

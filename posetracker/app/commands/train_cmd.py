@@ -15,11 +15,17 @@ import sys
 from pathlib import Path
 
 from posetracker.core.errors import InputError
+from posetracker.core.outputs import POLICY, claim_outputs, claiming
+from posetracker.io.sources import IMAGE_SUFFIXES
+
+#: The files a training command reads: no output may be one of them (``--resume`` may be
+#: ``--out``: the checkpoint is read whole before the first step, and written atomically).
+TRAIN_INPUTS = ("annotations", "images", "val_annotations", "val_images", "pgpg_file")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune the pose estimator for crowds (SPPE, PGPG, "
-                       "crowd composites)", description=__doc__.split("\n\n")[0])
+                       "crowd composites)", description=__doc__.split("\n\n")[0], epilog=POLICY)
     kinds = p.add_subparsers(dest="train_kind", metavar="KIND", required=True)
     _register_sppe(kinds)
     _register_crowds(kinds)
@@ -33,7 +39,7 @@ def _register_sppe(kinds) -> None:
     p = kinds.add_parser(
         "sppe", help="fine-tune a heatmap SPPE (joint-candidate loss, PGPG, STN)",
         description="Fine-tune a heatmap pose estimator on person crops of annotated images; the "
-        "checkpoint (.safetensors) loads with --pose-model in estimate and track.")
+        "checkpoint (.safetensors) loads with --pose-model in estimate and track.", epilog=POLICY)
     p.add_argument("--annotations", required=True, metavar="JSON",
                    help="training annotations, COCO (17 joints) or CrowdPose (14 joints) format")
     p.add_argument("--images", required=True, metavar="DIR", help="folder of the training images")
@@ -77,7 +83,7 @@ def _register_crowds(kinds) -> None:
         description="Cut annotated people out by their segmentation polygons and paste them over "
         "other images so that they overlap real people; pasted joints and boxes join the ground "
         "truth, covered joints are marked occluded. Source images are split into train and "
-        "validation first, so no image (pasted person or background) is in both.")
+        "validation first, so no image (pasted person or background) is in both.", epilog=POLICY)
     p.add_argument("--annotations", required=True, metavar="JSON", help="COCO annotations with "
                    "person keypoints and segmentation polygons")
     p.add_argument("--images", required=True, metavar="DIR", help="folder of their images")
@@ -96,7 +102,8 @@ def _register_pgpg(kinds) -> None:
         "pgpg", help="fit the pose-guided proposal generator (atomic poses, box offsets)",
         description="Align the annotated poses by torso, cluster them into atomic poses (k-means) "
         "and record, per atomic pose, the offsets between the detector's boxes and the "
-        "ground-truth boxes; train sppe --pgpg --pgpg-file samples its crops from them.")
+        "ground-truth boxes; train sppe --pgpg --pgpg-file samples its crops from them.",
+        epilog=POLICY)
     p.add_argument("--annotations", required=True, metavar="JSON", help="training annotations")
     p.add_argument("--images", required=True, metavar="DIR", help="folder of the images")
     p.add_argument("--out", required=True, metavar="JSON", help="PGPG model to write")
@@ -131,10 +138,10 @@ def load_init_sppe(init: str, device, log=lambda s: None):
     return sppe, BaseModel(name, topology)
 
 
+@claiming({"--out": "out"}, TRAIN_INPUTS, folder_suffixes=IMAGE_SUFFIXES)
 def run_sppe(args: argparse.Namespace) -> int:
     from posetracker.app.pipeline import torch_threads
     from posetracker.app.training import JOINT_CANDIDATE_LOSS, load_training_data, validation_ap
-    from posetracker.core.fileio import check_writable
     from posetracker.estimators.rmpe import pick_device
     from posetracker.estimators.training.config import TrainSettings
     from posetracker.estimators.training.loop import Trainer
@@ -152,7 +159,6 @@ def run_sppe(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every, seed=args.seed, threads=args.threads)
     except ValueError as e:
         raise InputError(str(e)) from None
-    check_writable(out, "--out")
     if args.resume:
         from posetracker.estimators.checkpoint import checkpoint_metadata
 
@@ -212,19 +218,21 @@ def run_crowds(args: argparse.Namespace) -> int:
                                  seed=args.seed)
     except ValueError as e:
         raise InputError(str(e)) from None
-    summary = make_crowds(read_coco_gt(args.annotations), args.images, args.out, settings)
+    out = Path(args.out)
+    with claim_outputs({f"--out {s}.json": out / f"{s}.json" for s in ("train", "val")},
+                       [args.annotations]):
+        summary = make_crowds(read_coco_gt(args.annotations), args.images, args.out, settings)
     for split, s in summary.items():
         print(f"{split}: {s['images']} images, {s['people']} people ({s['pasted']} pasted), "
               f"{s['sources']} source images, mean crowd index {s['crowd_index']:.3f}")
     return 0
 
 
+@claiming({"--out": "out"}, TRAIN_INPUTS, folder_suffixes=IMAGE_SUFFIXES)
 def run_pgpg(args: argparse.Namespace) -> int:
     from posetracker.app.training import load_training_data
-    from posetracker.core.fileio import check_writable
     from posetracker.estimators.training.pgpg import detector_boxes, fit_pgpg, fit_pgpg_from_ground_truth
 
-    check_writable(args.out, "--out")
     data = load_training_data(args.annotations, args.images)
     if args.no_detector:
         pg = fit_pgpg_from_ground_truth(data, clusters=args.clusters, seed=args.seed)
