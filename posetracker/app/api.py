@@ -321,7 +321,7 @@ class PoseTracker:
         from posetracker.core.config import to_dict
         from posetracker.core.fileio import check_writable
         from posetracker.core.timing import StageTimes
-        from posetracker.io.render import VideoRenderer
+        from posetracker.io.render import VideoRenderer, check_render_target
         from posetracker.io.sinks import CsvSink, FinalJsonSink, JsonlSink, SinkSet
 
         config = self.config
@@ -334,6 +334,8 @@ class PoseTracker:
         check_writable(jsonl_path, "--jsonl")
         check_writable(csv, "--csv")
         check_writable(render, "--render")
+        if render:
+            check_render_target(render)  # the writer opened on a dummy frame, before any model
         src = _open(source, start, max_frames, stride)
         for other in (render, csv, jsonl_path):
             if other and Path(other).resolve() == out.resolve():

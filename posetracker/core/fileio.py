@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from posetracker.core.errors import InputError
+from posetracker.core.paths import TEMP_NAME_EXTRA, check_name
 
 
 def _umask() -> int:
@@ -85,7 +86,8 @@ def check_writable(path: str | Path | None, option: str = "") -> None:
     """Refuse an output path that cannot be written, before any work starts (models loading,
     files opened), so a refused run costs nothing and leaves nothing behind.
 
-    1. ``None`` or ``""``: no output asked for, nothing to check.
+    1. ``None`` or ``""``: no output asked for, nothing to check. A name longer than the file
+       system holds (with its temporary name's extra bytes) is refused.
     2. An existing directory is not a file path; an existing file must be writable.
     3. The nearest existing folder above the file (its own, or the one its missing folders would
        be made in) must be a folder in which a file can be created: probed with a temporary file,
@@ -96,6 +98,7 @@ def check_writable(path: str | Path | None, option: str = "") -> None:
     """
     if not path:
         return
+    check_name(path, option, spare=TEMP_NAME_EXTRA)  # room for the temporary name, too
     where = f" ({option})" if option else ""
     p = Path(path)
     if p.is_dir():

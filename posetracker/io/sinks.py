@@ -95,6 +95,10 @@ class JsonlSink:
         self._f = _open_output(self.path)
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
+        for index, name in frame.lost:  # frames that could not be decoded: no people
+            lost = SourceFrame(index, frame.image, name)
+            self._f.write(json.dumps(frame_record(lost, FramePoses.empty(poses.schema)),
+                                     separators=(",", ":")) + "\n")
         self._f.write(json.dumps(frame_record(frame, poses), separators=(",", ":")) + "\n")
         self._f.flush()
 
@@ -221,6 +225,8 @@ class FinalJsonSink:
             raise InputError(f"cannot write {self.path}: folder not writable")
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
+        for index, name in frame.lost:  # one entry per source frame, as ground truth has
+            self._frames.append(Frame(index, FramePoses.empty(poses.schema), image=name))
         self._frames.append(Frame(frame.index, poses, image=frame.name))
 
     def close(self, meta: dict) -> None:
