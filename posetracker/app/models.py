@@ -546,7 +546,12 @@ class ModelCache:
 
     def _convert(self, spec: ModelSpec, src: Mapping[str, Path], source: str,
                  progress: bool = False) -> None:
-        self.models_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a read-only or misplaced cache: one line saying what to do
+            raise ModelError(f"cannot write the model cache {self.models_dir}: "
+                             f"{e.strerror or e} (set POSETRACKER_CACHE to a writable folder)") \
+                from None
         self._record(spec.name, None)  # an interrupted conversion leaves no stale entry
         if spec.format not in CONVERTED_FORMATS:
             for f in spec.required_files:
