@@ -433,5 +433,10 @@ def evaluate_posetrack(gt: str | Path, pred: str | Path, per_sequence: bool = Fa
                              f"{len(gt_videos[-1])} (one entry per ground-truth frame, in order)")
         v.name = gt_videos[-1].name  # a single prediction file pairs with the single GT file
         pred_videos.append(v)
+    if not any(np.isfinite(f.poses.keypoints).all(-1).any() for v in gt_videos
+               for f in v.frames if f.labeled):
+        # every AP and MOTA would be NaN: say why instead of printing a table of them
+        raise InputError(f"{gt}: the ground truth has no person with a labelled joint, so there "
+                         "is nothing to score the predictions against")
     return evaluate_videos(gt_videos, pred_videos, per_sequence=per_sequence,
                            strict_poseval=strict_poseval)

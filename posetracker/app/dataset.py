@@ -185,14 +185,10 @@ def frame_count(seq: Sequence, max_frames: int | None = None) -> int | None:
     ``None`` when unknown), capped at ``max_frames``."""
     if seq.kind == "frames":
         n: int | None = len(_images_in(seq.path))
-    else:
-        import cv2
+    else:  # any file name (OpenCV given a name that is not UTF-8 would crash the run)
+        from posetracker.io.sources import video_frame_count
 
-        cap = cv2.VideoCapture(str(seq.path))
-        try:
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None if cap.isOpened() else None
-        finally:
-            cap.release()
+        n = video_frame_count(seq.path)
     if n is not None and max_frames is not None:
         n = min(n, max_frames)
     return n
@@ -825,6 +821,13 @@ SUMMARY_FIELDS = ("name", "status", "frames", "people", "people_per_frame", "ids
                   "wall_seconds", "attempts", "error", "source", "worker", "rss_mb")
 
 
+def printable_lines(text: str) -> str:
+    """``text`` with each line made :func:`~posetracker.core.paths.printable`."""
+    from posetracker.core.paths import printable
+
+    return "".join(printable(line) + "\n" for line in text.splitlines())
+
+
 def _write_summary(out_dir: Path, head: dict, records: list[dict]) -> None:
     atomic_write_text(out_dir / "summary.json",
                       json.dumps({**head, "sequences": records}, indent=1, default=str))
@@ -834,7 +837,8 @@ def _write_summary(out_dir: Path, head: dict, records: list[dict]) -> None:
     w.writeheader()
     for r in records:
         w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in SUMMARY_FIELDS})
-    atomic_write_text(out_dir / "summary.csv", buf.getvalue())
+    # a file name that is not UTF-8 is written with its odd bytes as \xNN: the table stays text
+    atomic_write_text(out_dir / "summary.csv", printable_lines(buf.getvalue()))
 
 
 def plan(root: str | Path, out_dir: str | Path, config: AppConfig, options: DatasetOptions
