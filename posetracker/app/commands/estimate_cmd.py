@@ -105,7 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the detector (pose AP with ground-truth boxes; default: off)")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames "
                    "(default: all)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no summary line (default: off)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar (shown on a "
+                   "terminal only) and no summary line (default: off)")
     p.add_argument("--association", choices=("nms", "crowdpose"), default=None,
                    help="group each frame's per-box poses by parametric pose NMS or by CrowdPose "
                    f"joint-candidate association (estimate.association, default: "
@@ -197,6 +198,7 @@ def estimate_coco_images(estimator, dataset, images_dir: str | Path, batch: int,
 
 def run(args: argparse.Namespace) -> int:
     from posetracker.app.api import PoseTracker
+    from posetracker.app.commands.track_video import _progress
     from posetracker.core.fileio import check_writable
     from posetracker.io.formats.coco import frames_to_coco_results, read_coco_gt
     from posetracker.io.sinks import JsonlSink, atomic_write
@@ -222,16 +224,20 @@ def run(args: argparse.Namespace) -> int:
     results: list[dict] = []
     t0 = time.perf_counter()
     n_frames = 0
+    bar = _progress(source.expected_frames, args.quiet)  # on a terminal only, as track's
     try:
         for frame, poses in estimate_source(tracker, source, config.estimate.estimator.frame_batch,
                                             boxes_for, on_frame=sink.write if sink else None):
             image_id = image_id_for(frame.name, frame.index, ids_by_name)
             results.extend(frames_to_coco_results([(image_id, poses)]))
             n_frames += 1
+            bar.update(1)
     except BaseException:
+        bar.close()
         if sink:
             sink.abort()
         raise
+    bar.close()
     if sink:
         sink.close({})
 

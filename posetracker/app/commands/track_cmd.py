@@ -51,6 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args) -> int:
     if args.poses:
+        # --poses tracks the poses a file already holds; nothing of VIDEO mode would be read or
+        # written, so a VIDEO (or a VIDEO-mode output) given with it is refused, not ignored
+        extra = [what for what, given in (("VIDEO", args.video), ("--render", args.render),
+                                          ("--csv", args.csv), ("--jsonl", args.jsonl)) if given]
+        if extra:
+            raise InputError(f"--poses tracks the poses in {args.poses}; {', '.join(extra)} "
+                             "belong to VIDEO mode (estimate, then track) and are not used with "
+                             "it: drop them, or drop --poses (images for --poses: --frames DIR)")
         return run_poses(args)
     if args.dump_config:
         return track_video.dump(track_video.load_settings(args))
