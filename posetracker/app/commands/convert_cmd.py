@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from posetracker.core.paths import printable
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -61,7 +63,7 @@ def _run_bonn(args) -> int:
     for v in videos:
         write_posetrack17(v, out / f"{v.name}.json")
     frames = sum(len(v) for v in videos)
-    print(f"wrote {len(videos)} PoseTrack 2017 files ({frames} frames) to {out}")
+    print(f"wrote {len(videos)} PoseTrack 2017 files ({frames} frames) to {printable(out)}")
     return 0
 
 
@@ -73,7 +75,7 @@ def _run_posetrack(args) -> int:
     out = Path(args.out_dir)
     for f in files:
         write(read_posetrack(f), out / f.name)
-    print(f"wrote {len(files)} PoseTrack {args.to} files to {out}")
+    print(f"wrote {len(files)} PoseTrack {args.to} files to {printable(out)}")
     return 0
 
 
@@ -92,5 +94,6 @@ def _run_jsonl(args) -> int:
     for f in video.frames:
         sink.write(SourceFrame(f.index, None, f.image), f.poses)
     sink.close({"converted_from": str(args.jsonl)})
-    print(f"wrote {len(video.frames)} frames of {args.jsonl} to {args.output} ({args.format})")
+    print(f"wrote {len(video.frames)} frames of {printable(args.jsonl)} to "
+          f"{printable(args.output)} ({args.format})")
     return 0

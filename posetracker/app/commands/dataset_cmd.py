@@ -13,6 +13,7 @@ from pathlib import Path
 
 from posetracker.app.commands.settings_args import add_config_options, default
 from posetracker.core.errors import InputError
+from posetracker.core.paths import printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -164,7 +165,7 @@ def _list(args, config, options) -> int:
                      ds.job_key(s, settings, models, options.max_frames, options.render))
         state = "excluded" if s.name not in names else \
             "done" if ds.finished_record(job, out, fmt, settings, models) else "to do"
-        print(f"{s.name}\t{s.kind}\t{s.rel}\t{state}")
+        print(f"{printable(s.name)}\t{s.kind}\t{printable(s.rel)}\t{state}")
     return 0
 
 
@@ -211,8 +212,8 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         for r in result.records:
             if r["status"] == "failed":
-                print(f"posetracker: {r['name']} failed after {r['attempts']} attempt(s): "
-                      f"{r['error']}", file=sys.stderr)
+                print(f"posetracker: {printable(r['name'])} failed after {r['attempts']} "
+                      f"attempt(s): {printable(r['error'])}", file=sys.stderr)
         if args.eval:
             print("posetracker: not scored (--eval): some sequences failed", file=sys.stderr)
         return 1
