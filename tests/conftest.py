@@ -39,3 +39,24 @@ def no_network(monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     # A user's local model folder would let the offline-error tests find the files.
     monkeypatch.delenv("POSETRACKER_MODELS", raising=False)
+
+
+@pytest.fixture(scope="module")
+def shared_models():
+    """``build_estimator`` with the loaded models kept for the module that asks for it (same
+    settings, same estimator: loading is most of a small CLI run's time; the fault matrices)."""
+    from posetracker.app import build
+
+    real = build.build_estimator
+    cache: dict = {}
+
+    def cached(config, *args, **kwargs):
+        key = (repr(config), repr(args), repr(sorted(kwargs.items(), key=lambda kv: kv[0])
+                                              if "log" not in kwargs else None))
+        if key not in cache:
+            cache[key] = real(config, *args, **kwargs)
+        return cache[key]
+
+    build.build_estimator = cached
+    yield
+    build.build_estimator = real

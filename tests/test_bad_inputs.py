@@ -379,27 +379,6 @@ def inputs(tmp_path_factory, data_dir) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def shared_models():
-    """``build_estimator`` with the loaded models kept for the module (same settings, same
-    estimator: loading is most of a small run's time)."""
-    from posetracker.app import build
-
-    real = build.build_estimator
-    cache: dict = {}
-
-    def cached(config, *args, **kwargs):
-        key = (repr(config), repr(args), repr(sorted(kwargs.items(), key=lambda kv: kv[0])
-                                              if "log" not in kwargs else None))
-        if key not in cache:
-            cache[key] = real(config, *args, **kwargs)
-        return cache[key]
-
-    build.build_estimator = cached
-    yield
-    build.build_estimator = real
-
-
 def test_the_matrix_is_big_enough():
     assert len(CASES) >= 40
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")

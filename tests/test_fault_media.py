@@ -197,10 +197,14 @@ def _posetrack(name: str, n: int, lost: tuple[int, ...] = (), first: int = 0):
     return check
 
 
-def _jsonl(name: str, frames: list[int]):
+def _jsonl(name: str, frames: list[int], lost: tuple[int, ...] = ()):
+    """The JSON lines ``name`` have a record per frame of ``frames``; the ``lost`` ones say so
+    and have no people."""
     def check(d: Path, out: str, err: str) -> None:
         rows = [json.loads(x) for x in (d / name.format(bad=BAD)).read_text().splitlines()]
         assert [r["frame"] for r in rows] == frames
+        assert [r["frame"] for r in rows if r.get("lost")] == list(lost)
+        assert all(r["people"] == [] for r in rows if r.get("lost"))
     return check
 
 
@@ -309,10 +313,10 @@ CASES: tuple[Case, ...] = (
                                      "{d}/{long}.csv"), code=2, match="(--csv)"),
     # --- damaged videos: every frame keeps its source index; lost ones written without people
     Case("track-avi-frames-undecodable", (*TRACK, "{d}/payload.avi", "-o", "{d}/out.json"),
-         check=_all(_posetrack("out.json", N, LOST), _jsonl("out.jsonl", list(range(N)))),
+         check=_all(_posetrack("out.json", N, LOST), _jsonl("out.jsonl", list(range(N)), LOST)),
          warn=(WARN_LOST,)),
     Case("track-avi-chunks-dropped", (*TRACK, "{d}/chunks.avi", "-o", "{d}/out.json"),
-         check=_all(_posetrack("out.json", N, LOST), _jsonl("out.jsonl", list(range(N)))),
+         check=_all(_posetrack("out.json", N, LOST), _jsonl("out.jsonl", list(range(N)), LOST)),
          warn=(WARN_LOST,), needs_av=True),
     Case("track-mp4-samples-zeroed", (*TRACK, "{d}/damaged.mp4", "-o", "{d}/out.json",
                                       "--format", "posetrack18"),
@@ -321,7 +325,7 @@ CASES: tuple[Case, ...] = (
          check=_posetrack("out.json", N, LOST), warn=(WARN_LOST,), setup=_no_av),
     Case("track-damaged-stride-and-start", (*TRACK, "{d}/payload.avi", "-o", "{d}/out.json",
                                             "--start-frame", "2", "--stride", "2"),
-         check=_jsonl("out.jsonl", [2, 4, 6]), warn=(r"frame 4 could not be decoded",)),
+         check=_jsonl("out.jsonl", [2, 4, 6], lost=(4,)), warn=(r"frame 4 could not be decoded",)),
     Case("track-avi-ended-early", (*TRACK, "{d}/cut.avi", "-o", "{d}/out.json"),
          check=_posetrack("out.json", 5), warn=(ENDED,)),
     # --- degenerate images and frame sizes
@@ -371,7 +375,7 @@ CASES: tuple[Case, ...] = (
                                           "{d}/out{bad}.json"), check=_json_list("out{bad}.json")),
     Case("estimate-damaged-video", (*ESTIMATE, "{d}/payload.avi", "-o", "{d}/out.json",
                                     "--jsonl", "{d}/out.jsonl", "--max-frames", "4"),
-         check=_all(_json_list("out.json"), _jsonl("out.jsonl", [0, 1, 2, 3, 4, 5])),
+         check=_all(_json_list("out.json"), _jsonl("out.jsonl", [0, 1, 2, 3, 4, 5], LOST)),
          warn=(WARN_LOST,)),
     Case("estimate-1x1-images", (*ESTIMATE, "{d}/p1", "-o", "{d}/out.json"),
          check=_json_list("out.json")),
@@ -420,26 +424,6 @@ def inputs(tmp_path_factory, data_dir) -> Path:
     root = tmp_path_factory.mktemp("fault media inputs")
     _make_inputs(root, data_dir)
     return root
-
-
-@pytest.fixture(scope="module")
-def shared_models():
-    """``build_estimator`` with the loaded models kept for the module (loading is most of a
-    small run's time)."""
-    from posetracker.app import build
-
-    real = build.build_estimator
-    cache: dict = {}
-
-    def cached(config, *args, **kwargs):
-        key = (repr(config), repr(args), repr(sorted(kwargs.items(), key=lambda kv: kv[0])))
-        if key not in cache:
-            cache[key] = real(config, *args, **kwargs)
-        return cache[key]
-
-    build.build_estimator = cached
-    yield
-    build.build_estimator = real
 
 
 def test_the_matrix_covers_every_command():

@@ -67,7 +67,9 @@ def frame_record(frame: SourceFrame, poses: FramePoses) -> dict:
 
     ``{"frame": 12, "image": "...", "schema": "coco17", "people": [{"track_id": 3, "score": 0.9,
     "box": [x1, y1, x2, y2], "keypoints": [[x, y, score], ...]}]}``; absent joints are
-    ``[null, null, 0]``; ``track_id`` is ``null`` for untracked poses.
+    ``[null, null, 0]``; ``track_id`` is ``null`` for untracked poses. A frame of the source
+    that could not be decoded is a record with no people and ``"lost": true``
+    (:attr:`SourceFrame.lost`).
     """
     people = []
     for i in range(len(poses)):
@@ -96,9 +98,9 @@ class JsonlSink:
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
         for index, name in frame.lost:  # frames that could not be decoded: no people
-            lost = SourceFrame(index, frame.image, name)
-            self._f.write(json.dumps(frame_record(lost, FramePoses.empty(poses.schema)),
-                                     separators=(",", ":")) + "\n")
+            record = frame_record(SourceFrame(index, frame.image, name),
+                                  FramePoses.empty(poses.schema))
+            self._f.write(json.dumps({**record, "lost": True}, separators=(",", ":")) + "\n")
         self._f.write(json.dumps(frame_record(frame, poses), separators=(",", ":")) + "\n")
         self._f.flush()
 

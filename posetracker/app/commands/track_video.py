@@ -45,8 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "'frames/*.jpg', a single image, or a webcam index such as 0); -o is the final JSON, "
         "<out>.jsonl is streamed per frame while running.")
     g.add_argument("--render", metavar="OUT.mp4", help="also draw the tracked skeletons into "
-                   "this video (H.264 with PyAV, pip install -e \".[video]\"; else mp4v; "
-                   "default: none)")
+                   "this video: .mp4, .m4v, .mov, .mkv or .avi, tried on a dummy frame before "
+                   "any model loads; frames over 4096 pixels a side are scaled down (H.264 with "
+                   "PyAV, pip install -e \".[video]\"; else mp4v; default: none)")
     g.add_argument("--render-boxes", action="store_true", default=None,
                    help="draw person boxes in the rendered video (pipeline.output.render_boxes, "
                    f"default: {default('pipeline.output.render_boxes')})")
