@@ -136,6 +136,10 @@ def _make_inputs(root: Path, data: Path) -> None:
     cv2.imwrite(str(root / "huge.png"), cv2.resize(frames[0], (4400, 300)))
     # (OpenCV itself crashes on a name that is not UTF-8: encode here, write with Python)
     (root / f"image{BAD}.jpg").write_bytes(cv2.imencode(".jpg", frames[0])[1].tobytes())
+    (root / "odd frames").mkdir()  # one image per image of coco_preds.json, for --frames
+    for i in range(4):
+        jpg = cv2.imencode(".jpg", frames[i])[1].tobytes()
+        (root / "odd frames" / f"{i}{BAD}.jpg").write_bytes(jpg)
     (root / "bin.yaml").write_bytes(bytes(range(256)) * 4)
     (root / "a file").write_text("not a folder\n")
     # evaluation inputs
@@ -232,6 +236,12 @@ def _images(name: str, n: int):
     def check(d: Path, out: str, err: str) -> None:
         images = json.loads((d / name).read_text())["images"]
         assert [im["id"] for im in images] == list(range(n)), images
+    return check
+
+
+def _frame_count(name: str, n: int):
+    def check(d: Path, out: str, err: str) -> None:
+        assert len(json.loads((d / name).read_text())["images"]) == n
     return check
 
 
@@ -365,6 +375,11 @@ CASES: tuple[Case, ...] = (
     Case("track-model-cache-unwritable", ("track", "--device", "cpu", "--quiet", "{d}/clip.avi",
                                           "-o", "{d}/out.json"), code=2, match="cache",
          setup=_unwritable_cache),
+    Case("track-poses-frames-named-not-utf8", ("track", "--poses", "{d}/coco_preds.json",
+                                               "--frames", "{d}/odd frames", "-o",
+                                               "{d}/out.json"),
+         check=_frame_count("out.json", 4),
+         warn=(r"out\.json: 4 frames, \d+ poses, \d+ tracks",)),  # the summary line
     Case("track-poses-with-video", ("track", "--poses", "{d}/coco_preds.json", "{d}/clip.avi",
                                     "-o", "{d}/out.json"), code=2, match="VIDEO"),
     Case("track-poses-with-render", ("track", "--poses", "{d}/coco_preds.json", "-o",

@@ -122,13 +122,14 @@ def frame_images(video, frames_dir: str) -> list[Path]:
 
 
 def _read_images(paths: list[Path]):
-    import cv2
+    """BGR frames, as the trackers' ORB terms take them (any file name: read_image decodes bytes
+    that Python read; OpenCV's own imread crashes on a name that is not UTF-8)."""
+    import numpy as np
+
+    from posetracker.io.sources import read_image
 
     for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"{p}: cannot read image")
-        yield img
+        yield np.ascontiguousarray(read_image(p)[..., ::-1])
 
 
 def run_poses(args) -> int:
