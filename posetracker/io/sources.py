@@ -189,9 +189,6 @@ class FrameSource:
                 end = index + 1
                 if not self._wanted(index):
                     continue
-                if self.max_frames is not None and yielded >= self.max_frames:
-                    stopped = True
-                    break
                 if pixels is None:
                     lost.append(index)
                     continue
@@ -202,6 +199,9 @@ class FrameSource:
                                   tuple((b, f"{self.name}/{b:06d}.jpg") for b in lost))
                 lost.clear()
                 yielded += 1
+                if self.max_frames is not None and yielded >= self.max_frames:
+                    stopped = True
+                    break
         finally:
             reader.close()
         if yielded == 0 and self.kind == "video" and end == 0:
@@ -209,8 +209,7 @@ class FrameSource:
                              "or unsupported codec")
         ended_at = lost[0] if lost else end
         if self.kind == "video" and not stopped and self.header_frames is not None \
-                and ended_at < self.header_frames and (self.max_frames is None
-                                                       or yielded < self.max_frames):
+                and ended_at < self.header_frames:
             log.warning("%s: video ended at frame %d, early: its header announced %d frames; "
                         "kept the %d frames read", printable(self.spec), ended_at,
                         self.header_frames, yielded)
@@ -258,11 +257,13 @@ def _av_open(path: str):
 def _av_slots(path: str) -> Iterator[Slot]:
     """Every frame slot of a video read with PyAV (see :meth:`FrameSource._iter_capture`).
 
-    The slot of a decoded frame is the count of slots before it; a packet the decoder rejects
-    takes one slot. Where the container indexes every frame (AVI, MP4: as many index entries
-    as the header's frame count), a packet's byte position names its entry, and entries the
-    demuxer skipped take their slots too: a damaged AVI chunk is dropped by the demuxer, which
-    then numbers the later frames as if it never existed.
+    1. Slots are given in the decoder's output order: each decoded frame takes the next slot,
+       and so does each packet the decoder rejects.
+    2. Where the container indexes every frame (AVI, MP4: as many index entries as the header's
+       frame count), a packet's byte position names its entry. Entries the demuxer skipped
+       (a damaged AVI chunk is dropped, and the demuxer numbers the later frames as if it never
+       existed) take their slots too, once every packet before the gap has come out of the
+       decoder (which may hold a few frames back).
     """
     import av
 
@@ -273,7 +274,10 @@ def _av_slots(path: str) -> Iterator[Slot]:
         if stream.frames and len(entries) == stream.frames:
             by_pos = {int(e.pos): n for n, e in enumerate(entries)}
         slot = 0
-        packets = 0  # index entries accounted for
+        fed = 0  # packets given to the decoder
+        done = 0  # slots of packets given so far (frames decoded, packets rejected)
+        seen = 0  # index entries accounted for
+        gaps: list[tuple[int, int]] = []  # (packets fed before the gap, entries lost in it)
         demuxed = container.demux(stream)
         while True:
             try:
@@ -285,19 +289,26 @@ def _av_slots(path: str) -> Iterator[Slot]:
             if packet.size and by_pos:
                 n = by_pos.get(int(packet.pos), by_pos.get(int(packet.pos) - 8))  # AVI: +header
                 if n is not None:
-                    for _ in range(n - packets):  # entries the demuxer never delivered
+                    if n > seen:
+                        gaps.append((fed, n - seen))
+                    seen = max(seen, n + 1)
+            fed += bool(packet.size)
+            try:
+                out: list = list(packet.decode())
+            except av.FFmpegError:
+                out = [None] if packet.size else []
+            for frame in out:
+                while gaps and gaps[0][0] <= done:  # the packets before a gap are all out
+                    for _ in range(gaps.pop(0)[1]):
                         yield slot, None
                         slot += 1
-                    packets = max(packets, n + 1)
-            try:
-                frames = packet.decode()
-            except av.FFmpegError:
-                if packet.size:
-                    yield slot, None
-                    slot += 1
-                continue
-            for frame in frames:
-                yield slot, (lambda fr=frame: fr.to_ndarray(format="rgb24"))
+                yield slot, (None if frame is None
+                             else (lambda fr=frame: fr.to_ndarray(format="rgb24")))
+                slot += 1
+                done += 1
+        for _, lost in gaps:  # dropped at the very end
+            for _ in range(lost):
+                yield slot, None
                 slot += 1
     finally:
         container.close()
