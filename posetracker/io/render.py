@@ -5,7 +5,8 @@ the drawn frames into a video file one at a time (no frame is held after it is w
 Video encoding: H.264 (``libx264``, ``yuv420p``, ``+faststart``), which browsers play, when PyAV is
 installed (``pip install -e ".[video]"``; its wheels bring FFmpeg with libx264); otherwise OpenCV's
 ``mp4v`` (MPEG-4 part 2), which plays in desktop players but not in common browsers, with a note on
-stderr saying so.
+stderr saying so. The container is the one the target's suffix names (:data:`CONTAINERS`); a target
+the writer cannot take is refused before any model loads (:func:`check_render_target`).
 """
 
 from __future__ import annotations
@@ -190,7 +191,8 @@ def _writer_class(codec: str) -> type[_AvWriter] | type[_CvWriter]:
 
 
 class _AvWriter:
-    """H.264 in MP4 through PyAV: ``yuv420p`` (what browsers decode) at constant quality."""
+    """H.264 through PyAV: ``yuv420p`` (what browsers decode) at constant quality, in the
+    container the file's suffix names (:func:`container_format`; MP4 with ``+faststart``)."""
 
     codec = "h264"
 
