@@ -127,6 +127,17 @@ def check_area(ds: CocoDataset) -> None:
                              "segment area; CrowdPose ground truth goes to 'eval crowdpose')")
 
 
+def check_people(ds: CocoDataset) -> None:
+    """Refuse ground truth without one person with a labelled joint: every AP and AR would be
+    NaN (nothing to score against), which says nothing about the predictions."""
+    for a in ds.annotations:
+        kp = a.get("keypoints")
+        if isinstance(kp, list) and any(isinstance(v, (int, float)) and v > 0 for v in kp[2::3]):
+            return
+    raise InputError(f"{ds.source}: the ground truth has no person with a labelled joint, so "
+                     "there is nothing to score the predictions against")
+
+
 def official_sigmas(sigmas: Sequence[float]) -> np.ndarray:
     """Sigmas as the official tools compute them (tenths divided by 10.0), bit for bit.
 
@@ -160,6 +171,7 @@ def evaluate_coco(gt: GroundTruth, pred: Predictions) -> pd.DataFrame:
     """
     ds = as_dataset(gt)
     check_area(ds)
+    check_people(ds)
     sigmas = coco_sigmas(ds)
     results = as_results(pred, ds, len(sigmas))
     ev = run_cocoeval(ds.to_dict(), results, sigmas)

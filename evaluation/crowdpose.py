@@ -42,6 +42,7 @@ from posetracker.evaluation.coco import (
     as_dataset,
     as_results,
     check_area,
+    check_people,
     coco_sigmas,
     figures,
     official_sigmas,
@@ -164,6 +165,7 @@ def evaluate_crowdpose(gt: GroundTruth, pred: Predictions, pred_schema: Keypoint
     """
     ds = as_dataset(gt)
     check_crowdpose_gt(ds)
+    check_people(ds)
     results = _crowdpose_results(pred, ds, pred_schema)
     gt_dict = ds.to_dict()
     for a in gt_dict["annotations"]:  # the OKS scale and the area-range test both use it
@@ -190,6 +192,7 @@ def evaluate_coco_by_crowd(
     """
     ds = as_dataset(gt)
     check_area(ds)
+    check_people(ds)
     sigmas = coco_sigmas(ds)
     results = as_results(pred, ds, len(sigmas))
     groups = split_by_crowd(crowd_index_table(ds), thresholds)

@@ -36,7 +36,8 @@ def _markdown(df: pd.DataFrame, digits: int = 4) -> str:
     index_name = df.index.name or ""
     cols = [index_name] + [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for idx, row in df.iterrows():
+    # itertuples keeps each column's type (iterrows would make a count such as 79 a float)
+    for idx, row in zip(df.index, df.itertuples(index=False)):
         cells = [str(idx)] + [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -54,7 +55,8 @@ def _short(label: object, n: int = 32) -> str:
 
 
 def report_figure(df: pd.DataFrame, title: str = ""):
-    """The figure of a report (a matplotlib ``Figure``, Agg): every numeric column of ``df``.
+    """The figure of a report (a matplotlib ``Figure``, Agg): every float column of ``df`` (every
+    numeric one when there is no float column), on one scale: 0..1 or percent.
 
     - One row (a total): horizontal bars, one per metric, the metric names on the y axis and
       each value written at the end of its bar (names never share a line, nothing covers a bar).
@@ -69,7 +71,12 @@ def report_figure(df: pd.DataFrame, title: str = ""):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    num = df.select_dtypes("number")
+    # The figures are the float columns; integer columns are counts (a by-crowd report's
+    # "images"), on no figure's scale: coloured with them, 79 images would squash every 0-1
+    # figure into one colour.
+    num = df.select_dtypes("floating")
+    if num.shape[1] == 0:
+        num = df.select_dtypes("number")
     if num.shape[1] == 0 or len(num) == 0:
         raise InputError("nothing to plot: the report has no numeric figures")
     values = num.to_numpy(dtype=np.float64)

@@ -79,8 +79,8 @@ def no_network(monkeypatch):
 
 @pytest.fixture(scope="module")
 def shared_models():
-    """``build_estimator`` with the loaded models kept for a test module (same settings, same
-    estimator: loading is most of a small run's time)."""
+    """``build_estimator`` with the loaded models kept for the module that asks for it (same
+    settings, same estimator: loading is most of a small CLI run's time; the fault matrices)."""
     from posetracker.app import build
 
     real = build.build_estimator

@@ -164,10 +164,10 @@ REFUSED: tuple[Refused, ...] = (
     Refused("track-o-under-a-file", (*TRACK, "{d}/clip.mp4", "-o", "{d}/a.jpg/out.json"),
             "not a directory"),
     Refused("track-o-name-too-long", (*TRACK, "{d}/clip.mp4", "-o", "{d}/" + "n" * 250 + ".json"),
-            "file name is too long"),
+            "file name too long"),
     Refused("estimate-jsonl-name-too-long", (*ESTIMATE, "{d}/a.jpg", "-o", "{d}/out.json",
                                              "--jsonl", "{d}/" + "é" * 130 + ".jsonl"),
-            "file name is too long"),
+            "file name too long"),
     # track --poses
     Refused("poses-o-is-the-poses", ("track", "--poses", "{d}/p.json", "-o", "{d}/p.json"),
             _INPUT),

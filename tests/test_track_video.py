@@ -159,8 +159,9 @@ def test_bad_input_exit_2_one_line(tmp_path, make, capsys, monkeypatch):
 
 
 def test_corrupt_frame_mid_folder_is_skipped_and_named(tmp_path, stages, caplog):
-    # A frame that fails to decode mid-input is skipped with a warning naming it, and the run goes
-    # on (posetracker.io.sources); the outputs name frames by index, so the gap shows.
+    # A frame that fails to decode mid-input is named in a warning, and the run goes on
+    # (posetracker.io.sources); the outputs keep one entry per source frame, the lost one with no
+    # people, so every frame keeps its index.
     d = tmp_path / "frames"
     d.mkdir()
     for i in range(1, 6):
@@ -172,9 +173,11 @@ def test_corrupt_frame_mid_folder_is_skipped_and_named(tmp_path, stages, caplog)
     assert main(["track", str(d), "-o", str(out), "--tracker", "none", "--quiet",
                  "--sequential", "--det-batch", "1"]) == 0
     assert "6.png" in caplog.text
-    frames = [r["frame"] for r in _lines(out.with_suffix(".jsonl"))]
-    assert frames == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
-    assert len(json.loads(out.read_text())["images"]) == 10
+    records = _lines(out.with_suffix(".jsonl"))
+    assert [r["frame"] for r in records] == list(range(11))
+    assert records[5]["image"] == "6.png" and records[5]["people"] == []
+    images = json.loads(out.read_text())["images"]
+    assert [(im["id"], im["file_name"]) for im in images] == [(i, f"{i + 1}.png") for i in range(11)]
     assert len(list(d.iterdir())) == 11  # nothing written into the input folder
 
 

@@ -56,12 +56,20 @@ class OrbMatcher:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         if img.dtype != np.uint8:
             img = np.clip(img, 0, 255).astype(np.uint8)
-        factor = 1.0
+        factor = np.ones(2)  # original pixels per feature-image pixel, (x, y)
         if self.max_side and max(img.shape) > self.max_side:
-            factor = max(img.shape) / self.max_side
-            img = cv2.resize(img, (round(img.shape[1] / factor), round(img.shape[0] / factor)),
-                             interpolation=cv2.INTER_AREA)
-        kps, desc = self._orb.detectAndCompute(img, None)
+            h, w = img.shape
+            f = max(h, w) / self.max_side
+            # a side of 1 px (a 1 x N strip) stays 1 px: a 0-px side would be no image at all
+            size = (max(1, round(w / f)), max(1, round(h / f)))
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+            factor = np.array([w / size[0], h / size[1]])
+        # ORB keeps no feature within its edge threshold of the border, so a frame no wider
+        # than two of them has none (and ORB's own image pyramid fails on 1-px sides)
+        if min(img.shape) > 2 * self._orb.getEdgeThreshold():
+            kps, desc = self._orb.detectAndCompute(img, None)
+        else:
+            kps, desc = (), None
         pts = (cv2.KeyPoint_convert(kps).astype(np.float64).reshape(-1, 2) * factor
                if kps else np.zeros((0, 2)))
         prev, self._prev = self._prev, (pts, desc)

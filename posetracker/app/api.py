@@ -304,6 +304,7 @@ class PoseTracker:
                 is written.
         """
         from posetracker.core.outputs import claim_outputs, source_inputs
+        from posetracker.io.render import check_render_target
         from posetracker.io.sinks import meta_path
 
         config = self.config
@@ -318,6 +319,8 @@ class PoseTracker:
                                "--render": render, "-o metadata": meta_path(out)},
                               [*source_inputs(src), *inputs])
         try:
+            if render:
+                check_render_target(render)  # the writer opened on a dummy frame, before any model
             return self._track_claimed(src, out, config, jsonl_path, render, csv, source,
                                        progress)
         finally:
@@ -465,6 +468,11 @@ def evaluate_posetrack(gt_dir: str | Path, pred_dir: str | Path, per_sequence: b
                              f"{len(gt_videos[-1])} (one entry per ground-truth frame, in order)")
         v.name = gt_videos[-1].name  # a single prediction file pairs with the single GT file
         pred_videos.append(v)
+    if not any(np.isfinite(f.poses.keypoints).all(-1).any() for v in gt_videos
+               for f in v.frames if f.labeled):
+        # every AP and MOTA would be NaN: say why instead of printing a table of them
+        raise InputError(f"{gt_dir}: the ground truth has no person with a labelled joint, so "
+                         "there is nothing to score the predictions against")
     return evaluate_videos(gt_videos, pred_videos, per_sequence=per_sequence,
                            strict_poseval=strict_poseval)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from posetracker import __version__
 from posetracker.core.errors import PosetrackerError
+from posetracker.core.paths import printable
 
 
 def plain(text: str) -> str:
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit status.
 
-    Status 0 on success, 2 on bad input or usage (one line on stderr, no traceback), 130 when
+    Status 0 on success, 2 on bad input or usage (one line on stderr, no traceback; file names
+    shown with undecodable bytes as ``\\xNN`` and control characters escaped), 130 when
     interrupted (Ctrl-C), 143 when terminated (SIGTERM, under :func:`main_entry`).
     """
     parser = build_parser()
@@ -75,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except PosetrackerError as e:
-        print(f"posetracker: error: {e}", file=sys.stderr)
+        print(f"posetracker: error: {printable(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C (130), or SIGTERM under main_entry (143)
         print("posetracker: " + ("terminated" if isinstance(e, Terminated) else "interrupted"),
@@ -83,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:
         return 1
+    except OSError as e:
+        if e.filename is None:  # not about a file the user named: a bug, with its traceback
+            raise
+        # the file system refused a named file (a name too long, a vanished folder, ...)
+        print(f"posetracker: error: {printable(e.filename)}: {e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 class Terminated(KeyboardInterrupt):

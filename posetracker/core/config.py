@@ -128,9 +128,11 @@ def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping; an unreadable file or a non-mapping raises :class:`ConfigError`."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except OSError as e:
         raise ConfigError(f"cannot read config {p}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:  # a binary file given as --config
+        raise ConfigError(f"{p}: not a YAML text file ({e.reason} at byte {e.start})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
     if data is None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from posetracker.core.errors import InputError
+from posetracker.core.paths import check_name
 
 #: Bytes a temporary name adds to its output's (``.`` twice, two ``.XXXXXXXX.tmp``, a suffix).
 TEMP_NAME_EXTRA = 40
@@ -147,7 +148,8 @@ def check_writable(path: str | Path | None, option: str = "") -> None:
     """Refuse an output path that cannot be written, before any work starts (models loading,
     files opened), so a refused run costs nothing and leaves nothing behind.
 
-    1. ``None`` or ``""``: no output asked for, nothing to check.
+    1. ``None`` or ``""``: no output asked for, nothing to check. A name longer than the file
+       system holds (with its temporary name's extra bytes) is refused.
     2. An existing directory is not a file path; an existing file must be writable.
     3. The nearest existing folder above the file (its own, or the one its missing folders would
        be made in) must be a folder in which a file can be created: probed with a temporary file,
@@ -158,22 +160,12 @@ def check_writable(path: str | Path | None, option: str = "") -> None:
     """
     if not path:
         return
+    check_name(path, option, spare=TEMP_NAME_EXTRA)  # room for the temporary name, too
     where = f" ({option})" if option else ""
     p = Path(path)
     folder = p.absolute().parent
     while not _exists(folder) and folder != folder.parent:
         folder = folder.parent
-    try:
-        name_max = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        name_max = 255
-    # the temporary name beside it is longer: ``..NAME.XXXXXXXX.tmp.YYYYYYYY.tmp`` at most
-    size = len(os.fsencode(p.name))
-    if any(len(os.fsencode(part)) > name_max for part in p.absolute().parent.parts[1:]):
-        raise InputError(f"cannot write {path}{where}: a folder name is too long")
-    if size + TEMP_NAME_EXTRA > name_max:
-        raise InputError(f"cannot write {path}{where}: the file name is too long ({size} bytes; "
-                         f"at most {name_max - TEMP_NAME_EXTRA} here)")
     if p.is_dir():
         raise InputError(f"cannot write {path}{where}: it is a directory")
     if p.exists() and not os.access(p, os.W_OK):

@@ -5,7 +5,8 @@ the drawn frames into a video file one at a time (no frame is held after it is w
 Video encoding: H.264 (``libx264``, ``yuv420p``, ``+faststart``), which browsers play, when PyAV is
 installed (``pip install -e ".[video]"``; its wheels bring FFmpeg with libx264); otherwise OpenCV's
 ``mp4v`` (MPEG-4 part 2), which plays in desktop players but not in common browsers, with a note on
-stderr saying so.
+stderr saying so. The container is the one the target's suffix names (:data:`CONTAINERS`); a target
+the writer cannot take is refused before any model loads (:func:`check_render_target`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from posetracker.core.errors import InputError
 from posetracker.core.fileio import PendingFile, write_error
+from posetracker.core.paths import opencv_path, printable
 from posetracker.core.poses import FramePoses
 from posetracker.io.sources import SourceFrame
 
@@ -118,8 +120,83 @@ def h264_available() -> bool:
     return "libx264" in av.codecs_available
 
 
+#: Video containers a render can be written in, by file suffix -> FFmpeg muxer name.
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
+
+#: The longest side, in pixels, of a rendered video: larger frames are scaled down to it (mp4v
+#: cannot encode more than 4096-ish pixels a side, and H.264 at 10000 x 10000 takes seconds a
+#: frame).
+MAX_RENDER_SIDE = 4096
+
+
+def container_format(path: str | Path) -> str:
+    """The FFmpeg muxer for a render target, by its suffix (:data:`CONTAINERS`).
+
+    Raises:
+        InputError: a suffix that names no video container we write (``x.gif``, ``x``).
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in CONTAINERS:
+        raise InputError(f"cannot write {printable(path)} (--render): a rendered video is "
+                         f"{', '.join(CONTAINERS)}, not {suffix or 'a name without suffix'}")
+    return CONTAINERS[suffix]
+
+
+def render_size(w: int, h: int) -> tuple[int, int]:
+    """The video size for frames of ``w`` x ``h`` pixels: scaled down to fit
+    :data:`MAX_RENDER_SIDE`, then rounded up to even numbers (4:2:0 colour needs them)."""
+    scale = min(1.0, MAX_RENDER_SIDE / max(w, h))
+    w, h = max(1, round(w * scale)), max(1, round(h * scale))
+    return w + w % 2, h + h % 2
+
+
+def check_render_target(path: str | Path, codec: str = "auto") -> None:
+    """Open the writer a run would use on one dummy frame, in a probe file beside ``path`` (in
+    the nearest existing folder), then remove it: a target the container or encoder refuses is
+    refused now, before any model loads, and nothing is left behind.
+
+    Raises:
+        InputError: ``cannot write PATH (--render): reason``, one line.
+    """
+    import os
+    import tempfile
+
+    container_format(path)
+    folder = Path(path).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".posetracker-probe.",
+                                     suffix=Path(path).suffix)
+    except OSError as e:
+        raise InputError(f"cannot write {printable(path)} (--render): {e.strerror or e}") \
+            from None
+    os.close(fd)
+    try:
+        writer = _writer_class(codec)(Path(probe), 25.0, (64, 64))
+        writer.write(np.zeros((64, 64, 3), np.uint8))
+        writer.release()
+    except InputError:
+        raise InputError(f"cannot write {printable(path)} (--render): the video writer "
+                         "refuses it") from None
+    except Exception as e:  # noqa: BLE001 - PyAV's and OpenCV's errors, reported as one line
+        raise InputError(f"cannot write {printable(path)} (--render): the video writer refuses "
+                         f"it ({type(e).__name__})") from None
+    finally:
+        os.unlink(probe)
+
+
+def _writer_class(codec: str) -> type[_AvWriter] | type[_CvWriter]:
+    """The writer ``codec`` (``auto``, ``h264``, ``mp4v``) picks: PyAV for H.264 when it has
+    libx264, else OpenCV's mp4v."""
+    if codec == "h264" and not h264_available():
+        raise InputError("H.264 video needs PyAV with libx264: pip install -e \".[video]\"")
+    return _AvWriter if codec == "h264" or (codec == "auto" and h264_available()) else _CvWriter
+
+
 class _AvWriter:
-    """H.264 in MP4 through PyAV: ``yuv420p`` (what browsers decode) at constant quality."""
+    """H.264 through PyAV: ``yuv420p`` (what browsers decode) at constant quality, in the
+    container the file's suffix names (:func:`container_format`; MP4 with ``+faststart``)."""
 
     codec = "h264"
 
@@ -128,8 +205,9 @@ class _AvWriter:
 
         import av
 
-        self._c = av.open(str(path), mode="w", format="mp4",
-                          options={"movflags": "+faststart"})
+        muxer = container_format(path)
+        self._c = av.open(str(path), mode="w", format=muxer,
+                          options={"movflags": "+faststart"} if muxer in ("mp4", "mov") else {})
         rate = Fraction(fps).limit_denominator(1001)
         self._s = self._c.add_stream("libx264", rate=rate)
         self._s.width, self._s.height = size
@@ -160,7 +238,8 @@ class _CvWriter:
         import cv2
 
         self._path = path
-        self._w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        with opencv_path(path) as name:  # OpenCV crashes on a name that is not UTF-8
+            self._w = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self._w.isOpened():
             raise InputError(f"cannot open {path} for writing an mp4v video")
 
@@ -183,7 +262,8 @@ def _check_frames(path: Path, n: int) -> None:
     its header (an encoder that lost frames to a full disk may say nothing)."""
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    with opencv_path(path) as name:  # OpenCV crashes on a name that is not UTF-8
+        cap = cv2.VideoCapture(name)
     try:
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
     finally:
@@ -221,10 +301,12 @@ class VideoRenderer:
     """A sink that draws every tracked frame and appends it to a video (H.264 with PyAV, else
     ``mp4v``; see the module's docstring).
 
-    The writer opens on the first frame; the video's size is that frame's, rounded up to even
-    numbers (H.264's 4:2:0 colour needs them). A later frame of another size (image folders) is
-    scaled to fit, keeping its aspect, on black. Trails keep the last ``trail`` centres of each
-    track; a track unseen for ``trail`` frames loses its trail.
+    The writer opens on the first frame; the video's size is that frame's, scaled down to at most
+    :data:`MAX_RENDER_SIDE` pixels a side (said once on stderr) and rounded up to even numbers
+    (H.264's 4:2:0 colour needs them). A later frame of another size (image folders) is scaled to
+    fit, keeping its aspect, on black. Trails keep the last ``trail`` centres of each track; a
+    track unseen for ``trail`` frames loses its trail, and a frame of another size than the one
+    before starts every trail anew (its pixels are not the earlier frames' pixels).
 
     Args:
         path: Output video file (``.mp4`` recommended).
@@ -253,6 +335,7 @@ class VideoRenderer:
         self._failed = False
         self._codec: str | None = None
         self._size: tuple[int, int] | None = None
+        self._frame_size: tuple[int, int] | None = None  # (w, h) of the trails' frames
         self._trails: dict[int, deque] = {}
         self._last_seen: dict[int, int] = {}
         self._n = 0  # (its folder is made with the file, by the first frame)
@@ -273,7 +356,11 @@ class VideoRenderer:
 
     def _open(self, w: int, h: int) -> None:
         """Open the writer on a temporary file beside ``path`` (renamed to it by ``close``)."""
-        self._size = (w + w % 2, h + h % 2)
+        self._size = render_size(w, h)
+        if self._size[0] < w or self._size[1] < h:
+            print(f"posetracker: note: frames of {w}x{h} are rendered at {self._size[0]}x"
+                  f"{self._size[1]} in {printable(self.path)} (at most {MAX_RENDER_SIDE} pixels "
+                  "a side)", file=sys.stderr)
         self._file = PendingFile(self.path)
         try:
             self._writer = self._make_writer(self._file.tmp)
@@ -285,22 +372,25 @@ class VideoRenderer:
             raise
 
     def _make_writer(self, tmp: Path) -> _AvWriter | _CvWriter:
-        use_av = self.codec == "h264" or (self.codec == "auto" and h264_available())
-        if use_av:
+        if _writer_class(self.codec) is _AvWriter:
             return _AvWriter(tmp, self.fps, self._size)
         if self.codec == "auto":
-            print(f"posetracker: note: {self.path} is mp4v (MPEG-4 part 2), which common "
+            print(f"posetracker: note: {printable(self.path)} is mp4v (MPEG-4 part 2), which common "
                   "browsers do not play; pip install -e \".[video]\" (PyAV) for H.264",
                   file=sys.stderr)
         try:
             return _CvWriter(tmp, self.fps, self._size)
         except InputError:
-            raise InputError(f"cannot open {self.path} for writing an mp4v video") from None
+            raise InputError(f"cannot open {printable(self.path)} for writing an mp4v video") from None
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
         h, w = frame.image.shape[:2]
         if self._writer is None:
             self._open(w, h)
+        if (w, h) != self._frame_size:  # trails are in one frame size's pixels: start anew
+            self._trails.clear()
+            self._last_seen.clear()
+            self._frame_size = (w, h)
         self._update_trails(poses)
         # trails of the people in this frame only: a vanished person's trail would float alone
         here = set() if poses.track_ids is None else {int(t) for t in poses.track_ids}

@@ -59,7 +59,9 @@ def frame_record(frame: SourceFrame, poses: FramePoses) -> dict:
 
     ``{"frame": 12, "image": "...", "schema": "coco17", "people": [{"track_id": 3, "score": 0.9,
     "box": [x1, y1, x2, y2], "keypoints": [[x, y, score], ...]}]}``; absent joints are
-    ``[null, null, 0]``; ``track_id`` is ``null`` for untracked poses.
+    ``[null, null, 0]``; ``track_id`` is ``null`` for untracked poses. A frame of the source
+    that could not be decoded is a record with no people and ``"lost": true``
+    (:attr:`SourceFrame.lost`).
     """
     people = []
     for i in range(len(poses)):
@@ -88,7 +90,11 @@ class JsonlSink:
         self._size = 0  # bytes of whole lines written
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
-        line = json.dumps(frame_record(frame, poses), separators=(",", ":")) + "\n"
+        lines = [json.dumps({**frame_record(SourceFrame(index, frame.image, name),
+                                            FramePoses.empty(poses.schema)), "lost": True},
+                            separators=(",", ":")) + "\n"
+                 for index, name in frame.lost]  # frames that could not be decoded: no people
+        lines.append(json.dumps(frame_record(frame, poses), separators=(",", ":")) + "\n")
         if self._f is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +102,10 @@ class JsonlSink:
                 self._f = open(self.path, "wb", buffering=0)
             except OSError as e:
                 raise write_error(self.path, e) from None
-        data = line.encode("utf-8")
+        for line in lines:
+            self._write_line(line.encode("utf-8"))
+
+    def _write_line(self, data: bytes) -> None:
         done = 0
         try:
             while done < len(data):  # a full disk may take part of a line, then fail
@@ -277,6 +286,8 @@ class FinalJsonSink:
         check_writable(self.path)
 
     def write(self, frame: SourceFrame, poses: FramePoses) -> None:
+        for index, name in frame.lost:  # one entry per source frame, as ground truth has
+            self._frames.append(Frame(index, FramePoses.empty(poses.schema), image=name))
         self._frames.append(Frame(frame.index, poses, image=frame.name))
 
     def close(self, meta: dict) -> None:

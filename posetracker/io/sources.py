@@ -8,12 +8,19 @@ source never holds more than the frame it is yielding.
 
 Errors: input that cannot be opened or decoded at all raises :class:`~posetracker.core.errors.InputError`
 with one line naming the file (and frame). A frame that fails to decode in the middle (a damaged
-video frame, a corrupt or zero-byte image in a folder) is skipped with a warning naming its index and
+video frame, a corrupt or zero-byte image in a folder) is reported by its index with a warning and
 the run goes on: one damaged frame should not cost the rest of a long recording, the trackers bridge
-a one-frame gap as they bridge an occlusion, and the outputs name frames by index, so the gap is
-visible. A video that stops decoding for good (:data:`MAX_BAD_FRAMES` failures in a row) before the
-frame count in its header keeps the frames already yielded and logs a warning, because a truncated
-recording is still worth tracking up to the cut. An input of which no frame decodes raises.
+a one-frame gap as they bridge an occlusion. Every frame keeps its index in the source (a counter of
+decoded frames would shift every later frame's name), and the next decoded frame carries the lost
+ones (:attr:`SourceFrame.lost`) so that outputs write them as frames with no people. A video that
+stops before the frame count in its header keeps the frames already yielded and logs one warning
+("ended early"), because a truncated recording is still worth tracking up to the cut. An input of
+which no frame decodes raises.
+
+Videos are read with PyAV when it is installed (the ``video`` extra: by file object, so a file name
+of any bytes works, and with the container's frame index, so a frame the demuxer drops still counts),
+else with OpenCV, which sees a failed read as a lost frame and :data:`MAX_BAD_FRAMES` of them in a
+row as the end. Both give the same pixels.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import glob as globlib
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -30,10 +37,11 @@ from typing import NamedTuple
 import numpy as np
 
 from posetracker.core.errors import InputError
+from posetracker.core.paths import check_name, opencv_path, printable
 
 log = logging.getLogger(__name__)
 
-#: Failed video reads in a row after which the video is taken to end there (a cut-off file).
+#: Failed OpenCV reads in a row after which a video is taken to end there (a cut-off file).
 MAX_BAD_FRAMES = 25
 
 #: File suffixes read as still images (lower case).
@@ -48,11 +56,15 @@ class SourceFrame(NamedTuple):
         image: ``(H, W, 3)`` uint8 RGB pixels.
         name: Image file name for folders and globs; ``"<stem>/%06d.jpg"``-style name for videos,
             which is what PoseTrack files call the frame.
+        lost: ``(index, name)`` of the selected frames just before this one that could not be
+            decoded (a damaged video frame, a corrupt image in a folder): the sinks write each as
+            a frame with no people, so outputs keep one entry per source frame.
     """
 
     index: int
     image: np.ndarray
     name: str
+    lost: tuple[tuple[int, str], ...] = ()
 
 
 def natural_key(text: str) -> tuple:
@@ -136,6 +148,7 @@ class FrameSource:
         if self.max_frames is not None:
             picked = picked[:self.max_frames]
         yielded = 0
+        lost: list[tuple[int, str]] = []
         for i, p in enumerate(picked):
             index = self.start_frame + i * self.stride
             try:
@@ -144,64 +157,205 @@ class FrameSource:
                 if len(picked) == 1:
                     raise
                 log.warning("frame %d skipped: %s", index, e)
+                lost.append((index, p.name))
                 continue
-            yield SourceFrame(index, image, p.name)
+            yield SourceFrame(index, image, p.name, tuple(lost))
+            lost.clear()
             yielded += 1
         if picked and not yielded:
             raise InputError(f"none of the {len(picked)} images of {self.spec} could be decoded")
 
     def _iter_capture(self) -> Iterator[SourceFrame]:
-        cv2 = _cv2()
-        cap = cv2.VideoCapture(int(self.spec) if self.kind == "webcam" else self.spec)
-        if not cap.isOpened():
-            raise InputError(f"cannot open {self.kind} {self.spec}")
+        """The selected frames of a video or webcam, each with its index in the source.
+
+        1. The reader (:func:`_av_slots` with PyAV, else :func:`_cv_slots`) gives every frame
+           slot of the source in order, as ``(index, pixels)``, or ``(index, None)`` for a slot
+           whose frame is lost: a packet the decoder rejects, or one the container's index
+           lists but the demuxer never delivered (a damaged AVI chunk).
+        2. Lost slots of the selection are carried by the next decoded frame
+           (:attr:`SourceFrame.lost`), so that outputs keep one entry per source frame, and
+           each is warned about by index ("lost in the middle").
+        3. Lost slots with no decoded frame after them, or a stop before the header's frame
+           count, mean the video ended early: one warning, the frames read are kept.
+        """
+        reader = _av_slots(self.spec) if self.kind == "video" and _have_av() else \
+            _cv_slots(self.spec, self.kind, self.header_frames, self.start_frame)
+        yielded = 0
+        end = 0  # one past the last slot the reader gave
+        lost: list[int] = []  # lost slots of the selection since the last yielded frame
+        stopped = False
         try:
-            index = 0
-            yielded = 0
-            # Seeking by frame number is unreliable for many codecs; skip by grabbing, which
-            # decodes no pixels for most of them.
-            while index < self.start_frame:
-                if not cap.grab():
-                    break
-                index += 1
-            bad: list[int] = []  # indices of the failed reads in a row
-            skipped = 0
-            while self.max_frames is None or yielded < self.max_frames:
-                if self._wanted(index):
-                    ok, bgr = cap.read()
-                else:
-                    ok, bgr = cap.grab(), None
-                if not ok:
-                    # before the header's count (or with no count): a damaged frame, or the end
-                    more = self.header_frames is None or index + 1 < self.header_frames
-                    if self.kind != "video" or not more or len(bad) >= MAX_BAD_FRAMES - 1:
-                        index -= len(bad)  # the video ended at the first of the failed reads
-                        break
-                    bad.append(index)
-                    index += 1
+            for index, pixels in reader:
+                end = index + 1
+                if not self._wanted(index):
                     continue
-                for b in bad:
-                    if self._wanted(b):
-                        log.warning("%s: frame %d could not be decoded; skipped", self.spec, b)
-                        skipped += 1
-                bad.clear()
-                if bgr is not None:
-                    if bgr.ndim == 2:
-                        bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
-                    name = f"{self.name}/{index:06d}.jpg"
-                    yield SourceFrame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), name)
-                    yielded += 1
-                index += 1
-            if yielded == 0 and self.kind == "video" and index == 0:
-                raise InputError(f"cannot decode any frame of video {self.spec}: corrupt or "
-                                 "unsupported codec")
-            expected = self.expected_frames
-            if (self.kind == "video" and expected is not None and yielded + skipped < expected):
-                log.warning("%s: video ended at frame %d, the header announced %d frames; "
-                            "kept the %d frames read", self.spec, index, self.header_frames,
-                            yielded)
+                if pixels is None:
+                    lost.append(index)
+                    continue
+                for b in lost:
+                    log.warning("%s: frame %d could not be decoded; written as a frame with no "
+                                "people", printable(self.spec), b)
+                yield SourceFrame(index, pixels(), f"{self.name}/{index:06d}.jpg",
+                                  tuple((b, f"{self.name}/{b:06d}.jpg") for b in lost))
+                lost.clear()
+                yielded += 1
+                if self.max_frames is not None and yielded >= self.max_frames:
+                    stopped = True
+                    break
         finally:
-            cap.release()
+            reader.close()
+        if yielded == 0 and self.kind == "video" and end == 0:
+            raise InputError(f"cannot decode any frame of video {printable(self.spec)}: corrupt "
+                             "or unsupported codec")
+        ended_at = lost[0] if lost else end
+        if self.kind == "video" and not stopped and self.header_frames is not None \
+                and ended_at < self.header_frames:
+            log.warning("%s: video ended at frame %d, early: its header announced %d frames; "
+                        "kept the %d frames read", printable(self.spec), ended_at,
+                        self.header_frames, yielded)
+
+
+def _have_av() -> bool:
+    """Whether PyAV (the ``video`` extra) is installed: it reads videos with their container's
+    frame index, and by file object, so any file name works."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+#: A frame slot of a video: its index in the source and its pixels (``(H, W, 3)`` uint8 RGB,
+#: made on demand) or ``None`` when the frame is lost.
+Slot = tuple[int, Callable[[], np.ndarray] | None]
+
+
+def _av_open(path: str):
+    """``(file, container, stream)`` for a video, opened by file object (any name); the caller
+    closes the container and the file."""
+    import av
+
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise InputError(f"cannot read {printable(path)}: {e.strerror or e}") from None
+    try:
+        container = av.open(f, mode="r")
+    except (av.FFmpegError, ValueError, OSError):
+        f.close()
+        raise InputError(f"cannot open video {printable(path)}: not a video, corrupt, or "
+                         "unsupported codec") from None
+    if not container.streams.video:
+        container.close()
+        f.close()
+        raise InputError(f"cannot open video {printable(path)}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return f, container, stream
+
+
+def _av_slots(path: str) -> Iterator[Slot]:
+    """Every frame slot of a video read with PyAV (see :meth:`FrameSource._iter_capture`).
+
+    1. Slots are given in the decoder's output order: each decoded frame takes the next slot,
+       and so does each packet the decoder rejects.
+    2. Where the container indexes every frame (AVI, MP4: as many index entries as the header's
+       frame count), a packet's byte position names its entry. Entries the demuxer skipped
+       (a damaged AVI chunk is dropped, and the demuxer numbers the later frames as if it never
+       existed) take their slots too, once every packet before the gap has come out of the
+       decoder (which may hold a few frames back).
+    """
+    import av
+
+    f, container, stream = _av_open(path)
+    try:
+        entries = stream.index_entries
+        by_pos: dict[int, int] = {}
+        if stream.frames and len(entries) == stream.frames:
+            by_pos = {int(e.pos): n for n, e in enumerate(entries)}
+        slot = 0
+        fed = 0  # packets given to the decoder
+        done = 0  # slots of packets given so far (frames decoded, packets rejected)
+        seen = 0  # index entries accounted for
+        gaps: list[tuple[int, int]] = []  # (packets fed before the gap, entries lost in it)
+        demuxed = container.demux(stream)
+        while True:
+            try:
+                packet = next(demuxed)
+            except StopIteration:
+                break
+            except av.FFmpegError:  # the container is cut or garbled from here on
+                break
+            if packet.size and by_pos:
+                n = by_pos.get(int(packet.pos), by_pos.get(int(packet.pos) - 8))  # AVI: +header
+                if n is not None:
+                    if n > seen:
+                        gaps.append((fed, n - seen))
+                    seen = max(seen, n + 1)
+            fed += bool(packet.size)
+            try:
+                out: list = list(packet.decode())
+            except av.FFmpegError:
+                out = [None] if packet.size else []
+            for frame in out:
+                while gaps and gaps[0][0] <= done:  # the packets before a gap are all out
+                    for _ in range(gaps.pop(0)[1]):
+                        yield slot, None
+                        slot += 1
+                yield slot, (None if frame is None
+                             else (lambda fr=frame: fr.to_ndarray(format="rgb24")))
+                slot += 1
+                done += 1
+        for _, lost in gaps:  # dropped at the very end
+            for _ in range(lost):
+                yield slot, None
+                slot += 1
+    finally:
+        container.close()
+        f.close()
+
+
+def _not_read() -> np.ndarray:
+    raise AssertionError("the pixels of a frame before --start-frame were not read")
+
+
+def _cv_slots(spec: str, kind: str, header_frames: int | None, start_frame: int
+              ) -> Iterator[Slot]:
+    """Every frame slot of a video or webcam read with OpenCV (no PyAV): a failed read before
+    the header's frame count is a lost frame, :data:`MAX_BAD_FRAMES` of them in a row the end."""
+    cv2 = _cv2()
+    if kind == "webcam":
+        cap = cv2.VideoCapture(int(spec))
+    else:
+        with opencv_path(spec) as name:
+            cap = cv2.VideoCapture(name)
+    if not cap.isOpened():
+        raise InputError(f"cannot open {kind} {printable(spec)}")
+    try:
+        index = 0
+        bad = 0  # failed reads in a row
+        while True:
+            # frames before the selection are grabbed, which decodes no pixels for most codecs
+            ok, bgr = (cap.grab(), None) if index < start_frame else cap.read()
+            if not ok:
+                more = header_frames is None or index + 1 < header_frames
+                if kind != "video" or not more or bad >= MAX_BAD_FRAMES - 1:
+                    return  # the failed reads in a row were the end, not lost frames
+                bad += 1
+                index += 1
+                continue
+            for b in range(index - bad, index):
+                yield b, None
+            bad = 0
+            if bgr is None:  # grabbed before the selection: its pixels are never asked for
+                yield index, _not_read
+            else:
+                if bgr.ndim == 2:
+                    bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
+                yield index, (lambda b=bgr: cv2.cvtColor(b, cv2.COLOR_BGR2RGB))
+            index += 1
+    finally:
+        cap.release()
 
 
 def _check_selection(start_frame: int, max_frames: int | None, stride: int) -> None:
@@ -228,6 +382,7 @@ def open_source(spec: str | Path, *, start_frame: int = 0, max_frames: int | Non
     """
     _check_selection(start_frame, max_frames, stride)
     text = str(spec)
+    check_name(text)  # a name the file system cannot hold: one line, not an OSError
     select = dict(start_frame=start_frame, max_frames=max_frames, stride=stride)
     if text.isdigit() and not Path(text).exists():
         return FrameSource(text, "webcam", f"webcam{text}", **select)
@@ -257,19 +412,58 @@ def open_source(spec: str | Path, *, start_frame: int = 0, max_frames: int | Non
     if path.suffix.lower() in IMAGE_SUFFIXES:
         read_image(path)  # fail now on a corrupt image, before models load
         return FrameSource(text, "images", path.stem, (path,), header_frames=1, **select)
-    cv2 = _cv2()
-    cap = cv2.VideoCapture(text)
-    try:
-        if not cap.isOpened():
-            raise InputError(f"cannot open video {path}: not a video, corrupt, or unsupported "
-                             "codec")
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        ok, _ = cap.read()
-        if not ok:
-            raise InputError(f"cannot decode any frame of video {path}: corrupt or unsupported "
-                             "codec")
-    finally:
-        cap.release()
-    return FrameSource(text, "video", path.stem, fps=fps if np.isfinite(fps) else 0.0,
+    fps, count = _probe_video(text)
+    return FrameSource(text, "video", path.stem, fps=fps,
                        header_frames=count if count > 0 else None, **select)
+
+
+def _probe_video(path: str) -> tuple[float, int]:
+    """``(fps, frame count of the header)`` of a video of which a first frame decodes (0 where
+    unknown); else InputError, one line."""
+    if _have_av():
+        f, container, stream = _av_open(path)
+        try:
+            rate = stream.average_rate or stream.guessed_rate
+            fps, count = float(rate) if rate else 0.0, int(stream.frames or 0)
+            decoded = any(pixels is not None for _, pixels in _first_slots(path))
+        finally:
+            container.close()
+            f.close()
+    else:
+        cv2 = _cv2()
+        with opencv_path(path) as name:
+            cap = cv2.VideoCapture(name)
+        try:
+            if not cap.isOpened():
+                raise InputError(f"cannot open video {printable(path)}: not a video, corrupt, "
+                                 "or unsupported codec")
+            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            decoded = bool(cap.read()[0])
+        finally:
+            cap.release()
+    if not decoded:
+        raise InputError(f"cannot decode any frame of video {printable(path)}: corrupt or "
+                         "unsupported codec")
+    return (fps if np.isfinite(fps) else 0.0), count
+
+
+def _first_slots(path: str) -> Iterator[Slot]:
+    """The slots of a video up to its first decoded frame."""
+    slots = _av_slots(path)
+    try:
+        for slot in slots:
+            yield slot
+            if slot[1] is not None:
+                return
+    finally:
+        slots.close()
+
+
+def video_frame_count(path: str | Path) -> int | None:
+    """The frame count a video's header declares (``None``: unknown, or not a readable video)."""
+    try:
+        count = _probe_video(str(path))[1]
+    except InputError:
+        return None
+    return count or None

@@ -9,6 +9,7 @@ from pathlib import Path
 from posetracker.app.commands.format_option import add_format_option
 from posetracker.app.commands.settings_args import default
 from posetracker.core.outputs import POLICY, claim_outputs
+from posetracker.core.paths import printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,7 +69,7 @@ def _run_bonn(args) -> int:
         for v in videos:
             write_posetrack17(v, out / f"{v.name}.json")
     frames = sum(len(v) for v in videos)
-    print(f"wrote {len(videos)} PoseTrack 2017 files ({frames} frames) to {out}")
+    print(f"wrote {len(videos)} PoseTrack 2017 files ({frames} frames) to {printable(out)}")
     return 0
 
 
@@ -81,7 +82,7 @@ def _run_posetrack(args) -> int:
     with claim_outputs({f"OUT_DIR {f.name}": out / f.name for f in files}, files):
         for f in files:
             write(read_posetrack(f), out / f.name)
-    print(f"wrote {len(files)} PoseTrack {args.to} files to {out}")
+    print(f"wrote {len(files)} PoseTrack {args.to} files to {printable(out)}")
     return 0
 
 
@@ -102,5 +103,6 @@ def _run_jsonl(args) -> int:
         for f in video.frames:
             sink.write(SourceFrame(f.index, None, f.image), f.poses)
         sink.close({"converted_from": str(args.jsonl)})
-    print(f"wrote {len(video.frames)} frames of {args.jsonl} to {args.output} ({args.format})")
+    print(f"wrote {len(video.frames)} frames of {printable(args.jsonl)} to "
+          f"{printable(args.output)} ({args.format})")
     return 0

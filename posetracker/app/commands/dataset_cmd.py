@@ -16,6 +16,7 @@ from posetracker.app.commands.format_option import add_format_option
 from posetracker.app.commands.settings_args import add_config_options, config_files, default
 from posetracker.core.errors import InputError
 from posetracker.core.outputs import POLICY
+from posetracker.core.paths import printable
 from posetracker.tracker.config import TrackerKind
 
 
@@ -165,7 +166,7 @@ def _list(args, config, options) -> int:
         job = ds.job_for(s, out, fmt, settings, models, options.max_frames, options.render)
         state = "excluded" if s.name not in names else \
             "done" if ds.finished_record(job, out, fmt, settings, models) else "to do"
-        print(f"{s.name}\t{s.kind}\t{s.rel}\t{state}")
+        print(f"{printable(s.name)}\t{s.kind}\t{printable(s.rel)}\t{state}")
     return 0
 
 
@@ -247,8 +248,8 @@ def _track(args: argparse.Namespace, config, options) -> int:
     if failed:
         for r in result.records:
             if r["status"] == "failed":
-                print(f"posetracker: {r['name']} failed after {r['attempts']} attempt(s): "
-                      f"{r['error']}", file=sys.stderr)
+                print(f"posetracker: {printable(r['name'])} failed after {r['attempts']} "
+                      f"attempt(s): {printable(r['error'])}", file=sys.stderr)
         if args.eval:
             print("posetracker: not scored (--eval): some sequences failed", file=sys.stderr)
         return 1

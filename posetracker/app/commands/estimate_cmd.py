@@ -94,7 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the detector (pose AP with ground-truth boxes; default: off)")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames "
                    "(default: all)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no summary line (default: off)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar (shown on a "
+                   "terminal only) and no summary line (default: off)")
     p.add_argument("--association", choices=("nms", "crowdpose"), default=None,
                    help="group each frame's per-box poses by parametric pose NMS or by CrowdPose "
                    f"joint-candidate association (estimate.association, default: "
@@ -204,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
 def _estimate(args: argparse.Namespace, config, source) -> int:
     """``estimate`` once its outputs are claimed."""
     from posetracker.app.api import PoseTracker
+    from posetracker.app.commands.track_cmd import _progress
     from posetracker.core.coco import frames_to_coco_results
     from posetracker.io.formats.coco import read_coco_gt
     from posetracker.io.sinks import JsonlSink, atomic_write
@@ -218,16 +220,20 @@ def _estimate(args: argparse.Namespace, config, source) -> int:
     results: list[dict] = []
     t0 = time.perf_counter()
     n_frames = 0
+    bar = _progress(source.expected_frames, args.quiet)  # on a terminal only, as track's
     try:
         for frame, poses in estimate_source(tracker, source, config.estimate.estimator.frame_batch,
                                             boxes_for, on_frame=sink.write if sink else None):
             image_id = image_id_for(frame.name, frame.index, ids_by_name)
             results.extend(frames_to_coco_results([(image_id, poses)]))
             n_frames += 1
+            bar.update(1)
     except BaseException:
+        bar.close()
         if sink:
             sink.abort()
         raise
+    bar.close()
     if sink:
         sink.close({})
 

@@ -71,8 +71,9 @@ def _add_video_arguments(p: argparse.ArgumentParser) -> None:
         "'frames/*.jpg', a single image, or a webcam index such as 0); -o is the final JSON, "
         "<out>.jsonl is streamed per frame while running.")
     g.add_argument("--render", metavar="OUT.mp4", help="also draw the tracked skeletons into "
-                   "this video (H.264 with PyAV, pip install -e \".[video]\"; else mp4v; "
-                   "default: none)")
+                   "this video: .mp4, .m4v, .mov, .mkv or .avi, tried on a dummy frame before "
+                   "any model loads; frames over 4096 pixels a side are scaled down (H.264 with "
+                   "PyAV, pip install -e \".[video]\"; else mp4v; default: none)")
     g.add_argument("--render-boxes", action="store_true", default=None,
                    help="draw person boxes in the rendered video (pipeline.output.render_boxes, "
                    f"default: {default('pipeline.output.render_boxes')})")
@@ -119,6 +120,14 @@ def load_settings(args: argparse.Namespace):
 
 def run(args) -> int:
     if args.poses:
+        # --poses tracks the poses a file already holds; nothing of VIDEO mode would be read or
+        # written, so a VIDEO (or a VIDEO-mode output) given with it is refused, not ignored
+        extra = [what for what, given in (("VIDEO", args.video), ("--render", args.render),
+                                          ("--csv", args.csv), ("--jsonl", args.jsonl)) if given]
+        if extra:
+            raise InputError(f"--poses tracks the poses in {args.poses}; {', '.join(extra)} "
+                             "belong to VIDEO mode (estimate, then track) and are not used with "
+                             "it: drop them, or drop --poses (images for --poses: --frames DIR)")
         return run_poses(args)
     if args.dump_config:
         return dump(load_settings(args))
@@ -220,13 +229,14 @@ def frame_images(video, frames_dir: str) -> list[Path]:
 
 
 def _read_images(paths: list[Path]):
-    import cv2
+    """BGR frames, as the trackers' ORB terms take them (any file name: read_image decodes bytes
+    that Python read; OpenCV's own imread crashes on a name that is not UTF-8)."""
+    import numpy as np
+
+    from posetracker.io.sources import read_image
 
     for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"{p}: cannot read image")
-        yield img
+        yield np.ascontiguousarray(read_image(p)[..., ::-1])
 
 
 def run_poses(args) -> int:

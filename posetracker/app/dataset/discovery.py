@@ -141,14 +141,10 @@ def frame_count(seq: Sequence, max_frames: int | None = None) -> int | None:
     ``None`` when unknown), capped at ``max_frames``."""
     if seq.kind == "frames":
         n: int | None = len(images_in(seq.path))
-    else:
-        import cv2
+    else:  # any file name (OpenCV given a name that is not UTF-8 would crash the run)
+        from posetracker.io.sources import video_frame_count
 
-        cap = cv2.VideoCapture(str(seq.path))
-        try:
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None if cap.isOpened() else None
-        finally:
-            cap.release()
+        n = video_frame_count(seq.path)
     if n is not None and max_frames is not None:
         n = min(n, max_frames)
     return n

@@ -100,6 +100,13 @@ SUMMARY_FIELDS = ("name", "status", "frames", "people", "people_per_frame", "ids
                   "wall_seconds", "attempts", "error", "source", "worker", "rss_mb")
 
 
+def printable_lines(text: str) -> str:
+    """``text`` with each line made :func:`~posetracker.core.paths.printable`."""
+    from posetracker.core.paths import printable
+
+    return "".join(printable(line) + "\n" for line in text.splitlines())
+
+
 def _write_summary(out_dir: Path, head: dict, records: list[dict]) -> None:
     atomic_write_text(out_dir / "summary.json",
                       json.dumps({**head, "sequences": records}, indent=1, default=str))
@@ -109,7 +116,8 @@ def _write_summary(out_dir: Path, head: dict, records: list[dict]) -> None:
     w.writeheader()
     for r in records:
         w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in SUMMARY_FIELDS})
-    atomic_write_text(out_dir / "summary.csv", buf.getvalue())
+    # a file name that is not UTF-8 is written with its odd bytes as \xNN: the table stays text
+    atomic_write_text(out_dir / "summary.csv", printable_lines(buf.getvalue()))
 
 
 def plan(root: str | Path, out_dir: str | Path, config: AppConfig, options: DatasetOptions

@@ -242,7 +242,12 @@ class ModelCache:
                  progress: bool = False) -> None:
         """Step 4 for ``spec``: its files from ``src`` into the cache, converted by its format's
         converter or copied, then its manifest entry."""
-        self.models_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a read-only or misplaced cache: one line saying what to do
+            raise ModelError(f"cannot write the model cache {self.models_dir}: "
+                             f"{e.strerror or e} (set POSETRACKER_CACHE to a writable folder)") \
+                from None
         self._record(spec.name, None)  # an interrupted conversion leaves no stale entry
         if not spec.converted:
             for f in spec.required_files:

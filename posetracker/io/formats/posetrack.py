@@ -451,8 +451,10 @@ def write_posetrack18(video: VideoPoses, path: str | Path, derive_head: bool = F
     schema = POSETRACK18
     vid = str(video.meta.get("vid_id", video.name))  # a read file's own vid_id, else the stem
     images, anns = [], []
-    for fi, frame in enumerate(video.frames):
-        image_id = int(frame.image_id) if frame.image_id is not None else fi
+    for frame in video.frames:
+        # a frame's id is its index in the source (the tracker's output may start past frame 0
+        # or miss damaged frames; a renumbering would part ids from file names)
+        image_id = int(frame.image_id) if frame.image_id is not None else int(frame.index)
         img = {"file_name": _image_name(video, frame), "id": image_id, "frame_id": image_id,
                "vid_id": vid, "nframes": len(video.frames), "is_labeled": bool(frame.labeled)}
         if frame.ignore_regions:
@@ -502,7 +504,7 @@ def write_posetrack17(video: VideoPoses, path: str | Path, derive_head: bool = F
     """
     schema = POSETRACK17
     annolist = []
-    for fi, frame in enumerate(video.frames):
+    for frame in video.frames:
         poses = frame.poses
         kp, sc = _in_schema(poses, schema, derive_head, min_score)
         tids = _track_ids_for_file(poses)
@@ -518,7 +520,8 @@ def write_posetrack17(video: VideoPoses, path: str | Path, derive_head: bool = F
                 rect.update(x1=[head[0]], y1=[head[1]], x2=[head[2]], y2=[head[3]])
             rects.append(rect)
         entry = {"image": [{"name": _image_name(video, frame)}],
-                 "imgnum": [int(frame.image_id) if frame.image_id is not None else fi + 1],
+                 "imgnum": [int(frame.image_id) if frame.image_id is not None
+                            else int(frame.index) + 1],
                  "is_labeled": [1 if frame.labeled else 0], "annorect": rects}
         if frame.ignore_regions:
             entry["ignore_regions"] = [
