@@ -210,7 +210,7 @@ class OutputClaim:
                 os.close(fd)
                 continue
             os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n{real}\n".encode())
+            os.write(fd, f"{os.getpid()}\n".encode() + os.fsencode(real) + b"\n")  # any name
             self._held.append((fd, lock))
             return
 
