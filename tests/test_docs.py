@@ -10,8 +10,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
-# Written by the registries work (how to add a model format, an output format, a tracker); the
-# README and docs/index.md link to it already. Drop this entry once the page exists.
 INTERNAL = re.compile(r"\b(?:issues?|stop|item|round)\s+#?\d+\b|(?<![\w&/])#\d+\b", re.IGNORECASE)
 
 
