@@ -38,6 +38,7 @@ import pytest
 
 from posetracker.app.cli import main
 from posetracker.core.outputs import POLICY, OutputClaim
+from posetracker.io import render
 from posetracker.io.sinks import CsvSink
 
 FRAMES = 14  # frames of the small clip the tests track
@@ -517,7 +518,8 @@ def _fill(d: Path, free: int) -> None:
 def _full_disk_run(argv: list[str], capsys, work: Path, tiny: Path, target: Path) -> list[str]:
     before = _tree(work)
     code = main(argv)
-    lines = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.strip()
+             and not x.startswith("posetracker: note: ")]  # mp4v without the video extra
     assert code == 2, lines
     assert len(lines) == 1, lines
     assert lines[0] == f"posetracker: error: cannot write {target}: No space left on device"
@@ -542,6 +544,10 @@ def test_full_disk_during_track(kind, free, frames, work, tiny, models_dir, shar
              "--jsonl", str(target if kind == "--jsonl" else work / "out.jsonl")]
     if kind in ("--render", "--csv"):
         argv += [kind, str(target)]
+    if kind == "--render" and not render.h264_available():
+        # OpenCV's mp4v writer refuses a frame the disk cannot hold whole (64 KiB spare): leave
+        # room for the dummy frame the render target is tried on, not for the video
+        free = 64 * 64 * 3 + (1 << 16) + 8192
     _fill(tiny, free)
     _full_disk_run(argv, capsys, work, tiny, target)
     assert not (work / "out.json").exists()

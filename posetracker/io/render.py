@@ -179,6 +179,9 @@ def check_render_target(path: str | Path, codec: str = "auto") -> None:
     except InputError:
         raise InputError(f"cannot write {printable(path)} (--render): the video writer "
                          "refuses it") from None
+    except OSError as e:  # a full disk, a failing device: say which
+        raise InputError(f"cannot write {printable(path)} (--render): {e.strerror or e}") \
+            from None
     except Exception as e:  # noqa: BLE001 - PyAV's and OpenCV's errors, reported as one line
         raise InputError(f"cannot write {printable(path)} (--render): the video writer refuses "
                          f"it ({type(e).__name__})") from None
