@@ -103,11 +103,11 @@ class _Slot:
 
     t: int
     source: FramePoses
-    kp: np.ndarray        # (n, k, 2)
-    sc: np.ndarray        # (n, k)
-    box: np.ndarray       # (n, 4)
-    bs: np.ndarray        # (n,) person scores (FramePoses.scores): PoseFlow's s_box
-    ds: np.ndarray        # (n,) detector box scores (FramePoses.box_scores), carried to the output
+    kp: np.ndarray               # (n, k, 2) keypoints, pixels
+    keypoint_scores: np.ndarray  # (n, k)
+    box: np.ndarray              # (n, 4)
+    person_scores: np.ndarray    # (n,) FramePoses.scores: PoseFlow's s_box
+    box_scores: np.ndarray       # (n,) detector box scores (FramePoses.box_scores), carried to the output
     conf: np.ndarray      # (n,) s(Q)
     flow: np.ndarray      # (n,) flow id
     alive: np.ndarray     # (n,) False once merged into another pose
@@ -379,7 +379,47 @@ class PoseFlowTracker:
         if si < 0 or si >= len(self._slots):
             return
         horizon = min(len(self._slots) - 1 - si, self.lookahead)
-        # 1. Heads: flows with a part before s, recent enough to be extended.
+        # 1. Heads and tails.
+        heads = self._heads_at(s, si)
+        if not heads:
+            return
+        tails = self._tails_at(s, si, horizon, {h.flow.id: i for i, h in enumerate(heads)})
+        if not tails:
+            return
+        ends = FlowEnds(np.stack([h.kp for h in heads]), np.stack([h.box for h in heads]),
+                        np.stack([h.vel for h in heads]),
+                        stack_histograms([h.flow.app for h in heads])
+                        if self._slots[si].app is not None else None)
+        t_head = np.array([h.t for h in heads], dtype=np.float64)
+        start = np.array([i for i, _, _ in tails])
+        current = np.array([h for _, _, h in tails])
+        first = self._heads_to_poses(ends, t_head, s, si, [(i, j) for i, j, _ in tails])
+        made = np.zeros(first.shape, dtype=bool)
+        made[current[current >= 0], np.flatnonzero(current >= 0)] = True
+        # The online step accepted the links already made; the others must pass the gate.
+        gated = (first >= self.config.gate) | made
+        if np.array_equal(gated, made):  # unambiguous: only the links already made
+            return
+        # 2. Look-ahead values over the tails' poses in s .. s + L, and 3. their windowed scores.
+        value, score = self._lookahead_values(ends, t_head, s, si, horizon, tails, start)
+        # The stop criterion keeps a head from a sparse, weak tail; links already made stay
+        # candidates (detaching them would cut a flow the window has not seen the end of).
+        ok = (gated & (score / (horizon + 1) >= self.config.stop_score)[None, :]) | made
+        # 4. Joint assignment: no pose in two flows. Links already made get a head start
+        # (hysteresis): a re-assignment must be clearly better, or noise would churn ids.
+        value = value + self.config.lookahead_margin * made
+        rows, cols = linear_sum_assignment(np.where(ok, -value, 0.0))
+        wanted = np.full(len(tails), -1)
+        for r, c in zip(rows, cols):
+            if ok[r, c]:
+                wanted[c] = r
+        changed = np.flatnonzero(wanted != current)
+        if len(changed):
+            self._relabel(heads, tails, current, wanted, changed, s, si)
+
+    def _heads_at(self, s: int, si: int) -> list[_Head]:
+        """Look-ahead step 1, heads: flows with a part before frame ``s`` (window slot ``si``),
+        recent enough to be extended."""
         heads: list[_Head] = []
         for f in self._flows.values():
             if f.first_t >= s or (f.last_t < s and (f.closed or s - f.last_t > self.config.link_len)):
@@ -387,11 +427,13 @@ class PoseFlowTracker:
             h = self._head_before(f, si)
             if h is not None and s - h.t <= self.config.link_len:
                 heads.append(h)
-        if not heads:
-            return
-        head_of = {h.flow.id: i for i, h in enumerate(heads)}
-        # Tails: (offset of the first pose from s, its index there, the flow's head or -1). Those
-        # starting after s let a head skip frames (a missed person; a false positive it took).
+        return heads
+
+    def _tails_at(self, s: int, si: int, horizon: int,
+                  head_of: dict[int, int]) -> list[tuple[int, int, int]]:
+        """Look-ahead step 1, tails: (offset of the first pose from ``s``, its index there, the
+        flow's head in ``head_of`` (flow id -> head) or -1). Those starting after ``s`` let a head
+        skip frames (a missed person; a false positive it took)."""
         tails: list[tuple[int, int, int]] = []
         slot = self._slots[si]
         for j in np.flatnonzero(slot.alive):
@@ -409,33 +451,25 @@ class PoseFlowTracker:
                     if j >= 0:
                         tails.append((i, j, head_of[f.id]))
                         break
-        if not tails:
-            return
-        ends = FlowEnds(np.stack([h.kp for h in heads]), np.stack([h.box for h in heads]),
-                        np.stack([h.vel for h in heads]),
-                        stack_histograms([h.flow.app for h in heads]) if slot.app is not None else None)
-        t_head = np.array([h.t for h in heads], dtype=np.float64)
+        return tails
 
-        def similarity(pairs: list[tuple[int, int]]) -> np.ndarray:
-            """Heads against the poses ``(offset from s, index)``: ``(heads, len(pairs))``."""
-            sl = [self._slots[si + i] for i, _ in pairs]
-            poses = Candidates(np.stack([x.kp[j] for x, (_, j) in zip(sl, pairs)]),
-                               np.stack([x.box[j] for x, (_, j) in zip(sl, pairs)]),
-                               stack_histograms([x.app[j] if x.app is not None else None
-                                                 for x, (_, j) in zip(sl, pairs)]))
-            gap = (s + np.array([i for i, _ in pairs]))[None, :] - t_head[:, None]
-            return self.similarity(ends, poses, gap)
+    def _heads_to_poses(self, ends: FlowEnds, t_head: np.ndarray, s: int, si: int,
+                        pairs: list[tuple[int, int]]) -> np.ndarray:
+        """Link similarity of the heads (``ends``, last seen at frames ``t_head``) against the poses
+        ``(offset from s, index)``: ``(heads, len(pairs))``."""
+        sl = [self._slots[si + i] for i, _ in pairs]
+        poses = Candidates(np.stack([x.kp[j] for x, (_, j) in zip(sl, pairs)]),
+                           np.stack([x.box[j] for x, (_, j) in zip(sl, pairs)]),
+                           stack_histograms([x.app[j] if x.app is not None else None
+                                             for x, (_, j) in zip(sl, pairs)]))
+        gap = (s + np.array([i for i, _ in pairs]))[None, :] - t_head[:, None]
+        return self.similarity(ends, poses, gap)
 
-        start = np.array([i for i, _, _ in tails])
-        current = np.array([h for _, _, h in tails])
-        first = similarity([(i, j) for i, j, _ in tails])
-        made = np.zeros(first.shape, dtype=bool)
-        made[current[current >= 0], np.flatnonzero(current >= 0)] = True
-        # The online step accepted the links already made; the others must pass the gate.
-        gated = (first >= self.config.gate) | made
-        if np.array_equal(gated, made):  # unambiguous: only the links already made
-            return
-        # 2. Look-ahead values over the tails' poses in s .. s + L, and 3. their windowed scores.
+    def _lookahead_values(self, ends: FlowEnds, t_head: np.ndarray, s: int, si: int, horizon: int,
+                          tails: list[tuple[int, int, int]],
+                          start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Look-ahead steps 2 and 3: ``(heads, tails)`` values of joining each head to each tail,
+        and ``(tails,)`` each tail's summed confidence ``s(Q)`` over ``s .. s + horizon``."""
         tail_flow = [int(self._slots[si + i].flow[j]) for i, j, _ in tails]
         pairs, column, conf = [], [], []
         for i in range(horizon + 1):
@@ -450,26 +484,15 @@ class PoseFlowTracker:
         offset = np.array([i for i, _ in pairs])
         conf = np.array(conf)
         weight = self.config.lookahead_decay ** offset * self.similarity.confidence_weight(conf)
-        contrib = similarity(pairs) * weight[None, :]
+        contrib = self._heads_to_poses(ends, t_head, s, si, pairs) * weight[None, :]
         to_tail = np.zeros((len(pairs), len(tails)))
         to_tail[np.arange(len(pairs)), column] = 1.0
-        value = contrib @ to_tail
-        score = conf @ to_tail
-        # The stop criterion keeps a head from a sparse, weak tail; links already made stay
-        # candidates (detaching them would cut a flow the window has not seen the end of).
-        ok = (gated & (score / (horizon + 1) >= self.config.stop_score)[None, :]) | made
-        # 4. Joint assignment: no pose in two flows. Links already made get a head start
-        # (hysteresis): a re-assignment must be clearly better, or noise would churn ids.
-        value = value + self.config.lookahead_margin * made
-        rows, cols = linear_sum_assignment(np.where(ok, -value, 0.0))
-        wanted = np.full(len(tails), -1)
-        for r, c in zip(rows, cols):
-            if ok[r, c]:
-                wanted[c] = r
-        changed = np.flatnonzero(wanted != current)
-        if not len(changed):
-            return
-        # 5. Re-label: cut the affected flows at s, then join each tail to its new head.
+        return contrib @ to_tail, conf @ to_tail
+
+    def _relabel(self, heads: list[_Head], tails: list[tuple[int, int, int]], current: np.ndarray,
+                 wanted: np.ndarray, changed: np.ndarray, s: int, si: int) -> None:
+        """Look-ahead step 5: cut the affected flows at ``s``, then join each ``changed`` tail to
+        its ``wanted`` head (``current``: the head it has now; -1 none)."""
         affected = {int(current[c]) for c in changed if current[c] >= 0}
         affected |= {int(wanted[c]) for c in changed if wanted[c] >= 0}
         for h in affected:
@@ -594,10 +617,10 @@ class PoseFlowTracker:
             ik = s.index_of(keep.id)
             if ik >= 0 and merge_overlap:
                 overlap += 1
-                kp, sc, box, bs = pfnms.merge_pair(s.kp[ik], s.sc[ik], s.box[ik], s.bs[ik],
-                                                   s.kp[ig], s.sc[ig], s.box[ig], s.bs[ig])
-                s.kp[ik], s.sc[ik], s.box[ik], s.bs[ik] = kp, sc, box, bs
-                s.ds[ik] = max(s.ds[ik], s.ds[ig])
+                merged = pfnms.merge_pair(s.kp[ik], s.keypoint_scores[ik], s.box[ik], s.person_scores[ik],
+                                          s.kp[ig], s.keypoint_scores[ig], s.box[ig], s.person_scores[ig])
+                s.kp[ik], s.keypoint_scores[ik], s.box[ik], s.person_scores[ik] = merged
+                s.box_scores[ik] = max(s.box_scores[ik], s.box_scores[ig])
                 s.conf[ik] = max(s.conf[ik], s.conf[ig])
                 s.alive[ig] = False
                 s.dist = None
@@ -638,14 +661,15 @@ class PoseFlowTracker:
             head = None if heads is None else heads[i]
             a = self._anchors.get(fid)
             if a is None:
-                a = self._anchors[fid] = Anchor.first(slot.t, slot.kp[i], slot.sc[i], slot.box[i],
-                                                      slot.bs[i], slot.ds[i], head)
+                a = self._anchors[fid] = Anchor.first(slot.t, slot.kp[i], slot.keypoint_scores[i], slot.box[i],
+                                                      slot.person_scores[i], slot.box_scores[i], head)
             else:
-                a.update(slot.t, slot.kp[i], slot.sc[i], slot.box[i], slot.bs[i], slot.ds[i], head)
+                a.update(slot.t, slot.kp[i], slot.keypoint_scores[i], slot.box[i], slot.person_scores[i],
+                         slot.box_scores[i], head)
             a.vel, a.shown = slot.vel[i].copy(), bool(keep[i])
         for i, kp, sc in joints:
             slot.kp[i] = np.where(np.isfinite(kp), kp, slot.kp[i])
-            slot.sc[i] = np.where(np.isfinite(kp).all(-1), sc, slot.sc[i])
+            slot.keypoint_scores[i] = np.where(np.isfinite(kp).all(-1), sc, slot.keypoint_scores[i])
         horizon = max(self.config.link_len, self.config.max_fill_gap)
         for fid in [fid for fid, a in self._anchors.items() if slot.t - a.t > horizon]:
             del self._anchors[fid]
@@ -690,14 +714,15 @@ class PoseFlowTracker:
             if nxt is None:
                 continue
             sl, j = nxt
-            kp, sc = interpolate_joints(slot.t, a.kp, a.tj, a.sc, sl.kp[j], sl.sc[j], sl.t,
-                                        self.config.max_fill_gap, self.config.fill_decay)
+            kp, sc = interpolate_joints(slot.t, a.kp, a.seen_at, a.joint_scores, sl.kp[j], sl.keypoint_scores[j],
+                                        sl.t, self.config.max_fill_gap, self.config.fill_decay)
             if not np.isfinite(kp).all(-1).any():
                 continue
             near = min(slot.t - a.t, sl.t - slot.t)
             box = interpolate_box(slot.t, a.box, a.t, sl.box[j], sl.t)
-            bs = float(interpolate_box(slot.t, a.bs, a.t, sl.bs[j], sl.t)) * self.config.fill_decay ** near
-            ds = float(interpolate_box(slot.t, a.ds, a.t, sl.ds[j], sl.t)) * self.config.fill_decay ** near
+            decay = self.config.fill_decay ** near
+            person_score = float(interpolate_box(slot.t, a.person_score, a.t, sl.person_scores[j], sl.t)) * decay
+            box_score = float(interpolate_box(slot.t, a.box_score, a.t, sl.box_scores[j], sl.t)) * decay
             if len(kept) and self._covered(kp, box, slot, kept):
                 continue
             head = None
@@ -705,7 +730,7 @@ class PoseFlowTracker:
                 hb = sl.source.head_boxes
                 head = (interpolate_box(slot.t, a.head, a.t, hb[j], sl.t)
                         if a.head is not None and hb is not None else np.full(4, np.nan))
-            out.append((fid, kp, sc, box, bs, ds, head))
+            out.append((fid, kp, sc, box, person_score, box_score, head))
         return out
 
     def _covered(self, kp: np.ndarray, box: np.ndarray, slot: _Slot, kept: np.ndarray) -> bool:
@@ -728,8 +753,8 @@ class PoseFlowTracker:
             if nxt is None:
                 continue
             sl, j = nxt
-            kp, sc = interpolate_joints(slot.t, a.kp, a.tj, a.sc, sl.kp[j], sl.sc[j], sl.t,
-                                        self.config.max_fill_gap, self.config.fill_decay)
+            kp, sc = interpolate_joints(slot.t, a.kp, a.seen_at, a.joint_scores, sl.kp[j], sl.keypoint_scores[j],
+                                        sl.t, self.config.max_fill_gap, self.config.fill_decay)
             kp[~missing] = np.nan
             if np.isfinite(kp).any():
                 out.append((i, kp, sc))
@@ -740,19 +765,19 @@ class PoseFlowTracker:
         keep = slot.alive if keep is None else keep
         src = slot.source
         heads = None if src.head_boxes is None else src.head_boxes[keep]
-        kp, sc, box, bs, ds, ids = (slot.kp[keep], slot.sc[keep], slot.box[keep], slot.bs[keep],
-                                    slot.ds[keep], slot.flow[keep])
+        kp, sc, box = slot.kp[keep], slot.keypoint_scores[keep], slot.box[keep]
+        person_scores, box_scores, ids = slot.person_scores[keep], slot.box_scores[keep], slot.flow[keep]
         if extra:
             kp = np.concatenate([kp, np.stack([e[1] for e in extra])])
             sc = np.concatenate([sc, np.stack([e[2] for e in extra])])
             box = np.concatenate([box, np.stack([e[3] for e in extra])])
-            bs = np.concatenate([bs, [e[4] for e in extra]])
-            ds = np.concatenate([ds, [e[5] for e in extra]])
+            person_scores = np.concatenate([person_scores, [e[4] for e in extra]])
+            box_scores = np.concatenate([box_scores, [e[5] for e in extra]])
             ids = np.concatenate([ids, [e[0] for e in extra]])
             if heads is not None:
                 heads = np.concatenate([heads, np.stack([e[6] for e in extra])])
-        return FramePoses(kp, sc, box, bs, src.schema, track_ids=ids, head_boxes=heads,
-                          box_scores=ds)
+        return FramePoses(kp, sc, box, person_scores, src.schema, track_ids=ids, head_boxes=heads,
+                          box_scores=box_scores)
 
     def _forget_old(self, t: int) -> None:
         """Drop flows that can neither be extended, re-linked nor are still in the window."""
