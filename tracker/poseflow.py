@@ -98,8 +98,9 @@ from posetracker.tracker.similarity import (
 
 
 @dataclass(eq=False)
-class _Slot:
-    """One frame in the window: mutable copies of its poses and the flow of each pose."""
+class _WindowFrame:
+    """One frame in the tracker's window (its "slot"): mutable copies of its poses and the flow
+    of each pose."""
 
     t: int
     source: FramePoses
@@ -191,12 +192,12 @@ class PoseFlowTracker:
     # -- public interface ----------------------------------------------------------------------
     def reset(self) -> None:
         """Forget all flows and frames; ids restart at 0."""
-        self._t = 0
+        self._frames_seen = 0
         self._next_id = 0
         self._next_boundary = 1  # frame 0 has nothing before it to re-assign
         self._flows: dict[int, _Flow] = {}
         self._anchors: dict[int, Anchor] = {}
-        self._slots: deque[_Slot] = deque()
+        self._slots: deque[_WindowFrame] = deque()
         self._ready: list[FramePoses] = []
         self._ended = False  # set by finish(): no frame will follow
         if self._orb is not None:
@@ -204,8 +205,8 @@ class PoseFlowTracker:
 
     def update(self, poses: FramePoses, image: np.ndarray | None = None) -> FramePoses:
         """Track one frame; returns its poses with provisional ids (see the module docstring)."""
-        t = self._t
-        self._t += 1
+        t = self._frames_seen
+        self._frames_seen += 1
         corr = self._correspondences(image)
         slot = self._make_slot(t, poses, image)
         self._close_stopped(t)
@@ -231,7 +232,7 @@ class PoseFlowTracker:
     def finish(self) -> list[FramePoses]:
         """Final ids for every frame still held, then :meth:`reset`."""
         if self.lookahead > 0:  # the last frames' look-ahead ends with the video
-            while self._next_boundary < self._t:
+            while self._next_boundary < self._frames_seen:
                 self._reassign(self._next_boundary)
                 self._next_boundary += 1
         self._ended = True
@@ -251,10 +252,10 @@ class PoseFlowTracker:
             self._orb = OrbMatcher(n_features=self.config.orb_features)
         return self._orb.match(image)
 
-    def _make_slot(self, t: int, poses: FramePoses, image: np.ndarray | None) -> _Slot:
+    def _make_slot(self, t: int, poses: FramePoses, image: np.ndarray | None) -> _WindowFrame:
         n = len(poses)
         conf = pose_confidence(poses.keypoint_scores, poses.scores, poses.present)
-        slot = _Slot(t, poses, np.array(poses.keypoints), np.array(poses.keypoint_scores),
+        slot = _WindowFrame(t, poses, np.array(poses.keypoints), np.array(poses.keypoint_scores),
                      np.array(poses.boxes), np.array(poses.scores), np.array(poses.box_scores), conf,
                      np.full(n, -1, dtype=np.int64), np.ones(n, dtype=bool), np.zeros((n, 2)))
         if image is not None and self.config.w_app > 0:
@@ -280,7 +281,7 @@ class PoseFlowTracker:
                 if sum(c for _, c in f.recent) / max(span, 1) < self.config.stop_score:
                     f.closed = True
 
-    def _orb_terms(self, flows: list[_Flow], slot: _Slot,
+    def _orb_terms(self, flows: list[_Flow], slot: _WindowFrame,
                    corr: np.ndarray | None) -> Correspondences | None:
         """The correspondence term ``K_sim`` of the flows against the slot's poses, known for the
         flows seen in the previous frame (correspondences join consecutive frames only)."""
@@ -304,7 +305,7 @@ class PoseFlowTracker:
         known[prev] = True
         return Correspondences(k_sim, known)
 
-    def link_similarity(self, flows: list[_Flow], slot: _Slot,
+    def link_similarity(self, flows: list[_Flow], slot: _WindowFrame,
                         corr: np.ndarray | None) -> np.ndarray:
         """``(len(flows), n)`` link similarity of open flows to the new frame's poses, in [0, 1],
         already multiplied by ``gap_decay ** (gap - 1)``."""
@@ -317,7 +318,7 @@ class PoseFlowTracker:
         return self.similarity(ends, Candidates(slot.kp, slot.box, slot.app), gap,
                                self._orb_terms(flows, slot, corr))
 
-    def _build(self, slot: _Slot, corr: np.ndarray | None) -> None:
+    def _build(self, slot: _WindowFrame, corr: np.ndarray | None) -> None:
         n = len(slot.flow)
         open_flows = [f for f in self._flows.values() if not f.closed]
         if n and open_flows:
@@ -339,7 +340,7 @@ class PoseFlowTracker:
             self._flows[f.id] = f
             slot.flow[j] = f.id
 
-    def _extend(self, f: _Flow, slot: _Slot, j: int) -> None:
+    def _extend(self, f: _Flow, slot: _WindowFrame, j: int) -> None:
         gap = slot.t - f.last_t
         step = (_centre(slot.box[j]) - _centre(f.box)) / max(gap, 1)
         # Smoothed velocity: detector jitter makes a single displacement noisy.
@@ -641,7 +642,7 @@ class PoseFlowTracker:
         del self._flows[gone.id]
 
     # -- output --------------------------------------------------------------------------------
-    def _finalise(self, slot: _Slot) -> FramePoses:
+    def _finalise(self, slot: _WindowFrame) -> FramePoses:
         """The frame as it leaves the window: PF-NMS suppresses poses of short or weak flows, gaps
         and missing joints are filled, and the flows' anchors move on to this frame."""
         keep = slot.alive.copy()
@@ -688,9 +689,9 @@ class PoseFlowTracker:
         """
         if f.count >= self.config.min_flow_len:
             return False
-        return not (self._ended and self._t - f.first_t < self.config.min_flow_len)
+        return not (self._ended and self._frames_seen - f.first_t < self.config.min_flow_len)
 
-    def _next_pose(self, fid: int, until: int) -> tuple[_Slot, int] | None:
+    def _next_pose(self, fid: int, until: int) -> tuple[_WindowFrame, int] | None:
         """Flow ``fid``'s first pose in the window (after the frame being finalised), up to frame
         ``until``."""
         for sl in self._slots:
@@ -701,7 +702,7 @@ class PoseFlowTracker:
                 return sl, j
         return None
 
-    def _fill_poses(self, slot: _Slot, kept: np.ndarray) -> list[tuple]:
+    def _fill_poses(self, slot: _WindowFrame, kept: np.ndarray) -> list[tuple]:
         """Interpolated poses for the flows that skip ``slot`` and are seen again in the window:
         ``(flow id, kp, sc, box, person score, detector score, head box or None)`` each."""
         present = set(slot.flow[slot.alive].tolist())
@@ -733,7 +734,7 @@ class PoseFlowTracker:
             out.append((fid, kp, sc, box, person_score, box_score, head))
         return out
 
-    def _covered(self, kp: np.ndarray, box: np.ndarray, slot: _Slot, kept: np.ndarray) -> bool:
+    def _covered(self, kp: np.ndarray, box: np.ndarray, slot: _WindowFrame, kept: np.ndarray) -> bool:
         """A kept pose of the frame is already this person (closer than the merge threshold): a
         fill would be a duplicate."""
         scale = np.minimum(person_scale(box[None])[0], person_scale(slot.box[kept]))
@@ -741,7 +742,7 @@ class PoseFlowTracker:
         dist = 1.0 - 0.5 * (psim + box_iou(box[None], slot.box[kept])[0])
         return bool((dist < self.config.merge_threshold).any())
 
-    def _fill_joints(self, slot: _Slot, kept: np.ndarray) -> list[tuple]:
+    def _fill_joints(self, slot: _WindowFrame, kept: np.ndarray) -> list[tuple]:
         """Interpolated joints for detected poses that lack them: ``(pose index, kp, sc)``."""
         out = []
         for i in kept:
@@ -760,7 +761,7 @@ class PoseFlowTracker:
                 out.append((i, kp, sc))
         return out
 
-    def _frame_of(self, slot: _Slot, keep: np.ndarray | None = None,
+    def _frame_of(self, slot: _WindowFrame, keep: np.ndarray | None = None,
                   extra: list[tuple] = ()) -> FramePoses:
         keep = slot.alive if keep is None else keep
         src = slot.source

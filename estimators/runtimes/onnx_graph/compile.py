@@ -13,12 +13,21 @@ from torch import nn
 
 from posetracker.core.errors import ModelError
 from posetracker.estimators.runtimes.onnx_graph.io import _Node, _one_line, _read_nodes, _to_tensor
-from posetracker.estimators.runtimes.onnx_graph.ops import _HOST, _INDEX, _OPS, _TENSOR, _Ctx, _host, _OpDef, _RunState
+from posetracker.estimators.runtimes.onnx_graph.ops import (
+    _HOST,
+    _INDEX,
+    _OPS,
+    _TENSOR,
+    _BuildContext,
+    _host,
+    _OpDef,
+    _RunState,
+)
 
 _PARAM = "\x00param:"  # slot-name prefix of a parameter as data ops read it
 
 
-def _constant_value(node: _Node, ctx: _Ctx) -> torch.Tensor:
+def _constant_value(node: _Node, ctx: _BuildContext) -> torch.Tensor:
     a = node.attrs
     if "value" in a:
         return a["value"]
@@ -121,7 +130,7 @@ class CompiledOnnx:
         opset = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] or [1])
         self.source = source
         consts = self._read_interface(graph, outputs)
-        ctx = _Ctx(source, opset, state, consts)
+        ctx = _BuildContext(source, opset, state, consts)
         nodes = _needed(_read_nodes(graph), self.output_names,
                         set(consts) | set(self.input_names), source)
         for node in nodes:  # refuse before any work, naming the first op we lack
@@ -155,7 +164,7 @@ class CompiledOnnx:
         return consts
 
     def _fold_and_classify(self, nodes: list[_Node],
-                           ctx: _Ctx) -> tuple[list[tuple[_Node, bool]], set[str]]:
+                           ctx: _BuildContext) -> tuple[list[tuple[_Node, bool]], set[str]]:
         """Fold constants into ``ctx.consts``; the other nodes with whether each is meta (shapes
         only), and the names of the meta values."""
         consts = ctx.consts
@@ -211,7 +220,7 @@ class CompiledOnnx:
         return param_names
 
     def _number_slots(self, kept: list[tuple[_Node, bool]], meta_vals: set[str],
-                      param_names: list[str], ctx: _Ctx) -> None:
+                      param_names: list[str], ctx: _BuildContext) -> None:
         """Build each step's op and number the value slots: one per value; a parameter's data
         readers get its own slot (its meta readers, shape arithmetic on the CPU, keep reading the
         constant)."""
@@ -231,7 +240,7 @@ class CompiledOnnx:
         self.steps: list[_Step] = []
         for node, meta in kept:
             spec = _OPS[node.op]
-            fn = spec.build(node, _Ctx(ctx.source, ctx.opset, ctx.state, consts, shapes, meta=meta))
+            fn = spec.build(node, _BuildContext(ctx.source, ctx.opset, ctx.state, consts, shapes, meta=meta))
             kinds = _kinds(spec, len(node.inputs))
             as_param = [not meta and i in params and k == _TENSOR
                         for i, k in zip(node.inputs, kinds)]
@@ -248,8 +257,8 @@ class CompiledOnnx:
         self.output_static = [n in consts or n in meta_vals for n in self.output_names]
         self.num_slots = len(slots)
 
-    def _fold(self, node: _Node, spec: _OpDef, ctx: _Ctx) -> None:
-        ctx = _Ctx(ctx.source, ctx.opset, ctx.state, ctx.consts, meta=True)
+    def _fold(self, node: _Node, spec: _OpDef, ctx: _BuildContext) -> None:
+        ctx = _BuildContext(ctx.source, ctx.opset, ctx.state, ctx.consts, meta=True)
         if node.op == "Conv":
             ctx.shapes = {n: tuple(v.shape) for n, v in ctx.consts.items() if n in node.inputs}
         fn = spec.build(node, ctx)
