@@ -224,6 +224,8 @@ def _score_frame(gt: _FramePeople, pr: _FramePeople) -> _FrameResult:
 
 @dataclass
 class _SequenceResult:
+    """One sequence's scores before they are summed: per frame, and per joint the MOT counts."""
+
     name: str
     frames: list  # _FrameResult per kept frame
     mot: list | None  # MotCounter per joint, None when untracked

@@ -108,6 +108,9 @@ def _fuse_silu(nodes: list[_Node], protected: set[str]) -> list[_Node]:
 
 @dataclass
 class _Step:
+    """One compiled op of :class:`CompiledOnnx`, in run order: its kernel and the value slots it
+    reads and writes."""
+
     node: _Node
     fn: Callable[..., Any]
     meta: bool                 # depends on input shapes only: run once per key

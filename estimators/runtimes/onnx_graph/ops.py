@@ -53,6 +53,9 @@ class _BuildContext:
 
 @dataclass
 class _OpDef:
+    """How the table builds one ONNX op: ``build`` makes its kernel; ``host`` and ``index`` are
+    the input positions read as host values (shapes, axes) and as integer indices."""
+
     build: Callable[[_Node, _BuildContext], Callable[..., Any]]
     host: tuple[int, ...] = ()
     index: tuple[int, ...] = ()

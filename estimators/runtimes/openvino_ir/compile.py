@@ -27,6 +27,9 @@ from posetracker.estimators.runtimes.openvino_ir.spatial import _FusedConv, _Poo
 
 @dataclass
 class _Node:
+    """One operation of the compiled IR: its layer, its op, and the value ids it reads and
+    writes."""
+
     layer: _Layer
     op: _Op
     ins: list[int]    # value ids
