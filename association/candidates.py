@@ -118,15 +118,50 @@ def find_peaks(
     px = flat - py * w
 
     # 3. sub-cell refinement from the 3-cell neighbourhoods in x and y
-    weighted_score = score
+    fit_on = hm if refine_on is None else refine_on.float()
+    dx, dy, centre, size = _refine_peaks(fit_on, score, flat, px, py, config, offsets,
+                                         weighted=refine_on is not None)
     if refine_on is not None:
-        hm = refine_on.float()
-    plane = hm.reshape(n, k, h * w)
+        centre = score.clamp_min(0)
+    xy = torch.stack([px.to(fit_on.dtype) + dx, py.to(fit_on.dtype) + dy], dim=-1)
+    nan = torch.full_like(xy, float("nan"))
+    xy = torch.where(valid.unsqueeze(-1), xy, nan)
+    score = torch.where(valid, centre, torch.zeros_like(score))
+    size = torch.where(valid, size, torch.zeros_like(size))
+    return xy, score, size, torch.where(valid, flat, torch.full_like(flat, -1))
+
+
+def _refine_peaks(
+    maps: torch.Tensor,
+    score: torch.Tensor,
+    flat: torch.Tensor,
+    px: torch.Tensor,
+    py: torch.Tensor,
+    config: AssociationConfig,
+    offsets: torch.Tensor | None,
+    weighted: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Step 3 of :func:`find_peaks`: the sub-cell fit at each peak.
+
+    Args:
+        maps: ``(n, k, h, w)`` the maps whose neighbourhoods are fitted.
+        score: ``(n, k, m)`` the peak heights (-1 for no peak); flat, px, py: ``(n, k, m)`` the
+            peak cells as flat index and column/row.
+        offsets: Optional ``(n, k, h, w, 2)`` regressed (dx, dy), used instead of the fit.
+        weighted: ``score`` came from other (person-weighted) maps than ``maps``.
+
+    Returns:
+        ``dx``, ``dy`` offsets in cells, the fitted peak height and the response width ``u`` in
+        cells, each ``(n, k, m)``.
+    """
+    n, k, h, w = maps.shape
+    m = flat.shape[-1]
+    plane = maps.reshape(n, k, h * w)
 
     def at(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
         return plane.gather(-1, (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)))
 
-    centre = score.clamp_min(0) if refine_on is None else at(py, px)
+    centre = at(py, px) if weighted else score.clamp_min(0)
     left, right = at(py, px - 1), at(py, px + 1)
     up, down = at(py - 1, px), at(py + 1, px)
     in_x = (px > 0) & (px < w - 1)
@@ -159,15 +194,7 @@ def find_peaks(
             s2 = 1.0 / (curv_x * curv_y).clamp_min(1e-12).sqrt()
             measured = s2.sqrt().clamp(0.5 * config.response_size, 3.0 * config.response_size)
             size = torch.where(ok, measured, size)
-
-    if refine_on is not None:
-        centre = weighted_score.clamp_min(0)
-    xy = torch.stack([px.to(hm.dtype) + dx, py.to(hm.dtype) + dy], dim=-1)
-    nan = torch.full_like(xy, float("nan"))
-    xy = torch.where(valid.unsqueeze(-1), xy, nan)
-    score = torch.where(valid, centre, torch.zeros_like(score))
-    size = torch.where(valid, size, torch.zeros_like(size))
-    return xy, score, size, torch.where(valid, flat, torch.full_like(flat, -1))
+    return dx, dy, centre, size
 
 
 def _local_maxima(maps: torch.Tensor, r: int) -> torch.Tensor:

@@ -122,20 +122,44 @@ def build_graph(
         empty = JointTypeGraph(np.zeros((0, 0)), np.zeros((0, 0), dtype=np.int64), np.zeros((0, 2)),
                                np.zeros(0))
         return PersonJointGraph(candidates, tuple(empty for _ in range(k)), strong)
+    rows = _CandidateRows.of(candidates, strong)
+    node, count = _leader_clusters(rows, delta)
+    return _graph_of_nodes(candidates, rows, node, count, delta)
 
-    # Candidates of each joint type in one row, strongest first: (k, c), c = n * m.
-    score = np.where(strong, candidates.score, 0.0).transpose(1, 0, 2).reshape(k, n * m)
-    order = np.argsort(-score, axis=1, kind="stable")
-    c = int(strong.sum(axis=(0, 2)).max(initial=0))  # longest row of real candidates
-    order = order[:, :c]
-    rows = np.arange(k)[:, None]
-    s = score[rows, order]                                    # (k, c)
-    valid = s > 0
-    prop = order // m                                         # proposal of each candidate
-    slot = order % m                                          # its slot among the proposal's
-    xy = candidates.xy.transpose(1, 0, 2, 3).reshape(k, n * m, 2)[rows, order]   # (k, c, 2)
-    u = candidates.size.transpose(1, 0, 2).reshape(k, n * m)[rows, order]        # (k, c)
 
+@dataclass(frozen=True)
+class _CandidateRows:
+    """The strong candidates of each joint type in one row, strongest first: ``c`` the longest
+    row; entries past a row's end have score 0 and NaN positions."""
+
+    score: np.ndarray      # (k, c) candidate score
+    proposal: np.ndarray   # (k, c) the proposal it belongs to
+    slot: np.ndarray       # (k, c) its slot among the proposal's candidates
+    xy: np.ndarray         # (k, c, 2) position, heatmap cells
+    size: np.ndarray       # (k, c) response width u, cells
+
+    @classmethod
+    def of(cls, candidates: JointCandidates, strong: np.ndarray) -> _CandidateRows:
+        n, k, m = candidates.score.shape
+        score = np.where(strong, candidates.score, 0.0).transpose(1, 0, 2).reshape(k, n * m)
+        order = np.argsort(-score, axis=1, kind="stable")
+        c = int(strong.sum(axis=(0, 2)).max(initial=0))  # longest row of real candidates
+        order = order[:, :c]
+        rows = np.arange(k)[:, None]
+        xy = candidates.xy.transpose(1, 0, 2, 3).reshape(k, n * m, 2)[rows, order]
+        size = candidates.size.transpose(1, 0, 2).reshape(k, n * m)[rows, order]
+        return cls(score[rows, order], order // m, order % m, xy, size)
+
+
+def _leader_clusters(rows: _CandidateRows, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Leader clustering, all joint types at once: step r lets the r-th strongest candidate of each
+    type found a node (if still free) and take in every free candidate within the distance rule.
+
+    Returns ``(k, c)`` the node of each candidate (-1: none) and ``(k,)`` the nodes per type.
+    """
+    k, c = rows.score.shape
+    xy, u, prop = rows.xy, rows.size, rows.proposal
+    valid = rows.score > 0
     # Distance rule between every pair of candidates of one type: (k, c, c).
     dx = xy[:, :, None, 0] - xy[:, None, :, 0]
     dy = xy[:, :, None, 1] - xy[:, None, :, 1]
@@ -143,8 +167,6 @@ def build_graph(
     close = dx * dx + dy * dy <= limit * limit             # NaN padding compares False
     close &= prop[:, :, None] != prop[:, None, :]
 
-    # Leader clustering, all joint types at once: step r lets the r-th strongest candidate of each
-    # type found a node (if still free) and take in every free candidate within the distance rule.
     node = np.full((k, c), -1, dtype=np.int64)
     count = np.zeros(k, dtype=np.int64)
     for r in range(c):
@@ -156,7 +178,15 @@ def build_graph(
         join[:, r] = lead
         node = np.where(join, count[:, None], node)
         count += lead
+    return node, count
 
+
+def _graph_of_nodes(candidates: JointCandidates, rows: _CandidateRows, node: np.ndarray,
+                    count: np.ndarray, delta: np.ndarray) -> PersonJointGraph:
+    """The graph from the clusters: each node's members, weights, position and radius."""
+    n, k, m = candidates.score.shape
+    c = rows.score.shape[1]
+    s, prop, slot, xy, u = rows.score, rows.proposal, rows.slot, rows.xy, rows.size
     # At most one candidate per proposal in a node: its strongest (the first in the row). Weaker peaks
     # of the same proposal inside the node are shoulders of the same joint and leave the graph.
     kk, jj = np.nonzero(node >= 0)                      # row-major: by type, then by strength

@@ -91,7 +91,7 @@ _K = POSETRACK17.num_keypoints
 # step 1-3: per-frame arrays in PoseTrack 2017 joint order
 # ----------------------------------------------------------------------------------------------
 @dataclass
-class _Side:
+class _FramePeople:
     """People of one frame: ``kp`` (n, 15, 2) pixels, ``has`` (n, 15) bool, ``ids`` (n,) int64,
     ``score`` (n, 15) float64, ``head`` (n,) head size in pixels (ground truth only)."""
 
@@ -104,8 +104,8 @@ class _Side:
     def __len__(self) -> int:
         return self.kp.shape[0]
 
-    def keep(self, mask: np.ndarray) -> _Side:
-        return _Side(self.kp[mask], self.has[mask], self.ids[mask], self.score[mask],
+    def keep(self, mask: np.ndarray) -> _FramePeople:
+        return _FramePeople(self.kp[mask], self.has[mask], self.ids[mask], self.score[mask],
                      self.head[mask])
 
 
@@ -127,7 +127,7 @@ def _points_in_polygon(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
     return inside & ~on_edge
 
 
-def _side(frame: Frame, video: VideoPoses, is_gt: bool, id_offset: int, where: str) -> _Side:
+def _frame_people(frame: Frame, video: VideoPoses, is_gt: bool, id_offset: int, where: str) -> _FramePeople:
     """One side of a frame in PoseTrack 2017 joints; track ids shifted by ``id_offset`` as poseval
     makes them unique across sequences."""
     poses = frame.poses
@@ -151,10 +151,10 @@ def _side(frame: Frame, video: VideoPoses, is_gt: bool, id_offset: int, where: s
                              "box (PoseTrack needs it for the PCKh threshold)")
     elif not video.meta.get("has_scores", True):
         sc = np.where(has, MISSING_SCORE, 0.0)
-    return _Side(kp, has, ids, np.asarray(sc, dtype=np.float64), head)
+    return _FramePeople(kp, has, ids, np.asarray(sc, dtype=np.float64), head)
 
 
-def _remove_ignored(side: _Side, regions) -> _Side:
+def _remove_ignored(side: _FramePeople, regions) -> _FramePeople:
     if not regions or not len(side):
         return side
     has = side.has.copy()
@@ -165,7 +165,7 @@ def _remove_ignored(side: _Side, regions) -> _Side:
         inside[valid] |= _points_in_polygon(pts[valid], np.asarray(poly, dtype=np.float64))
     has &= ~inside.reshape(has.shape)
     kp = np.where(has[..., None], side.kp, np.nan)
-    out = _Side(kp, has, side.ids, np.where(has, side.score, 0.0), side.head)
+    out = _FramePeople(kp, has, side.ids, np.where(has, side.score, 0.0), side.head)
     return out.keep(has.any(1))  # people left without points are removed (poseval)
 
 
@@ -195,7 +195,7 @@ def _mot_inputs(fr: _FrameResult, j: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return g_ids[gi], p_ids[pj], dist[j][gi][:, pj]
 
 
-def _score_frame(gt: _Side, pr: _Side) -> _FrameResult:
+def _score_frame(gt: _FramePeople, pr: _FramePeople) -> _FrameResult:
     P, G = len(pr), len(gt)
     label = np.zeros((P, _K), dtype=bool)
     if P and G:
@@ -224,6 +224,8 @@ def _score_frame(gt: _Side, pr: _Side) -> _FrameResult:
 
 @dataclass
 class _SequenceResult:
+    """One sequence's scores before they are summed: per frame, and per joint the MOT counts."""
+
     name: str
     frames: list  # _FrameResult per kept frame
     mot: list | None  # MotCounter per joint, None when untracked
@@ -240,8 +242,8 @@ def _score_sequence(gt: VideoPoses, pr: VideoPoses, seq_index: int, tracked: boo
     for fi, (gf, pf) in enumerate(zip(gt.frames, pr.frames)):
         if len(gf.poses) == 0:
             continue  # step 2
-        g = _side(gf, gt, True, offset, f"{gt_src}: frame {fi}")
-        p = _side(pf, pr, False, offset, f"{pr_src}: frame {fi}")
+        g = _frame_people(gf, gt, True, offset, f"{gt_src}: frame {fi}")
+        p = _frame_people(pf, pr, False, offset, f"{pr_src}: frame {fi}")
         g, p = _remove_ignored(g, gf.ignore_regions), _remove_ignored(p, gf.ignore_regions)
         results.append(_score_frame(g, p))
     counters = None

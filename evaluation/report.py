@@ -68,8 +68,6 @@ def report_figure(df: pd.DataFrame, title: str = ""):
     import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     # The figures are the float columns; integer columns are counts (a by-crowd report's
     # "images"), on no figure's scale: coloured with them, 79 images would squash every 0-1
@@ -85,31 +83,51 @@ def report_figure(df: pd.DataFrame, title: str = ""):
     lo = float(finite.min()) if finite.size else 0.0
     vmax = 1.0 if hi <= 1.0 else max(100.0, hi)  # fractions (COCO) or percent (PoseTrack)
     vmin = min(0.0, lo)
-    label_in = 1.4 * FONT_PT / 72  # the room one label line takes, in inches
-    names = [_short(c) for c in num.columns]
-    name_in = max(len(n) for n in names) * 0.6 * FONT_PT / 72  # longest name, roughly
     if len(num) == 1:
-        n = len(names)
-        height = min(MAX_HEIGHT_IN, 1.2 + n * max(label_in, 0.25))
-        fig = Figure(figsize=(min(MAX_WIDTH_IN, 4.5 + name_in), height), dpi=DPI,
-                     layout="constrained")
-        FigureCanvasAgg(fig)  # a figure of its own, not pyplot's global state
-        ax = fig.add_subplot()
-        y = np.arange(n)
-        v = values[0]
-        ax.barh(y, np.nan_to_num(v, nan=0.0), color="#4c72b0", height=0.7)
-        ax.set_yticks(y, names, fontsize=FONT_PT)
-        ax.invert_yaxis()  # first metric on top, as in the table
-        span = vmax - vmin
-        ax.set_xlim(vmin, vmax + 0.18 * span)  # room for the values after the bars
-        for yi, val in zip(y, v):
-            text = "NaN" if not np.isfinite(val) else f"{val:.4g}"
-            ax.text(max(val, 0.0) if np.isfinite(val) else 0.0, yi, " " + text, va="center",
-                    ha="left", fontsize=FONT_PT - 1)
-        ax.grid(axis="x", alpha=0.3)
-        ax.set_title(_short(title or str(num.index[0]), 80), fontsize=FONT_PT + 2)
-        return fig
+        return _bar_figure(num, values[0], vmin, vmax, title)
+    return _heat_map_figure(num, values, vmin, vmax, title)
 
+
+def _label_room(names: list[str]) -> tuple[float, float]:
+    """Inches of one label line, and of the longest of ``names`` (roughly)."""
+    return 1.4 * FONT_PT / 72, max(len(n) for n in names) * 0.6 * FONT_PT / 72
+
+
+def _bar_figure(num: pd.DataFrame, v: np.ndarray, vmin: float, vmax: float, title: str):
+    """:func:`report_figure` of one row ``v`` (the metrics ``num.columns``): horizontal bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [_short(c) for c in num.columns]
+    label_in, name_in = _label_room(names)
+    n = len(names)
+    height = min(MAX_HEIGHT_IN, 1.2 + n * max(label_in, 0.25))
+    fig = Figure(figsize=(min(MAX_WIDTH_IN, 4.5 + name_in), height), dpi=DPI,
+                 layout="constrained")
+    FigureCanvasAgg(fig)  # a figure of its own, not pyplot's global state
+    ax = fig.add_subplot()
+    y = np.arange(n)
+    ax.barh(y, np.nan_to_num(v, nan=0.0), color="#4c72b0", height=0.7)
+    ax.set_yticks(y, names, fontsize=FONT_PT)
+    ax.invert_yaxis()  # first metric on top, as in the table
+    span = vmax - vmin
+    ax.set_xlim(vmin, vmax + 0.18 * span)  # room for the values after the bars
+    for yi, val in zip(y, v):
+        text = "NaN" if not np.isfinite(val) else f"{val:.4g}"
+        ax.text(max(val, 0.0) if np.isfinite(val) else 0.0, yi, " " + text, va="center",
+                ha="left", fontsize=FONT_PT - 1)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(_short(title or str(num.index[0]), 80), fontsize=FONT_PT + 2)
+    return fig
+
+
+def _heat_map_figure(num: pd.DataFrame, values: np.ndarray, vmin: float, vmax: float, title: str):
+    """:func:`report_figure` of several rows: a heat map of rows x metrics."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [_short(c) for c in num.columns]
+    label_in, name_in = _label_room(names)
     rows, cols = values.shape
     # Column width: the cell value ("100.0") must fit; row height: at least one label line
     # while the height bound allows, else rows shrink and only every k-th is labelled.

@@ -36,8 +36,8 @@ def test_anchor_keeps_the_last_sighting_of_each_joint():
                      np.zeros(4), 0.9, 0.95, None)
     a.update(3, np.array([[5.0, 5.0], [np.nan, np.nan]]), np.array([0.7, 0.0]), np.ones(4), 0.7,
              0.75, None)
-    assert a.t == 3 and a.tj.tolist() == [3.0, 0.0] and (a.bs, a.ds) == (0.7, 0.75)
-    assert np.allclose(a.kp, [[5.0, 5.0], [2.0, 2.0]]) and np.allclose(a.sc, [0.7, 0.8])
+    assert a.t == 3 and a.seen_at.tolist() == [3.0, 0.0] and (a.person_score, a.box_score) == (0.7, 0.75)
+    assert np.allclose(a.kp, [[5.0, 5.0], [2.0, 2.0]]) and np.allclose(a.joint_scores, [0.7, 0.8])
 
 
 def _walker(n: int, missing: set[int], dx: float = 4.0):

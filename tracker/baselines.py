@@ -45,14 +45,14 @@ class IouTracker(ImmediateOutput):
 
     def _clear(self) -> None:
         self._next_id = 0
-        self._t = 0
+        self._frames_seen = 0
         self._ids = np.zeros(0, dtype=np.int64)
         self._boxes = np.zeros((0, 4))
         self._last = np.zeros(0, dtype=np.int64)
 
     def update(self, poses: FramePoses, image: np.ndarray | None = None) -> FramePoses:
-        t = self._t
-        self._t += 1
+        t = self._frames_seen
+        self._frames_seen += 1
         alive = t - self._last <= self.config.max_age
         self._ids, self._boxes, self._last = self._ids[alive], self._boxes[alive], self._last[alive]
         n = len(poses)

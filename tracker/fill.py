@@ -30,9 +30,10 @@ class Anchor:
     Attributes:
         t: Last final frame with a (detected, not filled) pose of the flow.
         kp: ``(k, 2)`` each joint's last detected position; NaN when never seen.
-        tj: ``(k,)`` frame of that sighting (``-inf`` when never seen).
-        sc: ``(k,)`` its score.
-        box: ``(4,)`` box of the pose at ``t``; bs: its person score; ds: its detector score.
+        seen_at: ``(k,)`` frame of that sighting (``-inf`` when never seen).
+        joint_scores: ``(k,)`` its score.
+        box: ``(4,)`` box of the pose at ``t``; person_score: its person score;
+            box_score: its detector score.
         head: ``(4,)`` head box at ``t``, or ``None``.
         vel: ``(2,)`` the flow's velocity at ``t`` (pixels per frame).
         shown: Whether the pose at ``t`` was written (PF-NMS did not suppress it); only shown
@@ -41,31 +42,33 @@ class Anchor:
 
     t: int
     kp: np.ndarray
-    tj: np.ndarray
-    sc: np.ndarray
+    seen_at: np.ndarray
+    joint_scores: np.ndarray
     box: np.ndarray
-    bs: float
-    ds: float
+    person_score: float
+    box_score: float
     head: np.ndarray | None = None
     vel: np.ndarray = field(default_factory=lambda: np.zeros(2))
     shown: bool = True
 
     @classmethod
-    def first(cls, t: int, kp: np.ndarray, sc: np.ndarray, box: np.ndarray, bs: float, ds: float,
-              head: np.ndarray | None) -> Anchor:
+    def first(cls, t: int, kp: np.ndarray, joint_scores: np.ndarray, box: np.ndarray,
+              person_score: float, box_score: float, head: np.ndarray | None) -> Anchor:
         present = np.isfinite(kp).all(-1)
-        return cls(t, kp.copy(), np.where(present, float(t), -np.inf), np.where(present, sc, 0.0),
-                   box.copy(), float(bs), float(ds), None if head is None else head.copy())
+        return cls(t, kp.copy(), np.where(present, float(t), -np.inf),
+                   np.where(present, joint_scores, 0.0), box.copy(), float(person_score),
+                   float(box_score), None if head is None else head.copy())
 
-    def update(self, t: int, kp: np.ndarray, sc: np.ndarray, box: np.ndarray, bs: float, ds: float,
-               head: np.ndarray | None) -> None:
+    def update(self, t: int, kp: np.ndarray, joint_scores: np.ndarray, box: np.ndarray,
+               person_score: float, box_score: float, head: np.ndarray | None) -> None:
         """Record the flow's detected pose at final frame ``t`` (joints absent there keep their
         older sighting)."""
         present = np.isfinite(kp).all(-1)
         self.kp[present] = kp[present]
-        self.tj[present] = t
-        self.sc[present] = sc[present]
-        self.t, self.box, self.bs, self.ds = t, box.copy(), float(bs), float(ds)
+        self.seen_at[present] = t
+        self.joint_scores[present] = joint_scores[present]
+        self.t, self.box = t, box.copy()
+        self.person_score, self.box_score = float(person_score), float(box_score)
         self.head = None if head is None else head.copy()
 
 

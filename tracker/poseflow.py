@@ -98,16 +98,17 @@ from posetracker.tracker.similarity import (
 
 
 @dataclass(eq=False)
-class _Slot:
-    """One frame in the window: mutable copies of its poses and the flow of each pose."""
+class _WindowFrame:
+    """One frame in the tracker's window (its "slot"): mutable copies of its poses and the flow
+    of each pose."""
 
     t: int
     source: FramePoses
-    kp: np.ndarray        # (n, k, 2)
-    sc: np.ndarray        # (n, k)
-    box: np.ndarray       # (n, 4)
-    bs: np.ndarray        # (n,) person scores (FramePoses.scores): PoseFlow's s_box
-    ds: np.ndarray        # (n,) detector box scores (FramePoses.box_scores), carried to the output
+    kp: np.ndarray               # (n, k, 2) keypoints, pixels
+    keypoint_scores: np.ndarray  # (n, k)
+    box: np.ndarray              # (n, 4)
+    person_scores: np.ndarray    # (n,) FramePoses.scores: PoseFlow's s_box
+    box_scores: np.ndarray       # (n,) detector box scores (FramePoses.box_scores), carried to the output
     conf: np.ndarray      # (n,) s(Q)
     flow: np.ndarray      # (n,) flow id
     alive: np.ndarray     # (n,) False once merged into another pose
@@ -191,12 +192,12 @@ class PoseFlowTracker:
     # -- public interface ----------------------------------------------------------------------
     def reset(self) -> None:
         """Forget all flows and frames; ids restart at 0."""
-        self._t = 0
+        self._frames_seen = 0
         self._next_id = 0
         self._next_boundary = 1  # frame 0 has nothing before it to re-assign
         self._flows: dict[int, _Flow] = {}
         self._anchors: dict[int, Anchor] = {}
-        self._slots: deque[_Slot] = deque()
+        self._slots: deque[_WindowFrame] = deque()
         self._ready: list[FramePoses] = []
         self._ended = False  # set by finish(): no frame will follow
         if self._orb is not None:
@@ -204,8 +205,8 @@ class PoseFlowTracker:
 
     def update(self, poses: FramePoses, image: np.ndarray | None = None) -> FramePoses:
         """Track one frame; returns its poses with provisional ids (see the module docstring)."""
-        t = self._t
-        self._t += 1
+        t = self._frames_seen
+        self._frames_seen += 1
         corr = self._correspondences(image)
         slot = self._make_slot(t, poses, image)
         self._close_stopped(t)
@@ -231,7 +232,7 @@ class PoseFlowTracker:
     def finish(self) -> list[FramePoses]:
         """Final ids for every frame still held, then :meth:`reset`."""
         if self.lookahead > 0:  # the last frames' look-ahead ends with the video
-            while self._next_boundary < self._t:
+            while self._next_boundary < self._frames_seen:
                 self._reassign(self._next_boundary)
                 self._next_boundary += 1
         self._ended = True
@@ -251,10 +252,10 @@ class PoseFlowTracker:
             self._orb = OrbMatcher(n_features=self.config.orb_features)
         return self._orb.match(image)
 
-    def _make_slot(self, t: int, poses: FramePoses, image: np.ndarray | None) -> _Slot:
+    def _make_slot(self, t: int, poses: FramePoses, image: np.ndarray | None) -> _WindowFrame:
         n = len(poses)
         conf = pose_confidence(poses.keypoint_scores, poses.scores, poses.present)
-        slot = _Slot(t, poses, np.array(poses.keypoints), np.array(poses.keypoint_scores),
+        slot = _WindowFrame(t, poses, np.array(poses.keypoints), np.array(poses.keypoint_scores),
                      np.array(poses.boxes), np.array(poses.scores), np.array(poses.box_scores), conf,
                      np.full(n, -1, dtype=np.int64), np.ones(n, dtype=bool), np.zeros((n, 2)))
         if image is not None and self.config.w_app > 0:
@@ -280,7 +281,7 @@ class PoseFlowTracker:
                 if sum(c for _, c in f.recent) / max(span, 1) < self.config.stop_score:
                     f.closed = True
 
-    def _orb_terms(self, flows: list[_Flow], slot: _Slot,
+    def _orb_terms(self, flows: list[_Flow], slot: _WindowFrame,
                    corr: np.ndarray | None) -> Correspondences | None:
         """The correspondence term ``K_sim`` of the flows against the slot's poses, known for the
         flows seen in the previous frame (correspondences join consecutive frames only)."""
@@ -304,7 +305,7 @@ class PoseFlowTracker:
         known[prev] = True
         return Correspondences(k_sim, known)
 
-    def link_similarity(self, flows: list[_Flow], slot: _Slot,
+    def link_similarity(self, flows: list[_Flow], slot: _WindowFrame,
                         corr: np.ndarray | None) -> np.ndarray:
         """``(len(flows), n)`` link similarity of open flows to the new frame's poses, in [0, 1],
         already multiplied by ``gap_decay ** (gap - 1)``."""
@@ -317,7 +318,7 @@ class PoseFlowTracker:
         return self.similarity(ends, Candidates(slot.kp, slot.box, slot.app), gap,
                                self._orb_terms(flows, slot, corr))
 
-    def _build(self, slot: _Slot, corr: np.ndarray | None) -> None:
+    def _build(self, slot: _WindowFrame, corr: np.ndarray | None) -> None:
         n = len(slot.flow)
         open_flows = [f for f in self._flows.values() if not f.closed]
         if n and open_flows:
@@ -339,7 +340,7 @@ class PoseFlowTracker:
             self._flows[f.id] = f
             slot.flow[j] = f.id
 
-    def _extend(self, f: _Flow, slot: _Slot, j: int) -> None:
+    def _extend(self, f: _Flow, slot: _WindowFrame, j: int) -> None:
         gap = slot.t - f.last_t
         step = (_centre(slot.box[j]) - _centre(f.box)) / max(gap, 1)
         # Smoothed velocity: detector jitter makes a single displacement noisy.
@@ -379,7 +380,47 @@ class PoseFlowTracker:
         if si < 0 or si >= len(self._slots):
             return
         horizon = min(len(self._slots) - 1 - si, self.lookahead)
-        # 1. Heads: flows with a part before s, recent enough to be extended.
+        # 1. Heads and tails.
+        heads = self._heads_at(s, si)
+        if not heads:
+            return
+        tails = self._tails_at(s, si, horizon, {h.flow.id: i for i, h in enumerate(heads)})
+        if not tails:
+            return
+        ends = FlowEnds(np.stack([h.kp for h in heads]), np.stack([h.box for h in heads]),
+                        np.stack([h.vel for h in heads]),
+                        stack_histograms([h.flow.app for h in heads])
+                        if self._slots[si].app is not None else None)
+        t_head = np.array([h.t for h in heads], dtype=np.float64)
+        start = np.array([i for i, _, _ in tails])
+        current = np.array([h for _, _, h in tails])
+        first = self._heads_to_poses(ends, t_head, s, si, [(i, j) for i, j, _ in tails])
+        made = np.zeros(first.shape, dtype=bool)
+        made[current[current >= 0], np.flatnonzero(current >= 0)] = True
+        # The online step accepted the links already made; the others must pass the gate.
+        gated = (first >= self.config.gate) | made
+        if np.array_equal(gated, made):  # unambiguous: only the links already made
+            return
+        # 2. Look-ahead values over the tails' poses in s .. s + L, and 3. their windowed scores.
+        value, score = self._lookahead_values(ends, t_head, s, si, horizon, tails, start)
+        # The stop criterion keeps a head from a sparse, weak tail; links already made stay
+        # candidates (detaching them would cut a flow the window has not seen the end of).
+        ok = (gated & (score / (horizon + 1) >= self.config.stop_score)[None, :]) | made
+        # 4. Joint assignment: no pose in two flows. Links already made get a head start
+        # (hysteresis): a re-assignment must be clearly better, or noise would churn ids.
+        value = value + self.config.lookahead_margin * made
+        rows, cols = linear_sum_assignment(np.where(ok, -value, 0.0))
+        wanted = np.full(len(tails), -1)
+        for r, c in zip(rows, cols):
+            if ok[r, c]:
+                wanted[c] = r
+        changed = np.flatnonzero(wanted != current)
+        if len(changed):
+            self._relabel(heads, tails, current, wanted, changed, s, si)
+
+    def _heads_at(self, s: int, si: int) -> list[_Head]:
+        """Look-ahead step 1, heads: flows with a part before frame ``s`` (window slot ``si``),
+        recent enough to be extended."""
         heads: list[_Head] = []
         for f in self._flows.values():
             if f.first_t >= s or (f.last_t < s and (f.closed or s - f.last_t > self.config.link_len)):
@@ -387,11 +428,13 @@ class PoseFlowTracker:
             h = self._head_before(f, si)
             if h is not None and s - h.t <= self.config.link_len:
                 heads.append(h)
-        if not heads:
-            return
-        head_of = {h.flow.id: i for i, h in enumerate(heads)}
-        # Tails: (offset of the first pose from s, its index there, the flow's head or -1). Those
-        # starting after s let a head skip frames (a missed person; a false positive it took).
+        return heads
+
+    def _tails_at(self, s: int, si: int, horizon: int,
+                  head_of: dict[int, int]) -> list[tuple[int, int, int]]:
+        """Look-ahead step 1, tails: (offset of the first pose from ``s``, its index there, the
+        flow's head in ``head_of`` (flow id -> head) or -1). Those starting after ``s`` let a head
+        skip frames (a missed person; a false positive it took)."""
         tails: list[tuple[int, int, int]] = []
         slot = self._slots[si]
         for j in np.flatnonzero(slot.alive):
@@ -409,33 +452,25 @@ class PoseFlowTracker:
                     if j >= 0:
                         tails.append((i, j, head_of[f.id]))
                         break
-        if not tails:
-            return
-        ends = FlowEnds(np.stack([h.kp for h in heads]), np.stack([h.box for h in heads]),
-                        np.stack([h.vel for h in heads]),
-                        stack_histograms([h.flow.app for h in heads]) if slot.app is not None else None)
-        t_head = np.array([h.t for h in heads], dtype=np.float64)
+        return tails
 
-        def similarity(pairs: list[tuple[int, int]]) -> np.ndarray:
-            """Heads against the poses ``(offset from s, index)``: ``(heads, len(pairs))``."""
-            sl = [self._slots[si + i] for i, _ in pairs]
-            poses = Candidates(np.stack([x.kp[j] for x, (_, j) in zip(sl, pairs)]),
-                               np.stack([x.box[j] for x, (_, j) in zip(sl, pairs)]),
-                               stack_histograms([x.app[j] if x.app is not None else None
-                                                 for x, (_, j) in zip(sl, pairs)]))
-            gap = (s + np.array([i for i, _ in pairs]))[None, :] - t_head[:, None]
-            return self.similarity(ends, poses, gap)
+    def _heads_to_poses(self, ends: FlowEnds, t_head: np.ndarray, s: int, si: int,
+                        pairs: list[tuple[int, int]]) -> np.ndarray:
+        """Link similarity of the heads (``ends``, last seen at frames ``t_head``) against the poses
+        ``(offset from s, index)``: ``(heads, len(pairs))``."""
+        sl = [self._slots[si + i] for i, _ in pairs]
+        poses = Candidates(np.stack([x.kp[j] for x, (_, j) in zip(sl, pairs)]),
+                           np.stack([x.box[j] for x, (_, j) in zip(sl, pairs)]),
+                           stack_histograms([x.app[j] if x.app is not None else None
+                                             for x, (_, j) in zip(sl, pairs)]))
+        gap = (s + np.array([i for i, _ in pairs]))[None, :] - t_head[:, None]
+        return self.similarity(ends, poses, gap)
 
-        start = np.array([i for i, _, _ in tails])
-        current = np.array([h for _, _, h in tails])
-        first = similarity([(i, j) for i, j, _ in tails])
-        made = np.zeros(first.shape, dtype=bool)
-        made[current[current >= 0], np.flatnonzero(current >= 0)] = True
-        # The online step accepted the links already made; the others must pass the gate.
-        gated = (first >= self.config.gate) | made
-        if np.array_equal(gated, made):  # unambiguous: only the links already made
-            return
-        # 2. Look-ahead values over the tails' poses in s .. s + L, and 3. their windowed scores.
+    def _lookahead_values(self, ends: FlowEnds, t_head: np.ndarray, s: int, si: int, horizon: int,
+                          tails: list[tuple[int, int, int]],
+                          start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Look-ahead steps 2 and 3: ``(heads, tails)`` values of joining each head to each tail,
+        and ``(tails,)`` each tail's summed confidence ``s(Q)`` over ``s .. s + horizon``."""
         tail_flow = [int(self._slots[si + i].flow[j]) for i, j, _ in tails]
         pairs, column, conf = [], [], []
         for i in range(horizon + 1):
@@ -450,26 +485,15 @@ class PoseFlowTracker:
         offset = np.array([i for i, _ in pairs])
         conf = np.array(conf)
         weight = self.config.lookahead_decay ** offset * self.similarity.confidence_weight(conf)
-        contrib = similarity(pairs) * weight[None, :]
+        contrib = self._heads_to_poses(ends, t_head, s, si, pairs) * weight[None, :]
         to_tail = np.zeros((len(pairs), len(tails)))
         to_tail[np.arange(len(pairs)), column] = 1.0
-        value = contrib @ to_tail
-        score = conf @ to_tail
-        # The stop criterion keeps a head from a sparse, weak tail; links already made stay
-        # candidates (detaching them would cut a flow the window has not seen the end of).
-        ok = (gated & (score / (horizon + 1) >= self.config.stop_score)[None, :]) | made
-        # 4. Joint assignment: no pose in two flows. Links already made get a head start
-        # (hysteresis): a re-assignment must be clearly better, or noise would churn ids.
-        value = value + self.config.lookahead_margin * made
-        rows, cols = linear_sum_assignment(np.where(ok, -value, 0.0))
-        wanted = np.full(len(tails), -1)
-        for r, c in zip(rows, cols):
-            if ok[r, c]:
-                wanted[c] = r
-        changed = np.flatnonzero(wanted != current)
-        if not len(changed):
-            return
-        # 5. Re-label: cut the affected flows at s, then join each tail to its new head.
+        return contrib @ to_tail, conf @ to_tail
+
+    def _relabel(self, heads: list[_Head], tails: list[tuple[int, int, int]], current: np.ndarray,
+                 wanted: np.ndarray, changed: np.ndarray, s: int, si: int) -> None:
+        """Look-ahead step 5: cut the affected flows at ``s``, then join each ``changed`` tail to
+        its ``wanted`` head (``current``: the head it has now; -1 none)."""
         affected = {int(current[c]) for c in changed if current[c] >= 0}
         affected |= {int(wanted[c]) for c in changed if wanted[c] >= 0}
         for h in affected:
@@ -594,10 +618,10 @@ class PoseFlowTracker:
             ik = s.index_of(keep.id)
             if ik >= 0 and merge_overlap:
                 overlap += 1
-                kp, sc, box, bs = pfnms.merge_pair(s.kp[ik], s.sc[ik], s.box[ik], s.bs[ik],
-                                                   s.kp[ig], s.sc[ig], s.box[ig], s.bs[ig])
-                s.kp[ik], s.sc[ik], s.box[ik], s.bs[ik] = kp, sc, box, bs
-                s.ds[ik] = max(s.ds[ik], s.ds[ig])
+                merged = pfnms.merge_pair(s.kp[ik], s.keypoint_scores[ik], s.box[ik], s.person_scores[ik],
+                                          s.kp[ig], s.keypoint_scores[ig], s.box[ig], s.person_scores[ig])
+                s.kp[ik], s.keypoint_scores[ik], s.box[ik], s.person_scores[ik] = merged
+                s.box_scores[ik] = max(s.box_scores[ik], s.box_scores[ig])
                 s.conf[ik] = max(s.conf[ik], s.conf[ig])
                 s.alive[ig] = False
                 s.dist = None
@@ -618,7 +642,7 @@ class PoseFlowTracker:
         del self._flows[gone.id]
 
     # -- output --------------------------------------------------------------------------------
-    def _finalise(self, slot: _Slot) -> FramePoses:
+    def _finalise(self, slot: _WindowFrame) -> FramePoses:
         """The frame as it leaves the window: PF-NMS suppresses poses of short or weak flows, gaps
         and missing joints are filled, and the flows' anchors move on to this frame."""
         keep = slot.alive.copy()
@@ -638,14 +662,15 @@ class PoseFlowTracker:
             head = None if heads is None else heads[i]
             a = self._anchors.get(fid)
             if a is None:
-                a = self._anchors[fid] = Anchor.first(slot.t, slot.kp[i], slot.sc[i], slot.box[i],
-                                                      slot.bs[i], slot.ds[i], head)
+                a = self._anchors[fid] = Anchor.first(slot.t, slot.kp[i], slot.keypoint_scores[i], slot.box[i],
+                                                      slot.person_scores[i], slot.box_scores[i], head)
             else:
-                a.update(slot.t, slot.kp[i], slot.sc[i], slot.box[i], slot.bs[i], slot.ds[i], head)
+                a.update(slot.t, slot.kp[i], slot.keypoint_scores[i], slot.box[i], slot.person_scores[i],
+                         slot.box_scores[i], head)
             a.vel, a.shown = slot.vel[i].copy(), bool(keep[i])
         for i, kp, sc in joints:
             slot.kp[i] = np.where(np.isfinite(kp), kp, slot.kp[i])
-            slot.sc[i] = np.where(np.isfinite(kp).all(-1), sc, slot.sc[i])
+            slot.keypoint_scores[i] = np.where(np.isfinite(kp).all(-1), sc, slot.keypoint_scores[i])
         horizon = max(self.config.link_len, self.config.max_fill_gap)
         for fid in [fid for fid, a in self._anchors.items() if slot.t - a.t > horizon]:
             del self._anchors[fid]
@@ -664,9 +689,9 @@ class PoseFlowTracker:
         """
         if f.count >= self.config.min_flow_len:
             return False
-        return not (self._ended and self._t - f.first_t < self.config.min_flow_len)
+        return not (self._ended and self._frames_seen - f.first_t < self.config.min_flow_len)
 
-    def _next_pose(self, fid: int, until: int) -> tuple[_Slot, int] | None:
+    def _next_pose(self, fid: int, until: int) -> tuple[_WindowFrame, int] | None:
         """Flow ``fid``'s first pose in the window (after the frame being finalised), up to frame
         ``until``."""
         for sl in self._slots:
@@ -677,7 +702,7 @@ class PoseFlowTracker:
                 return sl, j
         return None
 
-    def _fill_poses(self, slot: _Slot, kept: np.ndarray) -> list[tuple]:
+    def _fill_poses(self, slot: _WindowFrame, kept: np.ndarray) -> list[tuple]:
         """Interpolated poses for the flows that skip ``slot`` and are seen again in the window:
         ``(flow id, kp, sc, box, person score, detector score, head box or None)`` each."""
         present = set(slot.flow[slot.alive].tolist())
@@ -690,14 +715,15 @@ class PoseFlowTracker:
             if nxt is None:
                 continue
             sl, j = nxt
-            kp, sc = interpolate_joints(slot.t, a.kp, a.tj, a.sc, sl.kp[j], sl.sc[j], sl.t,
-                                        self.config.max_fill_gap, self.config.fill_decay)
+            kp, sc = interpolate_joints(slot.t, a.kp, a.seen_at, a.joint_scores, sl.kp[j], sl.keypoint_scores[j],
+                                        sl.t, self.config.max_fill_gap, self.config.fill_decay)
             if not np.isfinite(kp).all(-1).any():
                 continue
             near = min(slot.t - a.t, sl.t - slot.t)
             box = interpolate_box(slot.t, a.box, a.t, sl.box[j], sl.t)
-            bs = float(interpolate_box(slot.t, a.bs, a.t, sl.bs[j], sl.t)) * self.config.fill_decay ** near
-            ds = float(interpolate_box(slot.t, a.ds, a.t, sl.ds[j], sl.t)) * self.config.fill_decay ** near
+            decay = self.config.fill_decay ** near
+            person_score = float(interpolate_box(slot.t, a.person_score, a.t, sl.person_scores[j], sl.t)) * decay
+            box_score = float(interpolate_box(slot.t, a.box_score, a.t, sl.box_scores[j], sl.t)) * decay
             if len(kept) and self._covered(kp, box, slot, kept):
                 continue
             head = None
@@ -705,10 +731,10 @@ class PoseFlowTracker:
                 hb = sl.source.head_boxes
                 head = (interpolate_box(slot.t, a.head, a.t, hb[j], sl.t)
                         if a.head is not None and hb is not None else np.full(4, np.nan))
-            out.append((fid, kp, sc, box, bs, ds, head))
+            out.append((fid, kp, sc, box, person_score, box_score, head))
         return out
 
-    def _covered(self, kp: np.ndarray, box: np.ndarray, slot: _Slot, kept: np.ndarray) -> bool:
+    def _covered(self, kp: np.ndarray, box: np.ndarray, slot: _WindowFrame, kept: np.ndarray) -> bool:
         """A kept pose of the frame is already this person (closer than the merge threshold): a
         fill would be a duplicate."""
         scale = np.minimum(person_scale(box[None])[0], person_scale(slot.box[kept]))
@@ -716,7 +742,7 @@ class PoseFlowTracker:
         dist = 1.0 - 0.5 * (psim + box_iou(box[None], slot.box[kept])[0])
         return bool((dist < self.config.merge_threshold).any())
 
-    def _fill_joints(self, slot: _Slot, kept: np.ndarray) -> list[tuple]:
+    def _fill_joints(self, slot: _WindowFrame, kept: np.ndarray) -> list[tuple]:
         """Interpolated joints for detected poses that lack them: ``(pose index, kp, sc)``."""
         out = []
         for i in kept:
@@ -728,31 +754,31 @@ class PoseFlowTracker:
             if nxt is None:
                 continue
             sl, j = nxt
-            kp, sc = interpolate_joints(slot.t, a.kp, a.tj, a.sc, sl.kp[j], sl.sc[j], sl.t,
-                                        self.config.max_fill_gap, self.config.fill_decay)
+            kp, sc = interpolate_joints(slot.t, a.kp, a.seen_at, a.joint_scores, sl.kp[j], sl.keypoint_scores[j],
+                                        sl.t, self.config.max_fill_gap, self.config.fill_decay)
             kp[~missing] = np.nan
             if np.isfinite(kp).any():
                 out.append((i, kp, sc))
         return out
 
-    def _frame_of(self, slot: _Slot, keep: np.ndarray | None = None,
+    def _frame_of(self, slot: _WindowFrame, keep: np.ndarray | None = None,
                   extra: list[tuple] = ()) -> FramePoses:
         keep = slot.alive if keep is None else keep
         src = slot.source
         heads = None if src.head_boxes is None else src.head_boxes[keep]
-        kp, sc, box, bs, ds, ids = (slot.kp[keep], slot.sc[keep], slot.box[keep], slot.bs[keep],
-                                    slot.ds[keep], slot.flow[keep])
+        kp, sc, box = slot.kp[keep], slot.keypoint_scores[keep], slot.box[keep]
+        person_scores, box_scores, ids = slot.person_scores[keep], slot.box_scores[keep], slot.flow[keep]
         if extra:
             kp = np.concatenate([kp, np.stack([e[1] for e in extra])])
             sc = np.concatenate([sc, np.stack([e[2] for e in extra])])
             box = np.concatenate([box, np.stack([e[3] for e in extra])])
-            bs = np.concatenate([bs, [e[4] for e in extra]])
-            ds = np.concatenate([ds, [e[5] for e in extra]])
+            person_scores = np.concatenate([person_scores, [e[4] for e in extra]])
+            box_scores = np.concatenate([box_scores, [e[5] for e in extra]])
             ids = np.concatenate([ids, [e[0] for e in extra]])
             if heads is not None:
                 heads = np.concatenate([heads, np.stack([e[6] for e in extra])])
-        return FramePoses(kp, sc, box, bs, src.schema, track_ids=ids, head_boxes=heads,
-                          box_scores=ds)
+        return FramePoses(kp, sc, box, person_scores, src.schema, track_ids=ids, head_boxes=heads,
+                          box_scores=box_scores)
 
     def _forget_old(self, t: int) -> None:
         """Drop flows that can neither be extended, re-linked nor are still in the window."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,10 +164,6 @@ def make_crowds(ds: CocoDataset, images: str | Path, out: str | Path,
         InputError: unreadable images, annotations without COCO-17 joints, or too few usable
             people.
     """
-    import cv2
-
-    from posetracker.core.fileio import atomic_write, atomic_write_text
-
     annotations = ds.source
     if ds.num_keypoints != 17:
         raise InputError(f"{annotations}: {ds.num_keypoints} joints per person; the compositor "
@@ -187,80 +184,111 @@ def make_crowds(ds: CocoDataset, images: str | Path, out: str | Path,
     summary: dict[str, dict] = {}
     next_ann = 1
     for split, ids in (("train", train_ids), ("val", val_ids)):
-        rng = np.random.default_rng([settings.seed, 0 if split == "train" else 1])
-        donors = [a for i in ids for a in by_image[i]
-                  if not a.get("iscrowd") and a.get("num_keypoints", 0) >= settings.min_donor_joints
-                  and a["bbox"][3] >= settings.min_donor_height and _polygons(a)]
-        if not donors:
-            raise InputError(f"{annotations}: no {split} person with polygons and at least "
-                             f"{settings.min_donor_joints} joints to paste")
-        folder = out / split
-        folder.mkdir(parents=True, exist_ok=True)
-        images_out, anns_out = [], []
-        pasted_total = occluded_total = 0
-        cache: dict[int, np.ndarray] = {}
-
-        def image(i: int) -> np.ndarray:
-            if i not in cache:
-                cache[i] = _read_rgb(image_dir / records[i]["file_name"])
-            return cache[i]
-
-        for bg_id in ids:
-            anchors = [a for a in by_image[bg_id]
-                       if not a.get("iscrowd") and a.get("num_keypoints", 0) > 0]
-            for c in range(settings.per_image):
-                canvas = image(bg_id).copy()
-                H, W = canvas.shape[:2]
-                people = [copy.deepcopy(dict(a)) for a in by_image[bg_id]]
-                sources = [bg_id]
-                count = int(rng.integers(1, settings.max_pasted + 1))
-                candidates = [d for d in donors if d["image_id"] != bg_id]
-                if not candidates:
-                    continue
-                for _ in range(count):
-                    anchor = anchors[int(rng.integers(len(anchors)))]
-                    donor = candidates[int(rng.integers(len(candidates)))]
-                    ax, ay, aw, ah = anchor["bbox"]
-                    dx, dy, dw, dh = donor["bbox"]
-                    s = float(np.clip(ah * rng.uniform(*settings.height_range) / max(dh, 1.0),
-                                      0.3, 3.0))
-                    pw = dw * s
-                    side = 1.0 if rng.random() < 0.5 else -1.0
-                    cx = ax + aw / 2 + side * rng.uniform(*settings.shift_range) * (aw + pw) / 2
-                    bottom = ay + ah + rng.uniform(-0.1, 0.1) * ah
-                    t = np.array([cx - (dx + dw / 2) * s, bottom - (dy + dh) * s])
-                    donor_img = image(int(donor["image_id"]))
-                    M = np.array([[s, 0, t[0]], [0, s, t[1]]], dtype=np.float64)
-                    mask = _paste(canvas, donor_img, _polygons(donor), M)
-                    occluded_total += _occlude(people, mask)
-                    moved = _transform_person(donor, s, t, W, H)
-                    if moved["num_keypoints"] == 0:
-                        continue
-                    people.append(moved)
-                    sources.append(int(donor["image_id"]))
-                    pasted_total += 1
-                new_id = len(images_out) + 1 + (0 if split == "train" else 10_000_000)
-                name = f"{split}_{bg_id:012d}_{c}.jpg"
-                ok, enc = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR),
-                                       [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
-                if not ok:
-                    raise InputError(f"cannot encode composite {name}")
-                atomic_write(folder / name, lambda tmp, data=enc.tobytes(): tmp.write_bytes(data))
-                for p in people:
-                    p["image_id"] = new_id
-                    p["id"] = next_ann
-                    next_ann += 1
-                    anns_out.append(p)
-                images_out.append({"id": new_id, "file_name": name, "width": W, "height": H,
-                                   "source_image_ids": sorted(set(sources)),
-                                   "crowdIndex": round(crowd_index(people), 4)})
-        doc = {"info": {"description": f"crowd composites ({split}) of {Path(annotations).name}, "
-                        f"seed {settings.seed}"},
-               "images": images_out, "annotations": anns_out, "categories": list(ds.categories)}
-        atomic_write_text(out / f"{split}.json", json.dumps(doc))
-        summary[split] = {
-            "images": len(images_out), "people": len(anns_out), "pasted": pasted_total,
-            "sources": len(ids), "occluded": occluded_total,
-            "crowd_index": float(np.mean([im["crowdIndex"] for im in images_out])) if images_out else 0.0,
-        }
+        summary[split], next_ann = _make_split(ds, by_image, records, split, ids, image_dir, out,
+                                               settings, next_ann)
     return summary
+
+
+def _make_split(ds: CocoDataset, by_image: dict[int, list[dict]], records: dict[int, dict], split: str,
+                ids: list[int], image_dir: Path, out: Path, settings: CrowdSettings,
+                next_ann: int) -> tuple[dict, int]:
+    """The composites of one split (``ids``: its background images; ``by_image`` and ``records``:
+    the annotations and image records of ``ds`` by image id), written to ``out/{split}/`` and
+    ``out/{split}.json``; returns its counts and the next free annotation id (ids run on across
+    the splits from ``next_ann``)."""
+    import cv2
+
+    from posetracker.core.fileio import atomic_write, atomic_write_text
+
+    annotations = ds.source
+    rng = np.random.default_rng([settings.seed, 0 if split == "train" else 1])
+    donors = [a for i in ids for a in by_image[i]
+              if not a.get("iscrowd") and a.get("num_keypoints", 0) >= settings.min_donor_joints
+              and a["bbox"][3] >= settings.min_donor_height and _polygons(a)]
+    if not donors:
+        raise InputError(f"{annotations}: no {split} person with polygons and at least "
+                         f"{settings.min_donor_joints} joints to paste")
+    folder = out / split
+    folder.mkdir(parents=True, exist_ok=True)
+    images_out, anns_out = [], []
+    pasted_total = occluded_total = 0
+    cache: dict[int, np.ndarray] = {}
+
+    def image(i: int) -> np.ndarray:
+        if i not in cache:
+            cache[i] = _read_rgb(image_dir / records[i]["file_name"])
+        return cache[i]
+
+    for bg_id in ids:
+        anchors = [a for a in by_image[bg_id]
+                   if not a.get("iscrowd") and a.get("num_keypoints", 0) > 0]
+        for c in range(settings.per_image):
+            canvas = image(bg_id).copy()
+            H, W = canvas.shape[:2]
+            people = [copy.deepcopy(dict(a)) for a in by_image[bg_id]]
+            sources = [bg_id]
+            count = int(rng.integers(1, settings.max_pasted + 1))
+            candidates = [d for d in donors if d["image_id"] != bg_id]
+            if not candidates:
+                continue
+            pasted, occluded = _paste_people(canvas, people, sources, anchors, candidates, count,
+                                             image, rng, settings)
+            pasted_total += pasted
+            occluded_total += occluded
+            new_id = len(images_out) + 1 + (0 if split == "train" else 10_000_000)
+            name = f"{split}_{bg_id:012d}_{c}.jpg"
+            ok, enc = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
+            if not ok:
+                raise InputError(f"cannot encode composite {name}")
+            atomic_write(folder / name, lambda tmp, data=enc.tobytes(): tmp.write_bytes(data))
+            for p in people:
+                p["image_id"] = new_id
+                p["id"] = next_ann
+                next_ann += 1
+                anns_out.append(p)
+            images_out.append({"id": new_id, "file_name": name, "width": W, "height": H,
+                               "source_image_ids": sorted(set(sources)),
+                               "crowdIndex": round(crowd_index(people), 4)})
+    doc = {"info": {"description": f"crowd composites ({split}) of {Path(annotations).name}, "
+                    f"seed {settings.seed}"},
+           "images": images_out, "annotations": anns_out, "categories": list(ds.categories)}
+    atomic_write_text(out / f"{split}.json", json.dumps(doc))
+    counts = {
+        "images": len(images_out), "people": len(anns_out), "pasted": pasted_total,
+        "sources": len(ids), "occluded": occluded_total,
+        "crowd_index": float(np.mean([im["crowdIndex"] for im in images_out])) if images_out else 0.0,
+    }
+    return counts, next_ann
+
+
+def _paste_people(canvas: np.ndarray, people: list[dict], sources: list[int], anchors: list[dict],
+                  candidates: list[dict], count: int, image: Callable[[int], np.ndarray],
+                  rng: np.random.Generator, settings: CrowdSettings) -> tuple[int, int]:
+    """Paste ``count`` donors from ``candidates`` beside people of ``anchors`` onto the
+    ``(H, W, 3)`` RGB ``canvas`` (in place), adding the pasted people to ``people`` and their
+    images to ``sources``; returns how many were pasted and how many joints they occluded."""
+    H, W = canvas.shape[:2]
+    pasted = occluded = 0
+    for _ in range(count):
+        anchor = anchors[int(rng.integers(len(anchors)))]
+        donor = candidates[int(rng.integers(len(candidates)))]
+        ax, ay, aw, ah = anchor["bbox"]
+        dx, dy, dw, dh = donor["bbox"]
+        s = float(np.clip(ah * rng.uniform(*settings.height_range) / max(dh, 1.0), 0.3, 3.0))
+        pw = dw * s
+        side = 1.0 if rng.random() < 0.5 else -1.0
+        cx = ax + aw / 2 + side * rng.uniform(*settings.shift_range) * (aw + pw) / 2
+        bottom = ay + ah + rng.uniform(-0.1, 0.1) * ah
+        t = np.array([cx - (dx + dw / 2) * s, bottom - (dy + dh) * s])
+        donor_img = image(int(donor["image_id"]))
+        M = np.array([[s, 0, t[0]], [0, s, t[1]]], dtype=np.float64)
+        mask = _paste(canvas, donor_img, _polygons(donor), M)
+        occluded += _occlude(people, mask)
+        moved = _transform_person(donor, s, t, W, H)
+        if moved["num_keypoints"] == 0:
+            continue
+        people.append(moved)
+        sources.append(int(donor["image_id"]))
+        pasted += 1
+    return pasted, occluded

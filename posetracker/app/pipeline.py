@@ -198,7 +198,7 @@ WriteFn = Callable[[SourceFrame, FramePoses], None]
 # -- the work of each stage, shared by both modes ---------------------------------------------------
 
 @dataclass
-class _Item:
+class _FrameInFlight:
     """One frame travelling through the stages; fields fill in as it goes."""
 
     frame: SourceFrame
@@ -215,18 +215,18 @@ def _timed(times: StageTimes, stage: str, n: int, fn: Callable[[], Any]) -> Any:
     return out
 
 
-def _read(frames: Iterator[SourceFrame], times: StageTimes, seq: int = 0) -> _Item | None:
+def _read(frames: Iterator[SourceFrame], times: StageTimes, seq: int = 0) -> _FrameInFlight | None:
     """Decode the next frame; ``None`` at the end."""
     t0 = time.perf_counter()
     frame = next(frames, None)
     if frame is None:
         return None
-    item = _Item(frame, seq)
+    item = _FrameInFlight(frame, seq)
     times.add("read", time.perf_counter() - t0, 1)
     return item
 
 
-def _detect(batch: list[_Item], stages: FrameStages, times: StageTimes) -> None:
+def _detect(batch: list[_FrameInFlight], stages: FrameStages, times: StageTimes) -> None:
     dets = _timed(times, "detect", len(batch),
                   lambda: stages.detect([it.frame.image for it in batch]))
     if len(dets) != len(batch):
@@ -235,7 +235,7 @@ def _detect(batch: list[_Item], stages: FrameStages, times: StageTimes) -> None:
         it.detections = d
 
 
-def _estimate(batch: list[_Item], stages: FrameStages, times: StageTimes) -> None:
+def _estimate(batch: list[_FrameInFlight], stages: FrameStages, times: StageTimes) -> None:
     out = _timed(times, "pose", len(batch), lambda: stages.estimate(
         [it.frame.image for it in batch], [it.detections for it in batch]))
     if len(out) != len(batch):
@@ -244,7 +244,7 @@ def _estimate(batch: list[_Item], stages: FrameStages, times: StageTimes) -> Non
         it.estimate, it.detections = e, None
 
 
-def _group(it: _Item, stages: FrameStages, times: StageTimes) -> None:
+def _group(it: _FrameInFlight, stages: FrameStages, times: StageTimes) -> None:
     it.poses = _timed(times, "group", 1, lambda: stages.group(it.estimate, it.frame.image))
     it.estimate = None
 
@@ -258,12 +258,12 @@ class _TrackStep:
         self.loop = TrackingLoop(tracker) if tracker is not None else None
         self.times = times
 
-    def _items(self, done: list[tuple[_Item, FramePoses]]) -> list[_Item]:
+    def _items(self, done: list[tuple[_FrameInFlight, FramePoses]]) -> list[_FrameInFlight]:
         for it, poses in done:
             it.poses = poses
         return [it for it, _ in done]
 
-    def __call__(self, it: _Item) -> list[_Item]:
+    def __call__(self, it: _FrameInFlight) -> list[_FrameInFlight]:
         """Track one frame; returns the frames now final (possibly none, possibly several)."""
         if self.loop is None:
             return [it]
@@ -273,7 +273,7 @@ class _TrackStep:
         self.times.add("track", time.perf_counter() - t0, 1)
         return out
 
-    def finish(self) -> list[_Item]:
+    def finish(self) -> list[_FrameInFlight]:
         """End of the video: every waiting frame with its final ids."""
         if self.loop is None:
             return []
@@ -290,11 +290,12 @@ class _Cancelled(Exception):
 
 
 _END = object()  # end-of-stream marker, passed down the queues once
-_EMPTY = object()  # "nothing waiting" from _Run.get_ready
+_EMPTY = object()  # "nothing waiting" from _RunControl.get_ready
 
 
-class _Run:
-    """Shared state of one threaded run: the stop event and the first error."""
+class _RunControl:
+    """How the stages of one threaded run stop together: the stop event, the first error, and
+    queue puts and gets that give up (raising :class:`_Cancelled`) once the run stops."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
@@ -353,7 +354,7 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _worker(run: _Run, name: str, body: Callable[[], None],
+def _worker(run: _RunControl, name: str, body: Callable[[], None],
             threads: int = 0) -> threading.Thread:
     def target() -> None:
         try:
@@ -378,9 +379,9 @@ def _worker(run: _Run, name: str, body: Callable[[], None],
     return thread
 
 
-class _ThreadedRun(_Run):
+class _ThreadedRun(_RunControl):
     """One threaded run: the stage bodies and the state they share (the queues between them, the
-    stop event and first error of :class:`_Run`, and the pose workers' turns).
+    stop event and first error of :class:`_RunControl`, and the pose workers' turns).
 
     Pose workers take runs of consecutive frames in turn (under ``gather``: ``pose_taken`` counts
     the batches taken) and hand their results on in the same turn order (``turn``:
@@ -472,15 +473,15 @@ class _ThreadedRun(_Run):
         self.put(self.q_track, _END)
 
     # -- batching -----------------------------------------------------------------------------------
-    def detect_full(self, batch: list[_Item]) -> bool:
+    def detect_full(self, batch: list[_FrameInFlight]) -> bool:
         return len(batch) >= self.options.det_batch
 
-    def pose_full(self, batch: list[_Item]) -> bool:
+    def pose_full(self, batch: list[_FrameInFlight]) -> bool:
         return (len(batch) >= self.options.pose_max_frames
                 or sum(len(it.detections) for it in batch) >= self.options.pose_batch)
 
-    def gather_batch(self, q_in: queue.Queue, full: Callable[[list[_Item]], bool]
-                     ) -> tuple[list[_Item], bool]:
+    def gather_batch(self, q_in: queue.Queue, full: Callable[[list[_FrameInFlight]], bool]
+                     ) -> tuple[list[_FrameInFlight], bool]:
         """Wait for one frame, then take the frames already waiting until ``full``.
 
         Returns the batch and whether the stream ended. Not waiting for a full batch keeps a
@@ -488,7 +489,7 @@ class _ThreadedRun(_Run):
         slower stage): on a CPU a smaller batch costs the same per frame, and on a GPU an idle
         device gains nothing from waiting either.
         """
-        batch: list[_Item] = []
+        batch: list[_FrameInFlight] = []
         while not full(batch):
             item = self.get(q_in) if not batch else self.get_ready(q_in)
             if item is _EMPTY:
@@ -595,7 +596,7 @@ def _running(t: threading.Thread) -> bool:
     return t.ident is not None and (not done.is_set() if done is not None else t.is_alive())
 
 
-def _join(threads: list[threading.Thread], timeout: float, run: _Run | None = None) -> None:
+def _join(threads: list[threading.Thread], timeout: float, run: _RunControl | None = None) -> None:
     """Stop the stages (``run.stop``) and wait for every started thread, up to ``timeout`` s.
 
     A ``KeyboardInterrupt`` (a second Ctrl-C, or the SIGINT that ``timeout`` and terminals
@@ -653,7 +654,7 @@ def _sequential(
     step = _TrackStep(tracker, times)
     try:
         while True:
-            chunk: list[_Item] = []
+            chunk: list[_FrameInFlight] = []
             with torch_threads(options.torch_threads):
                 while len(chunk) < options.det_batch and (it := _read(frames_it, times)):
                     chunk.append(it)

@@ -13,6 +13,8 @@ from typing import Generic, Protocol, TypeVar
 
 
 class _Named(Protocol):
+    """What a registry entry must have: the name it is listed and looked up by."""
+
     @property
     def name(self) -> str: ...
 

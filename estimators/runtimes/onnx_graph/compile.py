@@ -13,12 +13,21 @@ from torch import nn
 
 from posetracker.core.errors import ModelError
 from posetracker.estimators.runtimes.onnx_graph.io import _Node, _one_line, _read_nodes, _to_tensor
-from posetracker.estimators.runtimes.onnx_graph.ops import _HOST, _INDEX, _OPS, _TENSOR, _Ctx, _host, _OpDef, _RunState
+from posetracker.estimators.runtimes.onnx_graph.ops import (
+    _HOST,
+    _INDEX,
+    _OPS,
+    _TENSOR,
+    _BuildContext,
+    _host,
+    _OpDef,
+    _RunState,
+)
 
 _PARAM = "\x00param:"  # slot-name prefix of a parameter as data ops read it
 
 
-def _constant_value(node: _Node, ctx: _Ctx) -> torch.Tensor:
+def _constant_value(node: _Node, ctx: _BuildContext) -> torch.Tensor:
     a = node.attrs
     if "value" in a:
         return a["value"]
@@ -99,6 +108,9 @@ def _fuse_silu(nodes: list[_Node], protected: set[str]) -> list[_Node]:
 
 @dataclass
 class _Step:
+    """One compiled op of :class:`CompiledOnnx`, in run order: its kernel and the value slots it
+    reads and writes."""
+
     node: _Node
     fn: Callable[..., Any]
     meta: bool                 # depends on input shapes only: run once per key
@@ -120,6 +132,21 @@ class CompiledOnnx:
         graph = model.graph
         opset = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] or [1])
         self.source = source
+        consts = self._read_interface(graph, outputs)
+        ctx = _BuildContext(source, opset, state, consts)
+        nodes = _needed(_read_nodes(graph), self.output_names,
+                        set(consts) | set(self.input_names), source)
+        for node in nodes:  # refuse before any work, naming the first op we lack
+            if node.op not in _OPS and node.op != "Constant":
+                raise ModelError(f"{source}: unsupported ONNX op {node.op} (node {node.name!r})")
+        nodes = _fuse_silu(nodes, set(self.output_names))
+        kept, meta_vals = self._fold_and_classify(nodes, ctx)
+        param_names = self._make_params(kept, consts)
+        self._number_slots(kept, meta_vals, param_names, ctx)
+
+    def _read_interface(self, graph: Any, outputs: Sequence[str] | None) -> dict[str, torch.Tensor]:
+        """The initializers (returned, by name) and the graph's inputs and outputs (set here)."""
+        source = self.source
         consts: dict[str, torch.Tensor] = {}
         try:
             for init in graph.initializer:
@@ -137,16 +164,13 @@ class CompiledOnnx:
         self.output_names = list(outputs) if outputs else [o.name for o in graph.output]
         if len(set(self.output_names)) != len(self.output_names):
             raise ModelError(f"{source}: output names repeat: {self.output_names}")
+        return consts
 
-        ctx = _Ctx(source, opset, state, consts)
-        nodes = _needed(_read_nodes(graph), self.output_names,
-                        set(consts) | set(self.input_names), source)
-        for node in nodes:  # refuse before any work, naming the first op we lack
-            if node.op not in _OPS and node.op != "Constant":
-                raise ModelError(f"{source}: unsupported ONNX op {node.op} (node {node.name!r})")
-        nodes = _fuse_silu(nodes, set(self.output_names))
-
-        # Fold constants; classify the rest as meta (shapes only) or data.
+    def _fold_and_classify(self, nodes: list[_Node],
+                           ctx: _BuildContext) -> tuple[list[tuple[_Node, bool]], set[str]]:
+        """Fold constants into ``ctx.consts``; the other nodes with whether each is meta (shapes
+        only), and the names of the meta values."""
+        consts = ctx.consts
         meta_vals: set[str] = set()
         shape_dynamic: set[str] = set()   # values whose shape depends on data values
         kept: list[tuple[_Node, bool]] = []
@@ -170,8 +194,12 @@ class CompiledOnnx:
                     and node.inputs[p] not in meta_vals for p in spec.host):
                 shape_dynamic.update(node.outputs)  # output shape follows data values
             kept.append((node, meta))
+        return kept, meta_vals
 
-        # Float constants read as tensor operands by data ops are the trainable parameters.
+    def _make_params(self, kept: list[tuple[_Node, bool]],
+                     consts: dict[str, torch.Tensor]) -> list[str]:
+        """Float constants read as tensor operands by data ops are the trainable parameters:
+        set ``params`` and ``param_keys``; returns their ONNX names in order."""
         param_names: list[str] = []
         for node, meta in kept:
             if meta:
@@ -192,10 +220,15 @@ class CompiledOnnx:
                 value = value.contiguous(memory_format=torch.channels_last)
             self.params[key] = nn.Parameter(value)
             self.param_keys[name] = key
-        shapes = {n: tuple(v.shape) for n, v in consts.items()}
+        return param_names
 
-        # Slots: one per value; a parameter's data readers get its own slot (its meta readers,
-        # shape arithmetic on the CPU, keep reading the constant).
+    def _number_slots(self, kept: list[tuple[_Node, bool]], meta_vals: set[str],
+                      param_names: list[str], ctx: _BuildContext) -> None:
+        """Build each step's op and number the value slots: one per value; a parameter's data
+        readers get its own slot (its meta readers, shape arithmetic on the CPU, keep reading the
+        constant)."""
+        consts = ctx.consts
+        shapes = {n: tuple(v.shape) for n, v in consts.items()}
         slots: dict[str, int] = {}
 
         def slot(name: str) -> int:
@@ -210,7 +243,7 @@ class CompiledOnnx:
         self.steps: list[_Step] = []
         for node, meta in kept:
             spec = _OPS[node.op]
-            fn = spec.build(node, _Ctx(source, opset, state, consts, shapes, meta=meta))
+            fn = spec.build(node, _BuildContext(ctx.source, ctx.opset, ctx.state, consts, shapes, meta=meta))
             kinds = _kinds(spec, len(node.inputs))
             as_param = [not meta and i in params and k == _TENSOR
                         for i, k in zip(node.inputs, kinds)]
@@ -227,8 +260,8 @@ class CompiledOnnx:
         self.output_static = [n in consts or n in meta_vals for n in self.output_names]
         self.num_slots = len(slots)
 
-    def _fold(self, node: _Node, spec: _OpDef, ctx: _Ctx) -> None:
-        ctx = _Ctx(ctx.source, ctx.opset, ctx.state, ctx.consts, meta=True)
+    def _fold(self, node: _Node, spec: _OpDef, ctx: _BuildContext) -> None:
+        ctx = _BuildContext(ctx.source, ctx.opset, ctx.state, ctx.consts, meta=True)
         if node.op == "Conv":
             ctx.shapes = {n: tuple(v.shape) for n, v in ctx.consts.items() if n in node.inputs}
         fn = spec.build(node, ctx)

@@ -54,6 +54,9 @@ def _torch_dtype(onnx_type: int) -> torch.dtype:
 
 @dataclass
 class _Node:
+    """One ONNX graph node as read from the file: its op type, value names in and out, and
+    attributes (decoded)."""
+
     name: str
     op: str
     inputs: list[str]    # "" = optional input left out

@@ -38,7 +38,7 @@ class _RunState:
 
 
 @dataclass
-class _Ctx:
+class _BuildContext:
     """Compile-time facts an op builder may use."""
     source: str
     opset: int
@@ -53,7 +53,10 @@ class _Ctx:
 
 @dataclass
 class _OpDef:
-    build: Callable[[_Node, _Ctx], Callable[..., Any]]
+    """How the table builds one ONNX op: ``build`` makes its kernel; ``host`` and ``index`` are
+    the input positions read as host values (shapes, axes) and as integer indices."""
+
+    build: Callable[[_Node, _BuildContext], Callable[..., Any]]
     host: tuple[int, ...] = ()
     index: tuple[int, ...] = ()
 
@@ -98,7 +101,7 @@ for _name, _fn in {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Equal"
 
 
 @_op("Div")
-def _build_div(node: _Node, ctx: _Ctx):
+def _build_div(node: _Node, ctx: _BuildContext):
     def div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if a.is_floating_point() or b.is_floating_point():
             return torch.div(a, b)
@@ -107,19 +110,19 @@ def _build_div(node: _Node, ctx: _Ctx):
 
 
 @_op("HardSigmoid")
-def _build_hard_sigmoid(node: _Node, ctx: _Ctx):
+def _build_hard_sigmoid(node: _Node, ctx: _BuildContext):
     alpha, beta = float(node.attrs.get("alpha", 0.2)), float(node.attrs.get("beta", 0.5))
     return lambda x: (x * alpha + beta).clamp_(0.0, 1.0)
 
 
 @_op("LeakyRelu")
-def _build_leaky(node: _Node, ctx: _Ctx):
+def _build_leaky(node: _Node, ctx: _BuildContext):
     alpha = float(node.attrs.get("alpha", 0.01))
     return lambda x: F.leaky_relu(x, alpha)
 
 
 @_op("Clip", host=(1, 2))
-def _build_clip(node: _Node, ctx: _Ctx):
+def _build_clip(node: _Node, ctx: _BuildContext):
     lo, hi = node.attrs.get("min"), node.attrs.get("max")  # opset < 11: attributes
 
     def clip(x: torch.Tensor, a: Any = None, b: Any = None) -> torch.Tensor:
@@ -129,7 +132,7 @@ def _build_clip(node: _Node, ctx: _Ctx):
 
 
 @_op("Cast")
-def _build_cast(node: _Node, ctx: _Ctx):
+def _build_cast(node: _Node, ctx: _BuildContext):
     target = _torch_dtype(node.attrs["to"])
     if target.is_floating_point and not ctx.meta:
         state = ctx.state
@@ -138,18 +141,18 @@ def _build_cast(node: _Node, ctx: _Ctx):
 
 
 @_op("Shape")
-def _build_shape(node: _Node, ctx: _Ctx):
+def _build_shape(node: _Node, ctx: _BuildContext):
     start, end = node.attrs.get("start", 0), node.attrs.get("end")
     return lambda x: torch.tensor(x.shape[start:end], dtype=torch.int64)
 
 
 @_op("Size")
-def _build_size(node: _Node, ctx: _Ctx):
+def _build_size(node: _Node, ctx: _BuildContext):
     return lambda x: torch.tensor(x.numel(), dtype=torch.int64)
 
 
 @_op("ConstantOfShape", host=(0,))
-def _build_constant_of_shape(node: _Node, ctx: _Ctx):
+def _build_constant_of_shape(node: _Node, ctx: _BuildContext):
     value = node.attrs.get("value", torch.zeros(1))
     fill, dtype = value.reshape(-1)[0].item(), value.dtype
     state, meta = ctx.state, ctx.meta
@@ -163,7 +166,7 @@ def _build_constant_of_shape(node: _Node, ctx: _Ctx):
 
 
 @_op("Range")
-def _build_range(node: _Node, ctx: _Ctx):
+def _build_range(node: _Node, ctx: _BuildContext):
     def range_(start: torch.Tensor, limit: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         return torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype,
                             device=start.device)
@@ -171,13 +174,13 @@ def _build_range(node: _Node, ctx: _Ctx):
 
 
 @_op("Concat")
-def _build_concat(node: _Node, ctx: _Ctx):
+def _build_concat(node: _Node, ctx: _BuildContext):
     axis = int(node.attrs["axis"])
     return lambda *xs: torch.cat(xs, axis)
 
 
 @_op("Transpose")
-def _build_transpose(node: _Node, ctx: _Ctx):
+def _build_transpose(node: _Node, ctx: _BuildContext):
     perm = node.attrs.get("perm")
     if perm is None:
         return lambda x: x.permute(*range(x.dim() - 1, -1, -1))
@@ -186,7 +189,7 @@ def _build_transpose(node: _Node, ctx: _Ctx):
 
 
 @_op("Unsqueeze", host=(1,))
-def _build_unsqueeze(node: _Node, ctx: _Ctx):
+def _build_unsqueeze(node: _Node, ctx: _BuildContext):
     def unsqueeze(x: torch.Tensor, axes: Any = None) -> torch.Tensor:
         axes_ = _axes(node, axes)
         rank = x.dim() + len(axes_)
@@ -197,7 +200,7 @@ def _build_unsqueeze(node: _Node, ctx: _Ctx):
 
 
 @_op("Squeeze", host=(1,))
-def _build_squeeze(node: _Node, ctx: _Ctx):
+def _build_squeeze(node: _Node, ctx: _BuildContext):
     def squeeze(x: torch.Tensor, axes: Any = None) -> torch.Tensor:
         axes_ = _axes(node, axes)
         if axes_ is None:
@@ -207,7 +210,7 @@ def _build_squeeze(node: _Node, ctx: _Ctx):
 
 
 @_op("Flatten")
-def _build_flatten(node: _Node, ctx: _Ctx):
+def _build_flatten(node: _Node, ctx: _BuildContext):
     axis = int(node.attrs.get("axis", 1))
 
     def flatten(x: torch.Tensor) -> torch.Tensor:
@@ -217,7 +220,7 @@ def _build_flatten(node: _Node, ctx: _Ctx):
 
 
 @_op("Reshape", host=(1,))
-def _build_reshape(node: _Node, ctx: _Ctx):
+def _build_reshape(node: _Node, ctx: _BuildContext):
     allow_zero = bool(node.attrs.get("allowzero", 0))
     # A constant target whose leading 1 was the export's batch (see _fix_batch).
     fix_batch = not ctx.meta and node.inputs[1] in ctx.consts
@@ -247,7 +250,7 @@ def _fix_batch(x: torch.Tensor, shape: list[int], batch: int, where: str) -> lis
 
 
 @_op("Expand", host=(1,))
-def _build_expand(node: _Node, ctx: _Ctx):
+def _build_expand(node: _Node, ctx: _BuildContext):
     def expand(x: torch.Tensor, shape: Any) -> torch.Tensor:
         # ONNX broadcasts both ways (a 1 in ``shape`` keeps x's dim); torch.expand does not.
         return x.expand(torch.broadcast_shapes(x.shape, tuple(_host(shape))))
@@ -255,17 +258,17 @@ def _build_expand(node: _Node, ctx: _Ctx):
 
 
 @_op("Tile", host=(1,))
-def _build_tile(node: _Node, ctx: _Ctx):
+def _build_tile(node: _Node, ctx: _BuildContext):
     return lambda x, repeats: x.repeat(tuple(_host(repeats)))
 
 
 @_op("Where")
-def _build_where(node: _Node, ctx: _Ctx):
+def _build_where(node: _Node, ctx: _BuildContext):
     return lambda cond, a, b: torch.where(cond, a, b)
 
 
 @_op("Gather", index=(1,))
-def _build_gather(node: _Node, ctx: _Ctx):
+def _build_gather(node: _Node, ctx: _BuildContext):
     axis = int(node.attrs.get("axis", 0))
 
     def gather(x: torch.Tensor, idx: int | torch.Tensor) -> torch.Tensor:
@@ -281,7 +284,7 @@ def _build_gather(node: _Node, ctx: _Ctx):
 
 
 @_op("Slice", host=(1, 2, 3, 4))
-def _build_slice(node: _Node, ctx: _Ctx):
+def _build_slice(node: _Node, ctx: _BuildContext):
     if ctx.opset < 10:
         raise ctx.fail(node, "Slice before opset 10 (attribute form) is not supported")
 
@@ -302,7 +305,7 @@ def _build_slice(node: _Node, ctx: _Ctx):
 
 
 @_op("ReduceMax", "ReduceMin", "ReduceMean", "ReduceSum", host=(1,))
-def _build_reduce(node: _Node, ctx: _Ctx):
+def _build_reduce(node: _Node, ctx: _BuildContext):
     keep = bool(node.attrs.get("keepdims", 1))
     fn = {"ReduceMax": torch.amax, "ReduceMin": torch.amin, "ReduceMean": torch.mean,
           "ReduceSum": torch.sum}[node.op]
@@ -318,7 +321,7 @@ def _build_reduce(node: _Node, ctx: _Ctx):
 
 
 @_op("TopK", host=(1,))
-def _build_topk(node: _Node, ctx: _Ctx):
+def _build_topk(node: _Node, ctx: _BuildContext):
     axis = int(node.attrs.get("axis", -1))
     largest = bool(node.attrs.get("largest", 1))
 
@@ -333,13 +336,13 @@ def _build_topk(node: _Node, ctx: _Ctx):
 
 
 @_op("GlobalAveragePool", "GlobalMaxPool")
-def _build_global_pool(node: _Node, ctx: _Ctx):
+def _build_global_pool(node: _Node, ctx: _BuildContext):
     if node.op == "GlobalAveragePool":
         return lambda x: x.mean(tuple(range(2, x.dim())), keepdim=True)
     return lambda x: x.amax(tuple(range(2, x.dim())), keepdim=True)
 
 
-def _spatial(node: _Node, ctx: _Ctx, name: str, default: int, rank: int = 2) -> tuple[int, ...]:
+def _spatial(node: _Node, ctx: _BuildContext, name: str, default: int, rank: int = 2) -> tuple[int, ...]:
     value = node.attrs.get(name)
     if value is None:
         return (default,) * rank
@@ -353,7 +356,7 @@ def _same_pads(size: int, kernel: int, stride: int, dilation: int, upper: bool) 
     return same_pads(size, kernel, stride, dilation, upper)
 
 
-def _pads_fn(node: _Node, ctx: _Ctx, kernel: tuple[int, int], strides: tuple[int, int],
+def _pads_fn(node: _Node, ctx: _BuildContext, kernel: tuple[int, int], strides: tuple[int, int],
              dilations: tuple[int, int]) -> Callable[[int, int], tuple[int, int, int, int]]:
     """-> f(H, W) = (top, bottom, left, right)."""
     auto = node.attrs.get("auto_pad", "NOTSET")
@@ -374,7 +377,7 @@ def _pads_fn(node: _Node, ctx: _Ctx, kernel: tuple[int, int], strides: tuple[int
 
 
 @_op("MaxPool", "AveragePool")
-def _build_pool(node: _Node, ctx: _Ctx):
+def _build_pool(node: _Node, ctx: _BuildContext):
     if len(node.outputs) > 1 and node.outputs[1]:
         raise ctx.fail(node, "the Indices output is not supported")
     kernel = _spatial(node, ctx, "kernel_shape", 1)
@@ -405,7 +408,7 @@ def _build_pool(node: _Node, ctx: _Ctx):
 
 
 @_op("Resize", host=(1, 2, 3))
-def _build_resize(node: _Node, ctx: _Ctx):
+def _build_resize(node: _Node, ctx: _BuildContext):
     mode = node.attrs.get("mode", "nearest")
     coords = node.attrs.get("coordinate_transformation_mode", "half_pixel")
     nearest = node.attrs.get("nearest_mode", "round_prefer_floor")
@@ -442,7 +445,7 @@ def _build_resize(node: _Node, ctx: _Ctx):
 
 
 @_op("Conv")
-def _build_conv(node: _Node, ctx: _Ctx):
+def _build_conv(node: _Node, ctx: _BuildContext):
     weight = ctx.shapes.get(node.inputs[1])
     if weight is None or len(weight) != 4:
         raise ctx.fail(node, "only 2-D convolutions with a constant weight are supported")

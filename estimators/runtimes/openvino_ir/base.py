@@ -19,7 +19,7 @@ CHANNELS_LAST = True
 
 
 @dataclass
-class _Ctx:
+class _KernelContext:
     """What a kernel is bound for: the run's float dtype (None on the host: each value keeps its
     own), device, whether autograd records, the input batch and the IR's, the parameters, and
     which inputs die at this op (so may be overwritten in place)."""
@@ -33,10 +33,10 @@ class _Ctx:
     inplace: frozenset[int] = frozenset()
 
 
-_HOST = _Ctx(None, torch.device("cpu"))
+_HOST = _KernelContext(None, torch.device("cpu"))
 
 
-def _float_dtype(ctx: _Ctx, etype: str) -> torch.dtype:
+def _float_dtype(ctx: _KernelContext, etype: str) -> torch.dtype:
     """A float destination type in a data context is the run's float dtype (float16 after
     ``.half()``), so that no op mixes float32 into a float16 network."""
     return ctx.dtype if ctx.dtype is not None else _ELEMENT_TYPES[etype][1]
@@ -74,10 +74,10 @@ class _Op:
     def unused_inputs(self) -> frozenset[int]:
         return frozenset()
 
-    def compute(self, ctx: _Ctx, *xs: torch.Tensor) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, *xs: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
 
-    def bind(self, args: list[Any], dynamic: list[bool], ctx: _Ctx) -> Callable[..., Any]:
+    def bind(self, args: list[Any], dynamic: list[bool], ctx: _KernelContext) -> Callable[..., Any]:
         fixed = [None if d else _static(a, ctx, i in self.attr_inputs) for i, (a, d) in
                  enumerate(zip(args, dynamic))]
         dyn = [i for i, d in enumerate(dynamic) if d]
@@ -92,7 +92,7 @@ class _Op:
         return run
 
 
-def _static(a: Any, ctx: _Ctx, attr: bool) -> Any:
+def _static(a: Any, ctx: _KernelContext, attr: bool) -> Any:
     """A bound (non-data) input of a data op on the run's device and float dtype."""
     if attr or not isinstance(a, torch.Tensor) or isinstance(a, nn.Parameter):
         return a
@@ -101,7 +101,7 @@ def _static(a: Any, ctx: _Ctx, attr: bool) -> Any:
     return a.to(ctx.device)
 
 
-def _can_overwrite(t: Any, result_shape: Sequence[int], result_dtype: torch.dtype, ctx: _Ctx,
+def _can_overwrite(t: Any, result_shape: Sequence[int], result_dtype: torch.dtype, ctx: _KernelContext,
                    i: int) -> bool:
     """Whether input ``i`` (tensor ``t``) may hold the op's result in place."""
     return (not ctx.grad and i in ctx.inplace and isinstance(t, torch.Tensor)

@@ -27,6 +27,9 @@ from posetracker.estimators.runtimes.openvino_ir.spatial import _FusedConv, _Poo
 
 @dataclass
 class _Node:
+    """One operation of the compiled IR: its layer, its op, and the value ids it reads and
+    writes."""
+
     layer: _Layer
     op: _Op
     ins: list[int]    # value ids
@@ -71,7 +74,28 @@ class CompiledIR:
 
     def _build(self, layers: dict[str, _Layer], edges: dict[tuple[str, str], tuple[str, str]],
                blob: bytes, xml: Path, bin_path: Path) -> None:
-        # Value ids for every output port.
+        vid = self._number_values(layers)
+        consts, nodes, params_in, results = self._read_layers(layers, edges, vid, blob, xml, bin_path)
+        self._read_input(params_in, results, xml)
+        self._name_results(layers, vid, results)
+
+        nodes = self._toposort(nodes, xml)
+        nodes = self._fold_constants(nodes, consts, xml)
+        self.consts = consts
+        result_vids = {v for _, v in self.results}
+        nodes = self._drop_identities(nodes, result_vids)
+        nodes = self._fuse_convs(nodes, result_vids, consts)
+        nodes = self._fuse_shuffles(nodes, result_vids, consts)
+        self._classify(nodes)
+        self._make_params(nodes, consts)
+        self.nodes = nodes
+        # Keep only the constants still read as constants (weights now live in ``params``).
+        used = {v for n in nodes for i, v in enumerate(n.ins) if i not in n.params} | result_vids
+        self.consts = {v: t for v, t in consts.items() if v in used}
+
+    def _number_values(self, layers: dict[str, _Layer]) -> dict[tuple[str, str], int]:
+        """Value ids for every output port (``(layer id, port id) -> id``); sets ``dims`` and
+        ``precision`` per id."""
         vid: dict[tuple[str, str], int] = {}
         self.dims: list[tuple[int, ...] | None] = []
         self.precision: list[str] = []
@@ -80,6 +104,14 @@ class CompiledIR:
                 vid[(layer.id, p.id)] = len(self.dims)
                 self.dims.append(p.dims)
                 self.precision.append(p.precision)
+        return vid
+
+    def _read_layers(self, layers: dict[str, _Layer], edges: dict[tuple[str, str], tuple[str, str]],
+                     vid: dict[tuple[str, str], int], blob: bytes, xml: Path, bin_path: Path
+                     ) -> tuple[dict[int, torch.Tensor], list[_Node], list[tuple[_Layer, int]],
+                                list[tuple[_Layer, int]]]:
+        """Each layer as a constant, the input (Parameter), a Result or an op node (refusing an
+        unconnected port or an operation outside the table); sets ``const_names``."""
         consts: dict[int, torch.Tensor] = {}
         self.const_names: dict[int, str] = {}  # constant value -> the layer that made it
         nodes: list[_Node] = []
@@ -118,6 +150,11 @@ class CompiledIR:
             if isinstance(node.op, _Pool) and node.op.n_out == 2 and any(
                     node.outs[1] in n.ins for n in nodes) | any(v == node.outs[1] for _, v in results):
                 raise ModelError(f"{xml}: {node.layer.where()}: the indices output is not supported")
+        return consts, nodes, params_in, results
+
+    def _read_input(self, params_in: list[tuple[_Layer, int]], results: list[tuple[_Layer, int]],
+                    xml: Path) -> None:
+        """The one input's value id, name, shape, element type and batch (``None``: dynamic)."""
         if len(params_in) != 1:
             raise ModelError(f"{xml}: expected one input (Parameter layer), found {len(params_in)}")
         if not results:
@@ -128,7 +165,10 @@ class CompiledIR:
         self.input_dtype = player.data.get("element_type", "f32")
         self.ir_batch = (self.input_shape[0] if self.input_shape and self.input_shape[0] > 0 else None)
 
-        # Output names: the producing port's tensor name, else the producing layer's name.
+    def _name_results(self, layers: dict[str, _Layer], vid: dict[tuple[str, str], int],
+                      results: list[tuple[_Layer, int]]) -> None:
+        """Output names: the producing port's tensor name, else the producing layer's name (the
+        Result layer's own name where that one is taken)."""
         producer_port: dict[int, tuple[_Layer, _Port]] = {}
         for layer in layers.values():
             for p in layer.outputs:
@@ -143,20 +183,6 @@ class CompiledIR:
             taken.add(name)
             self.results.append((name, v))
         self.output_names = [n for n, _ in self.results]
-
-        nodes = self._toposort(nodes, xml)
-        nodes = self._fold_constants(nodes, consts, xml)
-        self.consts = consts
-        result_vids = {v for _, v in self.results}
-        nodes = self._drop_identities(nodes, result_vids)
-        nodes = self._fuse_convs(nodes, result_vids, consts)
-        nodes = self._fuse_shuffles(nodes, result_vids, consts)
-        self._classify(nodes)
-        self._make_params(nodes, consts)
-        self.nodes = nodes
-        # Keep only the constants still read as constants (weights now live in ``params``).
-        used = {v for n in nodes for i, v in enumerate(n.ins) if i not in n.params} | result_vids
-        self.consts = {v: t for v, t in consts.items() if v in used}
 
     @staticmethod
     def _toposort(nodes: list[_Node], xml: Path) -> list[_Node]:

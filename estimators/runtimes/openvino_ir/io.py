@@ -37,6 +37,8 @@ _ELEMENT_TYPES: dict[str, tuple[str, torch.dtype]] = {
 
 @dataclass
 class _Port:
+    """An input or output port of an IR layer, as the XML declares it."""
+
     id: str
     dims: tuple[int, ...] | None  # -1 for a dynamic dimension; None when the port lists none
     names: list[str]
@@ -45,6 +47,8 @@ class _Port:
 
 @dataclass
 class _Layer:
+    """One ``<layer>`` of the IR's XML: its identity, attributes (``data``) and ports."""
+
     id: str
     name: str
     type: str

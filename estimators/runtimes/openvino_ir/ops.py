@@ -19,8 +19,8 @@ from posetracker.estimators.runtimes.openvino_ir.base import (
     _activation,
     _axis,
     _can_overwrite,
-    _Ctx,
     _float_dtype,
+    _KernelContext,
     _Op,
     _pylist,
     _static,
@@ -67,10 +67,10 @@ class _Binary(_Op):
         else:
             self.fn, self.method, self.commutative = _BINARY[layer.type]
 
-    def compute(self, ctx: _Ctx, a: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, a: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
         return [self.fn(a, b)]
 
-    def bind(self, args: list[Any], dynamic: list[bool], ctx: _Ctx) -> Callable[..., Any]:
+    def bind(self, args: list[Any], dynamic: list[bool], ctx: _KernelContext) -> Callable[..., Any]:
         fn, method = self.fn, self.method
         a, b = (args[i] if dynamic[i] else _static(args[i], ctx, False) for i in (0, 1))
         if method == "div_" and not (a.is_floating_point() or b.is_floating_point()):
@@ -120,10 +120,10 @@ class _Unary(_Op):
             return tuple(float(_pylist(v)[0]) for v in extra)
         return self.fixed
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, *extra: torch.Tensor) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, *extra: torch.Tensor) -> list[torch.Tensor]:
         return [_activation(self.layer.type, self.params(extra), False)(x)]
 
-    def bind(self, args: list[Any], dynamic: list[bool], ctx: _Ctx) -> Callable[..., Any]:
+    def bind(self, args: list[Any], dynamic: list[bool], ctx: _KernelContext) -> Callable[..., Any]:
         if any(dynamic[1:]):
             return super().bind(args, dynamic, ctx)
         x = args[0]
@@ -138,17 +138,17 @@ class _Convert(_Op):
         if self.etype not in _ELEMENT_TYPES:
             raise _unsupported_attr(layer, "destination_type", self.etype)
 
-    def dtype(self, ctx: _Ctx) -> torch.dtype:
+    def dtype(self, ctx: _KernelContext) -> torch.dtype:
         target = _ELEMENT_TYPES[self.etype][1]
         return _float_dtype(ctx, self.etype) if target.is_floating_point else target
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor) -> list[torch.Tensor]:
         target = self.dtype(ctx)
         if x.is_floating_point() and not target.is_floating_point and target != torch.bool:
             x = x.trunc()  # float -> integer rounds toward zero (as OpenVINO's CPU plugin)
         return [x.to(target)]
 
-    def bind(self, args: list[Any], dynamic: list[bool], ctx: _Ctx) -> Callable[..., Any]:
+    def bind(self, args: list[Any], dynamic: list[bool], ctx: _KernelContext) -> Callable[..., Any]:
         target = self.dtype(ctx)
         if args[0].dtype == target:
             return lambda x: x
@@ -162,7 +162,7 @@ class _ShapeOf(_Op):
         super().__init__(layer)
         self.dtype = torch.int32 if layer.data.get("output_type") == "i32" else torch.int64
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor) -> list[torch.Tensor]:
         return [torch.tensor(tuple(x.shape), dtype=self.dtype)]
 
 
@@ -175,7 +175,7 @@ class _Reshape(_Op):
         self.const_target = False  # set by the loader: the target is a load-time constant
         self.in_dims = layer.inputs[0].dims if layer.inputs else None
 
-    def target(self, shape: Sequence[int], spec: Any, ctx: _Ctx) -> list[int]:
+    def target(self, shape: Sequence[int], spec: Any, ctx: _KernelContext) -> list[int]:
         t = [int(v) for v in _pylist(spec)]
         if self.special_zero:
             t = [shape[i] if v == 0 else v for i, v in enumerate(t)]
@@ -187,10 +187,10 @@ class _Reshape(_Op):
             t[0] = ctx.batch  # batch baked into a constant target: the IR's batch -> the input's
         return t
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, spec: Any) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, spec: Any) -> list[torch.Tensor]:
         return [x.reshape(self.target(x.shape, spec, ctx))]
 
-    def bind(self, args: list[Any], dynamic: list[bool], ctx: _Ctx) -> Callable[..., Any]:
+    def bind(self, args: list[Any], dynamic: list[bool], ctx: _KernelContext) -> Callable[..., Any]:
         if dynamic[1]:
             return super().bind(args, dynamic, ctx)
         t = self.target(args[0].shape, args[1], ctx)
@@ -200,11 +200,11 @@ class _Reshape(_Op):
 class _Transpose(_Op):
     attr_inputs = frozenset({1})
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, order: Any) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, order: Any) -> list[torch.Tensor]:
         perm = [_axis(int(v), x.dim()) for v in _pylist(order)] or list(range(x.dim()))[::-1]
         return [x.permute(perm)]
 
-    def bind(self, args: list[Any], dynamic: list[bool], ctx: _Ctx) -> Callable[..., Any]:
+    def bind(self, args: list[Any], dynamic: list[bool], ctx: _KernelContext) -> Callable[..., Any]:
         if dynamic[1]:
             return super().bind(args, dynamic, ctx)
         x = args[0]
@@ -215,7 +215,7 @@ class _Transpose(_Op):
 class _Squeeze(_Op):
     attr_inputs = frozenset({1})
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, axes: Any = None) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, axes: Any = None) -> list[torch.Tensor]:
         if axes is None:
             return [x.squeeze()]
         dims = sorted({_axis(int(a), x.dim()) for a in _pylist(axes)}, reverse=True)
@@ -228,7 +228,7 @@ class _Squeeze(_Op):
 class _Unsqueeze(_Op):
     attr_inputs = frozenset({1})
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, axes: Any) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, axes: Any) -> list[torch.Tensor]:
         out_rank = x.dim() + len(_pylist(axes))
         shape = list(x.shape)
         for a in sorted(_axis(int(a), out_rank) for a in _pylist(axes)):
@@ -241,11 +241,11 @@ class _Concat(_Op):
         super().__init__(layer)
         self.axis = int(layer.data.get("axis", "0"))
 
-    def compute(self, ctx: _Ctx, *xs: torch.Tensor) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, *xs: torch.Tensor) -> list[torch.Tensor]:
         rank = max(x.dim() for x in xs)
         return [torch.cat(xs, _axis(self.axis, rank))]
 
-    def bind(self, args: list[Any], dynamic: list[bool], ctx: _Ctx) -> Callable[..., Any]:
+    def bind(self, args: list[Any], dynamic: list[bool], ctx: _KernelContext) -> Callable[..., Any]:
         axis = _axis(self.axis, args[0].dim())
         fixed = [None if d else _static(a, ctx, False) for a, d in zip(args, dynamic)]
         if all(dynamic):
@@ -280,11 +280,11 @@ class _Split(_Op):
             ls[ls.index(-1)] = x.shape[ax] - (sum(ls) + 1)
         return ax, ls
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, axis: Any, lengths: Any = None) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, axis: Any, lengths: Any = None) -> list[torch.Tensor]:
         ax, ls = self.sizes(x, axis, lengths)
         return list(torch.split(x, ls, ax))
 
-    def bind(self, args: list[Any], dynamic: list[bool], ctx: _Ctx) -> Callable[..., Any]:
+    def bind(self, args: list[Any], dynamic: list[bool], ctx: _KernelContext) -> Callable[..., Any]:
         if any(dynamic[1:]):
             return super().bind(args, dynamic, ctx)
         ax, ls = self.sizes(*args)
@@ -311,10 +311,10 @@ def _interleave(xs: Sequence[torch.Tensor]) -> torch.Tensor:
 class _ConcatShuffle(_Op):
     """``Concat`` of g equal channel blocks followed by a channel shuffle with g groups (fused)."""
 
-    def compute(self, ctx: _Ctx, *xs: torch.Tensor) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, *xs: torch.Tensor) -> list[torch.Tensor]:
         return [_interleave(xs)]
 
-    def bind(self, args: list[Any], dynamic: list[bool], ctx: _Ctx) -> Callable[..., Any]:
+    def bind(self, args: list[Any], dynamic: list[bool], ctx: _KernelContext) -> Callable[..., Any]:
         if not all(dynamic):
             return super().bind(args, dynamic, ctx)
         return lambda *xs: _interleave(xs)
@@ -327,7 +327,7 @@ class _ChannelShuffle(_Op):
         super().__init__(layer)
         self.groups = groups
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor) -> list[torch.Tensor]:
         return [_interleave(torch.chunk(x, self.groups, 1))]
 
 
@@ -383,14 +383,14 @@ class _StridedSlice(_Op):
             dim += 1
         return flips, tuple(items)
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, begin: Any, end: Any, stride: Any = None
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, begin: Any, end: Any, stride: Any = None
                 ) -> list[torch.Tensor]:
         flips, index = self.plan(x.shape, begin, end, stride)
         if flips:
             x = x.flip(flips)
         return [x[index]]
 
-    def bind(self, args: list[Any], dynamic: list[bool], ctx: _Ctx) -> Callable[..., Any]:
+    def bind(self, args: list[Any], dynamic: list[bool], ctx: _KernelContext) -> Callable[..., Any]:
         if any(dynamic[1:]):
             return super().bind(args, dynamic, ctx)
         flips, index = self.plan(args[0].shape, *args[1:])
@@ -407,7 +407,7 @@ class _Gather(_Op):
         if int(layer.data.get("batch_dims", "0")) != 0:
             raise _unsupported_attr(layer, "batch_dims", layer.data["batch_dims"])
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, idx: torch.Tensor, axis: Any) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, idx: torch.Tensor, axis: Any) -> list[torch.Tensor]:
         ax = _axis(int(_pylist(axis)[0]), x.dim())
         idx = idx.to(device=x.device, dtype=torch.int64)
         flat = torch.where(idx < 0, idx + x.shape[ax], idx).reshape(-1)
@@ -424,7 +424,7 @@ class _Broadcast(_Op):
         if self.mode not in ("numpy", "bidirectional", "explicit"):
             raise _unsupported_attr(layer, "mode", self.mode)
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, shape: Any, axes: Any = None) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, shape: Any, axes: Any = None) -> list[torch.Tensor]:
         target = [int(v) for v in _pylist(shape)]
         if self.mode == "explicit":
             view = [1] * len(target)
@@ -443,7 +443,7 @@ class _Range(_Op):
         if self.etype is not None and self.etype not in _ELEMENT_TYPES:
             raise _unsupported_attr(layer, "output_type", self.etype)
 
-    def compute(self, ctx: _Ctx, start: torch.Tensor, stop: torch.Tensor, step: torch.Tensor
+    def compute(self, ctx: _KernelContext, start: torch.Tensor, stop: torch.Tensor, step: torch.Tensor
                 ) -> list[torch.Tensor]:
         if self.etype is not None:
             dtype = _ELEMENT_TYPES[self.etype][1]
@@ -465,7 +465,7 @@ class _Reduce(_Op):
         super().__init__(layer)
         self.keep = layer.data.get("keep_dims", "false").lower() == "true"
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, axes: Any) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, axes: Any) -> list[torch.Tensor]:
         dims = sorted({_axis(int(a), x.dim()) for a in _pylist(axes)})
         if not dims:
             return [x]
@@ -483,13 +483,13 @@ class _Reduce(_Op):
 class _MatMul(_Op):
     def __init__(self, layer: _Layer) -> None:
         super().__init__(layer)
-        self.ta = layer.data.get("transpose_a", "false").lower() == "true"
-        self.tb = layer.data.get("transpose_b", "false").lower() == "true"
+        self.transpose_a = layer.data.get("transpose_a", "false").lower() == "true"
+        self.transpose_b = layer.data.get("transpose_b", "false").lower() == "true"
 
-    def compute(self, ctx: _Ctx, a: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
-        if self.ta and a.dim() > 1:
+    def compute(self, ctx: _KernelContext, a: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
+        if self.transpose_a and a.dim() > 1:
             a = a.transpose(-1, -2)
-        if self.tb and b.dim() > 1:
+        if self.transpose_b and b.dim() > 1:
             b = b.transpose(-1, -2)
         return [torch.matmul(a, b)]
 
@@ -499,7 +499,7 @@ class _SoftMax(_Op):
         super().__init__(layer)
         self.axis = int(layer.data.get("axis", "1"))
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor) -> list[torch.Tensor]:
         return [torch.softmax(x, _axis(self.axis, x.dim()))]
 
 
@@ -518,7 +518,7 @@ class _TopK(_Op):
         et = d.get("index_element_type", "i32")
         self.index_dtype = torch.int64 if et == "i64" else torch.int32
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, k: Any) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, k: Any) -> list[torch.Tensor]:
         kk = int(_pylist(k)[0])
         ax = _axis(self.axis, x.dim())
         if kk == 1:  # max/min return the first of tied elements, as OpenVINO's TopK does

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from posetracker.core.errors import InputError, ModelError
-from posetracker.estimators.runtimes.openvino_ir.base import _HOST, _Ctx, _static
+from posetracker.estimators.runtimes.openvino_ir.base import _HOST, _KernelContext, _static
 from posetracker.estimators.runtimes.openvino_ir.compile import CompiledIR, _Node
 from posetracker.estimators.runtimes.openvino_ir.io import _parse_xml
 from posetracker.estimators.runtimes.openvino_ir.ops import _ShapeOf
@@ -152,7 +152,7 @@ class OpenVinoIR(nn.Module):
                                   if dynamic[i] and last.get(v) == k and v != self._input_vid
                                   and node.ins.count(v) == 1
                                   and not self._aliased(env[v], v, env, in_ptr))
-                ctx = _Ctx(inplace=dying, **ctx_base)
+                ctx = _KernelContext(inplace=dying, **ctx_base)
                 fn = node.op.bind(args, dynamic, ctx)
                 dyn_args = [a for a, d in zip(args, dynamic) if d]
                 out = fn(*dyn_args)
@@ -173,7 +173,7 @@ class OpenVinoIR(nn.Module):
         for name, v in self._selected:
             t = env[v] if v in env else consts.get(v)
             if v not in self._data_vids:  # an output that does not depend on the input's values
-                t = _static(t, _Ctx(**ctx_base), False)
+                t = _static(t, _KernelContext(**ctx_base), False)
             results[name] = t
         outputs = [(name, slot_of[v], None) if v in self._data_vids else (name, None, results[name])
                    for name, v in self._selected]

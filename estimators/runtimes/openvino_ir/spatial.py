@@ -17,7 +17,7 @@ from posetracker.estimators.runtimes.kernels import PackedConvWeight, fast_conv2
 from posetracker.estimators.runtimes.openvino_ir.base import (
     _activation,
     _axis,
-    _Ctx,
+    _KernelContext,
     _Op,
     _pylist,
     _unsupported_attr,
@@ -80,10 +80,10 @@ class _FusedConv(_Op):
         new.packed = PackedConvWeight()
         return new
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor) -> list[torch.Tensor]:
         return [self.bind([x], [True], ctx)(x)]
 
-    def bind(self, args: list[Any], dynamic: list[bool], ctx: _Ctx) -> Callable[..., Any]:
+    def bind(self, args: list[Any], dynamic: list[bool], ctx: _KernelContext) -> Callable[..., Any]:
         x = args[0]
         w: torch.Tensor = ctx.params[self.weight_key]
         b: torch.Tensor | None = ctx.params[self.bias_key] if self.bias_key else None
@@ -125,7 +125,7 @@ class _Conv(_Op):
             raise ModelError(f"{layer.where()}: {self.spatial}-D convolution is not supported")
         self.attrs = _ConvAttrs(layer, self.spatial)
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, w: torch.Tensor) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, w: torch.Tensor) -> list[torch.Tensor]:
         groups = 1
         if self.layer.type == "GroupConvolution":
             groups = w.shape[0]
@@ -154,7 +154,7 @@ class _Pool(_Op):
         if layer.type == "MaxPool" and layer.version == "opset8" and len(layer.outputs) > 1:
             self.n_out = 2
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor) -> list[torch.Tensor]:
+    def compute(self, ctx: _KernelContext, x: torch.Tensor) -> list[torch.Tensor]:
         sizes = x.shape[2:]
         dil = self.attrs.dilations if self.layer.type == "MaxPool" else (1,) * len(self.kernel)
         eff = [(k - 1) * d + 1 for k, d in zip(self.kernel, dil)]
@@ -193,7 +193,7 @@ class _Pad(_Op):
         if self.mode not in ("constant", "edge", "reflect"):
             raise _unsupported_attr(layer, "pad_mode", self.mode)
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, begin: Any, end: Any, value: Any = None
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, begin: Any, end: Any, value: Any = None
                 ) -> list[torch.Tensor]:
         begin, end = _pylist(begin), _pylist(end)
         flat = [p for b, e in zip(reversed(begin), reversed(end)) for p in (b, e)]
@@ -317,11 +317,11 @@ class _Interpolate(_Op):
             return x
         return lerp
 
-    def compute(self, ctx: _Ctx, x: torch.Tensor, sizes: Any, scales: Any, axes: Any = None
+    def compute(self, ctx: _KernelContext, x: torch.Tensor, sizes: Any, scales: Any, axes: Any = None
                 ) -> list[torch.Tensor]:
         return [self.kernel(x, self.resize_plan(x.shape, sizes, scales, axes), x.device)(x)]
 
-    def bind(self, args: list[Any], dynamic: list[bool], ctx: _Ctx) -> Callable[..., Any]:
+    def bind(self, args: list[Any], dynamic: list[bool], ctx: _KernelContext) -> Callable[..., Any]:
         x = args[0]
         axes = args[3] if len(args) > 3 else None
         return self.kernel(x, self.resize_plan(x.shape, args[1], args[2], axes), ctx.device)

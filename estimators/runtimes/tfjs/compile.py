@@ -12,7 +12,7 @@ import torch
 from posetracker.core.errors import ModelError
 from posetracker.estimators.runtimes.tfjs.io import _Node, _producer
 from posetracker.estimators.runtimes.tfjs.layout import _logical, _run_module
-from posetracker.estimators.runtimes.tfjs.ops import CONV_OPS, _Consts, build_op, data_inputs
+from posetracker.estimators.runtimes.tfjs.ops import CONV_OPS, _Constants, build_op, data_inputs
 
 _NO_FOLD = ("Placeholder",)
 
@@ -38,7 +38,7 @@ def _fold_constants(nodes: list[_Node], consts: dict[str, torch.Tensor]) -> list
             remaining.append(node)
             continue
         data = data_inputs(node)
-        outs = _run_module(build_op(node, _Consts(consts)), [consts[i] for i in data], [None] * len(data))
+        outs = _run_module(build_op(node, _Constants(consts)), [consts[i] for i in data], [None] * len(data))
         for k, (value, perm) in enumerate(zip(*outs)):
             consts[node.name if k == 0 else f"{node.name}:{k}"] = _logical(value, perm).contiguous()
     return remaining

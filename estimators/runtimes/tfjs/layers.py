@@ -285,7 +285,7 @@ class _Cast(_Op):
         return x.to(self.float_ref.dtype if self.dtype is None else self.dtype)
 
 
-class _Fn(_Op):
+class _FunctionOp(_Op):
     """A logical-layout op given as a plain function of its input tensors."""
 
     def __init__(self, fn: Callable[..., Any]) -> None:

@@ -20,7 +20,7 @@ from posetracker.estimators.runtimes.tfjs.layers import (
     _Concat,
     _Conv,
     _Elementwise,
-    _Fn,
+    _FunctionOp,
     _Identity,
     _Pad,
     _Pool,
@@ -43,7 +43,7 @@ _TF_DTYPES: dict[str, torch.dtype | None] = {
 }
 
 
-class _Consts:
+class _Constants:
     """Constant values known at compile time (weights and folded subgraphs), as torch tensors."""
 
     def __init__(self, values: dict[str, torch.Tensor]) -> None:
@@ -80,7 +80,7 @@ def _conv_padding(node: _Node, data_format: str):
     return (p[2 * h], p[2 * h + 1]), (p[2 * w], p[2 * w + 1])
 
 
-def _build_conv(node: _Node, consts: _Consts) -> _Conv:
+def _build_conv(node: _Node, consts: _Constants) -> _Conv:
     """Conv2D / DepthwiseConv2dNative and their fused forms -> one conv with bias + activation."""
     data_format = node.get("data_format", "NHWC")
     if data_format != "NHWC":
@@ -112,12 +112,12 @@ def _build_conv(node: _Node, consts: _Consts) -> _Conv:
                  activation=activation, alpha=alpha)
 
 
-def _build_pool(node: _Node, consts: _Consts) -> _Pool:
+def _build_pool(node: _Node, consts: _Constants) -> _Pool:
     return _Pool(node.op, _pair(node.get("ksize"), "NHWC"), _pair(node.get("strides"), "NHWC"),
                  node.get("padding", "VALID"))
 
 
-def _build_resize(node: _Node, consts: _Consts) -> _ResizeBilinear:
+def _build_resize(node: _Node, consts: _Constants) -> _ResizeBilinear:
     h, w = consts.ints(node, 1)
     return _ResizeBilinear((h, w), bool(node.get("align_corners", False)), bool(node.get("half_pixel_centers", False)))
 
@@ -182,7 +182,7 @@ def _gather_v2(axis: int, batch_dims: int) -> Callable[..., torch.Tensor]:
     return gather
 
 
-def _strided_slice(node: _Node, consts: _Consts) -> Callable[[torch.Tensor], torch.Tensor]:
+def _strided_slice(node: _Node, consts: _Constants) -> Callable[[torch.Tensor], torch.Tensor]:
     """TF StridedSlice with begin/end/ellipsis/new-axis/shrink-axis masks; negative strides flip."""
     begin, end, strides = consts.ints(node, 1), consts.ints(node, 2), consts.ints(node, 3)
     mask = {k: int(node.get(k + "_mask", 0)) for k in ("begin", "end", "ellipsis", "new_axis", "shrink_axis")}
@@ -252,7 +252,7 @@ def _sparse_to_dense(indices: torch.Tensor, shape: torch.Tensor, values: torch.T
     return dense
 
 
-Builder = Callable[[_Node, _Consts], nn.Module]
+Builder = Callable[[_Node, _Constants], nn.Module]
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,20 +263,20 @@ def _build_elementwise(fn: Callable[..., torch.Tensor]) -> Builder:
     return lambda node, consts: _Elementwise(fn)
 
 
-def _build_leaky_relu(node: _Node, consts: _Consts) -> nn.Module:
+def _build_leaky_relu(node: _Node, consts: _Constants) -> nn.Module:
     alpha = float(node.get("alpha", 0.2))
     return _Elementwise(lambda x: F.leaky_relu(x, alpha))
 
 
-def _build_identity(node: _Node, consts: _Consts) -> nn.Module:
+def _build_identity(node: _Node, consts: _Constants) -> nn.Module:
     return _Identity()
 
 
-def _build_transpose(node: _Node, consts: _Consts) -> nn.Module:
+def _build_transpose(node: _Node, consts: _Constants) -> nn.Module:
     return _Transpose(consts.ints(node, 1))
 
 
-def _build_pad(node: _Node, consts: _Consts) -> nn.Module:
+def _build_pad(node: _Node, consts: _Constants) -> nn.Module:
     """Pad, PadV2 (constant value input) and MirrorPad (REFLECT or SYMMETRIC)."""
     pads = consts.tensor(node, 1).reshape(-1, 2).tolist()
     if node.op == "MirrorPad":
@@ -285,79 +285,79 @@ def _build_pad(node: _Node, consts: _Consts) -> nn.Module:
     return _Pad(pads, value)
 
 
-def _build_concat(node: _Node, consts: _Consts) -> nn.Module:
+def _build_concat(node: _Node, consts: _Constants) -> nn.Module:
     return _Concat(consts.int(node, len(node.inputs) - 1))
 
 
-def _build_split_v(node: _Node, consts: _Consts) -> nn.Module:
+def _build_split_v(node: _Node, consts: _Constants) -> nn.Module:
     return _Split(consts.ints(node, 1), consts.int(node, 2))
 
 
-def _build_split(node: _Node, consts: _Consts) -> nn.Module:  # inputs: axis, value
+def _build_split(node: _Node, consts: _Constants) -> nn.Module:  # inputs: axis, value
     return _Split(int(node.get("num_split")), consts.int(node, 0))
 
 
-def _build_reduce(node: _Node, consts: _Consts) -> nn.Module:
+def _build_reduce(node: _Node, consts: _Constants) -> nn.Module:
     return _Reduce(_REDUCTIONS[node.op], consts.ints(node, 1), bool(node.get("keep_dims", False)))
 
 
-def _build_cast(node: _Node, consts: _Consts) -> nn.Module:
+def _build_cast(node: _Node, consts: _Constants) -> nn.Module:
     dst = node.get("DstT")
     if dst not in _TF_DTYPES:
         raise ModelError(f"node {node.name}: Cast to {dst} not supported")
     return _Cast(_TF_DTYPES[dst])
 
 
-def _build_reshape(node: _Node, consts: _Consts) -> nn.Module:
-    return _Fn(_reshape(consts.ints(node, 1)))
+def _build_reshape(node: _Node, consts: _Constants) -> nn.Module:
+    return _FunctionOp(_reshape(consts.ints(node, 1)))
 
 
-def _build_expand_dims(node: _Node, consts: _Consts) -> nn.Module:
+def _build_expand_dims(node: _Node, consts: _Constants) -> nn.Module:
     axis = consts.int(node, 1)
-    return _Fn(lambda x: x.unsqueeze(axis if axis >= 0 else x.dim() + 1 + axis))
+    return _FunctionOp(lambda x: x.unsqueeze(axis if axis >= 0 else x.dim() + 1 + axis))
 
 
-def _build_squeeze(node: _Node, consts: _Consts) -> nn.Module:
-    return _Fn(_squeeze(node.get("squeeze_dims", []) or []))
+def _build_squeeze(node: _Node, consts: _Constants) -> nn.Module:
+    return _FunctionOp(_squeeze(node.get("squeeze_dims", []) or []))
 
 
-def _build_pack(node: _Node, consts: _Consts) -> nn.Module:
+def _build_pack(node: _Node, consts: _Constants) -> nn.Module:
     axis = int(node.get("axis", 0))
-    return _Fn(lambda *xs: torch.stack(xs, dim=axis if axis >= 0 else xs[0].dim() + 1 + axis))
+    return _FunctionOp(lambda *xs: torch.stack(xs, dim=axis if axis >= 0 else xs[0].dim() + 1 + axis))
 
 
-def _build_unpack(node: _Node, consts: _Consts) -> nn.Module:
+def _build_unpack(node: _Node, consts: _Constants) -> nn.Module:
     axis = int(node.get("axis", 0))
-    return _Fn(lambda x: tuple(x.unbind(axis)))
+    return _FunctionOp(lambda x: tuple(x.unbind(axis)))
 
 
-def _build_arg_reduce(node: _Node, consts: _Consts) -> nn.Module:
+def _build_arg_reduce(node: _Node, consts: _Constants) -> nn.Module:
     """ArgMax / ArgMin along a constant axis, in the node's output type."""
     axis = consts.int(node, 1)
     dtype = _TF_DTYPES.get(node.get("output_type", "DT_INT64")) or torch.int64
     reduce = torch.argmax if node.op == "ArgMax" else torch.argmin
-    return _Fn(lambda x: reduce(x, dim=axis).to(dtype))
+    return _FunctionOp(lambda x: reduce(x, dim=axis).to(dtype))
 
 
-def _build_gather_v2(node: _Node, consts: _Consts) -> nn.Module:
-    return _Fn(_gather_v2(consts.int(node, 2), int(node.get("batch_dims", 0))))
+def _build_gather_v2(node: _Node, consts: _Constants) -> nn.Module:
+    return _FunctionOp(_gather_v2(consts.int(node, 2), int(node.get("batch_dims", 0))))
 
 
-def _build_strided_slice(node: _Node, consts: _Consts) -> nn.Module:
-    return _Fn(_strided_slice(node, consts))
+def _build_strided_slice(node: _Node, consts: _Constants) -> nn.Module:
+    return _FunctionOp(_strided_slice(node, consts))
 
 
-def _build_tile(node: _Node, consts: _Consts) -> nn.Module:
+def _build_tile(node: _Node, consts: _Constants) -> nn.Module:
     reps = consts.ints(node, 1)
-    return _Fn(lambda x: x.repeat(reps))
+    return _FunctionOp(lambda x: x.repeat(reps))
 
 
-def _build_top_k(node: _Node, consts: _Consts) -> nn.Module:
-    return _Fn(_top_k(consts.int(node, 1)))
+def _build_top_k(node: _Node, consts: _Constants) -> nn.Module:
+    return _FunctionOp(_top_k(consts.int(node, 1)))
 
 
 def _build_fn(fn: Callable[..., Any]) -> Builder:
-    return lambda node, consts: _Fn(fn)
+    return lambda node, consts: _FunctionOp(fn)
 
 
 def _shape(x: torch.Tensor) -> torch.Tensor:
@@ -427,7 +427,7 @@ OPS: dict[str, OpDef] = {
 }
 
 
-def build_op(node: _Node, consts: _Consts) -> nn.Module:
+def build_op(node: _Node, consts: _Constants) -> nn.Module:
     """The torch module that computes ``node`` (constant inputs already bound where needed);
     ModelError naming the node and the op when the op is not in :data:`OPS`."""
     spec = OPS.get(node.op)

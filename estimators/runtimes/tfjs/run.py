@@ -37,7 +37,7 @@ from posetracker.estimators.runtimes.tfjs.layers import (
     _Split,
 )
 from posetracker.estimators.runtimes.tfjs.layout import NCHW_STORED, Perm, _as_nchw, _logical, _run_module
-from posetracker.estimators.runtimes.tfjs.ops import _Consts, build_op, data_inputs
+from posetracker.estimators.runtimes.tfjs.ops import _Constants, build_op, data_inputs
 
 
 class TfjsGraph(nn.Module):
@@ -77,7 +77,7 @@ class TfjsGraph(nn.Module):
         if fuse:
             nodes, self._absorbed = _fuse_conv_bias_activation(nodes, consts)
         nodes = toposort(nodes)
-        steps = _Consts(consts)
+        steps = _Constants(consts)
         self.ops = nn.ModuleList(build_op(n, steps) if n.op != "Placeholder" else _Identity() for n in nodes)
         self._nodes = nodes
         self._index = {n.name: i for i, n in enumerate(nodes)}

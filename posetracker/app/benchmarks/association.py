@@ -116,41 +116,18 @@ def coco_comparison(coco_dir: str, model: str, config, threads: int = 1):
 
     Returns ``(table, timing)``: AP per path and set, and ms per frame of the association.
     """
-    import dataclasses
-    from pathlib import Path
-    from types import SimpleNamespace
-
     import cv2
     import numpy as np
-    import pandas as pd
     import torch
 
-    from posetracker.association.assign import associate_intermediates
     from posetracker.core.errors import InputError
-    from posetracker.core.pose_nms import pose_nms
     from posetracker.core.poses import FramePoses
     from posetracker.core.schemas import COCO17
     from posetracker.estimators.config import EstimatorConfig
-    from posetracker.estimators.movenet import MoveNet
-    from posetracker.estimators.transform import box_regions, crop_affines, crop_boxes, crop_to_image, frames_to_tensor
-    from posetracker.evaluation.crowdpose import evaluate_coco_by_crowd
-    from posetracker.io.formats.coco import read_coco_gt
 
     torch.set_num_threads(threads)
-    root = Path(coco_dir)
-    ann = sorted((root / "annotations").glob("*.json")) if (root / "annotations").is_dir() else []
-    if not ann:
-        raise InputError(f"{root}: no annotations/*.json")
-    gt = read_coco_gt(ann[0])
-    image_dir = next((d for d in (root / "val2017", root / "images", root) if d.is_dir()), root)
-    path = Path(model)
-    if not path.exists():
-        from posetracker.app.models.resolve import resolve_model
-        path = Path(resolve_model(model))
-    net = MoveNet.from_tfjs(path)
-    size = (net.input_size, net.input_size)
+    gt, image_dir, net = _coco_inputs(coco_dir, model)
     est = EstimatorConfig()
-
     boxes_by_image: dict[int, list] = {}
     for a in gt.annotations:
         if not a.get("iscrowd") and "bbox" in a:
@@ -171,32 +148,86 @@ def coco_comparison(coco_dir: str, model: str, config, threads: int = 1):
         if bgr is None:
             raise InputError(f"cannot read image {image_dir / im['file_name']}")
         img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        A = crop_affines(box_regions(boxes, size, est.sppe.scale_factor), size)
-        crops = crop_boxes(frames_to_tensor([img]), np.zeros(len(boxes), dtype=np.int64), A, size,
-                           frame_sizes=np.array([img.shape[:2]]))
-        with torch.inference_mode():
-            single = net.decode(net.heads(crops), return_maps=True)
-        ones = np.ones(len(boxes))
-        # What the estimator's MoveNet SPPE reports (estimators.sppe.MoveNetNet): keypoints in
-        # pixel-index crop coordinates (MoveNet's fractions of the crop side x side - 0.5).
-        kp = crop_to_image(single.keypoints - 0.5, A).numpy()
-        sc = single.scores.double().numpy()
-        # nms path: the single-person answers, parametric pose NMS
-        poses = FramePoses(kp, sc, boxes, _pose_scores(ones, sc, est.kpt_threshold), COCO17)
-        nms_preds[iid], _ = pose_nms(poses, est.nms)
-        # crowdpose paths: the same heads, associated (with and without MoveNet's sub-cell offsets)
-        inter = SimpleNamespace(
-            boxes=boxes, box_scores=ones, affines=A, keypoints=kp, keypoint_scores=sc,
-            heatmaps=single.heatmaps, heatmap_stride=net.input_size / single.heatmaps.shape[-1],
-            offsets=single.offsets.permute(0, 1, 3, 4, 2))
-        for name, with_offsets in (("crowdpose", True), ("crowdpose, no offsets", False)):
-            if not with_offsets:
-                inter.offsets = None
-            t0 = time.perf_counter()
-            poses, _ = associate_intermediates(inter, COCO17, config)
-            assoc_s += time.perf_counter() - t0
+        nms_preds[iid], crowd, seconds = _both_paths(img, boxes, net, est, config)
+        for name, poses in crowd.items():
             crowd_preds[name][iid] = poses
+        assoc_s += seconds
         frames += 1
+    return _ap_table(gt, nms_preds, crowd_preds, est, config), 1000.0 * assoc_s / max(2 * frames, 1)
+
+
+def _coco_inputs(coco_dir: str, model: str):
+    """The ground truth (the first ``annotations/*.json``), the image folder and the MoveNet."""
+    from pathlib import Path
+
+    from posetracker.core.errors import InputError
+    from posetracker.estimators.movenet import MoveNet
+    from posetracker.io.formats.coco import read_coco_gt
+
+    root = Path(coco_dir)
+    ann = sorted((root / "annotations").glob("*.json")) if (root / "annotations").is_dir() else []
+    if not ann:
+        raise InputError(f"{root}: no annotations/*.json")
+    gt = read_coco_gt(ann[0])
+    image_dir = next((d for d in (root / "val2017", root / "images", root) if d.is_dir()), root)
+    path = Path(model)
+    if not path.exists():
+        from posetracker.app.models.resolve import resolve_model
+        path = Path(resolve_model(model))
+    return gt, image_dir, MoveNet.from_tfjs(path)
+
+
+def _both_paths(img, boxes, net, est, config):
+    """One RGB image's poses in the ``(n, 4)`` ground-truth ``boxes`` by both paths: the nms
+    path's poses, the crowdpose paths' poses by name, and the seconds the association took."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from posetracker.association.assign import associate_intermediates
+    from posetracker.core.pose_nms import pose_nms
+    from posetracker.core.poses import FramePoses
+    from posetracker.core.schemas import COCO17
+    from posetracker.estimators.transform import box_regions, crop_affines, crop_boxes, crop_to_image, frames_to_tensor
+
+    size = (net.input_size, net.input_size)
+    A = crop_affines(box_regions(boxes, size, est.sppe.scale_factor), size)
+    crops = crop_boxes(frames_to_tensor([img]), np.zeros(len(boxes), dtype=np.int64), A, size,
+                       frame_sizes=np.array([img.shape[:2]]))
+    with torch.inference_mode():
+        single = net.decode(net.heads(crops), return_maps=True)
+    ones = np.ones(len(boxes))
+    # What the estimator's MoveNet SPPE reports (estimators.sppe.MoveNetNet): keypoints in
+    # pixel-index crop coordinates (MoveNet's fractions of the crop side x side - 0.5).
+    kp = crop_to_image(single.keypoints - 0.5, A).numpy()
+    sc = single.scores.double().numpy()
+    # nms path: the single-person answers, parametric pose NMS
+    poses = FramePoses(kp, sc, boxes, _pose_scores(ones, sc, est.kpt_threshold), COCO17)
+    nms_poses, _ = pose_nms(poses, est.nms)
+    # crowdpose paths: the same heads, associated (with and without MoveNet's sub-cell offsets)
+    inter = SimpleNamespace(
+        boxes=boxes, box_scores=ones, affines=A, keypoints=kp, keypoint_scores=sc,
+        heatmaps=single.heatmaps, heatmap_stride=net.input_size / single.heatmaps.shape[-1],
+        offsets=single.offsets.permute(0, 1, 3, 4, 2))
+    crowd, seconds = {}, 0.0
+    for name, with_offsets in (("crowdpose", True), ("crowdpose, no offsets", False)):
+        if not with_offsets:
+            inter.offsets = None
+        t0 = time.perf_counter()
+        crowd[name], _ = associate_intermediates(inter, COCO17, config)
+        seconds += time.perf_counter() - t0
+    return nms_poses, crowd, seconds
+
+
+def _ap_table(gt, nms_preds: dict, crowd_preds: dict, est, config):
+    """AP per path and crowd set, and AR, with the number of images of each set in the headers."""
+    import dataclasses
+
+    import numpy as np
+    import pandas as pd
+
+    from posetracker.evaluation.crowdpose import evaluate_coco_by_crowd
 
     # Each path ranks poses by box score x mean joint score above a threshold: the estimator's
     # threshold and the association config's, both shown (the ranking moves AP on small sets).
@@ -217,7 +248,7 @@ def coco_comparison(coco_dir: str, model: str, config, threads: int = 1):
             rows.append(row)
     table = pd.DataFrame(rows).set_index(["path", "kpt thr"])
     table.columns = [f"{c} ({images[c[3:]]})" if c[3:] in images else c for c in table.columns]
-    return table, 1000.0 * assoc_s / max(2 * frames, 1)
+    return table
 
 
 def run(args: argparse.Namespace) -> int:

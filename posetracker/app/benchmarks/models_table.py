@@ -106,15 +106,10 @@ def box_ap(dataset, dets: dict[int, np.ndarray], keypoint_people: bool = False
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     import pandas as pd
 
-    from posetracker.app.build import detector_files, sppe_files
-    from posetracker.app.commands.estimate_cmd import estimate_coco_images, estimator_config, set_threads
-    from posetracker.estimators.rmpe import PersonDetector, RMPEEstimator, load_detector, pick_device
-    from posetracker.estimators.sppe import load_sppe
-    from posetracker.evaluation.coco import evaluate_coco
+    from posetracker.app.commands.estimate_cmd import estimator_config, set_threads
+    from posetracker.estimators.rmpe import pick_device
     from posetracker.evaluation.report import format_table, save_report
     from posetracker.io.formats.coco import read_coco_gt
     from posetracker.io.sources import read_image
@@ -136,11 +131,31 @@ def run(args: argparse.Namespace) -> int:
             x, y, w, h = a["bbox"]
             kp_people[int(a["image_id"])].append([x, y, x + w, y + h])
     kp_boxes = {i: np.array(v, dtype=np.float64).reshape(-1, 4) for i, v in kp_people.items()}
+    rows, detections = _detector_rows(args.detectors, config, device, dataset, images, kp_boxes)
+    for name in args.pose_models:
+        rows += _pose_rows(name, args, config, device, dataset, len(images), detections)
+    df = pd.DataFrame(rows).set_index(["stage", "model", "setting"])
+    print(format_table(df, 3))
+    print(f"({len(images)} images, {sum(len(v) for v in kp_boxes.values())} keypoint-annotated "
+          f"people; {device}, {args.threads} thread(s); detector + pose ms/image without the "
+          f"detector)")
+    if args.save:
+        save_report(df.reset_index().set_index("stage"), args.save)
+    return 0
+
+
+def _detector_rows(detectors: list[str], config, device, dataset, images: dict[int, np.ndarray],
+                   kp_boxes: dict[int, np.ndarray]) -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
+    """Each detector's table row (box AP, recall, ms per image) and its detections (detector ->
+    image file name -> ``(m, 5)`` boxes and scores), computed once for the pose rows."""
+    from posetracker.app.build import detector_files
+    from posetracker.estimators.rmpe import PersonDetector, load_detector
+
     names = {int(im["id"]): Path(im["file_name"]).name for im in dataset.images}
     rows = []
     d = config.detector
     detections: dict[str, dict[str, np.ndarray]] = {}  # detector -> file name -> (m, 5)
-    for name in args.detectors:
+    for name in detectors:
         yolo = load_detector(*detector_files(name), device, d.input_size)
         det = PersonDetector(yolo, d)
         t0 = time.perf_counter()
@@ -154,47 +169,55 @@ def run(args: argparse.Namespace) -> int:
                      "box AP50": ap50, "box AP": ap, "box AP kpt people": ap_kp,
                      "recall@0.5": recall_at(dets, kp_boxes), "kpt AP": np.nan, "ms/image": ms})
         print(f"detector {name}: box AP {ap:.3f}, AP50 {ap50:.3f}", file=sys.stderr)
+    return rows, detections
+
+
+def _pose_rows(name: str, args: argparse.Namespace, config, device, dataset, num_images: int,
+               detections: dict[str, dict[str, np.ndarray]]) -> list[dict]:
+    """One pose model's rows: keypoint AP with ground-truth boxes per crop scale, then at its
+    best scale behind each detector's ``detections``."""
+    from dataclasses import replace
+
+    from posetracker.app.build import sppe_files
+    from posetracker.app.commands.estimate_cmd import estimate_coco_images
+    from posetracker.estimators.rmpe import RMPEEstimator
+    from posetracker.estimators.sppe import load_sppe
+    from posetracker.evaluation.coco import evaluate_coco
+
+    rows = []
     s = config.sppe
-    for name in args.pose_models:
-        path, weights = sppe_files(name)
-        sppe = load_sppe(path, weights=weights, device=device, flip_test=s.flip_test, half=s.half,
-                         batch_size=s.batch_size, refine=s.refine)
-        best = (-1.0, s.scale_factor)
-        for scale in args.scales:
-            cfg = replace(config, sppe=replace(s, scale_factor=scale))
-            est = RMPEEstimator(sppe, None, cfg)
-            t0 = time.perf_counter()
-            preds = estimate_coco_images(est, dataset, args.images, cfg.frame_batch, gt_boxes=True)
-            ms = 1000 * (time.perf_counter() - t0) / len(images)
-            ap = float(evaluate_coco(dataset, preds)["AP"].iloc[0])
-            best = max(best, (ap, scale))
-            rows.append({"stage": "pose (GT boxes)", "model": Path(name).stem,
-                         "setting": f"scale {scale}{', flip' if s.flip_test else ''}",
-                         "box AP50": np.nan, "box AP": np.nan, "box AP kpt people": np.nan,
-                         "recall@0.5": np.nan,
-                         "kpt AP": ap, "ms/image": ms})
-            print(f"pose {name} x{scale}: AP {ap:.4f}", file=sys.stderr)
-        cfg = replace(config, sppe=replace(s, scale_factor=best[1]))
+    path, weights = sppe_files(name)
+    sppe = load_sppe(path, weights=weights, device=device, flip_test=s.flip_test, half=s.half,
+                     batch_size=s.batch_size, refine=s.refine)
+    best = (-1.0, s.scale_factor)
+    for scale in args.scales:
+        cfg = replace(config, sppe=replace(s, scale_factor=scale))
         est = RMPEEstimator(sppe, None, cfg)
-        for dname, found in detections.items():
-            t0 = time.perf_counter()
-            preds = estimate_coco_images(est, dataset, args.images, cfg.frame_batch,
-                                         boxes=found.get)
-            ms = 1000 * (time.perf_counter() - t0) / len(images)
-            ap = float(evaluate_coco(dataset, preds)["AP"].iloc[0])
-            rows.append({"stage": "detector + pose",
-                         "model": f"{Path(dname).stem} + {Path(name).stem}",
-                         "setting": f"scale {best[1]}, nms {config.nms.mode}",
-                         "box AP50": np.nan, "box AP": np.nan, "box AP kpt people": np.nan,
-                         "recall@0.5": np.nan,
-                         "kpt AP": ap, "ms/image": ms})
-            print(f"{dname} + {name}: AP {ap:.4f}", file=sys.stderr)
-    df = pd.DataFrame(rows).set_index(["stage", "model", "setting"])
-    print(format_table(df, 3))
-    print(f"({len(images)} images, {sum(len(v) for v in kp_boxes.values())} keypoint-annotated "
-          f"people; {device}, {args.threads} thread(s); detector + pose ms/image without the "
-          f"detector)")
-    if args.save:
-        save_report(df.reset_index().set_index("stage"), args.save)
-    return 0
+        t0 = time.perf_counter()
+        preds = estimate_coco_images(est, dataset, args.images, cfg.frame_batch, gt_boxes=True)
+        ms = 1000 * (time.perf_counter() - t0) / num_images
+        ap = float(evaluate_coco(dataset, preds)["AP"].iloc[0])
+        best = max(best, (ap, scale))
+        rows.append({"stage": "pose (GT boxes)", "model": Path(name).stem,
+                     "setting": f"scale {scale}{', flip' if s.flip_test else ''}",
+                     "box AP50": np.nan, "box AP": np.nan, "box AP kpt people": np.nan,
+                     "recall@0.5": np.nan,
+                     "kpt AP": ap, "ms/image": ms})
+        print(f"pose {name} x{scale}: AP {ap:.4f}", file=sys.stderr)
+    cfg = replace(config, sppe=replace(s, scale_factor=best[1]))
+    est = RMPEEstimator(sppe, None, cfg)
+    for dname, found in detections.items():
+        t0 = time.perf_counter()
+        preds = estimate_coco_images(est, dataset, args.images, cfg.frame_batch,
+                                     boxes=found.get)
+        ms = 1000 * (time.perf_counter() - t0) / num_images
+        ap = float(evaluate_coco(dataset, preds)["AP"].iloc[0])
+        rows.append({"stage": "detector + pose",
+                     "model": f"{Path(dname).stem} + {Path(name).stem}",
+                     "setting": f"scale {best[1]}, nms {config.nms.mode}",
+                     "box AP50": np.nan, "box AP": np.nan, "box AP kpt people": np.nan,
+                     "recall@0.5": np.nan,
+                     "kpt AP": ap, "ms/image": ms})
+        print(f"{dname} + {name}: AP {ap:.4f}", file=sys.stderr)
+    return rows
 

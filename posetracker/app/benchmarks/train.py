@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -143,6 +144,35 @@ def tune_association(est, inters: dict, gt, base_config, log=lambda s: None):
     return best, best_ap
 
 
+@dataclass(frozen=True)
+class _EvalSets:
+    """What each model is scored on: the validation composites and the real COCO images (all,
+    and those held out of the training composites)."""
+
+    val_json: Path
+    val_images: Path
+    val_doc: dict
+    real_json: Path
+    real_images: Path
+    real_doc: dict
+    held_out_gt: dict
+    held_out: set
+
+    def row(self, model: str, grouping: str, est, val_inter: dict, real_inter: dict, cfg) -> dict:
+        """The table row of one model and grouping (``cfg`` ``None``: pose NMS)."""
+        mode = "nms" if cfg is None else "assoc"
+        v = _group(est, val_inter, mode, cfg)
+        r = _group(est, real_inter, mode, cfg)
+        return {
+            "model": model, "grouping": grouping,
+            "val composites AP": _ap(self.val_doc, v),
+            "val composites AP crowd>=0.2": _ap(self.val_doc, v, crowded=True),
+            "real COCO AP (all)": _ap(self.real_doc, r),
+            "real COCO AP (held-out)": _ap(self.held_out_gt,
+                                           {i: p for i, p in r.items() if i in self.held_out}),
+        }
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import os
@@ -150,14 +180,11 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     import torch
 
-    from posetracker.app.commands.train_cmd import load_init_sppe
-    from posetracker.app.training import JOINT_CANDIDATE_LOSS, load_training_data
+    from posetracker.app.training import load_training_data
     from posetracker.association.config import AssociationConfig
     from posetracker.core.errors import InputError
     from posetracker.estimators.rmpe import pick_device
-    from posetracker.estimators.training.config import TrainSettings
     from posetracker.estimators.training.crowds import CrowdSettings, make_crowds
-    from posetracker.estimators.training.loop import Trainer
     from posetracker.evaluation.report import format_table, save_report
     from posetracker.io.formats.coco import read_coco_gt
 
@@ -187,8 +214,43 @@ def run(args: argparse.Namespace) -> int:
     train_sources = {s for im in train_doc["images"] for s in im["source_image_ids"]}
     real_doc = json.loads(real_json.read_text())
     held_out = {int(im["id"]) for im in real_doc["images"]} - train_sources
-    held_out_gt = _subset(real_json, held_out)
-    data = load_training_data(train_json, crowds / "train")
+    sets = _EvalSets(val_json, crowds / "val", val_doc, real_json, real_images, real_doc,
+                     _subset(real_json, held_out), held_out)
+    models = _fine_tune(args, device, load_training_data(train_json, crowds / "train"), work, log)
+
+    default = AssociationConfig()
+    rows, tuned = _evaluate(models, sets, default, not args.no_tune, log)
+    table = pd.DataFrame(rows).set_index(["model", "grouping"]).sort_index()
+    n_crowded = sum(1 for im in val_doc["images"] if im["crowdIndex"] >= 0.2)
+    print(f"crowd training, {args.init}, {args.steps} steps x batch {args.batch_size}, lr {args.lr}, "
+          f"mu {args.mu}, seed {args.seed}, {device.type}, {args.threads} thread(s), load {load:.1f}; "
+          f"val composites {len(val_doc['images'])} images ({n_crowded} with crowd index >= 0.2), "
+          f"real COCO {len(real_doc['images'])} images ({len(held_out)} held out); ground-truth "
+          f"boxes, no flip")
+    for name in ("mse", "jc"):
+        res = models[name][1]
+        if res is None:
+            continue
+        print(f"  {name}: {res.steps_per_second:.3f} steps/s, {res.steps_per_second * args.batch_size:.2f} "
+              f"crops/s, {res.seconds:.0f} s")
+    if tuned is not None:
+        diff = {k: getattr(tuned, k) for k in TUNING_GRID if getattr(tuned, k) != getattr(default, k)}
+        print(f"  association tuned on the val composites (JC model): {diff or 'defaults kept'}")
+    print(format_table(table))
+    if args.out:
+        save_report(table, args.out)
+    return 0
+
+
+def _fine_tune(args: argparse.Namespace, device, data, work: Path, log) -> dict:
+    """The models compared: ``base`` (``--init``) and its fine-tunings with the ``mse`` and ``jc``
+    losses (read back from ``work`` with ``--reuse``), each ``name -> (sppe, training result or
+    None)``."""
+    from posetracker.app.commands.train_cmd import load_init_sppe
+    from posetracker.app.training import JOINT_CANDIDATE_LOSS
+    from posetracker.core.errors import InputError
+    from posetracker.estimators.training.config import TrainSettings
+    from posetracker.estimators.training.loop import Trainer
 
     models = {}
     base_sppe, base = load_init_sppe(args.init, device, log)
@@ -212,62 +274,32 @@ def run(args: argparse.Namespace) -> int:
         log(f"{loss}: {res.steps_per_second:.3f} steps/s ({res.steps_per_second * args.batch_size:.2f} "
             f"crops/s), loss first 5 mean {sum(res.losses[:5]) / max(len(res.losses[:5]), 1):.5f} -> "
             f"last 5 mean {sum(res.losses[-5:]) / max(len(res.losses[-5:]), 1):.5f}; {ckpt}")
+    return models
 
-    default = AssociationConfig()
+
+def _evaluate(models: dict, sets: _EvalSets, default, tune: bool, log) -> tuple[list[dict], object]:
+    """The table rows of every model with pose NMS and the association (``default``; with
+    ``tune``, also the settings tuned on the JC model, applied to every model); returns the rows
+    and the tuned settings (``None`` without)."""
     tuned = None
     rows = []
     for name, (sppe, _res) in models.items():
         t0 = time.perf_counter()
-        est, val_inter = _intermediates(sppe, val_json, crowds / "val")
-        _, real_inter = _intermediates(sppe, real_json, real_images)
-        if name == "jc" and not args.no_tune:
-            tuned, _ = tune_association(est, val_inter, val_doc, default, log)
+        est, val_inter = _intermediates(sppe, sets.val_json, sets.val_images)
+        _, real_inter = _intermediates(sppe, sets.real_json, sets.real_images)
+        if name == "jc" and tune:
+            tuned, _ = tune_association(est, val_inter, sets.val_doc, default, log)
         paths = [("nms", None), ("association", default)]
         if tuned is not None:
             paths.append(("association (tuned on val)", tuned))
         for path, cfg in paths:
-            mode = "nms" if cfg is None else "assoc"
-            v = _group(est, val_inter, mode, cfg)
-            r = _group(est, real_inter, mode, cfg)
-            rows.append({
-                "model": name, "grouping": path,
-                "val composites AP": _ap(val_doc, v),
-                "val composites AP crowd>=0.2": _ap(val_doc, v, crowded=True),
-                "real COCO AP (all)": _ap(real_doc, r),
-                "real COCO AP (held-out)": _ap(held_out_gt, {i: p for i, p in r.items() if i in held_out}),
-            })
+            rows.append(sets.row(name, path, est, val_inter, real_inter, cfg))
         log(f"evaluated {name} in {time.perf_counter() - t0:.0f} s")
     # The tuned settings, applied to the other models too (after tuning on the JC model).
     if tuned is not None:
         for name in ("base", "mse"):
             sppe, _ = models[name]
-            est, val_inter = _intermediates(sppe, val_json, crowds / "val")
-            _, real_inter = _intermediates(sppe, real_json, real_images)
-            v = _group(est, val_inter, "assoc", tuned)
-            r = _group(est, real_inter, "assoc", tuned)
-            rows.append({"model": name, "grouping": "association (tuned on val)",
-                         "val composites AP": _ap(val_doc, v),
-                         "val composites AP crowd>=0.2": _ap(val_doc, v, crowded=True),
-                         "real COCO AP (all)": _ap(real_doc, r),
-                         "real COCO AP (held-out)": _ap(held_out_gt, {i: p for i, p in r.items()
-                                                                      if i in held_out})})
-    table = pd.DataFrame(rows).set_index(["model", "grouping"]).sort_index()
-    n_crowded = sum(1 for im in val_doc["images"] if im["crowdIndex"] >= 0.2)
-    print(f"crowd training, {args.init}, {args.steps} steps x batch {args.batch_size}, lr {args.lr}, "
-          f"mu {args.mu}, seed {args.seed}, {device.type}, {args.threads} thread(s), load {load:.1f}; "
-          f"val composites {len(val_doc['images'])} images ({n_crowded} with crowd index >= 0.2), "
-          f"real COCO {len(real_doc['images'])} images ({len(held_out)} held out); ground-truth "
-          f"boxes, no flip")
-    for name in ("mse", "jc"):
-        res = models[name][1]
-        if res is None:
-            continue
-        print(f"  {name}: {res.steps_per_second:.3f} steps/s, {res.steps_per_second * args.batch_size:.2f} "
-              f"crops/s, {res.seconds:.0f} s")
-    if tuned is not None:
-        diff = {k: getattr(tuned, k) for k in TUNING_GRID if getattr(tuned, k) != getattr(default, k)}
-        print(f"  association tuned on the val composites (JC model): {diff or 'defaults kept'}")
-    print(format_table(table))
-    if args.out:
-        save_report(table, args.out)
-    return 0
+            est, val_inter = _intermediates(sppe, sets.val_json, sets.val_images)
+            _, real_inter = _intermediates(sppe, sets.real_json, sets.real_images)
+            rows.append(sets.row(name, "association (tuned on val)", est, val_inter, real_inter, tuned))
+    return rows, tuned
