@@ -96,3 +96,16 @@ def shared_models():
     build.build_estimator = cached
     yield
     build.build_estimator = real
+
+
+def signal_later(p, delay: float, sig: int) -> bool:
+    """Wait up to ``delay`` s for the process ``p`` to end; send it ``sig`` if it still runs.
+    Returns whether the signal was sent (``False``: the run had finished first)."""
+    import subprocess
+
+    try:
+        p.wait(delay)
+        return False
+    except subprocess.TimeoutExpired:
+        p.send_signal(sig)
+        return True

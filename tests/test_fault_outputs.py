@@ -35,6 +35,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from conftest import signal_later
 
 from posetracker.app.cli import main
 from posetracker.core.outputs import POLICY, OutputClaim
@@ -441,12 +442,7 @@ def test_signals_at_random_moments_leave_whole_or_no_files(inputs, tmp_path, mod
                              text=True)
         if after:
             _wait_lines(p, work / "out.jsonl", after)
-        try:
-            p.wait(delay)
-            sent = False
-        except subprocess.TimeoutExpired:
-            p.send_signal(sig)
-            sent = True
+        sent = signal_later(p, delay, sig)
         _, err = p.communicate(timeout=120)
         return i, work, before, p.returncode, err, sent
 

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import signal_later
 
 from posetracker.app.cli import main
 
@@ -59,12 +60,7 @@ def _signal_after(cmd: list[str], delay: float, sig: int, cwd: Path,
         while p.poll() is None and time.monotonic() < deadline \
                 and _lines(cwd / "out.jsonl") < after_lines:
             time.sleep(0.02)
-    try:
-        p.wait(delay)
-        sent = False
-    except subprocess.TimeoutExpired:
-        p.send_signal(sig)
-        sent = True
+    sent = signal_later(p, delay, sig)
     try:
         _, err = p.communicate(timeout=120)
     except subprocess.TimeoutExpired:
