@@ -286,6 +286,14 @@ def _unwritable_cache(mp: pytest.MonkeyPatch, d: Path) -> None:
     mp.setenv("POSETRACKER_CACHE", str(d / "a file" / "cache"))  # under a file: ENOTDIR
 
 
+def _fifos(mp: pytest.MonkeyPatch, d: Path) -> None:
+    """Named pipes that no program writes to, where files are read (a reader must not hang)."""
+    for name in ("fifo.json", "fifo.jsonl"):
+        os.mkfifo(d / name)
+    (d / "pt_fifo").mkdir()
+    os.mkfifo(d / "pt_fifo" / "seq.json")
+
+
 TRACK = ("track", "--device", "cpu", "--quiet", "--set", "estimator.detector.model={det}",
          "--set", "estimator.sppe.model={sppe}")
 ESTIMATE = ("estimate", "--device", "cpu", "--quiet", "--detector", "{det}", "--pose-model",
@@ -375,6 +383,16 @@ CASES: tuple[Case, ...] = (
     Case("track-model-cache-unwritable", ("track", "--device", "cpu", "--quiet", "{d}/clip.avi",
                                           "-o", "{d}/out.json"), code=2, match="cache",
          setup=_unwritable_cache),
+    # --- named pipes without a writer as inputs: one line at once, never a hang
+    Case("track-poses-fifo", ("track", "--poses", "{d}/fifo.json", "-o", "{d}/out.json"), code=2,
+         match="fifo.json", setup=_fifos),
+    Case("eval-coco-predictions-fifo", ("eval", "coco", "{d}/coco_gt.json", "{d}/fifo.json"),
+         code=2, match="fifo.json", setup=_fifos),
+    Case("eval-posetrack-prediction-fifo", ("eval", "posetrack", "{d}/pt_pred",
+                                            "{d}/pt_fifo"), code=2, match="seq.json",
+         setup=_fifos),
+    Case("convert-jsonl-fifo", ("convert", "jsonl", "{d}/fifo.jsonl", "{d}/out.json"), code=2,
+         match="fifo.jsonl", setup=_fifos),
     Case("track-poses-frames-named-not-utf8", ("track", "--poses", "{d}/coco_preds.json",
                                                "--frames", "{d}/odd frames", "-o",
                                                "{d}/out.json"),

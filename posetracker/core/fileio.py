@@ -126,6 +126,27 @@ class PendingFile:
             self.tmp.unlink(missing_ok=True)
 
 
+def read_input_text(path: str | Path) -> str:
+    """The whole of an input file as UTF-8 text, for every reader of JSON, JSON lines and YAML.
+
+    Opened without blocking, then read blocking: a named pipe (FIFO) that no program writes to
+    reads as empty at once instead of hanging the run, while a pipe with a writer (``<(cmd)``,
+    ``/dev/stdin``) is read to its end as usual.
+
+    Raises:
+        OSError: missing, a folder (``IsADirectoryError``), unreadable; UnicodeDecodeError:
+            not UTF-8 text. Callers turn these into their one-line :class:`InputError`.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        os.set_blocking(fd, True)
+    except OSError:
+        os.close(fd)
+        raise
+    with open(fd, encoding="utf-8") as f:
+        return f.read()
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -33,7 +33,13 @@ from typing import Protocol
 import numpy as np
 
 from posetracker.core.errors import InputError
-from posetracker.core.fileio import PendingFile, atomic_write, check_writable, write_error
+from posetracker.core.fileio import (
+    PendingFile,
+    atomic_write,
+    check_writable,
+    read_input_text,
+    write_error,
+)
 from posetracker.core.poses import Frame, FramePoses, VideoPoses
 from posetracker.core.schemas import KeypointSchema, get_schema
 from posetracker.io.formats.output_formats import OUTPUT_FORMATS, OutputFormatName
@@ -134,7 +140,7 @@ def read_jsonl(path: str | Path, name: str | None = None) -> VideoPoses:
     frames: list[Frame] = []
     schema: KeypointSchema | None = None
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_input_text(path).splitlines()
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
