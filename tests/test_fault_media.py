@@ -412,6 +412,9 @@ CASES: tuple[Case, ...] = (
          warn=(WARN_LOST,)),
     Case("estimate-1x1-images", (*ESTIMATE, "{d}/p1", "-o", "{d}/out.json"),
          check=_json_list("out.json")),
+    Case("estimate-jsonl-to-a-full-device", (*ESTIMATE, "{d}/p1", "-o", "{d}/out.json", "--jsonl",
+                                              "/dev/full"), code=2,
+         match="cannot write /dev/full: No space left on device"),
     Case("estimate-output-name-too-long", (*ESTIMATE, "{d}/p1", "-o", "{d}/{long}.json"), code=2,
          match="too long"),
     # --- eval

@@ -116,11 +116,11 @@ class JsonlSink:
         try:
             while done < len(data):  # a full disk may take part of a line, then fail
                 done += self._f.write(data[done:]) or 0
-        except OSError:
+        except OSError as e:
             if done:  # cut the part-line off: the stream keeps whole lines only
                 with contextlib.suppress(OSError):
                     self._f.truncate(self._size)
-            raise
+            raise write_error(self.path, e) from None  # one line for every caller, not just track
         self._size += done
 
     def close(self, meta: dict) -> None:
