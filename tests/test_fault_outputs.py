@@ -530,7 +530,8 @@ def _full_disk_run(argv: list[str], capsys, work: Path, tiny: Path, target: Path
 
 
 @pytest.mark.parametrize("kind,free,frames", [("-o", 4096, 3), ("--jsonl", 4096, 8),
-                                              ("--render", 8192, 8), ("--csv", 4096, 8)])
+                                              ("--jsonl", 0, 3), ("--render", 8192, 8),
+                                              ("--csv", 4096, 8)])
 def test_full_disk_during_track(kind, free, frames, work, tiny, models_dir, shared_models,
                                 capsys):
     f = _fields(work, models_dir)
@@ -548,6 +549,8 @@ def test_full_disk_during_track(kind, free, frames, work, tiny, models_dir, shar
     # the finished frames stay in the stream, as whole lines
     if kind == "-o":  # the disk filled at the end: every frame is in the stream
         assert _check_stream(work / "out.jsonl") == frames
+    elif kind == "--jsonl" and not free:  # not one line fitted: no empty stream is left
+        assert not target.exists()
     elif kind == "--jsonl":  # it filled after some frames: those stay
         assert 1 <= _check_stream(target) < frames
     else:

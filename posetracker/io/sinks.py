@@ -120,6 +120,9 @@ class JsonlSink:
             if done:  # cut the part-line off: the stream keeps whole lines only
                 with contextlib.suppress(OSError):
                     self._f.truncate(self._size)
+            if not self._size and self.path.is_file():  # not one line fits: leave no empty stream
+                self._f.close()
+                self.path.unlink(missing_ok=True)
             raise write_error(self.path, e) from None  # one line for every caller, not just track
         self._size += done
 
