@@ -557,9 +557,10 @@ def test_full_disk_during_track(kind, free, frames, work, tiny, models_dir, shar
         assert 1 <= _check_stream(work / "out.jsonl") <= frames
 
 
-@pytest.mark.parametrize("what", ["--out", "--plot"])
-def test_full_disk_writing_an_evaluation_report(what, work, tiny, capsys):
-    target = tiny / ("report.json" if what == "--out" else "plot.png")
+@pytest.mark.parametrize("what,name", [("--out", "report.json"), ("--plot", "plot.png"),
+                                       ("--out", "new/folders/report.json")])
+def test_full_disk_writing_an_evaluation_report(what, name, work, tiny, capsys):
+    target = tiny / name  # folders a failed write made are removed again
     _fill(tiny, 0 if what == "--out" else 4096)
     _full_disk_run(["eval", "coco", str(work / "gt.json"), str(work / "pred.json"), what,
                     str(target)], capsys, work, tiny, target)
