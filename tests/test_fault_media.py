@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -286,6 +287,20 @@ def _unwritable_cache(mp: pytest.MonkeyPatch, d: Path) -> None:
     mp.setenv("POSETRACKER_CACHE", str(d / "a file" / "cache"))  # under a file: ENOTDIR
 
 
+def _unreadable_sequence(mp: pytest.MonkeyPatch, d: Path) -> None:
+    """A dataset with a sequence folder that cannot be listed (EACCES; root reads any folder,
+    so the refusal is injected where the walk lists it)."""
+    (d / "dsu" / "locked").mkdir(parents=True)
+    shutil.copy(d / "clip.avi", d / "dsu" / "clip.avi")
+    scandir = os.scandir
+
+    def refuse(path=".", *a):
+        if os.fsdecode(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", path)
+        return scandir(path, *a)
+    mp.setattr(os, "scandir", refuse)
+
+
 def _fifos(mp: pytest.MonkeyPatch, d: Path) -> None:
     """Named pipes that no program writes to, where files are read (a reader must not hang)."""
     for name in ("fifo.json", "fifo.jsonl"):
@@ -452,6 +467,11 @@ CASES: tuple[Case, ...] = (
           "--retries", "0", "--quiet", "--set", "estimator.detector.model={det}", "--set",
           "estimator.sppe.model={sppe}"), code=1, check=_dataset,
          warn=(r"^posetracker: broken\\xff\\xfe failed after 1 attempt\(s\): .*broken",)),
+    Case("track-dataset-unreadable-sequence-folder",
+         ("track-dataset", "{d}/dsu", "-o", "{d}/out", "--device", "cpu", "--workers", "1",
+          "--quiet", "--set", "estimator.detector.model={det}", "--set",
+          "estimator.sppe.model={sppe}"), code=2, match="cannot read {d}/dsu/locked",
+         setup=_unreadable_sequence),
 )
 
 
