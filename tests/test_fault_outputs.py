@@ -306,7 +306,7 @@ def test_coco_metadata_belongs_to_its_output(work, capsys):
 
 
 def test_help_of_every_writing_command_states_the_policy(capsys):
-    for argv in (["track"], ["estimate"], ["eval", "coco"], ["eval", "posetrack"],
+    for argv in ([], ["track"], ["estimate"], ["eval", "coco"], ["eval", "posetrack"],
                  ["convert", "jsonl"], ["fit-nms"], ["train", "sppe"], ["track-dataset"],
                  ["bench", "tracking"]):
         assert main([*argv, "--help"]) == 0
