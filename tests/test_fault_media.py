@@ -161,6 +161,9 @@ def _make_inputs(root: Path, data: Path) -> None:
     lines = [{"frame": i, "image": f"v/{i:06d}.jpg", "schema": "coco17",
               "people": [] if i == 7 else [person]} for i in range(5, 9)]
     (root / f"run{BAD}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    # text files saved with a byte-order mark (as some Windows editors do)
+    (root / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + (root / f"run{BAD}.jsonl").read_bytes())
+    (root / "bom.json").write_bytes(b"\xef\xbb\xbf" + (mc / "example_coco_preds.json").read_bytes())
     # a dataset: two good videos (one named with odd bytes) and a broken one
     ds = root / "ds"
     ds.mkdir()
@@ -455,6 +458,11 @@ CASES: tuple[Case, ...] = (
     Case("convert-jsonl-names-not-utf8-and-lost-frame", ("convert", "jsonl", "{d}/run{bad}.jsonl",
                                                          "{d}/out{bad}.json"),
          check=_posetrack("out{bad}.json", 4, lost=(7,), first=5)),
+    Case("convert-jsonl-with-a-byte-order-mark", ("convert", "jsonl", "{d}/bom.jsonl",
+                                                   "{d}/out.json"),
+         check=_posetrack("out.json", 4, lost=(7,), first=5)),
+    Case("eval-coco-predictions-with-a-byte-order-mark", ("eval", "coco", "{d}/coco_gt.json",
+                                                          "{d}/bom.json"), code=0),
     Case("convert-jsonl-output-name-too-long", ("convert", "jsonl", "{d}/run{bad}.jsonl",
                                                 "{d}/{long}.json"), code=2,
          match="too long"),

@@ -156,7 +156,8 @@ class PendingFile:
 
 
 def read_input_text(path: str | Path) -> str:
-    """The whole of an input file as UTF-8 text, for every reader of JSON, JSON lines and YAML.
+    """The whole of an input file as UTF-8 text (a leading byte-order mark dropped), for every
+    reader of JSON, JSON lines and YAML.
 
     Opened without blocking, then read blocking: a named pipe (FIFO) that no program writes to
     reads as empty at once instead of hanging the run, while a pipe with a writer (``<(cmd)``,
@@ -172,7 +173,7 @@ def read_input_text(path: str | Path) -> str:
     except OSError:
         os.close(fd)
         raise
-    with open(fd, encoding="utf-8") as f:
+    with open(fd, encoding="utf-8-sig") as f:  # a byte-order mark (Windows editors) is no text
         return f.read()
 
 
