@@ -304,6 +304,10 @@ def _unreadable_sequence(mp: pytest.MonkeyPatch, d: Path) -> None:
     mp.setattr(os, "scandir", refuse)
 
 
+def _cache_is_a_file(mp: pytest.MonkeyPatch, d: Path) -> None:
+    mp.setenv("POSETRACKER_CACHE", str(d / "a file"))  # not "models fetch --force": it cannot help
+
+
 def _fifos(mp: pytest.MonkeyPatch, d: Path) -> None:
     """Named pipes that no program writes to, where files are read (a reader must not hang)."""
     for name in ("fifo.json", "fifo.jsonl"):
@@ -411,6 +415,8 @@ CASES: tuple[Case, ...] = (
          setup=_fifos),
     Case("convert-jsonl-fifo", ("convert", "jsonl", "{d}/fifo.jsonl", "{d}/out.json"), code=2,
          match="fifo.jsonl", setup=_fifos),
+    Case("models-list-cache-is-a-file", ("models", "list"), code=2,
+         match="(set POSETRACKER_CACHE to a folder)", setup=_cache_is_a_file),
     Case("track-poses-frames-named-not-utf8", ("track", "--poses", "{d}/coco_preds.json",
                                                "--frames", "{d}/odd frames", "-o",
                                                "{d}/out.json"),
