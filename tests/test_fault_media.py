@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,6 +161,9 @@ def _make_inputs(root: Path, data: Path) -> None:
     lines = [{"frame": i, "image": f"v/{i:06d}.jpg", "schema": "coco17",
               "people": [] if i == 7 else [person]} for i in range(5, 9)]
     (root / f"run{BAD}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    # text files saved with a byte-order mark (as some Windows editors do)
+    (root / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + (root / f"run{BAD}.jsonl").read_bytes())
+    (root / "bom.json").write_bytes(b"\xef\xbb\xbf" + (mc / "example_coco_preds.json").read_bytes())
     # a dataset: two good videos (one named with odd bytes) and a broken one
     ds = root / "ds"
     ds.mkdir()
@@ -286,6 +290,32 @@ def _unwritable_cache(mp: pytest.MonkeyPatch, d: Path) -> None:
     mp.setenv("POSETRACKER_CACHE", str(d / "a file" / "cache"))  # under a file: ENOTDIR
 
 
+def _unreadable_sequence(mp: pytest.MonkeyPatch, d: Path) -> None:
+    """A dataset with a sequence folder that cannot be listed (EACCES; root reads any folder,
+    so the refusal is injected where the walk lists it)."""
+    (d / "dsu" / "locked").mkdir(parents=True)
+    shutil.copy(d / "clip.avi", d / "dsu" / "clip.avi")
+    scandir = os.scandir
+
+    def refuse(path=".", *a):
+        if os.fsdecode(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", path)
+        return scandir(path, *a)
+    mp.setattr(os, "scandir", refuse)
+
+
+def _cache_is_a_file(mp: pytest.MonkeyPatch, d: Path) -> None:
+    mp.setenv("POSETRACKER_CACHE", str(d / "a file"))  # not "models fetch --force": it cannot help
+
+
+def _fifos(mp: pytest.MonkeyPatch, d: Path) -> None:
+    """Named pipes that no program writes to, where files are read (a reader must not hang)."""
+    for name in ("fifo.json", "fifo.jsonl"):
+        os.mkfifo(d / name)
+    (d / "pt_fifo").mkdir()
+    os.mkfifo(d / "pt_fifo" / "seq.json")
+
+
 TRACK = ("track", "--device", "cpu", "--quiet", "--set", "estimator.detector.model={det}",
          "--set", "estimator.sppe.model={sppe}")
 ESTIMATE = ("estimate", "--device", "cpu", "--quiet", "--detector", "{det}", "--pose-model",
@@ -375,6 +405,18 @@ CASES: tuple[Case, ...] = (
     Case("track-model-cache-unwritable", ("track", "--device", "cpu", "--quiet", "{d}/clip.avi",
                                           "-o", "{d}/out.json"), code=2, match="cache",
          setup=_unwritable_cache),
+    # --- named pipes without a writer as inputs: one line at once, never a hang
+    Case("track-poses-fifo", ("track", "--poses", "{d}/fifo.json", "-o", "{d}/out.json"), code=2,
+         match="fifo.json", setup=_fifos),
+    Case("eval-coco-predictions-fifo", ("eval", "coco", "{d}/coco_gt.json", "{d}/fifo.json"),
+         code=2, match="fifo.json", setup=_fifos),
+    Case("eval-posetrack-prediction-fifo", ("eval", "posetrack", "{d}/pt_pred",
+                                            "{d}/pt_fifo"), code=2, match="seq.json",
+         setup=_fifos),
+    Case("convert-jsonl-fifo", ("convert", "jsonl", "{d}/fifo.jsonl", "{d}/out.json"), code=2,
+         match="fifo.jsonl", setup=_fifos),
+    Case("models-list-cache-is-a-file", ("models", "list"), code=2,
+         match="(set POSETRACKER_CACHE to a folder)", setup=_cache_is_a_file),
     Case("track-poses-frames-named-not-utf8", ("track", "--poses", "{d}/coco_preds.json",
                                                "--frames", "{d}/odd frames", "-o",
                                                "{d}/out.json"),
@@ -394,6 +436,9 @@ CASES: tuple[Case, ...] = (
          warn=(WARN_LOST,)),
     Case("estimate-1x1-images", (*ESTIMATE, "{d}/p1", "-o", "{d}/out.json"),
          check=_json_list("out.json")),
+    Case("estimate-jsonl-to-a-full-device", (*ESTIMATE, "{d}/p1", "-o", "{d}/out.json", "--jsonl",
+                                              "/dev/full"), code=2,
+         match="cannot write /dev/full: No space left on device"),
     Case("estimate-output-name-too-long", (*ESTIMATE, "{d}/p1", "-o", "{d}/{long}.json"), code=2,
          match="too long"),
     # --- eval
@@ -419,6 +464,11 @@ CASES: tuple[Case, ...] = (
     Case("convert-jsonl-names-not-utf8-and-lost-frame", ("convert", "jsonl", "{d}/run{bad}.jsonl",
                                                          "{d}/out{bad}.json"),
          check=_posetrack("out{bad}.json", 4, lost=(7,), first=5)),
+    Case("convert-jsonl-with-a-byte-order-mark", ("convert", "jsonl", "{d}/bom.jsonl",
+                                                   "{d}/out.json"),
+         check=_posetrack("out.json", 4, lost=(7,), first=5)),
+    Case("eval-coco-predictions-with-a-byte-order-mark", ("eval", "coco", "{d}/coco_gt.json",
+                                                          "{d}/bom.json"), code=0),
     Case("convert-jsonl-output-name-too-long", ("convert", "jsonl", "{d}/run{bad}.jsonl",
                                                 "{d}/{long}.json"), code=2,
          match="too long"),
@@ -431,6 +481,11 @@ CASES: tuple[Case, ...] = (
           "--retries", "0", "--quiet", "--set", "estimator.detector.model={det}", "--set",
           "estimator.sppe.model={sppe}"), code=1, check=_dataset,
          warn=(r"^posetracker: broken\\xff\\xfe failed after 1 attempt\(s\): .*broken",)),
+    Case("track-dataset-unreadable-sequence-folder",
+         ("track-dataset", "{d}/dsu", "-o", "{d}/out", "--device", "cpu", "--workers", "1",
+          "--quiet", "--set", "estimator.detector.model={det}", "--set",
+          "estimator.sppe.model={sppe}"), code=2, match="cannot read {d}/dsu/locked",
+         setup=_unreadable_sequence),
 )
 
 

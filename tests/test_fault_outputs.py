@@ -163,6 +163,10 @@ REFUSED: tuple[Refused, ...] = (
     Refused("track-render-is-csv", (*TRACK, "{d}/clip.mp4", "-o", "{d}/out.json", "--csv",
                                     "{d}/x.mp4", "--render", "{d}/x.mp4"), "is also the"),
     Refused("track-o-a-folder", (*TRACK, "{d}/clip.mp4", "-o", "{d}/frames"), "is a directory"),
+    Refused("track-o-ends-in-a-slash", (*TRACK, "{d}/clip.mp4", "-o", "{d}/new/"),
+            "not a folder"),
+    Refused("eval-out-ends-in-a-slash", ("eval", "coco", "{d}/gt.json", "{d}/pred.json", "--out",
+                                         "{d}/new/"), "not a folder"),
     Refused("track-o-under-a-file", (*TRACK, "{d}/clip.mp4", "-o", "{d}/a.jpg/out.json"),
             "not a directory"),
     Refused("track-o-name-too-long", (*TRACK, "{d}/clip.mp4", "-o", "{d}/" + "n" * 250 + ".json"),
@@ -308,7 +312,7 @@ def test_coco_metadata_belongs_to_its_output(work, capsys):
 
 
 def test_help_of_every_writing_command_states_the_policy(capsys):
-    for argv in (["track"], ["estimate"], ["eval", "coco"], ["eval", "posetrack"],
+    for argv in ([], ["track"], ["estimate"], ["eval", "coco"], ["eval", "posetrack"],
                  ["convert", "jsonl"], ["fit-nms"], ["train", "sppe"], ["track-dataset"],
                  ["bench", "tracking"]):
         assert main([*argv, "--help"]) == 0
@@ -528,7 +532,8 @@ def _full_disk_run(argv: list[str], capsys, work: Path, tiny: Path, target: Path
 
 
 @pytest.mark.parametrize("kind,free,frames", [("-o", 4096, 3), ("--jsonl", 4096, 8),
-                                              ("--render", 8192, 8), ("--csv", 4096, 8)])
+                                              ("--jsonl", 0, 3), ("--render", 8192, 8),
+                                              ("--csv", 4096, 8)])
 def test_full_disk_during_track(kind, free, frames, work, tiny, models_dir, shared_models,
                                 capsys):
     f = _fields(work, models_dir)
@@ -550,15 +555,18 @@ def test_full_disk_during_track(kind, free, frames, work, tiny, models_dir, shar
     # the finished frames stay in the stream, as whole lines
     if kind == "-o":  # the disk filled at the end: every frame is in the stream
         assert _check_stream(work / "out.jsonl") == frames
+    elif kind == "--jsonl" and not free:  # not one line fitted: no empty stream is left
+        assert not target.exists()
     elif kind == "--jsonl":  # it filled after some frames: those stay
         assert 1 <= _check_stream(target) < frames
     else:
         assert 1 <= _check_stream(work / "out.jsonl") <= frames
 
 
-@pytest.mark.parametrize("what", ["--out", "--plot"])
-def test_full_disk_writing_an_evaluation_report(what, work, tiny, capsys):
-    target = tiny / ("report.json" if what == "--out" else "plot.png")
+@pytest.mark.parametrize("what,name", [("--out", "report.json"), ("--plot", "plot.png"),
+                                       ("--out", "new/folders/report.json")])
+def test_full_disk_writing_an_evaluation_report(what, name, work, tiny, capsys):
+    target = tiny / name  # folders a failed write made are removed again
     _fill(tiny, 0 if what == "--out" else 4096)
     _full_disk_run(["eval", "coco", str(work / "gt.json"), str(work / "pred.json"), what,
                     str(target)], capsys, work, tiny, target)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from posetracker import __version__
 from posetracker.core.errors import PosetrackerError
+from posetracker.core.outputs import POLICY
 from posetracker.core.paths import printable
 
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="posetracker",
         description="Multi-person 2D pose estimation and tracking, and PoseTrack/COCO/CrowdPose "
         "evaluation.",
+        epilog="No input file is ever changed. " + POLICY,  # the policy, also before a COMMAND
     )
     parser.add_argument("--version", action="version", version=f"posetracker {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

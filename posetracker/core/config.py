@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from posetracker.core.errors import ConfigError
+from posetracker.core.fileio import read_input_text
 
 T = TypeVar("T")
 
@@ -128,7 +129,7 @@ def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping; an unreadable file or a non-mapping raises :class:`ConfigError`."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_input_text(p))
     except OSError as e:
         raise ConfigError(f"cannot read config {p}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:  # a binary file given as --config

@@ -34,6 +34,27 @@ def _umask() -> int:
     return 0o022
 
 
+def _make_folders(path: Path) -> list[Path]:
+    """Make the missing folders above ``path``; the ones made, deepest first, so that a failed
+    write removes them again (:func:`_remove_folders`) and leaves no empty folder behind."""
+    made = []
+    folder = path.parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _remove_folders(made: list[Path]) -> None:
+    """Remove the folders :func:`_make_folders` made, deepest first, while they are empty."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def write_error(path: str | Path, error: OSError) -> InputError:
     """The one-line error for an output that failed while being written (a full disk, a
     failing device, a vanished folder), naming the path: ``cannot write PATH: No space left on
@@ -59,10 +80,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         except OSError as e:
             raise write_error(path, e) from None
         return
+    made: list[Path] = []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        made = _make_folders(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
+        _remove_folders(made)
         raise write_error(path, e) from None
     os.close(fd)
     try:
@@ -72,14 +95,17 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
+        _remove_folders(made)
         raise write_error(path, e) from None
     except InputError as e:
         # a writer that itself writes atomically (to our temporary path) names that path: the
         # user gave ``path`` and never sees the temporary name
         Path(tmp).unlink(missing_ok=True)
+        _remove_folders(made)
         raise InputError(str(e).replace(tmp, str(path))) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        _remove_folders(made)
         raise
 
 
@@ -100,11 +126,13 @@ class PendingFile:
         if self.path.exists() and not self.path.is_file() and not self.path.is_dir():
             self.tmp = self.path  # a device or pipe (/dev/stdout): written directly, never renamed
             return
+        self._made: list[Path] = []
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._made = _make_folders(self.path)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
                                        suffix=".tmp" + self.path.suffix)
         except OSError as e:
+            _remove_folders(self._made)
             raise write_error(self.path, e) from None
         os.close(fd)
         self.tmp = Path(tmp)
@@ -124,6 +152,29 @@ class PendingFile:
         """Remove the temporary file; ``path`` keeps what it had (or stays absent)."""
         if self.tmp != self.path:
             self.tmp.unlink(missing_ok=True)
+            _remove_folders(self._made)
+
+
+def read_input_text(path: str | Path) -> str:
+    """The whole of an input file as UTF-8 text (a leading byte-order mark dropped), for every
+    reader of JSON, JSON lines and YAML.
+
+    Opened without blocking, then read blocking: a named pipe (FIFO) that no program writes to
+    reads as empty at once instead of hanging the run, while a pipe with a writer (``<(cmd)``,
+    ``/dev/stdin``) is read to its end as usual.
+
+    Raises:
+        OSError: missing, a folder (``IsADirectoryError``), unreadable; UnicodeDecodeError:
+            not UTF-8 text. Callers turn these into their one-line :class:`InputError`.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        os.set_blocking(fd, True)
+    except OSError:
+        os.close(fd)
+        raise
+    with open(fd, encoding="utf-8-sig") as f:  # a byte-order mark (Windows editors) is no text
+        return f.read()
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

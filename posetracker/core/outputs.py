@@ -109,6 +109,10 @@ def check_outputs(outputs: Mapping[str, PathLike | None],
             OTHER output`` or ``cannot write OUTPUT (OPTION): reason``.
     """
     given = {opt: Path(p) for opt, p in outputs.items() if p is not None and str(p) != ""}
+    for opt, p in outputs.items():  # Path() drops a trailing "/": the user meant a folder
+        if p is not None and str(p).endswith(os.sep):
+            raise InputError(f"cannot write {p} ({opt}): a file path is expected, not a folder "
+                             "(it ends in /)")
     ins = _input_identities(inputs, folder_suffixes)
     claimed: dict[tuple, str] = {}
     for opt, path in given.items():

@@ -33,7 +33,13 @@ from typing import Protocol
 import numpy as np
 
 from posetracker.core.errors import InputError
-from posetracker.core.fileio import PendingFile, atomic_write, check_writable, write_error
+from posetracker.core.fileio import (
+    PendingFile,
+    atomic_write,
+    check_writable,
+    read_input_text,
+    write_error,
+)
 from posetracker.core.poses import Frame, FramePoses, VideoPoses
 from posetracker.core.schemas import KeypointSchema, get_schema
 from posetracker.io.formats.output_formats import OUTPUT_FORMATS, OutputFormatName
@@ -110,11 +116,14 @@ class JsonlSink:
         try:
             while done < len(data):  # a full disk may take part of a line, then fail
                 done += self._f.write(data[done:]) or 0
-        except OSError:
+        except OSError as e:
             if done:  # cut the part-line off: the stream keeps whole lines only
                 with contextlib.suppress(OSError):
                     self._f.truncate(self._size)
-            raise
+            if not self._size and self.path.is_file():  # not one line fits: leave no empty stream
+                self._f.close()
+                self.path.unlink(missing_ok=True)
+            raise write_error(self.path, e) from None  # one line for every caller, not just track
         self._size += done
 
     def close(self, meta: dict) -> None:
@@ -134,7 +143,7 @@ def read_jsonl(path: str | Path, name: str | None = None) -> VideoPoses:
     frames: list[Frame] = []
     schema: KeypointSchema | None = None
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_input_text(path).splitlines()
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:

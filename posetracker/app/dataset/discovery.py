@@ -87,7 +87,8 @@ def discover(root: str | Path, exclude: Iterable[str | Path] = ()) -> list[Seque
         root_dir = root
         skip = {os.path.realpath(p) for p in exclude}
         seen: set[str] = set()
-        for here, dirs, files in os.walk(root, followlinks=True):
+        unreadable: list[OSError] = []  # a folder that cannot be listed may hold sequences
+        for here, dirs, files in os.walk(root, onerror=unreadable.append, followlinks=True):
             real = os.path.realpath(here)
             if real in seen or real in skip:  # a link cycle, or the output folder
                 dirs[:] = []
@@ -98,6 +99,9 @@ def discover(root: str | Path, exclude: Iterable[str | Path] = ()) -> list[Seque
                 found.append((Path(here), "frames"))
             found += [(Path(here) / f, "video") for f in sorted(files)
                       if not f.startswith(".") and Path(f).suffix.lower() in VIDEO_SUFFIXES]
+        if unreadable:  # refused, not skipped: a run that leaves sequences out is no success
+            e = unreadable[0]
+            raise InputError(f"cannot read {e.filename}: {e.strerror or e}")
     found = _without_masks(found)
     if not found:
         raise InputError(f"{root}: no videos ({', '.join(sorted(VIDEO_SUFFIXES))}) and no folders "

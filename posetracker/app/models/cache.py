@@ -124,6 +124,9 @@ class ModelCache:
             doc = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {"format": CACHE_FORMAT, "models": {}}
+        except NotADirectoryError as e:  # the cache is (under) a file: no fetch would help
+            raise ModelError(f"cannot read the model cache {self.root}: {e.strerror} (set "
+                             "POSETRACKER_CACHE to a folder)") from None
         except (OSError, json.JSONDecodeError) as e:
             raise ModelError(f"the model cache manifest {self.manifest_path} is unreadable ({e}); "
                              f"run: posetracker models fetch --force") from None

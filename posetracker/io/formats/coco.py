@@ -24,7 +24,7 @@ from posetracker.core.coco import (
     validate_coco_results,
 )
 from posetracker.core.errors import InputError
-from posetracker.core.fileio import atomic_write_text
+from posetracker.core.fileio import atomic_write_text, read_input_text
 from posetracker.core.poses import FramePoses, VideoPoses
 from posetracker.core.schemas import COCO17, KeypointSchema
 
@@ -35,8 +35,7 @@ def load_json(path: PathLike) -> Any:
     """Parse a JSON file; a missing, unreadable or malformed file raises :class:`InputError`."""
     p = Path(path)
     try:
-        with open(p, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(read_input_text(p))
     except FileNotFoundError:
         raise InputError(f"{p}: no such file") from None
     except IsADirectoryError:

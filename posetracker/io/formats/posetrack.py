@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from posetracker.core.errors import InputError
-from posetracker.core.fileio import atomic_write_text
+from posetracker.core.fileio import atomic_write_text, read_input_text
 from posetracker.core.poses import Frame, FramePoses, VideoPoses, mean_joint_scores
 from posetracker.core.schemas import POSETRACK17, POSETRACK18, KeypointSchema, convert_keypoints
 
@@ -44,8 +44,7 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------
 def _load_json(path: Path):
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(read_input_text(path))
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
