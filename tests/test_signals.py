@@ -197,3 +197,27 @@ def test_second_signal_during_shutdown_still_joins(sig, tmp_path, data_dir, mode
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
     assert "terminate called" not in err
+
+
+def test_a_signal_inside_a_finalizer_still_stops_the_run():
+    """A SIGTERM whose handler raises while a finalizer runs (seen: tqdm's ``__del__``) is
+    swallowed by Python ("Exception ignored in ..."); the command line delivers it again, so the
+    run stops with 143 and one line, and no traceback."""
+    import sys
+
+    code = ("import time\n"
+            "from posetracker.app import cli\n"
+            "class Bar:\n"
+            "    def __del__(self):\n"
+            "        raise cli.Terminated  # as the handler does when SIGTERM lands here\n"
+            "def main(argv=None):\n"
+            "    Bar()\n"
+            "    time.sleep(20)  # a run that would go on\n"
+            "    return 0\n"
+            "cli.main = main\n"
+            "cli.main_entry()\n")
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 143, p.stderr
+    assert p.stderr.strip() == "posetracker: terminated", p.stderr
+    assert time.monotonic() - t0 < 15

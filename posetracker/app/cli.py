@@ -104,19 +104,48 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _redeliver_signal(unraisable: sys.UnraisableHookArgs) -> None:
+    """``sys.unraisablehook`` of the command line: a signal's exception raised while a finalizer
+    ran (a progress bar's ``__del__``, say) is swallowed by Python, and the run would go on. It is
+    raised again 10 ms later by an alarm, once this hook and the finalizer are done (raised here,
+    or sent again at once, it would land inside this hook and be swallowed again); an alarm that
+    lands in another finalizer comes back here and is set again. Every other unraisable
+    exception goes to Python's own hook."""
+    import signal
+    import threading
+
+    exc = unraisable.exc_value
+    if not isinstance(exc, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+        return
+    if threading.current_thread() is not threading.main_thread():  # handlers run in main only
+        signal.raise_signal(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        return
+    again = Terminated if isinstance(exc, Terminated) else KeyboardInterrupt
+
+    def raise_again(signum: int, frame: object) -> None:
+        raise again
+
+    signal.signal(signal.SIGALRM, raise_again)
+    signal.setitimer(signal.ITIMER_REAL, 0.01)
+
+
 def main_entry() -> None:
-    """Console-script entry point; the process is ours, so SIGTERM gets a handler here."""
+    """Console-script entry point; the process is ours, so SIGTERM gets a handler here (and a
+    signal that lands inside a finalizer is delivered again: :func:`_redeliver_signal`)."""
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)
+    sys.unraisablehook = _redeliver_signal
     try:
         code = main()
     except KeyboardInterrupt as e:  # before main's own handler (start-up) or during its report
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
             signal.signal(sig, signal.SIG_IGN)
         code = 143 if isinstance(e, Terminated) else 130
         print("posetracker: " + ("terminated" if code == 143 else "interrupted"), file=sys.stderr)
-    for sig in (signal.SIGINT, signal.SIGTERM):  # the run has stopped: exit with its status
+    # the run has stopped: exit with its status (a re-delivery alarm still set is void now)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
         signal.signal(sig, signal.SIG_IGN)
     sys.exit(code)
 
