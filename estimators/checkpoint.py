@@ -19,28 +19,19 @@ the base model (a registry name) is the application's job; this module reads and
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from posetracker.core.errors import ModelError
+from posetracker.core.fileio import sha256_file
 
 #: ``format`` metadata of an SPPE training checkpoint.
 FORMAT = "posetracker-sppe-checkpoint/1"
 SPPE_PREFIX = "sppe."
 STN_PREFIX = "stn."
 OPTIM_PREFIX = "optim."
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def checkpoint_metadata(path: str | Path) -> dict[str, str] | None:
@@ -119,7 +110,7 @@ def apply_sppe_checkpoint(backbone: nn.Module, path: str | Path, topology: str |
     metadata. With ``topology`` (the base network's file), refuse a checkpoint trained from a
     different base (its ``base_sha256`` differs)."""
     tensors, meta = read_checkpoint(path)
-    if topology is not None and meta.get("base_sha256") not in (None, "", file_sha256(topology)):
+    if topology is not None and meta.get("base_sha256") not in (None, "", sha256_file(topology)):
         raise ModelError(f"{path}: trained from {meta.get('base_model')} "
                          f"(sha256 {meta.get('base_sha256', '')[:12]}), not from {Path(topology).name}")
     load_module_weights(backbone, tensors, SPPE_PREFIX, path)

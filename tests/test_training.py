@@ -106,7 +106,8 @@ def test_few_steps_lower_the_loss_and_the_checkpoint_runs_in_estimate(tmp_path, 
 
 
 def test_cli_training_is_interruptible_and_resumable(tmp_path, data_dir, models_dir, monkeypatch):
-    from posetracker.estimators.checkpoint import file_sha256, read_checkpoint
+    from posetracker.core.fileio import sha256_file
+    from posetracker.estimators.checkpoint import read_checkpoint
     from posetracker.estimators.training import loop
 
     ckpt = tmp_path / "run.safetensors"
@@ -130,8 +131,8 @@ def test_cli_training_is_interruptible_and_resumable(tmp_path, data_dir, models_
     tensors, meta = read_checkpoint(ckpt)
     assert meta["step"] == "2"
     assert meta["schema"] == "coco17" and meta["input_size"] == "256x192"
-    assert meta["base_sha256"] == file_sha256(models_dir / "tinypose-256x192.xml")
-    assert json.loads(meta["data"])["train"] == file_sha256(data_dir / COCO_JSON)
+    assert meta["base_sha256"] == sha256_file(models_dir / "tinypose-256x192.xml")
+    assert json.loads(meta["data"])["train"] == sha256_file(data_dir / COCO_JSON)
     assert json.loads(meta["settings"])["loss"] == "jc"
     assert any(k.startswith("optim.") for k in tensors)
 

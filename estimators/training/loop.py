@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from posetracker.core.errors import InputError
+from posetracker.core.fileio import sha256_file
 from posetracker.core.schemas import COCO17
 from posetracker.estimators.checkpoint import (
     OPTIM_PREFIX,
     SPPE_PREFIX,
     STN_PREFIX,
-    file_sha256,
     load_module_weights,
     prefixed,
     read_checkpoint,
@@ -145,7 +145,7 @@ class Trainer:
         self.amp = self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self.step = 0
-        self.base_sha256 = file_sha256(base.topology)
+        self.base_sha256 = sha256_file(base.topology)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def metadata(self) -> dict[str, str]:

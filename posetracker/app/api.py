@@ -17,7 +17,6 @@ Images are RGB ``(H, W, 3)`` uint8 arrays; coordinates are pixels of the origina
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,18 +132,11 @@ def build_stages(config: AppConfig):
         str(estimator.device)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def model_files(name: str) -> dict[str, str]:
     """The files behind a model name or path, with their SHA-256 (for the output's metadata)."""
     from posetracker.app.models.resolve import resolve_model
     from posetracker.core.errors import PosetrackerError
+    from posetracker.core.fileio import sha256_file
     from posetracker.estimators.model_formats import MODEL_FORMATS
 
     try:
@@ -155,7 +147,7 @@ def model_files(name: str) -> dict[str, str]:
     implicit = MODEL_FORMATS.get(r.format).implicit_weights
     if implicit and r.weights is None and r.topology is not None:
         files.append(r.topology.with_suffix(implicit))  # the weights its reader finds itself
-    return {f.name: _sha256(f) for f in files if f is not None and f.is_file()}
+    return {f.name: sha256_file(f) for f in files if f is not None and f.is_file()}
 
 
 def _opened(source: Any) -> bool:

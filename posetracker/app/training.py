@@ -28,14 +28,14 @@ def load_training_data(annotations: str | Path, images: str | Path, min_joints: 
     Raises:
         InputError: a missing, unreadable or malformed file, or what ``training_data`` refuses.
     """
-    from posetracker.estimators.checkpoint import file_sha256
+    from posetracker.core.fileio import sha256_file
     from posetracker.io.formats.coco import read_coco_gt
 
     annotations = Path(annotations)
     if not annotations.is_file():
         raise InputError(f"annotations {annotations}: no such file")
     ds = read_coco_gt(annotations)
-    return training_data(ds, images, file_sha256(annotations), min_joints)
+    return training_data(ds, images, sha256_file(annotations), min_joints)
 
 
 def validation_ap(sppe, data: TrainingData, max_images: int = 0, config=None) -> float:

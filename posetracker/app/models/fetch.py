@@ -7,7 +7,6 @@ they obtained into the cache.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -25,16 +24,7 @@ from posetracker.app.models.catalog import (
     where_from,
 )
 from posetracker.core.errors import ModelError
-from posetracker.core.fileio import atomic_write
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """The hex sha256 of the file at ``path``, read in ``chunk``-byte blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+from posetracker.core.fileio import atomic_write, sha256_file
 
 
 def source_folders(source_dir: str | Path | None) -> tuple[Path | None, Path | None]:
