@@ -257,11 +257,12 @@ class CsvSink:
 
 
 def meta_path(output: str | Path) -> Path:
-    """The metadata file that goes with a ``coco`` results file: ``out.json`` ->
-    ``out.meta.json``. It belongs to its output: written with it, removed when a PoseTrack file
-    (which carries its metadata inside) replaces it."""
-    output = Path(output)
-    return output.with_name(output.name.removesuffix(".json") + ".meta.json")
+    """The metadata file that goes with a ``coco`` results file (``out.json`` ->
+    ``out.meta.json``, as the format's table entry names it:
+    :meth:`~posetracker.io.formats.output_formats.OutputFormat.meta_file`). It belongs to its
+    output: written with it, removed when a PoseTrack file (which carries its metadata inside)
+    replaces it."""
+    return OUTPUT_FORMATS.get("coco").meta_file(Path(output))
 
 
 class FinalJsonSink:

@@ -195,19 +195,16 @@ def _claim(args: argparse.Namespace, config, options):
     run (each sequence's files are locked by the worker that writes them)."""
     from posetracker.app import dataset as ds
     from posetracker.core.outputs import OutputClaim, check_outputs
-    from posetracker.io.formats.output_formats import OUTPUT_FORMATS
     from posetracker.io.sinks import meta_path
     from posetracker.io.sources import IMAGE_SUFFIXES
 
     _, chosen = ds.plan(args.root, args.output, config, options)
     out = Path(args.output)
-    suffix = OUTPUT_FORMATS.get(config.pipeline.output.format).suffixes[0]
     summary = {"-o summary.json": out / "summary.json", "-o summary.csv": out / "summary.csv"}
     outputs: dict = {**summary, "--eval-out": args.eval_out, "--eval-plot": args.eval_plot}
     for s in chosen:
-        for path in (out / f"{s.name}{suffix}", out / f"{s.name}.jsonl",
-                     meta_path(out / f"{s.name}{suffix}"),
-                     out / f"{s.name}.mp4" if options.render else None):
+        output, video = ds.job_files(s, out, config.pipeline.output.format, options.render)
+        for path in (output, output.with_suffix(".jsonl"), meta_path(output), video):
             if path is not None:
                 outputs[f"-o {path.name}"] = path
     check_outputs(outputs, [s.path for s in chosen] + config_files(args),

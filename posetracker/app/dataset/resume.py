@@ -79,12 +79,17 @@ def job_key(seq: Sequence, settings: dict, models: dict, max_frames: int | None,
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def job_files(seq: Sequence, out_dir: Path, fmt: str, render: bool) -> tuple[Path, Path | None]:
+    """``seq``'s output ``OUT_DIR/<name>`` with the output format's suffix, and its video when
+    rendering (``None`` otherwise)."""
+    return (out_dir / f"{seq.name}{OUTPUT_FORMATS.get(fmt).suffixes[0]}",
+            out_dir / f"{seq.name}.mp4" if render else None)
+
+
 def job_for(seq: Sequence, out_dir: Path, fmt: str, settings: dict, models: dict,
             max_frames: int | None, render: bool) -> Job:
-    """``seq``'s job: its output ``OUT_DIR/<name>`` with the output format's suffix, its video
-    when rendering, and its key."""
-    return Job(seq, out_dir / f"{seq.name}{OUTPUT_FORMATS.get(fmt).suffixes[0]}",
-               out_dir / f"{seq.name}.mp4" if render else None, max_frames,
+    """``seq``'s job: its files (:func:`job_files`) and its key."""
+    return Job(seq, *job_files(seq, out_dir, fmt, render), max_frames,
                job_key(seq, settings, models, max_frames, render))
 
 
