@@ -325,8 +325,7 @@ class VideoRenderer:
                  trail: int = 15, kpt_threshold: float = 0.2, codec: str = "auto"):
         if codec not in ("auto", "h264", "mp4v"):
             raise ValueError(f"codec must be auto, h264 or mp4v, got {codec!r}")
-        if codec == "h264" and not h264_available():
-            raise InputError("H.264 video needs PyAV with libx264: pip install -e \".[video]\"")
+        _writer_class(codec)  # h264 without PyAV is refused now, not at the first frame
         self.path = Path(path)
         self.fps = fps if fps and fps > 0 else 25.0
         self.boxes = boxes
