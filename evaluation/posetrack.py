@@ -61,11 +61,11 @@ import pandas as pd
 from posetracker.core.errors import InputError
 from posetracker.core.poses import Frame, VideoPoses
 from posetracker.core.schemas import POSETRACK17, convert_keypoints
-from posetracker.evaluation.posetrack_mot import MotCounter
+from posetracker.evaluation.posetrack_mot import MotCounter, MotEvents
 
 __all__ = [
-    "evaluate_videos", "evaluate_videos_per_joint", "GROUPS", "JOINTS",
-    "PCKH_THRESHOLD",
+    "evaluate_videos", "evaluate_videos_per_joint", "sequence_matching", "FrameMatching", "GROUPS",
+    "JOINTS", "PCKH_THRESHOLD",
 ]
 
 #: The 15 joints poseval scores, in PoseTrack 2017 order (``head_bottom`` is poseval's neck).
@@ -223,12 +223,26 @@ def _score_frame(gt: _FramePeople, pr: _FramePeople) -> _FrameResult:
 
 
 @dataclass
+class FrameMatching:
+    """Step 6 for one frame the MOT counts take: the events of each joint.
+
+    ``frame`` is the index in the sequence; ``joints`` holds one :class:`MotEvents` per joint in
+    :data:`JOINTS` order, with the track ids of the files. ``stand_in`` marks poseval's stand-in
+    frame (one side empty): its one miss and one false positive per joint name no person."""
+
+    frame: int
+    stand_in: bool
+    joints: tuple[MotEvents, ...]
+
+
+@dataclass
 class _SequenceResult:
     """One sequence's scores before they are summed: per frame, and per joint the MOT counts."""
 
     name: str
     frames: list  # _FrameResult per kept frame
     mot: list | None  # MotCounter per joint, None when untracked
+    matching: list  # FrameMatching per frame the MOT counts take (empty when untracked)
 
 
 def _score_sequence(gt: VideoPoses, pr: VideoPoses, seq_index: int, tracked: bool
@@ -237,7 +251,7 @@ def _score_sequence(gt: VideoPoses, pr: VideoPoses, seq_index: int, tracked: boo
     if len(pr) != len(gt):
         raise InputError(f"{pr_src}: {len(pr)} frames, but the ground truth has {len(gt)} "
                          "(one prediction entry per ground-truth frame, in order)")
-    results = []
+    results, kept = [], []
     offset = seq_index * _TRACK_ID_OFFSET
     for fi, (gf, pf) in enumerate(zip(gt.frames, pr.frames)):
         if len(gf.poses) == 0:
@@ -246,13 +260,28 @@ def _score_sequence(gt: VideoPoses, pr: VideoPoses, seq_index: int, tracked: boo
         p = _frame_people(pf, pr, False, offset, f"{pr_src}: frame {fi}")
         g, p = _remove_ignored(g, gf.ignore_regions), _remove_ignored(p, gf.ignore_regions)
         results.append(_score_frame(g, p))
-    counters = None
+        kept.append(fi)
+    counters, matching = None, []
     if tracked:
         counters = [MotCounter() for _ in range(_K)]
-        for fr in results[:-1]:  # poseval skips each sequence's last (kept) frame
-            for j in range(_K):
-                counters[j].update(*_mot_inputs(fr, j))
-    return _SequenceResult(gt.name, results, counters)
+        for fi, fr in zip(kept[:-1], results[:-1]):  # poseval skips each sequence's last (kept) frame
+            events = tuple(counters[j].update(*_mot_inputs(fr, j)) for j in range(_K))
+            if offset and fr.mot is not None:  # back to the files' track ids
+                for ev in events:
+                    ev.matches = [(o - offset, h - offset) for o, h in ev.matches]
+                    ev.switches = [(o - offset, h - offset) for o, h in ev.switches]
+                    ev.misses = [o - offset for o in ev.misses]
+                    ev.false_positives = [h - offset for h in ev.false_positives]
+            matching.append(FrameMatching(fi, fr.mot is None, events))
+    return _SequenceResult(gt.name, results, counters, matching)
+
+
+def sequence_matching(gt: VideoPoses, pred: VideoPoses) -> list[FrameMatching]:
+    """The per-frame assignment that the MOT figures of one sequence count (step 6): summed over
+    frames and joints, its matches, switches, misses and false positives are the sequence's
+    counts in :func:`evaluate_videos_per_joint`. Empty when ``pred`` has no track ids."""
+    tracked = all(f.poses.track_ids is not None or len(f.poses) == 0 for f in pred.frames)
+    return _score_sequence(gt, pred, 0, tracked).matching
 
 
 # ----------------------------------------------------------------------------------------------

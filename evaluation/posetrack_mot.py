@@ -17,6 +17,7 @@ infinite) and keeps only the counts:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from math import isfinite
 
 import numpy as np
@@ -34,6 +35,19 @@ def _min_cost_pairs(d: np.ndarray) -> list[tuple[int, int]]:
     cost = np.where(finite, d, 2 * min(d.shape) * c + 1)
     rows, cols = linear_sum_assignment(cost)
     return [(int(r), int(q)) for r, q in zip(rows, cols) if finite[r, q]]
+
+
+@dataclass
+class MotEvents:
+    """The events of one frame (for one joint): who was paired with whom, and who was left.
+
+    ``matches`` and ``switches`` hold ``(object id, hypothesis id)`` pairs, ``misses`` object ids,
+    ``false_positives`` hypothesis ids; ids as given to :meth:`MotCounter.update`."""
+
+    matches: list = field(default_factory=list)
+    switches: list = field(default_factory=list)
+    misses: list = field(default_factory=list)
+    false_positives: list = field(default_factory=list)
 
 
 class MotCounter:
@@ -58,20 +72,34 @@ class MotCounter:
     def num_detections(self) -> int:
         return self.num_matches + self.num_switches
 
-    def update(self, oids, hids, dists) -> None:
-        """One frame: ``oids`` (n,), ``hids`` (m,), ``dists`` (n, m) with NaN for "never pair"."""
+    def update(self, oids, hids, dists) -> MotEvents:
+        """One frame: ``oids`` (n,), ``hids`` (m,), ``dists`` (n, m) with NaN for "never pair".
+
+        Returns the frame's events (the counts are their running totals), so that a viewer shows
+        the very assignment the metric counts."""
         oids = list(oids.tolist() if isinstance(oids, np.ndarray) else oids)
         hids = list(hids.tolist() if isinstance(hids, np.ndarray) else hids)
+        ev = MotEvents()
         no, nh = len(oids), len(hids)
-        self.num_objects += no
-        if no == 0 or nh == 0:
-            self.num_misses += no
-            self.num_false_positives += nh
-            return
-        d = np.asarray(dists, dtype=np.float64).reshape(no, nh)
-        dl = d.tolist()  # scalar access on lists is much faster than on small arrays
         o_used = [False] * no
         h_used = [False] * nh
+        if no and nh:
+            self._assign(oids, hids, np.asarray(dists, dtype=np.float64).reshape(no, nh),
+                         o_used, h_used, ev)
+        # 3./4. leftovers
+        ev.misses = [o for o, used in zip(oids, o_used) if not used]
+        ev.false_positives = [h for h, used in zip(hids, h_used) if not used]
+        self.num_objects += no
+        self.num_matches += len(ev.matches)
+        self.num_switches += len(ev.switches)
+        self.num_misses += len(ev.misses)
+        self.num_false_positives += len(ev.false_positives)
+        return ev
+
+    def _assign(self, oids: list, hids: list, d: np.ndarray, o_used: list, h_used: list,
+                ev: MotEvents) -> None:
+        """Steps 1 and 2 on a frame with objects and hypotheses; marks the used ones."""
+        dl = d.tolist()  # scalar access on lists is much faster than on small arrays
         # 1. continue previous correspondences
         for i, o in enumerate(oids):
             h_prev = self._last.get(o)
@@ -81,24 +109,18 @@ class MotCounter:
                 if not h_used[j] and h == h_prev:
                     if isfinite(dl[i][j]):
                         o_used[i] = h_used[j] = True
-                        self.num_matches += 1
+                        ev.matches.append((o, h))
                         self.sum_distance += dl[i][j]
                     break
         # 2. assign the rest
-        rows = [i for i in range(no) if not o_used[i]]
-        cols = [j for j in range(nh) if not h_used[j]]
+        rows = [i for i in range(len(oids)) if not o_used[i]]
+        cols = [j for j in range(len(hids)) if not h_used[j]]
         if rows and cols and any(isfinite(dl[i][j]) for i in rows for j in cols):
             sub = d[np.ix_(rows, cols)]
             for r, c in _min_cost_pairs(sub):
                 i, j = rows[r], cols[c]
                 o, h = oids[i], hids[j]
-                if o in self._last and self._last[o] != h:
-                    self.num_switches += 1
-                else:
-                    self.num_matches += 1
+                (ev.switches if o in self._last and self._last[o] != h else ev.matches).append((o, h))
                 self.sum_distance += dl[i][j]
                 self._last[o] = h
                 o_used[i] = h_used[j] = True
-        # 3./4. leftovers
-        self.num_misses += o_used.count(False)
-        self.num_false_positives += h_used.count(False)

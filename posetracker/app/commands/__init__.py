@@ -13,7 +13,8 @@ from posetracker.app.commands import (
     models_cmd,
     track_cmd,
     train_cmd,
+    view_cmd,
 )
 
 COMMAND_MODULES = (track_cmd, dataset_cmd, eval_cmd, convert_cmd, bench_cmd, estimate_cmd,
-                   fit_nms_cmd, models_cmd, train_cmd)
+                   fit_nms_cmd, models_cmd, train_cmd, view_cmd)
