@@ -1,0 +1,147 @@
+"""``posetracker view``: the page's data (the evaluation's own events), the command's input
+checks, and the page itself in headless Chromium (tests/browser.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from viewer_cases import blank_frames, perturbed
+
+from posetracker.app.viewer.data import gt_events
+from posetracker.evaluation.posetrack import evaluate_videos_per_joint, sequence_matching
+from posetracker.io.formats.bonn import read_bonn_mat
+from posetracker.io.formats.posetrack import write_posetrack17
+
+SEQ = "000002"  # Bonn test video: 151 frames, 4 people
+
+
+@pytest.fixture(scope="module")
+def bonn_gt(data_dir):
+    videos = read_bonn_mat(data_dir / "bonn_posetrack/annolist/test/annolist.mat")
+    return next(v for v in videos if v.name == SEQ)
+
+
+@pytest.fixture(scope="module")
+def case(bonn_gt, tmp_path_factory):
+    """Files of one sequence: ground truth, perturbed predictions, blank frames, and the page."""
+    d = tmp_path_factory.mktemp("viewer")
+    gt_file, pred_file = d / "gt" / f"{SEQ}.json", d / "pred" / f"{SEQ}.json"
+    gt_file.parent.mkdir()
+    pred_file.parent.mkdir()
+    pred = perturbed(bonn_gt)
+    write_posetrack17(bonn_gt, gt_file)
+    write_posetrack17(pred, pred_file)
+    frames = blank_frames(d / "frames", len(bonn_gt), 720, 540)
+    page = d / "report.html"
+    r = _view(pred_file, "--video", frames, "--gt", gt_file, "-o", page)
+    assert r.returncode == 0, r.stderr
+    return {"dir": d, "gt": gt_file, "pred": pred_file, "frames": frames, "page": page,
+            "pred_video": pred, "gt_video": bonn_gt}
+
+
+def _view(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(["posetracker", "view", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def _page_data(page: Path) -> dict:
+    html = page.read_text("utf-8")
+    start = html.index('<script type="application/json" id="data">') + len('<script type="application/json" id="data">')
+    return json.loads(html[start:html.index("</script>", start)])
+
+
+# ---- the evaluation's matching --------------------------------------------------------------
+def test_matching_counts_equal_the_metric(case):
+    """Summed over frames and joints, the per-frame assignment is the metric's counts, joint by
+    joint; the viewer's grouped events carry the same totals."""
+    gt, pred = case["gt_video"], case["pred_video"]
+    table = evaluate_videos_per_joint([gt], [pred])
+    matching = sequence_matching(gt, pred)
+    for j, joint in enumerate(table.index):
+        evs = [fm.joints[j] for fm in matching]
+        assert sum(len(e.switches) for e in evs) == table.loc[joint, "ID switches"]
+        assert sum(len(e.misses) for e in evs) == table.loc[joint, "Misses"]
+        assert sum(len(e.false_positives) for e in evs) == table.loc[joint, "False positives"]
+    events, counts = gt_events(gt, pred)
+    assert counts["switches"] == table["ID switches"].sum() > 0
+    assert counts["misses"] == table["Misses"].sum() > 0
+    assert counts["fps"] == table["False positives"].sum() > 0
+    for kind, key in (("switch", "switches"), ("miss", "misses"), ("fp", "fps")):
+        assert sum(len(e["joints"]) for e in events if e["kind"] == kind) == counts[key]
+    # the swap of the first two ids half-way is an id switch of both people, in that frame
+    swap = len(gt) // 2
+    assert {(e["gt"], e["pred"]) for e in events if e["kind"] == "switch" and e["frame"] == swap} \
+        == {(0, 1), (1, 0)}
+
+
+def test_matching_is_empty_without_track_ids(case):
+    gt, pred = case["gt_video"], case["pred_video"]
+    untracked = type(pred)(pred.name, [type(f)(f.index, f.poses.with_track_ids(None)) for f in pred.frames],
+                           pred.schema)
+    assert sequence_matching(gt, untracked) == []
+
+
+# ---- the command ----------------------------------------------------------------------------
+def test_page_is_self_contained(case):
+    html = case["page"].read_text("utf-8")
+    assert "<script src" not in html and "<link" not in html and "@import" not in html
+    assert "http://" not in html and "https://" not in html
+    data = _page_data(case["page"])
+    assert data["media"]["kind"] == "frames" and data["media"]["srcs"][0].startswith("data:image/png;base64,")
+    assert data["media"]["num_frames"] == len(case["gt_video"])
+    ids = {int(t) for f in case["gt_video"].frames for t in f.poses.track_ids}
+    assert [t["id"] for t in data["tracks"]] == sorted(ids | {900})
+
+
+def test_large_frame_folder_is_referenced_relatively(case, tmp_path):
+    page = tmp_path / "sub" / "page.html"
+    r = _view(case["pred"], "--video", case["frames"], "-o", page, "--embed-limit-mb", "0")
+    assert r.returncode == 0, r.stderr
+    srcs = _page_data(page)["media"]["srcs"]
+    assert (page.parent / srcs[3]).resolve() == (case["frames"] / "000003.png").resolve()
+
+
+@pytest.mark.parametrize("kind", ["wrong shape", "frame count", "missing video", "gt frame count"])
+def test_bad_input_one_line_exit_2_nothing_written(case, tmp_path, kind):
+    pred, video, extra = case["pred"], case["frames"], []
+    if kind == "wrong shape":
+        pred = tmp_path / "bad.json"
+        pred.write_text(json.dumps({"frames": [1, 2, 3]}))
+    elif kind == "frame count":
+        video = blank_frames(tmp_path / "short", 10, 64, 48)
+    elif kind == "missing video":
+        video = tmp_path / "nothing.mp4"
+    else:
+        short = perturbed(case["gt_video"])
+        short.frames[:] = short.frames[:20]
+        extra = ["--gt", tmp_path / "gt.json"]
+        write_posetrack17(short, tmp_path / "gt.json")
+    out = tmp_path / "out.html"
+    r = _view(pred, "--video", video, *extra, "-o", out)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("posetracker: error:"), r.stderr
+    assert not out.exists() and not any(p.name.startswith(".out.html") for p in tmp_path.iterdir())
+
+
+def test_coco_results_one_image_per_frame(data_dir, tmp_path):
+    """estimate's COCO results over an image folder: frame i shows the results of image i's id."""
+    gt = json.loads((data_dir / "coco_mini_val2017/annotations/person_keypoints_val2017.json").read_text())
+    results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+               for a in gt["annotations"] if a["num_keypoints"] > 0]
+    pred = tmp_path / "results.json"
+    pred.write_text(json.dumps(results))
+    page = tmp_path / "coco.html"
+    images = data_dir / "coco_mini_val2017/val2017"
+    r = _view(pred, "--video", images, "-o", page, "--embed-limit-mb", "0")
+    assert r.returncode == 0, r.stderr
+    data = _page_data(page)
+    names = sorted(p.name for p in images.iterdir())
+    assert data["media"]["num_frames"] == len(names)
+    count = np.frombuffer(base64.b64decode(data["pred"]["count"]), "<u2")
+    want = [sum(1 for x in results if x["image_id"] == int(Path(n).stem)) for n in names]
+    assert count.tolist() == want and sum(want) == 68
