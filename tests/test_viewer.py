@@ -5,48 +5,20 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from viewer_cases import blank_frames, perturbed
+from viewer_cases import blank_frames, make_case, perturbed, view
 
 from posetracker.app.viewer.data import gt_events
 from posetracker.evaluation.posetrack import evaluate_videos_per_joint, sequence_matching
-from posetracker.io.formats.bonn import read_bonn_mat
 from posetracker.io.formats.posetrack import write_posetrack17
 
-SEQ = "000002"  # Bonn test video: 151 frames, 4 people
-
 
 @pytest.fixture(scope="module")
-def bonn_gt(data_dir):
-    videos = read_bonn_mat(data_dir / "bonn_posetrack/annolist/test/annolist.mat")
-    return next(v for v in videos if v.name == SEQ)
-
-
-@pytest.fixture(scope="module")
-def case(bonn_gt, tmp_path_factory):
-    """Files of one sequence: ground truth, perturbed predictions, blank frames, and the page."""
-    d = tmp_path_factory.mktemp("viewer")
-    gt_file, pred_file = d / "gt" / f"{SEQ}.json", d / "pred" / f"{SEQ}.json"
-    gt_file.parent.mkdir()
-    pred_file.parent.mkdir()
-    pred = perturbed(bonn_gt)
-    write_posetrack17(bonn_gt, gt_file)
-    write_posetrack17(pred, pred_file)
-    frames = blank_frames(d / "frames", len(bonn_gt), 720, 540)
-    page = d / "report.html"
-    r = _view(pred_file, "--video", frames, "--gt", gt_file, "-o", page)
-    assert r.returncode == 0, r.stderr
-    return {"dir": d, "gt": gt_file, "pred": pred_file, "frames": frames, "page": page,
-            "pred_video": pred, "gt_video": bonn_gt}
-
-
-def _view(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(["posetracker", "view", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+def case(data_dir, tmp_path_factory):
+    return make_case(data_dir, tmp_path_factory.mktemp("viewer"))
 
 
 def _page_data(page: Path) -> dict:
@@ -100,7 +72,7 @@ def test_page_is_self_contained(case):
 
 def test_large_frame_folder_is_referenced_relatively(case, tmp_path):
     page = tmp_path / "sub" / "page.html"
-    r = _view(case["pred"], "--video", case["frames"], "-o", page, "--embed-limit-mb", "0")
+    r = view(case["pred"], "--video", case["frames"], "-o", page, "--embed-limit-mb", "0")
     assert r.returncode == 0, r.stderr
     srcs = _page_data(page)["media"]["srcs"]
     assert (page.parent / srcs[3]).resolve() == (case["frames"] / "000003.png").resolve()
@@ -122,7 +94,7 @@ def test_bad_input_one_line_exit_2_nothing_written(case, tmp_path, kind):
         extra = ["--gt", tmp_path / "gt.json"]
         write_posetrack17(short, tmp_path / "gt.json")
     out = tmp_path / "out.html"
-    r = _view(pred, "--video", video, *extra, "-o", out)
+    r = view(pred, "--video", video, *extra, "-o", out)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("posetracker: error:"), r.stderr
     assert not out.exists() and not any(p.name.startswith(".out.html") for p in tmp_path.iterdir())
@@ -137,7 +109,7 @@ def test_coco_results_one_image_per_frame(data_dir, tmp_path):
     pred.write_text(json.dumps(results))
     page = tmp_path / "coco.html"
     images = data_dir / "coco_mini_val2017/val2017"
-    r = _view(pred, "--video", images, "-o", page, "--embed-limit-mb", "0")
+    r = view(pred, "--video", images, "-o", page, "--embed-limit-mb", "0")
     assert r.returncode == 0, r.stderr
     data = _page_data(page)
     names = sorted(p.name for p in images.iterdir())

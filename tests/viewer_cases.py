@@ -4,11 +4,14 @@ frames of the right count for it to play over."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
 
 from posetracker.core.poses import Frame, FramePoses, VideoPoses
+
+SEQ = "000002"  # Bonn test video: 151 frames, 4 people
 
 
 def perturbed(gt: VideoPoses, seed: int = 0) -> VideoPoses:
@@ -46,3 +49,32 @@ def blank_frames(folder: Path, count: int, width: int = 320, height: int = 240) 
     for i in range(count):
         cv2.imwrite(str(folder / f"{i:06d}.png"), img)
     return folder
+
+
+def view(*args) -> subprocess.CompletedProcess:
+    """``posetracker view ARGS``, its output captured."""
+    return subprocess.run(["posetracker", "view", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def make_case(data_dir: Path, d: Path) -> dict:
+    """Files of Bonn sequence :data:`SEQ` in ``d``: ground truth, perturbed predictions, blank
+    frames, and the page ``view`` makes of them (``gt``, ``pred``, ``frames``, ``page`` paths;
+    ``gt_video``, ``pred_video`` the poses)."""
+    from posetracker.io.formats.bonn import read_bonn_mat
+    from posetracker.io.formats.posetrack import write_posetrack17
+
+    videos = read_bonn_mat(data_dir / "bonn_posetrack/annolist/test/annolist.mat")
+    gt = next(v for v in videos if v.name == SEQ)
+    gt_file, pred_file = d / "gt" / f"{SEQ}.json", d / "pred" / f"{SEQ}.json"
+    gt_file.parent.mkdir()
+    pred_file.parent.mkdir()
+    pred = perturbed(gt)
+    write_posetrack17(gt, gt_file)
+    write_posetrack17(pred, pred_file)
+    frames = blank_frames(d / "frames", len(gt), 720, 540)
+    page = d / "report.html"
+    r = view(pred_file, "--video", frames, "--gt", gt_file, "-o", page)
+    assert r.returncode == 0, r.stderr
+    return {"dir": d, "gt": gt_file, "pred": pred_file, "frames": frames, "page": page,
+            "pred_video": pred, "gt_video": gt}

@@ -53,10 +53,11 @@ def load_media(spec: str, page: str | Path, options: ViewerOptions) -> tuple[Med
                          "or a folder of frames")
     if source.kind == "video":
         first = next(iter(source), None)
-        if first is None or not source.header_frames or source.fps <= 0:
-            raise InputError(f"--video {printable(spec)}: frame count or frame rate unknown")
+        if first is None or source.fps <= 0:
+            raise InputError(f"--video {printable(spec)}: no frame decodes, or the frame rate is unknown")
         h, w = first.image.shape[:2]
-        n = source.header_frames
+        # a container without a frame count in its header (WebM) is counted by reading it
+        n = source.header_frames or sum(1 for _ in source)
         names = [f"{source.name}/{i:06d}.jpg" for i in range(n)]
         return Media("video", float(source.fps), w, h, n, src=_relative_url(Path(spec), page)), names
     h, w = read_image(source.paths[0]).shape[:2]
