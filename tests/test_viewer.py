@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from viewer_cases import blank_frames, make_case, perturbed, view
+from viewer_cases import SEQ, blank_frames, make_case, perturbed, view
 
 from posetracker.app.viewer.data import gt_events
 from posetracker.evaluation.posetrack import evaluate_videos_per_joint, sequence_matching
@@ -117,3 +118,39 @@ def test_coco_results_one_image_per_frame(data_dir, tmp_path):
     count = np.frombuffer(base64.b64decode(data["pred"]["count"]), "<u2")
     want = [sum(1 for x in results if x["image_id"] == int(Path(n).stem)) for n in names]
     assert count.tolist() == want and sum(want) == 68
+
+
+# ---- eval --html ------------------------------------------------------------------------------
+def _eval(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(["posetracker", "eval", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_eval_html_links_a_viewer_page_per_sequence(case, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / SEQ).symlink_to(case["frames"], target_is_directory=True)
+    report = tmp_path / "report.html"
+    r = _eval("posetrack", case["gt"].parent, case["pred"].parent, "--html", report, "--videos", videos)
+    assert r.returncode == 0, r.stderr
+    html = report.read_text("utf-8")
+    assert f'<a href="report_viewer/{SEQ}.html">{SEQ}</a>' in html
+    assert "PoseTrack per joint" in html and "data:image/png;base64," in html
+    data = _page_data(tmp_path / "report_viewer" / f"{SEQ}.html")
+    assert data["counts"] == gt_events(case["gt_video"], case["pred_video"])[1]
+
+
+def test_eval_html_refuses_a_missing_video_before_writing(case, tmp_path):
+    report = tmp_path / "report.html"
+    r = _eval("posetrack", case["gt"].parent, case["pred"].parent, "--html", report, "--videos", tmp_path)
+    assert r.returncode == 2 and "no video or frames folder for sequence" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_coco_html_report(data_dir, tmp_path):
+    cases = data_dir / "metric_cases"
+    report = tmp_path / "coco.html"
+    r = _eval("coco", cases / "example_coco_val.json", cases / "example_coco_preds.json", "--html", report)
+    assert r.returncode == 0, r.stderr
+    html = report.read_text("utf-8")
+    assert '<table class="sortable">' in html and "0.86" in html  # AP 0.8609

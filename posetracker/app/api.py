@@ -438,6 +438,16 @@ def evaluate_posetrack(gt_dir: str | Path, pred_dir: str | Path, per_sequence: b
     :func:`posetracker.evaluation.posetrack.evaluate_videos` (``strict_poseval``: see there).
     """
     from posetracker.evaluation.posetrack import evaluate_videos
+
+    gt_videos, pred_videos = read_posetrack_pairs(gt_dir, pred_dir)
+    return evaluate_videos(gt_videos, pred_videos, per_sequence=per_sequence,
+                           strict_poseval=strict_poseval)
+
+
+def read_posetrack_pairs(gt_dir: str | Path, pred_dir: str | Path) -> tuple[list, list]:
+    """The ground-truth and prediction sequences :func:`evaluate_posetrack` scores, paired in
+    order: ``GT/NAME.json`` with ``PRED/NAME.json`` (or the one file with the one file), equal
+    frame counts. Raises InputError, one line."""
     from posetracker.io.formats.posetrack import posetrack_files, read_posetrack
 
     gt_files = posetrack_files(gt_dir)
@@ -465,8 +475,7 @@ def evaluate_posetrack(gt_dir: str | Path, pred_dir: str | Path, per_sequence: b
         # every AP and MOTA would be NaN: say why instead of printing a table of them
         raise InputError(f"{gt_dir}: the ground truth has no person with a labelled joint, so "
                          "there is nothing to score the predictions against")
-    return evaluate_videos(gt_videos, pred_videos, per_sequence=per_sequence,
-                           strict_poseval=strict_poseval)
+    return gt_videos, pred_videos
 
 
 def _coco_inputs(gt: Any, pred: Any) -> tuple[Any, Any]:

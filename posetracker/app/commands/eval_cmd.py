@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import sys
+from pathlib import Path
+from urllib.parse import quote
 
+from posetracker.core.errors import InputError
+from posetracker.core.fileio import atomic_write_text
 from posetracker.core.outputs import POLICY, claiming
 
 
@@ -27,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="joints never annotated in GT_DIR (e.g. the nose in Bonn data) count as "
                     "poseval counts them (AP 0, MOTP 0, NaN groups) instead of being left out")
     _add_output_args(pt)
+    pt.add_argument("--videos", metavar="DIR", help="with --html: DIR holds each sequence's video "
+                    "(DIR/NAME.mp4, any video suffix) or frames folder (DIR/NAME/); a viewer page "
+                    "per sequence (as `posetracker view --gt`) is written into the folder "
+                    "REPORT_viewer/ beside the report and linked from its tables")
     pt.set_defaults(func=run_posetrack)
 
     for name, what in (("coco", "COCO keypoints (pycocotools)"),
@@ -53,13 +62,15 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="FILE.png", help="draw the figures into a PNG: one bar per "
                    "metric for a single row, a heat map of rows x metrics for several (e.g. "
                    "--per-sequence); at most 1600x1400 pixels")
+    p.add_argument("--html", metavar="FILE.html", help="also write a self-contained HTML report: "
+                   "sortable tables (PoseTrack: per sequence and per joint) and the figure")
 
 
 #: --out and --plot are claimed for the run (:mod:`posetracker.core.outputs`): an output that is the
 #: ground truth, a prediction file, the other output or unwritable is refused before the (slow)
 #: evaluation runs, and one run at a time writes it.
-_claimed = claiming({"--out": "out", "--plot": "plot"}, ("gt_dir", "pred_dir", "gt", "pred"),
-                    folder_suffixes=(".json",))
+_claimed = claiming({"--out": "out", "--plot": "plot", "--html": "html"},
+                    ("gt_dir", "pred_dir", "gt", "pred"), folder_suffixes=(".json",))
 
 
 def _emit(df, args, title: str) -> int:
@@ -71,16 +82,33 @@ def _emit(df, args, title: str) -> int:
         save_report(df, args.out)
     if args.plot:
         plot_report(df, args.plot, title=title)
+    if args.html:
+        _write_html(args.html, title, {title: df})
     return 0
+
+
+def _write_html(path: str, title: str, tables: dict, links: dict | None = None) -> None:
+    from posetracker.app.viewer.report import report_html
+    from posetracker.core.fileio import atomic_write_text
+    from posetracker.evaluation.report import report_figure
+
+    first = next(iter(tables.values()))
+    atomic_write_text(path, report_html(title, tables, report_figure(first, title), links))
 
 
 @_claimed
 def run_posetrack(args) -> int:
-    from posetracker.app.api import evaluate_posetrack
+    from posetracker.app.api import read_posetrack_pairs
+    from posetracker.evaluation.posetrack import evaluate_videos
     from posetracker.evaluation.report import format_table, plot_report, save_report
 
-    df = evaluate_posetrack(args.gt_dir, args.pred_dir, per_sequence=args.per_sequence,
-                            strict_poseval=args.strict_poseval)
+    if args.videos and not args.html:
+        raise InputError("--videos makes viewer pages for the --html report; give --html too")
+    gt_videos, pred_videos = read_posetrack_pairs(args.gt_dir, args.pred_dir)
+    media = _sequence_media(args, gt_videos) if args.videos else None
+    full = evaluate_videos(gt_videos, pred_videos, per_sequence=args.per_sequence or bool(args.html),
+                           strict_poseval=args.strict_poseval)
+    df = full if args.per_sequence else full.loc[["total"]]
     # Two tables as poseval prints them: AP per group; MOTA per group, then MOTP, Prec, Rec totals.
     groups = [c.split(" ", 1)[1] for c in df.columns if c.startswith("AP ")]
     ap = df[[f"AP {g}" for g in groups]].set_axis(groups, axis=1)
@@ -95,7 +123,57 @@ def run_posetrack(args) -> int:
         save_report(df, args.out)
     if args.plot:
         plot_report(df, args.plot, title="PoseTrack")
+    if args.html:
+        _posetrack_html(args, full, gt_videos, pred_videos, media)
     return 0
+
+
+def _viewer_dir(args) -> Path:
+    html = Path(args.html)
+    return html.with_name(html.stem + "_viewer")
+
+
+def _sequence_media(args, gt_videos: list) -> dict:
+    """Per sequence name, its video or frames under --videos, checked (frame count, decodable)
+    before anything is written."""
+    from posetracker.app.viewer.page import ViewerOptions, load_media
+
+    root, out = Path(args.videos), _viewer_dir(args)
+    media = {}
+    for v in gt_videos:
+        spec = root / v.name
+        if not spec.is_dir():
+            found = sorted(p for p in root.glob(f"{glob.escape(v.name)}.*") if p.is_file())
+            if not found:
+                raise InputError(f"--videos {root}: no video or frames folder for sequence {v.name}")
+            spec = found[0]
+        m, _ = load_media(str(spec), out / f"{v.name}.html", ViewerOptions())
+        if m.num_frames != len(v):
+            raise InputError(f"{spec}: {m.num_frames} frames, but sequence {v.name} has {len(v)}")
+        media[v.name] = m
+    return media
+
+
+def _posetrack_html(args, full, gt_videos: list, pred_videos: list, media: dict | None) -> None:
+    """The --html report, and with --videos a viewer page per sequence (claimed here: their
+    names come from the sequences)."""
+    from posetracker.app.viewer.data import page_data
+    from posetracker.app.viewer.page import render_page
+    from posetracker.core.outputs import claim_outputs
+    from posetracker.evaluation.posetrack import evaluate_videos_per_joint
+
+    joints = evaluate_videos_per_joint(gt_videos, pred_videos, strict_poseval=args.strict_poseval)
+    tables = {"PoseTrack per sequence (percent)": full, "PoseTrack per joint (percent, counts)": joints}
+    links = None
+    if media:
+        out = _viewer_dir(args)
+        pages = {f"--html viewer {v.name}": out / f"{v.name}.html" for v in gt_videos}
+        with claim_outputs(pages, [args.gt_dir, args.pred_dir, args.videos, args.html]):
+            for g, p in zip(gt_videos, pred_videos):
+                data = page_data(p, media[g.name], g, str(g.name), title=g.name)
+                atomic_write_text(out / f"{g.name}.html", render_page(data))
+        links = {v.name: f"{quote(out.name)}/{quote(v.name)}.html" for v in gt_videos}
+    _write_html(args.html, "PoseTrack", tables, links)
 
 
 @_claimed

@@ -9,6 +9,7 @@ import base64
 import json
 import os
 from dataclasses import dataclass
+from html import escape
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
@@ -97,15 +98,11 @@ def render_page(data: dict) -> str:
     """The HTML page for :func:`page_data`'s dict: template, style, script and data inlined."""
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     html = _template("viewer.html")
-    html = html.replace("/*TITLE*/", _escape(data["title"]))  # before the data, which may hold it
+    html = html.replace("/*TITLE*/", escape(data["title"]))  # before the data, which may hold it
     for key, value in (("/*STYLE*/", _template("viewer.css")), ("/*SCRIPT*/", _template("viewer.js")),
                        ("/*DATA*/", payload)):
         html = html.replace(key, value, 1)
     return html
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def build_viewer(result: str, video: str, page: str | Path, gt: str | None = None,
@@ -130,5 +127,4 @@ def build_viewer(result: str, video: str, page: str | Path, gt: str | None = Non
         from posetracker.io.formats.posetrack import read_posetrack
 
         gtv = read_posetrack(gt)
-    data = page_data(pred, media, gtv, result, title=pred.name)
-    return render_page(data)
+    return render_page(page_data(pred, media, gtv, result, title=pred.name))
