@@ -119,10 +119,18 @@ class Browser:
         return r["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float = 10) -> None:
+        """Poll ``expression`` until true; an error (a page still navigating) counts as false
+        until the timeout, which reports the last one."""
         end = time.monotonic() + timeout
-        while not self.js(expression):
+        while True:
+            try:
+                if self.js(expression):
+                    return
+                last = "false"
+            except RuntimeError as e:
+                last = str(e)
             if time.monotonic() > end:
-                raise TimeoutError(f"not true in {timeout} s: {expression}")
+                raise TimeoutError(f"not true in {timeout} s: {expression} ({last})")
             time.sleep(0.05)
 
     def click(self, x: float, y: float) -> None:

@@ -249,3 +249,29 @@ def test_chromium_missing_skips_or_fails_in_ci(monkeypatch):
 def test_view_help_lists_keys():
     r = subprocess.run(["posetracker", "view", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "left/right" in r.stdout
+
+
+def test_report_sorts_and_links_the_viewer(browser, case, tmp_path):
+    """eval --html: a header click sorts the per-joint table; a sequence link opens its viewer."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / case["gt"].stem).symlink_to(case["frames"], target_is_directory=True)
+    report = tmp_path / "report.html"
+    r = subprocess.run(["posetracker", "eval", "posetrack", str(case["gt"].parent), str(case["pred"].parent),
+                        "--html", str(report), "--videos", str(videos)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    browser.open(report)
+    column = "(t, c) => Array.from(t.tBodies[0].rows, (r) => r.children[c].textContent)"
+    browser.js("document.querySelectorAll('table')[1].querySelectorAll('th')[1].click()")  # AP
+    ap = browser.js(f"({column})(document.querySelectorAll('table')[1], 1)")
+    values = [float(v) for v in ap if v]
+    assert values == sorted(values) and ap[-1] == ""  # the nose has no figure: last
+    browser.js("document.querySelectorAll('table')[1].querySelectorAll('th')[1].click()")
+    again = [float(v) for v in browser.js(f"({column})(document.querySelectorAll('table')[1], 1)") if v]
+    assert again == sorted(values, reverse=True)
+    browser.js("document.querySelector('a').click()")
+    browser.wait_for("location.href.endsWith('.html') && location.href.includes('report_viewer')"
+                     " && window.viewer && viewer.state.ready")
+    assert browser.js("viewer.state.counts.switches") > 0
+    assert browser.console_errors == []
