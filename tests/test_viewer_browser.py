@@ -275,3 +275,28 @@ def test_report_sorts_and_links_the_viewer(browser, case, tmp_path):
                      " && window.viewer && viewer.state.ready")
     assert browser.js("viewer.state.counts.switches") > 0
     assert browser.console_errors == []
+
+
+def test_real_video_plays_and_seeks_in_step(browser, data_dir, tmp_path):
+    """A real H.264 video (72 frames at 28 fps): a seek shows the frame the counter names, and
+    playing advances the overlay with the video."""
+    rng = np.random.default_rng(0)
+    frames = [Frame(i, FramePoses.from_keypoints(rng.uniform(100, 900, (2, 17, 2)), rng.uniform(0.1, 1, (2, 17)),
+                                                 POSETRACK18, track_ids=np.arange(2))) for i in range(72)]
+    write_posetrack18(VideoPoses("two_people", frames, POSETRACK18), tmp_path / "two.json")
+    page = tmp_path / "two.html"
+    r = view(tmp_path / "two.json", "--video", data_dir / "videos/two_people.mp4", "-o", page)
+    assert r.returncode == 0, r.stderr
+    browser.open(page)
+    browser.wait_for("window.viewer && viewer.state.mediaReadyMs !== null")
+    fps = browser.js("JSON.parse(document.getElementById('data').textContent).media.fps")
+    browser.js("viewer.seek(30)")
+    browser.wait_for("!document.querySelector('video').seeking")
+    assert browser.js("viewer.state.frame") == 30
+    assert int(browser.js("document.querySelector('video').currentTime") * fps) == 30
+    browser.js("viewer.play()")
+    time.sleep(1)
+    browser.js("viewer.pause()")
+    shown = browser.js("viewer.state.frame")
+    assert 30 < shown and abs(browser.js("document.querySelector('video').currentTime") * fps - shown) < 2
+    assert browser.js("viewer.state.errors") == []

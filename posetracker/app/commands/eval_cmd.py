@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "poseval counts them (AP 0, MOTP 0, NaN groups) instead of being left out")
     _add_output_args(pt)
     pt.add_argument("--videos", metavar="DIR", help="with --html: DIR holds each sequence's video "
-                    "(DIR/NAME.mp4, any video suffix) or frames folder (DIR/NAME/); a viewer page "
+                    "(DIR/NAME.mp4, any video suffix: a track-dataset --render folder will do) or "
+                    "frames folder (DIR/NAME/); a viewer page "
                     "per sequence (as `posetracker view --gt`) is written into the folder "
                     "REPORT_viewer/ beside the report and linked from its tables")
     pt.set_defaults(func=run_posetrack)
@@ -136,6 +137,7 @@ def _viewer_dir(args) -> Path:
 def _sequence_media(args, gt_videos: list) -> dict:
     """Per sequence name, its video or frames under --videos, checked (frame count, decodable)
     before anything is written."""
+    from posetracker.app.dataset.discovery import VIDEO_SUFFIXES
     from posetracker.app.viewer.page import ViewerOptions, load_media
 
     root, out = Path(args.videos), _viewer_dir(args)
@@ -143,7 +145,8 @@ def _sequence_media(args, gt_videos: list) -> dict:
     for v in gt_videos:
         spec = root / v.name
         if not spec.is_dir():
-            found = sorted(p for p in root.glob(f"{glob.escape(v.name)}.*") if p.is_file())
+            found = sorted(p for p in root.glob(f"{glob.escape(v.name)}.*")
+                           if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
             if not found:
                 raise InputError(f"--videos {root}: no video or frames folder for sequence {v.name}")
             spec = found[0]
