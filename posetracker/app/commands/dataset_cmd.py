@@ -150,7 +150,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from posetracker.app.commands import eval_cmd
 
     ns = argparse.Namespace(gt_dir=args.eval, pred_dir=args.output, per_sequence=False,
-                            strict_poseval=False, out=args.eval_out, plot=args.eval_plot)
+                            strict_poseval=False, out=args.eval_out, plot=args.eval_plot,
+                            html=None, videos=None)
     return eval_cmd.run_posetrack(ns)
 
 
