@@ -65,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--half", action="store_true", help="float16 pose estimator (CUDA)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads per call in the threaded runs (default: %(default)s = the "
-                   "pipeline's automatic choice); sequential runs use 1: one thread")
+                   "pipeline's automatic choice); sequential runs use 1: one thread; the "
+                   "reference's runtimes use this many (0: the CPU count)")
     p.add_argument("--modes", default="threaded,sequential",
                    help="comma-separated modes (default: %(default)s)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
@@ -223,11 +224,15 @@ def _speed_rows(v: Path, args, variants: dict[str, list[str]], modes: list[str])
               f"{a:.2f} / {b:.2f} frames/s = {a / b:.2f}x", flush=True)
     for name, mode in runs if args.reference else ():
         if name != "reference":
-            a, b = got[name, mode]["fps"], got["reference", "reference"]["fps"]
+            p, q = got[name, mode], got["reference", "reference"]
+            a, b = p["fps"], q["fps"]
             rows.append({"video": v.name, "mode": mode, "variant": f"{name}/reference",
-                         "product_over_reference": a / b, "product_fps": a, "reference_fps": b})
+                         "product_over_reference": a / b, "product_fps": a, "reference_fps": b,
+                         "product_cpu_s_per_frame": p["cpu_s_per_frame"],
+                         "reference_cpu_s_per_frame": q["cpu_s_per_frame"]})
             print(f"{v.name:26s} {name} {mode}: product / own-runtime reference ({best}): "
-                  f"{a:.2f} / {b:.2f} frames/s = {a / b:.2f}x", flush=True)
+                  f"{a:.2f} / {b:.2f} frames/s = {a / b:.2f}x (CPU-s/frame "
+                  f"{p['cpu_s_per_frame']:.2f} / {q['cpu_s_per_frame']:.2f})", flush=True)
     return rows
 
 

@@ -92,6 +92,9 @@ class ReferencePipeline:
             [i.name for i in model.graph.input], list(cut[0]))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = self.threads, 1
+        # OpenVINO runs next on the same cores: onnxruntime's threads must not spin-wait there
+        # (measured faster and fewer CPU-s/frame; docs/pipeline.md)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.detector = ort.InferenceSession(model.SerializeToString(), opts,
                                              providers=["CPUExecutionProvider"])
         self.net = ov.Core().read_model(str(pose.topology))
