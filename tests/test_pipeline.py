@@ -404,7 +404,8 @@ def test_bench_pipeline_against_runs_both_settings_alternating(monkeypatch, tmp_
     out = tmp_path / "rows.json"
     args = argparse.Namespace(videos=[str(video)], device="cpu", half=False, set=["a=1"],
                               against=["b=2"], modes="threaded", repeat=2, max_frames=10,
-                              threads=0, loop=0, loop_frames=5, out=str(out))
+                              threads=0, loop=0, loop_frames=5, out=str(out),
+                              reference=False)
     assert bench.run(args) == 0
     assert [("b=2" in s) for s in calls] == [False, True, False, True]
     assert all("a=1" in s for s in calls)

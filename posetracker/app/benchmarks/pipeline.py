@@ -19,7 +19,12 @@ warm-up frame excluded). The sequential runs are the same stages one after the o
 pose workers and torch threads shared out among them; ``--threads`` fixes the torch threads).
 CPU seconds per frame are reported too: on a shared machine they vary less than frames/s.
 ``--against KEY=VALUE`` adds a second setting (other models, say) run alternating with the first,
-and prints the frames/s ratio of the two per video and mode.
+and prints the frames/s ratio of the two per video and mode. ``--reference`` adds the own-runtime
+reference (:mod:`posetracker.app.benchmarks.reference`: the same model files in onnxruntime and
+OpenVINO with minimal glue, the same detector cut, no tracking, no files written) as one more
+run per round, with the same frames, warm-up rule and threads (``--threads``, else the CPU
+count), and prints the frames/s ratio product / reference per mode: the yardstick of every
+speed claim (docs/pipeline.md).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from importlib.util import find_spec
 from pathlib import Path
 
 from posetracker.app.benchmarks import shared_videos
@@ -59,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--half", action="store_true", help="float16 pose estimator (CUDA)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads per call in the threaded runs (default: %(default)s = the "
-                   "pipeline's automatic choice); sequential runs use 1: one thread")
+                   "pipeline's automatic choice); sequential runs use 1: one thread; the "
+                   "reference's runtimes use this many (0: the CPU count)")
     p.add_argument("--modes", default="threaded,sequential",
                    help="comma-separated modes (default: %(default)s)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
@@ -68,6 +75,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also run a second setting (these overrides on top of --set) alternating "
                    "with the first, and print the speed ratio, e.g. --against "
                    "estimator.sppe.model=movenet-thunder (repeatable)")
+    p.add_argument("--reference", action="store_true",
+                   help="also run the own-runtime reference (the same detector and pose model "
+                   "files in onnxruntime and OpenVINO with minimal glue, the same cut; "
+                   "docs/pipeline.md) alternating with the modes, and print the speed ratio "
+                   "product / reference per mode")
     p.add_argument("--out", metavar="FILE.json", help="also write the rows as JSON")
     p.set_defaults(func=run)
 
@@ -157,10 +169,12 @@ def worker(spec: dict) -> dict:
 
 
 def measure(spec: dict) -> dict:
-    """Run :func:`worker` in a fresh interpreter and return its row."""
+    """Run :func:`worker` (mode ``reference``: :func:`posetracker.app.benchmarks.reference.worker`)
+    in a fresh interpreter and return its row."""
     with tempfile.TemporaryDirectory(prefix="posetracker-bench-") as d:
         spec = {**spec, "out_dir": d}
-        code = ("import json,sys; from posetracker.app.benchmarks.pipeline import worker; "
+        module = "reference" if spec["mode"] == "reference" else "pipeline"
+        code = (f"import json,sys; from posetracker.app.benchmarks.{module} import worker; "
                 "print('RESULT' + json.dumps(worker(json.loads(sys.argv[1]))))")
         r = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True,
                            text=True, check=False)
@@ -169,6 +183,79 @@ def measure(spec: dict) -> dict:
         tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"benchmark run failed ({spec['mode']}, {spec['video']}): {tail}")
     return json.loads(lines[-1][len("RESULT"):])
+
+
+def _speed_rows(v: Path, args, variants: dict[str, list[str]], modes: list[str]) -> list[dict]:
+    """The frames/s rows of one video: every (setting, mode) run and, with ``--reference``, the
+    own-runtime reference, alternating, ``--repeat`` rounds; then the ratio rows."""
+    runs = [(name, mode) for name in variants for mode in modes]
+    if args.reference:
+        runs.append(("reference", "reference"))  # with the first setting's models and cut
+    rows, got = [], {}
+    # Modes (and settings) alternate, --repeat rounds of them, and each keeps its fastest
+    # run: other load on the machine only ever slows a run down, and alternating spreads its
+    # drift over all of them.
+    for r in range(args.repeat):
+        for name, mode in runs:
+            row = measure({"video": str(v), "mode": mode, "passes": 1, "threads": args.threads,
+                           "max_frames": args.max_frames,
+                           "sets": variants.get(name, variants["settings"])})
+            rows.append({"video": v.name, "mode": mode, "variant": name, "round": r, **row})
+            print(f"{v.name:26s} {name:9s} {mode:10s} {row['frames']:4d} frames "
+                  f"{row['people_per_frame']:5.2f} people/frame {row['fps']:7.2f} "
+                  f"frames/s ({row['cpu_s_per_frame']:.2f} CPU-s/frame) peak "
+                  f"{row['peak_rss_mb']:7.1f} MB", flush=True)
+            if (name, mode) not in got or row["fps"] > got[name, mode]["fps"]:
+                got[name, mode] = row
+    best = f"best of {args.repeat}"
+    for name in variants:
+        if (name, "threaded") in got and (name, "sequential") in got:
+            t, q = got[name, "threaded"]["fps"], got[name, "sequential"]["fps"]
+            rows.append({"video": v.name, "mode": "ratio", "variant": name,
+                         "threaded_over_sequential": t / q, "threaded_fps": t,
+                         "sequential_fps": q})
+            print(f"{v.name:26s} {name}: pipeline / sequential speed ({best}): "
+                  f"{t:.2f} / {q:.2f} frames/s = {t / q:.2f}x", flush=True)
+    for mode in modes if len(variants) > 1 else ():
+        a, b = got["settings", mode]["fps"], got["against", mode]["fps"]
+        rows.append({"video": v.name, "mode": mode, "variant": "settings/against",
+                     "settings_over_against": a / b})
+        print(f"{v.name:26s} {mode}: settings / against ({best}): "
+              f"{a:.2f} / {b:.2f} frames/s = {a / b:.2f}x", flush=True)
+    for name, mode in runs if args.reference else ():
+        if name != "reference":
+            p, q = got[name, mode], got["reference", "reference"]
+            a, b = p["fps"], q["fps"]
+            rows.append({"video": v.name, "mode": mode, "variant": f"{name}/reference",
+                         "product_over_reference": a / b, "product_fps": a, "reference_fps": b,
+                         "product_cpu_s_per_frame": p["cpu_s_per_frame"],
+                         "reference_cpu_s_per_frame": q["cpu_s_per_frame"]})
+            print(f"{v.name:26s} {name} {mode}: product / own-runtime reference ({best}): "
+                  f"{a:.2f} / {b:.2f} frames/s = {a / b:.2f}x (CPU-s/frame "
+                  f"{p['cpu_s_per_frame']:.2f} / {q['cpu_s_per_frame']:.2f})", flush=True)
+    return rows
+
+
+def _memory_row(v: Path, args, sets: list[str]) -> dict:
+    """The memory check: ``v`` looped ``--loop`` times against one pass."""
+    # The short input is one pass, the long one the same frames looped; each in its own
+    # process, so each peak (ru_maxrss, transients included) is that run's alone. The long
+    # run also samples its resident memory after every frame: the highest value per pass
+    # shows whether memory creeps up with the length of the input.
+    spec = {"video": str(v), "mode": "threaded", "threads": args.threads,
+            "max_frames": args.loop_frames, "sets": sets}
+    short = measure({**spec, "passes": 1})
+    long = measure({**spec, "passes": args.loop})
+    growth = long["peak_rss_mb"] / short["peak_rss_mb"] - 1
+    by_pass = long["rss_peak_by_pass_mb"]
+    print(f"{v.name:26s} memory: {short['frames']} frames peak {short['peak_rss_mb']:.1f} MB, "
+          f"{long['frames']} frames ({args.loop}x looped) peak {long['peak_rss_mb']:.1f} MB "
+          f"({100 * growth:+.1f} %); long run, highest resident memory per pass: "
+          f"{', '.join(f'{r:.0f}' for r in by_pass)} MB", flush=True)
+    return {"video": v.name, "mode": "memory", "frames_short": short["frames"],
+            "frames_long": long["frames"], "peak_short_mb": short["peak_rss_mb"],
+            "peak_long_mb": long["peak_rss_mb"], "growth": growth,
+            "long_rss_peak_by_pass_mb": by_pass, "fps_long": long["fps"]}
 
 
 def run(args) -> int:
@@ -185,63 +272,17 @@ def run(args) -> int:
     if bad:
         raise InputError(f"--modes: unknown mode {bad[0]!r} (threaded, sequential, or '' for "
                          "the memory check only)")
+    missing = [m for m in ("onnxruntime", "openvino") if args.reference and not find_spec(m)]
+    if missing:
+        raise InputError(f"--reference runs the models in onnxruntime and OpenVINO: "
+                         f"{' and '.join(missing)} not installed (both come with the test "
+                         f"extra: pip install -e \".[test]\")")
     variants = {"settings": sets}
     if args.against:
         variants["against"] = [*sets, *args.against]
-    rows = []
-    for v in videos:
-        got: dict[tuple[str, str], dict] = {}
-        # Modes (and settings) alternate, --repeat rounds of them, and each keeps its fastest
-        # run: other load on the machine only ever slows a run down, and alternating spreads its
-        # drift over all of them.
-        for r in range(args.repeat):
-            for name, variant_sets in variants.items():
-                for mode in modes:
-                    row = measure({"video": str(v), "mode": mode, "passes": 1,
-                                   "threads": args.threads, "max_frames": args.max_frames,
-                                   "sets": variant_sets})
-                    rows.append({"video": v.name, "mode": mode, "variant": name, "round": r,
-                                 **row})
-                    print(f"{v.name:26s} {name:8s} {mode:10s} {row['frames']:4d} frames "
-                          f"{row['people_per_frame']:5.2f} people/frame {row['fps']:7.2f} "
-                          f"frames/s ({row['cpu_s_per_frame']:.2f} CPU-s/frame) peak "
-                          f"{row['peak_rss_mb']:7.1f} MB", flush=True)
-                    if (name, mode) not in got or row["fps"] > got[name, mode]["fps"]:
-                        got[name, mode] = row
-        for name in variants:
-            if (name, "threaded") in got and (name, "sequential") in got:
-                t, q = got[name, "threaded"]["fps"], got[name, "sequential"]["fps"]
-                rows.append({"video": v.name, "mode": "ratio", "variant": name,
-                             "threaded_over_sequential": t / q, "threaded_fps": t,
-                             "sequential_fps": q})
-                print(f"{v.name:26s} {name}: pipeline / sequential speed (best of "
-                      f"{args.repeat}): {t:.2f} / {q:.2f} frames/s = {t / q:.2f}x", flush=True)
-        for mode in modes if len(variants) > 1 else ():
-            a, b = got["settings", mode]["fps"], got["against", mode]["fps"]
-            rows.append({"video": v.name, "mode": mode, "variant": "settings/against",
-                         "settings_over_against": a / b})
-            print(f"{v.name:26s} {mode}: settings / against (best of {args.repeat}): "
-                  f"{a:.2f} / {b:.2f} frames/s = {a / b:.2f}x", flush=True)
+    rows = [row for v in videos for row in _speed_rows(v, args, variants, modes)]
     if args.loop > 1:
-        # The short input is one pass, the long one the same frames looped; each in its own
-        # process, so each peak (ru_maxrss, transients included) is that run's alone. The long
-        # run also samples its resident memory after every frame: the highest value per pass
-        # shows whether memory creeps up with the length of the input.
-        v = videos[0]
-        spec = {"video": str(v), "mode": "threaded", "threads": args.threads,
-                "max_frames": args.loop_frames, "sets": sets}
-        short = measure({**spec, "passes": 1})
-        long = measure({**spec, "passes": args.loop})
-        growth = long["peak_rss_mb"] / short["peak_rss_mb"] - 1
-        by_pass = long["rss_peak_by_pass_mb"]
-        rows.append({"video": v.name, "mode": "memory", "frames_short": short["frames"],
-                     "frames_long": long["frames"], "peak_short_mb": short["peak_rss_mb"],
-                     "peak_long_mb": long["peak_rss_mb"], "growth": growth,
-                     "long_rss_peak_by_pass_mb": by_pass, "fps_long": long["fps"]})
-        print(f"{v.name:26s} memory: {short['frames']} frames peak {short['peak_rss_mb']:.1f} MB, "
-              f"{long['frames']} frames ({args.loop}x looped) peak {long['peak_rss_mb']:.1f} MB "
-              f"({100 * growth:+.1f} %); long run, highest resident memory per pass: "
-              f"{', '.join(f'{r:.0f}' for r in by_pass)} MB", flush=True)
+        rows.append(_memory_row(videos[0], args, sets))
     if args.out:
         from posetracker.core.fileio import atomic_write_text
 
