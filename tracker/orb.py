@@ -2,7 +2,8 @@
 
 The PoseFlow paper counts DeepMatching correspondences that fall in both joint neighbourhoods; the
 released tracker switched to ORB written to text files per frame pair. Here ORB features are computed
-once per frame, kept in memory, and matched to the previous frame's features only.
+at most once per frame, on a downscaled copy, only when a tracker asks for correspondences, kept in
+memory, and matched to the previous frame's features only.
 """
 
 from __future__ import annotations
