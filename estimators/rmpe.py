@@ -83,14 +83,44 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def contained_boxes(dets: np.ndarray, threshold: float, score_ratio: float) -> np.ndarray:
+    """``(m,)`` bool: the boxes of ``dets`` (``(m, 5)`` xyxy + score) that lie mostly inside a
+    better-scored box that is itself kept.
+
+    In score order, a box is dropped when at least ``threshold`` of its own area is inside a kept
+    box and its score is below ``score_ratio`` times that box's score: a detection of a part of a
+    person (an upper body, a head) whose whole the detector found with more confidence. Two
+    overlapping people rarely satisfy both: the one behind is seldom inside the other's box, and
+    the detector scores a real second person near the first one.
+    """
+    m = len(dets)
+    out = np.zeros(m, dtype=bool)
+    if m < 2 or threshold <= 0:
+        return out
+    b = dets[:, :4]
+    wh = np.clip(b[:, 2:] - b[:, :2], 0, None)
+    area = wh[:, 0] * wh[:, 1]
+    lo = np.maximum(b[:, None, :2], b[None, :, :2])
+    hi = np.minimum(b[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(-1)                                 # (m, m)
+    inside = inter >= threshold * np.maximum(area, 1e-9)[:, None]             # row inside column
+    weaker = dets[:, None, 4] < score_ratio * dets[None, :, 4]
+    drop_by = inside & weaker
+    np.fill_diagonal(drop_by, False)
+    for i in np.argsort(-dets[:, 4], kind="stable"):
+        out[i] = bool((drop_by[i] & ~out).any())
+    return out
+
+
 class PersonDetector:
-    """Any person detector with the config's thresholds and box-size filter.
+    """Any person detector with the config's thresholds and box filters.
 
     Args:
         detector: Anything with ``detect(frames, conf=, nms=, max_detections=)`` returning
             ``(m, 5)`` xyxy + score per frame (:func:`load_detector`'s RTMDet, PicoDet, Darknet
             YOLO, TF.js CenterNet/NanoDet).
-        config: ``conf_threshold``, ``nms_threshold``, ``max_people`` and ``min_box_size`` of
+        config: ``conf_threshold``, ``nms_threshold``, ``max_people``, ``min_box_size``,
+            ``contain_threshold`` and ``contain_score_ratio`` of
             :class:`posetracker.estimators.config.DetectorConfig` (its other fields are the
             application's: which model, at which size); ``None``: the defaults.
         **overrides: Fields of ``config`` to replace, checked by the config.
@@ -101,15 +131,22 @@ class PersonDetector:
         self.config = configured(DetectorConfig, config, overrides)
 
     def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """``(m, 5)`` xyxy + score per frame, best first."""
+        """``(m, 5)`` xyxy + score per frame, best first: the boxes that reach the pose model.
+
+        1. The detector: boxes scored at least ``conf_threshold``, its box NMS at
+           ``nms_threshold``, at most ``max_people``.
+        2. Boxes whose shorter side is under ``min_box_size`` pixels are dropped.
+        3. Boxes mostly inside a better-scored box (``contain_threshold``,
+           ``contain_score_ratio``; :func:`contained_boxes`) are dropped.
+        """
         c = self.config
         dets = self.detector.detect(list(frames), conf=c.conf_threshold, nms=c.nms_threshold,
                                     max_detections=c.max_people)
         out = []
         for d in dets:
             d = np.asarray(d, dtype=np.float64).reshape(-1, 5)
-            small = np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1]) < c.min_box_size
-            out.append(d[~small])
+            d = d[np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1]) >= c.min_box_size]
+            out.append(d[~contained_boxes(d, c.contain_threshold, c.contain_score_ratio)])
         return out
 
 

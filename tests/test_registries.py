@@ -148,8 +148,8 @@ def test_a_registered_model_format_is_read_resolved_and_checked(toy_model_format
     assert detector_files(str(path)) == (path, None)
     det = load_detector(*detector_files(str(path)), "cpu", 416)
     assert isinstance(det, ToyDetector) and det.input_size == 416
-    boxes = PersonDetector(det)([np.zeros((20, 30, 3), np.uint8)])
-    np.testing.assert_allclose(boxes[0], [[0, 0, 30, 20, 0.75]])
+    boxes = PersonDetector(det)([np.zeros((40, 60, 3), np.uint8)])
+    np.testing.assert_allclose(boxes[0], [[0, 0, 60, 40, 0.75]])
     with pytest.raises(ModelError, match="not a pose estimator"):
         sppe_files(str(path))
     with pytest.raises(ModelError, match="not a supported pose estimator file"):

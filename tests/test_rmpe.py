@@ -113,3 +113,55 @@ def test_flip_test_is_symmetric_for_a_symmetric_net():
         # mirrored crops, un-mirrored and averaged, still land on the dots
         np.testing.assert_allclose(np.sort(p.keypoints[:, 0, 0]), np.sort(pts[:, 0]), atol=0.8)
         np.testing.assert_allclose(np.sort(p.keypoints[:, 0, 1]), np.sort(pts[:, 1]), atol=0.8)
+
+
+class _GivenBoxes:
+    """A detector returning fixed ``(m, 5)`` boxes for every frame."""
+
+    def __init__(self, boxes):
+        self.boxes = np.asarray(boxes, dtype=np.float64)
+
+    def detect(self, images, conf, nms, max_detections):
+        return [self.boxes[self.boxes[:, 4] >= conf][:max_detections] for _ in images]
+
+
+_FRAME = [np.zeros((200, 300, 3), np.uint8)]
+
+
+def test_a_part_inside_a_better_box_is_dropped():
+    person = [50, 20, 130, 190, 0.9]
+    upper_body = [60, 25, 125, 100, 0.4]     # wholly inside, less than half the score
+    det = PersonDetector(_GivenBoxes([person, upper_body]), contain_threshold=0.8,
+                         contain_score_ratio=0.6)
+    assert det(_FRAME)[0].tolist() == [person]
+    # a part scored near its whole is not dropped (a child in front of an adult may be one)
+    near = [60, 25, 125, 100, 0.8]
+    assert len(det.__class__(_GivenBoxes([person, near]), det.config)(_FRAME)[0]) == 2
+    # off: every box reaches the pose model
+    assert len(PersonDetector(_GivenBoxes([person, upper_body]))(_FRAME)[0]) == 2
+
+
+def test_two_overlapping_people_both_reach_the_pose_model():
+    front = [50, 20, 130, 190, 0.9]
+    behind = [100, 30, 170, 185, 0.3]        # half of it hidden behind the front person
+    det = PersonDetector(_GivenBoxes([front, behind]), contain_threshold=0.8,
+                         contain_score_ratio=0.6)
+    assert len(det(_FRAME)[0]) == 2
+
+
+def test_too_small_boxes_are_dropped():
+    person = [50, 20, 130, 190, 0.9]
+    tiny = [200, 100, 210, 130, 0.9]         # 10 px wide
+    assert len(PersonDetector(_GivenBoxes([person, tiny]), min_box_size=12)(_FRAME)[0]) == 1
+    assert len(PersonDetector(_GivenBoxes([person, tiny]), min_box_size=8)(_FRAME)[0]) == 2
+
+
+def test_detector_config_checks_the_filters():
+    import pytest
+
+    from posetracker.estimators.config import DetectorConfig
+
+    for bad in ({"contain_threshold": 1.5}, {"contain_threshold": -0.1},
+                {"contain_score_ratio": 0.0}, {"contain_score_ratio": 1.2}):
+        with pytest.raises(ValueError, match="contain"):
+            DetectorConfig(**bad)

@@ -73,7 +73,7 @@ def _texture(shift: int) -> np.ndarray:
 
 
 def test_orb_correspondences_follow_the_image_motion():
-    m = OrbMatcher(n_features=500)
+    m = OrbMatcher(n_features=500, max_side=0)
     assert m.match(_texture(0)).shape == (0, 4)
     corr = m.match(_texture(8))        # content moves 8 px to the left
     assert len(corr) > 50
@@ -145,3 +145,48 @@ def test_output_ids_renumber_in_order_of_first_appearance():
     # a new video (a new instance) counts from 0 again
     c = OutputIds()(FramePoses.from_keypoints(kp[:1], np.ones((1, 17)), COCO17, track_ids=[1000]))
     assert list(c.track_ids) == [0]
+
+
+def test_orb_features_come_from_the_downscaled_frame_in_full_frame_pixels():
+    """``max_side`` halves a 960-px frame for ORB, and the matches come back in its own pixels."""
+    big = np.dstack([np.kron(_texture(0)[..., 0], np.ones((2, 2), np.uint8))] * 3)     # 600 x 960
+    moved = np.dstack([np.kron(_texture(8)[..., 0], np.ones((2, 2), np.uint8))] * 3)   # 16 px left
+    seen = []
+    m = OrbMatcher(n_features=500, max_side=480)
+    orb = m._orb
+
+    class Spy:  # records the image ORB is given
+        def detectAndCompute(self, img, mask):
+            seen.append(img.shape)
+            return orb.detectAndCompute(img, mask)
+
+        def getEdgeThreshold(self):
+            return orb.getEdgeThreshold()
+
+    m._orb = Spy()
+    m.match(big)
+    corr = m.match(moved)
+    assert seen == [(300, 480), (300, 480)]
+    assert len(corr) > 50 and corr[:, 0].max() > 480        # full-frame x, up to 960
+    assert np.median(corr[:, 2] - corr[:, 0]) == pytest.approx(-16, abs=1.5)
+
+
+def _tracked(images, frames, when: str):
+    tr = PoseFlowTracker(orb_when=when)
+    for f, im in zip(frames, images):
+        tr.update(f, im)
+    extracted = tr._orb.frames_extracted
+    return [f.track_ids.tolist() for f in tr.finish()], extracted
+
+
+def test_orb_runs_only_where_it_could_change_a_link():
+    """Two people far apart: PoseFlow links them without ORB; two crossing: it computes ORB. Ids are
+    the same as computing ORB on every frame."""
+    images = [_texture(s) for s in range(0, 12, 2)]
+    apart = [frame(person(100 + s, 250), person(400 - s, 250, 180)) for s in range(0, 12, 2)]
+    crossing = [frame(person(235 + s, 250), person(245 - s, 250)) for s in range(0, 12, 2)]
+    ids_a, n_a = _tracked(images, apart, "ambiguous")
+    ids_all, n_all = _tracked(images, apart, "always")
+    assert n_a == 0 and n_all == len(images) and ids_a == ids_all
+    ids_c, n_c = _tracked(images, crossing, "ambiguous")
+    assert n_c > 0 and ids_c == _tracked(images, crossing, "always")[0]

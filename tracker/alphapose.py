@@ -120,7 +120,7 @@ class AlphaPoseTracker(ImmediateOutput):
             if self._orb is None:
                 from posetracker.tracker.orb import OrbMatcher
 
-                self._orb = OrbMatcher(n_features=self.config.orb_features)
+                self._orb = OrbMatcher(self.config.orb_features, self.config.orb_max_side)
             corr = self._orb.match(image)
         size = None if image is None else (image.shape[1], image.shape[0])
         n = len(poses)

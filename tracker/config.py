@@ -68,6 +68,16 @@ class PoseFlowConfig:
             sightings of that joint before and after.
         w_app: Weight of the torso colour histograms' agreement in the link similarity (only with
             images; see :mod:`posetracker.tracker.appearance`); 0 turns it off.
+        orb_max_side: ORB features are found on the frame downscaled so that its longer side is at
+            most this many pixels (coordinates are scaled back); 0 keeps the full size. 960: on
+            two_people.mp4 (1920x1080) the full size cost about twice as much per frame with the
+            same ids (docs/tracking.md, "Appearance cost").
+        orb_when: ``always`` computes ORB correspondences on every frame with poses to link;
+            ``ambiguous`` only on the frames where they could change a link (the links made with
+            the ORB term at 0 beat every other link even with the term at 1; see
+            :meth:`posetracker.tracker.poseflow.PoseFlowTracker._links_settled`). The links, hence
+            the ids, are the same as with ``always``: the look-ahead step and PF-NMS use no ORB
+            (docs/tracking.md, "Appearance cost").
     """
 
     link_len: int = 10
@@ -98,8 +108,14 @@ class PoseFlowConfig:
     fill_decay: float = 0.9
     fill_joints: bool = True
     w_app: float = 1.0
+    orb_max_side: int = 960
+    orb_when: Literal["always", "ambiguous"] = "ambiguous"
 
     def __post_init__(self) -> None:
+        if self.orb_max_side < 0:
+            raise ValueError("orb_max_side must be >= 0 (0: full size)")
+        if self.orb_when not in ("always", "ambiguous"):
+            raise ValueError(f"orb_when must be always or ambiguous, got {self.orb_when!r}")
         if self.window < 1 or self.link_len < 1:
             raise ValueError("window and link_len must be at least 1")
         if self.lookahead < 0 or self.max_fill_gap < 0:
@@ -135,6 +151,7 @@ class AlphaPoseConfig:
         weights_older: The same for people last seen in older frames.
         box_expand: Person boxes are the joints' box expanded by this fraction on each side.
         orb_features: ORB features per frame when images are given.
+        orb_max_side: Longer side in pixels of the frame ORB sees (0: full size); as PoseFlow's.
     """
 
     link_len: int = 100
@@ -145,6 +162,11 @@ class AlphaPoseConfig:
     weights_older: tuple[float, float, float, float] = (0.0, 1.0, 0.0, 1.0)
     box_expand: float = 0.1
     orb_features: int = 1000
+    orb_max_side: int = 960
+
+    def __post_init__(self) -> None:
+        if self.orb_max_side < 0:
+            raise ValueError("orb_max_side must be >= 0 (0: full size)")
 
 
 @dataclass(frozen=True)

@@ -2,54 +2,78 @@
 
 The PoseFlow paper counts DeepMatching correspondences that fall in both joint neighbourhoods; the
 released tracker switched to ORB written to text files per frame pair. Here ORB features are computed
-once per frame, kept in memory, and matched to the previous frame's features only.
+at most once per frame, on a downscaled copy, only when a tracker asks for correspondences, kept in
+memory, and matched to the previous frame's features only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
+@dataclass
+class _Frame:
+    """A frame given to :meth:`OrbMatcher.push`: its pixels until its features are computed."""
+
+    image: np.ndarray | None
+    features: tuple[np.ndarray, np.ndarray | None] | None = None
+
+
 class OrbMatcher:
-    """Matches each new frame's ORB features to the previous frame's.
+    """Matches each new frame's ORB features to the previous frame's, computing features only when
+    correspondences are asked for (so a tracker can skip the frames whose links are plain).
+
+    1. :meth:`push` a frame: it becomes the current one, the earlier current one the previous.
+    2. :meth:`correspondences`: the features of the previous and current frames (each computed
+       once, on a copy downscaled to ``max_side``), matched with Lowe's ratio test; keypoint
+       coordinates are scaled back to the frame's own pixels.
 
     Args:
         n_features: ORB features per frame (OpenCV ``nfeatures``).
+        max_side: Frames whose longer side exceeds this are downscaled (area interpolation) for
+            feature extraction; 0 keeps the full size. The trackers pass their ``orb_max_side``
+            setting (figures: docs/tracking.md, "Appearance cost").
         max_hamming: Matches whose descriptors differ in more bits are dropped (of 256).
         ratio: Lowe's ratio test: a match is kept when its distance is below ``ratio`` times the
             second-best candidate's (rejects features on repeated texture; and a 2-nearest-neighbour
             search costs half of a cross-checked one).
-        max_side: Frames whose longer side exceeds this are downscaled for feature extraction
-            (coordinates are reported in the original pixels); 0 keeps the full size.
     """
 
-    def __init__(self, n_features: int = 1000, max_hamming: int = 64, ratio: float = 0.8,
-                 max_side: int = 960) -> None:
+    def __init__(self, n_features: int, max_side: int, max_hamming: int = 64,
+                 ratio: float = 0.8) -> None:
         import cv2
 
         self.n_features = n_features
         self.max_hamming = max_hamming
         self.ratio = ratio
         self.max_side = max_side
+        #: Frames whose features were computed since the last :meth:`reset` (what ORB cost).
+        self.frames_extracted = 0
         self._cv2 = cv2
         self._orb = cv2.ORB_create(nfeatures=n_features)
         self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-        self._prev: tuple[np.ndarray, np.ndarray] | None = None
+        self._prev: _Frame | None = None
+        self._cur: _Frame | None = None
 
     def reset(self) -> None:
-        """Forget the previous frame (start of a new video)."""
-        self._prev = None
+        """Forget the frames (start of a new video)."""
+        self._prev = self._cur = None
+        self.frames_extracted = 0
+
+    def push(self, image: np.ndarray) -> None:
+        """A new frame, ``(h, w)`` gray or ``(h, w, 3)`` BGR uint8; nothing is computed yet."""
+        self._prev, self._cur = self._cur, _Frame(image)
 
     def match(self, image: np.ndarray) -> np.ndarray:
-        """Features of ``image`` matched to the previous call's image.
+        """:meth:`push` ``image``, then its :meth:`correspondences` with the previous one."""
+        self.push(image)
+        return self.correspondences()
 
-        Args:
-            image: ``(h, w)`` gray or ``(h, w, 3)`` BGR uint8 frame.
-
-        Returns:
-            ``(c, 4)`` float64 rows ``x_prev, y_prev, x_cur, y_cur`` in pixels; ``(0, 4)`` on the
-            first frame or when either frame has no features.
-        """
+    def features(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """ORB keypoints ``(c, 2)`` float64 in ``image``'s pixels and their ``(c, 32)`` uint8
+        descriptors (``None`` without features), found on the frame downscaled to ``max_side``."""
         cv2 = self._cv2
         img = np.asarray(image)
         if img.ndim == 3:
@@ -64,6 +88,7 @@ class OrbMatcher:
             size = (max(1, round(w / f)), max(1, round(h / f)))
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
             factor = np.array([w / size[0], h / size[1]])
+        self.frames_extracted += 1
         # ORB keeps no feature within its edge threshold of the border, so a frame no wider
         # than two of them has none (and ORB's own image pyramid fails on 1-px sides)
         if min(img.shape) > 2 * self._orb.getEdgeThreshold():
@@ -72,8 +97,26 @@ class OrbMatcher:
             kps, desc = (), None
         pts = (cv2.KeyPoint_convert(kps).astype(np.float64).reshape(-1, 2) * factor
                if kps else np.zeros((0, 2)))
-        prev, self._prev = self._prev, (pts, desc)
-        if prev is None or desc is None or prev[1] is None or len(pts) == 0 or len(prev[0]) == 0:
+        return pts, desc
+
+    def _features_of(self, frame: _Frame) -> tuple[np.ndarray, np.ndarray | None]:
+        if frame.features is None:
+            frame.features = self.features(frame.image)
+            frame.image = None  # the features are all a later call needs
+        return frame.features
+
+    def correspondences(self) -> np.ndarray:
+        """The previous and the current frame's matched features.
+
+        Returns:
+            ``(c, 4)`` float64 rows ``x_prev, y_prev, x_cur, y_cur`` in pixels; ``(0, 4)`` before
+            the second frame or when either frame has no features.
+        """
+        if self._prev is None or self._cur is None:
+            return np.zeros((0, 4))
+        prev = self._features_of(self._prev)
+        pts, desc = self._features_of(self._cur)
+        if desc is None or prev[1] is None or len(pts) == 0 or len(prev[0]) == 0:
             return np.zeros((0, 4))
         keep = []
         for pair in self._matcher.knnMatch(prev[1], desc, k=2):

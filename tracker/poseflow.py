@@ -18,6 +18,8 @@ labels, up to the newest, without waiting for more future than the window alread
        ``similarity`` (:mod:`posetracker.tracker.matching`, injectable).
     3. Hungarian assignment (``linear_sum_assignment``) maximises the summed link value: the link
        similarity weighted by the confidences ``s(Q)`` of the flow and the pose (``w_conf``).
+       With ``orb_when="ambiguous"`` the ORB correspondences are computed only when they could
+       change this assignment (:meth:`PoseFlowTracker._links_settled`).
     4. Unmatched poses start new flows.
 
 **PF-Builder, look-ahead step** (``lookahead = L > 0``; once per frame ``s``, when frame
@@ -207,10 +209,11 @@ class PoseFlowTracker:
         """Track one frame; returns its poses with provisional ids (see the module docstring)."""
         t = self._frames_seen
         self._frames_seen += 1
-        corr = self._correspondences(image)
+        if image is not None and self.config.w_orb > 0:
+            self._orb_matcher().push(image)
         slot = self._make_slot(t, poses, image)
         self._close_stopped(t)
-        self._build(slot, corr)
+        self._build(slot, image is not None)
         self._slots.append(slot)
         if self.config.nms:
             self._merge_redundant()
@@ -243,14 +246,62 @@ class PoseFlowTracker:
         return out
 
     # -- PF-Builder: online step ---------------------------------------------------------------
-    def _correspondences(self, image: np.ndarray | None) -> np.ndarray | None:
-        if image is None or self.config.w_orb <= 0:
-            return None
+    def _orb_matcher(self):
         if self._orb is None:
             from posetracker.tracker.orb import OrbMatcher
 
-            self._orb = OrbMatcher(n_features=self.config.orb_features)
-        return self._orb.match(image)
+            self._orb = OrbMatcher(self.config.orb_features, self.config.orb_max_side)
+        return self._orb
+
+    def _correspondences(self, flows: list[_Flow], slot: _WindowFrame,
+                         weight: np.ndarray) -> Correspondences | None:
+        """The ORB term of the flows against the slot's poses (online step 3), or ``None`` when
+        the frame has no image, or when ``orb_when="ambiguous"`` and the term cannot change the
+        frame's links."""
+        if self._orb is None:
+            return None
+        prev = np.array([slot.t - f.last_t == 1 for f in flows])
+        if not prev.any():  # the term joins consecutive frames only
+            return None
+        if self.config.orb_when == "ambiguous":
+            known = np.repeat(prev[:, None], len(slot.kp), axis=1)
+            low = self.link_similarity(flows, slot, Correspondences(np.zeros(known.shape), known))
+            high = self.link_similarity(flows, slot, Correspondences(np.ones(known.shape), known))
+            if self._links_settled(low, high, weight):
+                return None
+        return self._orb_terms(flows, slot, self._orb.correspondences())
+
+    def _links_settled(self, low: np.ndarray, high: np.ndarray, weight: np.ndarray) -> bool:
+        """Whether online step 3 makes the same links whatever the ORB term: ``low`` and ``high``
+        ``(n, m)`` are the link similarities with the term at 0 and at 1 (the similarity rises
+        with it, so any correspondences give values between), ``weight`` the confidence factors.
+
+        1. Assign with the ``low`` values: the links ``M`` that pass ``gate``, each with a
+           positive value.
+        2. Every other link that could pass ``gate`` (its ``high`` does) is worth less at its
+           ``high`` than the link of ``M`` in its row at its ``low`` (or, all of them, than the
+           link of ``M`` in its column). Any matching that uses such links is then worth less than
+           ``M``, which stays the one optimum for every value of the term.
+        """
+        gate = self.config.gate
+        lo, hi = low * weight, high * weight
+        ok = low >= gate
+        rows, cols = linear_sum_assignment(np.where(ok, -lo, 0.0))
+        sel = ok[rows, cols]
+        rows, cols = rows[sel], cols[sel]
+        if (lo[rows, cols] <= 0).any():
+            return False
+        others = high >= gate
+        others[rows, cols] = False
+        if not others.any():
+            return True
+        row_best = np.full(len(lo), np.nan)
+        row_best[rows] = lo[rows, cols]
+        col_best = np.full(lo.shape[1], np.nan)
+        col_best[cols] = lo[rows, cols]
+        i, j = np.nonzero(others)
+        # NaN (a row or column without a link in M) compares False: not settled that way
+        return bool((hi[i, j] < row_best[i]).all() or (hi[i, j] < col_best[j]).all())
 
     def _make_slot(self, t: int, poses: FramePoses, image: np.ndarray | None) -> _WindowFrame:
         n = len(poses)
@@ -282,10 +333,10 @@ class PoseFlowTracker:
                     f.closed = True
 
     def _orb_terms(self, flows: list[_Flow], slot: _WindowFrame,
-                   corr: np.ndarray | None) -> Correspondences | None:
+                   corr: np.ndarray) -> Correspondences | None:
         """The correspondence term ``K_sim`` of the flows against the slot's poses, known for the
         flows seen in the previous frame (correspondences join consecutive frames only)."""
-        if corr is None or not len(corr) or self.config.w_orb <= 0:
+        if not len(corr):
             return None
         from posetracker.tracker.orb import joint_correspondence_iou
 
@@ -306,7 +357,7 @@ class PoseFlowTracker:
         return Correspondences(k_sim, known)
 
     def link_similarity(self, flows: list[_Flow], slot: _WindowFrame,
-                        corr: np.ndarray | None) -> np.ndarray:
+                        orb: Correspondences | None) -> np.ndarray:
         """``(len(flows), n)`` link similarity of open flows to the new frame's poses, in [0, 1],
         already multiplied by ``gap_decay ** (gap - 1)``."""
         gap = np.repeat(np.array([[slot.t - f.last_t] for f in flows], dtype=np.float64),
@@ -315,18 +366,19 @@ class PoseFlowTracker:
         ends = FlowEnds(np.stack([f.kp for f in flows]), np.stack([f.box for f in flows]),
                         np.stack([f.velocity for f in flows]),
                         stack_histograms([f.app for f in flows]) if with_app else None)
-        return self.similarity(ends, Candidates(slot.kp, slot.box, slot.app), gap,
-                               self._orb_terms(flows, slot, corr))
+        return self.similarity(ends, Candidates(slot.kp, slot.box, slot.app), gap, orb)
 
-    def _build(self, slot: _WindowFrame, corr: np.ndarray | None) -> None:
+    def _build(self, slot: _WindowFrame, with_image: bool) -> None:
         n = len(slot.flow)
         open_flows = [f for f in self._flows.values() if not f.closed]
         if n and open_flows:
-            sim = self.link_similarity(open_flows, slot, corr)
             # The paper's objective sums pose confidences s(Q) along flows: links of confident
             # flows and to confident poses are worth more (s(Q) <= 3 for scores in [0, 1]).
             conf = np.array([f.mean_conf for f in open_flows])[:, None] + slot.conf[None, :]
-            value = sim * self.similarity.confidence_weight(conf / 2.0)
+            weight = self.similarity.confidence_weight(conf / 2.0)
+            orb = self._correspondences(open_flows, slot, weight) if with_image else None
+            sim = self.link_similarity(open_flows, slot, orb)
+            value = sim * weight
             ok = sim >= self.config.gate
             rows, cols = linear_sum_assignment(np.where(ok, -value, 0.0))
             for i, j in zip(rows, cols):
