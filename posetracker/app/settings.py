@@ -90,6 +90,54 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class ProposalConfig:
+    """Video mode's predicted proposals: each pose of frame t proposes a box for frame t + 1 to the
+    pose estimator, beside (or, between keyframes, instead of) the detector's boxes (see
+    :mod:`posetracker.app.video`).
+
+    Attributes:
+        enabled: Feed the previous frame's poses back as proposals. Off with ``detect_every`` 1 is
+            frame-by-frame estimation (every frame handled as the first).
+        margin: Each side of a proposal box grows by this share of the keypoint extent: the
+            extent of the joints is tighter than a detector's box (the head top and the feet lie
+            beyond the joints); the SPPE's own crop margin (``estimator.sppe.scale_factor``) is
+            added on top, as for a detector box.
+        min_keypoint_score: Joints scored below this do not count in the extent.
+        score_decay: A proposal's box score is the pose's box score times this (the detector's
+            score decays with every frame the detector has not seen the person), so that pose NMS
+            ranks a fresh detection above a proposal and a long undetected track fades under
+            ``min_pose_score``.
+        min_joint_score: A proposal's pose survives only if the SPPE's mean joint score (of the
+            joints above ``estimator.kpt_threshold``) reaches this; a proposal over background
+            or over a person who has left the frame dies there. Measured on the demo videos
+            (``docs/video.md``): real people score 0.5-0.9, background crops under 0.35.
+        overlap: A proposal whose box overlaps a detector box of the same frame at IoU >= this is
+            not estimated (the detector already proposed that person; saves an SPPE call).
+        motion_level: Adaptive keyframes: a grey-level change (0-255) above which a cell of the
+            frame counts as moving.
+        motion_share: Adaptive keyframes: the detector runs when the moving cells outside every
+            proposal box exceed this share of the frame (a new person could be there).
+    """
+
+    enabled: bool = True
+    margin: float = 0.1
+    min_keypoint_score: float = 0.2
+    score_decay: float = 0.9
+    min_joint_score: float = 0.3
+    overlap: float = 0.5
+    motion_level: float = 30.0
+    motion_share: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("margin", "min_keypoint_score", "min_joint_score", "motion_level",
+                     "motion_share"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"proposals.{name} must be >= 0")
+        if not 0 < self.score_decay <= 1 or not 0 < self.overlap <= 1:
+            raise ValueError("proposals.score_decay and proposals.overlap must be in (0, 1]")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """How frames flow through the stages (see :mod:`posetracker.app.pipeline`).
 
@@ -115,6 +163,13 @@ class PipelineConfig:
             this are dropped before tracking, as PoseFlow drops low-scored poses: the detector's
             low-scored boxes (furniture, hands, far background) otherwise start ghost tracks and
             pull real tracks off their people (figures: ``docs/models.md``, "Settings of track").
+        detect_every: Video mode: the detector runs on every ``detect_every``-th frame (1: every
+            frame); between these keyframes the pose estimator runs on the proposals only
+            (needs ``proposals.enabled``).
+        keyframes: ``fixed`` (every ``detect_every`` frames) or ``adaptive``: also when a
+            track was lost on the previous frame or something moves outside every proposal box
+            (``proposals.motion_*``), and every ``detect_every`` frames at the latest.
+        proposals: Video mode's predicted proposals (:class:`ProposalConfig`).
         output: What is written.
     """
 
@@ -125,6 +180,9 @@ class PipelineConfig:
     pose_workers: int = 2
     threads: int = 0
     min_pose_score: float = 0.15
+    detect_every: int = 1
+    keyframes: Literal["fixed", "adaptive"] = "fixed"
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def torch_threads(self, cpu_count: int) -> int:
@@ -140,6 +198,19 @@ class PipelineConfig:
             raise ValueError("threads must be >= 0")
         if self.min_pose_score < 0:
             raise ValueError("min_pose_score must be >= 0")
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.keyframes not in ("fixed", "adaptive"):
+            raise ValueError(f"keyframes must be fixed or adaptive, got {self.keyframes!r}")
+        if not self.proposals.enabled and (self.detect_every > 1 or self.keyframes == "adaptive"):
+            raise ValueError("detect_every > 1 and adaptive keyframes need proposals.enabled "
+                             "(between keyframes the pose estimator runs on proposals only)")
+
+    @property
+    def video_mode(self) -> bool:
+        """Whether frames are estimated with the previous frame's proposals (see
+        :mod:`posetracker.app.video`); otherwise every frame is handled as the first."""
+        return self.proposals.enabled
 
 
 def track_estimator() -> EstimatorConfig:
