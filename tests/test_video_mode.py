@@ -5,6 +5,7 @@ with the real default models (RTMDet-nano, TinyPose-256) on the CPU.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -185,3 +186,17 @@ def test_video_mode_through_the_api_and_the_cli(tmp_path, video, models_dir, cap
     code = main(["track", str(video), "-o", str(out), "--max-frames", "3", "--quiet",
                  "--device", "cpu", "--set", "pipeline.detect_every=0"])
     assert code == 2 and "detect_every" in capsys.readouterr().err
+
+
+def test_poses_input_is_unaffected_by_video_mode(tmp_path, capsys):
+    from tests.test_tracker_cli import _results
+
+    src = tmp_path / "poses.json"
+    src.write_text(json.dumps(_results(6, False)))
+    outs = []
+    for sets in ([], ["--set", "pipeline.detect_every=4", "--set", "pipeline.keyframes=adaptive"],
+                 ["--set", "pipeline.proposals.enabled=false"]):
+        outs.append(tmp_path / f"out{len(outs)}.json")
+        assert main(["track", "--poses", str(src), "-o", str(outs[-1]), *sets]) == 0
+    frames = [json.loads(o.read_text())["annotations"] for o in outs]
+    assert frames[0] == frames[1] == frames[2] and len(frames[0]) == 12

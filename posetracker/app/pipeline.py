@@ -17,6 +17,19 @@ bounded queues: a stage that runs
 ahead blocks on ``put`` instead of piling frames up, so memory does not grow with video length.
 At most ``queue_size`` items wait in each queue plus one batch inside each stage.
 
+Video mode (``PipelineOptions.video``, :mod:`posetracker.app.video`): the pose workers and the
+grouping stage become one *video loop* thread, so the order is::
+
+    reader ──q──▶ detect ──q──▶ video loop ──q──▶ track ──q──▶ write
+                  scheduled     per frame, in order: adaptive detection (when wanted), pose on
+                  keyframes     detector boxes + proposals, dead proposals out, group, the next
+                  only          frame's proposals
+
+The detector runs ahead on the keyframes it knows from the frame numbers (``detect_every``), so
+decoding and detection overlap the pose work; the loop is sequential because frame t + 1's crops
+come from frame t's poses. Adaptive keyframes are detected inside the loop, decided from the frame
+before: the output does not depend on thread timing.
+
 Every stage's work is timed (seconds inside the stage's call, not time spent waiting on queues).
 Shutdown: the first exception in any stage (or a ``KeyboardInterrupt`` in the caller's thread) sets a
 stop event; every stage polls it while waiting on a queue and exits; the caller joins all threads and

@@ -103,10 +103,10 @@ class ProposalConfig:
             beyond the joints); the SPPE's own crop margin (``estimator.sppe.scale_factor``) is
             added on top, as for a detector box.
         min_keypoint_score: Joints scored below this do not count in the extent.
-        score_decay: A proposal's box score is the pose's box score times this (the detector's
-            score decays with every frame the detector has not seen the person), so that pose NMS
-            ranks a fresh detection above a proposal and a long undetected track fades under
-            ``min_pose_score``.
+        score_decay: A proposal made on a keyframe has the pose's box score times this (the
+            detector's score decays with every keyframe on which the detector missed the person;
+            between keyframes it holds), so that pose NMS ranks a fresh detection above a
+            proposal and a person the detector keeps missing fades under ``min_pose_score``.
         min_joint_score: A proposal's pose survives only if the SPPE's mean joint score (of the
             joints above ``estimator.kpt_threshold``) reaches this; a proposal over background
             or over a person who has left the frame dies there. Measured on the demo videos
@@ -157,8 +157,8 @@ class PipelineConfig:
         pose_workers: Pose-estimator threads working on successive batches at once (threaded
             mode); on a CPU the pose estimator is the slowest stage, so it gets more than one.
         threads: Torch CPU threads per call; 0 = automatic: in threaded mode the CPU cores shared
-            out among the pose workers and the detector (at least 1), in sequential mode torch's
-            default (all cores).
+            out among the pose workers and the detector (at least 1; in video mode between the
+            video loop and the detector), in sequential mode torch's default (all cores).
         min_pose_score: Poses whose person score (detector score x mean joint score) is below
             this are dropped before tracking, as PoseFlow drops low-scored poses: the detector's
             low-scored boxes (furniture, hands, far background) otherwise start ghost tracks and
@@ -189,6 +189,8 @@ class PipelineConfig:
         """Torch threads per call for this mode (see ``threads``); 0 = torch's default."""
         if self.threads or self.mode == "sequential":
             return self.threads
+        if self.video_mode:  # the video loop and the detector
+            return max(1, cpu_count // 2)
         return max(1, cpu_count // (self.pose_workers + 1))
 
     def __post_init__(self) -> None:

@@ -10,7 +10,8 @@ detection of LightTrack, each pose of frame t proposes a box for frame t + 1:
    ``proposals.min_keypoint_score``), grown by ``proposals.margin`` on each side, moved by the
    person's motion (the change of the extent's centre from frame t - 1 to t, the poses of the
    two frames paired greedily by extent IoU), clipped to the image; its box score is the pose's
-   box score times ``proposals.score_decay``;
+   box score, times ``proposals.score_decay`` when frame t was a keyframe (the detector looked,
+   and a proposal-made pose is one it missed);
 2. **merge** with the detector's boxes when frame t + 1 is a keyframe: a proposal overlapping a
    detector box (IoU >= ``proposals.overlap``) is dropped, the detector saw that person;
 3. **estimate** the detector's boxes and the proposals together (crops, SPPE);
@@ -99,7 +100,8 @@ def _motion(current: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
 
 
 def predict_boxes(poses: FramePoses, previous: np.ndarray | None, cfg: ProposalConfig,
-                  image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+                  image_size: tuple[int, int], keyframe: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Step 1: the proposals of the next frame from this frame's poses.
 
     Args:
@@ -107,6 +109,8 @@ def predict_boxes(poses: FramePoses, previous: np.ndarray | None, cfg: ProposalC
         previous: The previous frame's keypoint extents ``(p, 4)`` (for the motion), or ``None``.
         cfg: The proposal settings.
         image_size: ``(H, W)`` in pixels.
+        keyframe: Whether the detector saw this frame: only then do the scores decay (a frame
+            the detector did not look at is no evidence against anyone).
 
     Returns:
         ``(q, 5)`` proposals xyxy + box score for the next frame, and this frame's keypoint
@@ -114,7 +118,7 @@ def predict_boxes(poses: FramePoses, previous: np.ndarray | None, cfg: ProposalC
     """
     extents, valid = keypoint_extents(poses, cfg.min_keypoint_score)
     extents = extents[valid]
-    scores = np.asarray(poses.box_scores)[valid] * cfg.score_decay
+    scores = np.asarray(poses.box_scores)[valid] * (cfg.score_decay if keyframe else 1.0)
     size = extents[:, 2:] - extents[:, :2]
     moved = np.tile(_motion(extents, previous), 2)
     boxes = extents + np.concatenate([-size, size], 1) * cfg.margin + moved
@@ -216,6 +220,6 @@ class VideoLoop:
         poses = self._timed("group", lambda: self.stages.group(est, image))
         self.lost = not alive.all() or len(poses) < len(self.proposals)
         self.proposals, self.extents = predict_boxes(poses, self.extents, self.cfg,
-                                                     image.shape[:2])
+                                                     image.shape[:2], detections is not None)
         self.grey = grey
         return poses
