@@ -126,7 +126,7 @@ class ProposalConfig:
     min_joint_score: float = 0.3
     overlap: float = 0.5
     motion_level: float = 30.0
-    motion_share: float = 0.01
+    motion_share: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("margin", "min_keypoint_score", "min_joint_score", "motion_level",

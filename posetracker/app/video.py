@@ -163,10 +163,29 @@ class Keyframes:
             return False
         if lost or previous is None or previous.shape != grey.shape:
             return True
-        moving = np.abs(grey - previous) > self.level
+        moving = _aligned_change(grey, previous) > self.level
         for x0, y0, x1, y1 in (proposals[:, :4] / _MOTION_STRIDE).astype(int):
             moving[max(y0, 0): y1 + 1, max(x0, 0): x1 + 1] = False
         return bool(moving.mean() > self.share)
+
+
+def _aligned_change(grey: np.ndarray, previous: np.ndarray, reach: int = 2) -> np.ndarray:
+    """``|grey - previous|`` per cell after the whole-frame shift of up to ``reach`` cells that
+    changes the fewest cells (a camera pan moves everything; it is no new person). Cells the
+    shift brings in from outside count as unchanged."""
+    best, out = np.inf, np.zeros_like(grey)
+    h, w = grey.shape
+    shifts = sorted(((dy, dx) for dy in range(-reach, reach + 1)
+                     for dx in range(-reach, reach + 1)), key=lambda s: abs(s[0]) + abs(s[1]))
+    for dy, dx in shifts:  # no shift first: a shift must do strictly better
+        d = np.zeros_like(grey)
+        ys, xs = slice(max(dy, 0), h + min(dy, 0)), slice(max(dx, 0), w + min(dx, 0))
+        yp, xp = slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0))
+        d[ys, xs] = np.abs(grey[ys, xs] - previous[yp, xp])
+        score = float(np.median(d[ys, xs])) if d[ys, xs].size else np.inf
+        if score < best:
+            best, out = score, d
+    return out
 
 
 def cells(image: np.ndarray) -> np.ndarray:

@@ -20,8 +20,8 @@ and reports
     (frames 5-9, 25-29, 45-49, ...: a quarter of the frames); for each mode, the share of that
     mode's intact run's poses the run with dropout recovers (OKS >= 0.5) and its extra poses.
 
-OKS: the COCO formula over the reference pose's joints scored >= 0.5 (``output.keypoint_threshold``),
-the area from the reference pose's joint extent.
+OKS: the COCO formula over the reference pose's joints scored >= 0.5 (``output.keypoint_threshold``;
+all its joints when none is), the area from the reference pose's joint extent.
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def indexed(frames, index: dict[int, int] | None) -> Iterator:
 
 def oks_matrix(ref: FramePoses, other: FramePoses, min_score: float = 0.5) -> np.ndarray:
     """``(n, m)`` OKS of each ``other`` pose against each ``ref`` pose (COCO's formula over the
-    reference's joints scored >= ``min_score``; area: the reference's joint extent)."""
+    reference's joints scored >= ``min_score``, or all its joints when none is; area: the
+    reference's joint extent)."""
     if not len(ref) or not len(other):
         return np.zeros((len(ref), len(other)))
     b = keypoint_boxes(ref.keypoints)
@@ -132,6 +133,7 @@ def oks_matrix(ref: FramePoses, other: FramePoses, min_score: float = 0.5) -> np
     with np.errstate(invalid="ignore"):
         e = np.where(np.isfinite(d2), np.exp(-d2 / (2 * var * area[:, None, None])), 0.0)
     vis = (ref.keypoint_scores >= min_score) & ref.present
+    vis = np.where(vis.any(1, keepdims=True), vis, ref.present)  # no joint that sure: all joints
     return (e * vis[:, None]).sum(-1) / np.maximum(vis.sum(1), 1)[:, None]
 
 
