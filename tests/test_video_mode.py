@@ -200,3 +200,20 @@ def test_poses_input_is_unaffected_by_video_mode(tmp_path, capsys):
         assert main(["track", "--poses", str(src), "-o", str(outs[-1]), *sets]) == 0
     frames = [json.loads(o.read_text())["annotations"] for o in outs]
     assert frames[0] == frames[1] == frames[2] and len(frames[0]) == 12
+
+
+def test_adaptive_motion_test_ignores_a_camera_pan_but_not_a_newcomer():
+    from posetracker.app.video import Keyframes, cells
+
+    rng = np.random.default_rng(0)
+    scene = rng.integers(0, 255, (240, 400, 3), dtype=np.uint8)
+    keys = Keyframes(PipelineConfig(detect_every=8, keyframes="adaptive"))
+    before, after = cells(scene[:, 16:336]), cells(scene[:, 0:320])  # the camera pans 16 px
+    no_boxes = np.zeros((0, 5))
+    assert not keys.wanted(False, after, before, no_boxes)
+    newcomer = scene[:, 0:320].copy()
+    newcomer[40:200, 100:160] = 255 - newcomer[40:200, 100:160]  # something moved in
+    assert keys.wanted(False, cells(newcomer), before, no_boxes)
+    # ... unless a proposal box covers it (a known person moving)
+    assert not keys.wanted(False, cells(newcomer), before, np.array([[96, 32, 168, 208, 0.9]]))
+    assert keys.wanted(True, after, before, no_boxes)  # a track was lost
