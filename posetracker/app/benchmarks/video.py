@@ -86,18 +86,6 @@ class DropoutStages:
     def __getattr__(self, name: str):
         return getattr(self.stages, name)
 
-    def keep(self, inter, index):
-        return self.stages.keep(inter, index)
-
-    def joint_scores(self, inter):
-        return self.stages.joint_scores(inter)
-
-    def estimate(self, images, detections):
-        return self.stages.estimate(images, detections)
-
-    def group(self, inter, image):
-        return self.stages.group(inter, image)
-
     def detect(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         out = []
         for image, boxes in zip(images, self.stages.detect(images)):
