@@ -213,7 +213,7 @@ class VideoLoop:
         self.extents: np.ndarray | None = None
         self.grey: np.ndarray | None = None
         self.lost = False
-        self.detected = 0  # frames the detector saw, for the benchmark
+        self.detected = 0  # frames the detector saw so far (scheduled or adaptive keyframes)
 
     def _timed(self, stage: str, fn: Callable[[], Any], frames: int = 1) -> Any:
         t0 = time.perf_counter()
