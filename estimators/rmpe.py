@@ -346,12 +346,17 @@ class RMPEEstimator:
         t = self._tick("sdtn", t, len(frames))
         return dets, counts, A, kp, sc, out, cand, t
 
+    def joint_scores(self, kp_scores: np.ndarray) -> np.ndarray:
+        """``(m,)`` mean of each pose's joint scores ``(m, k)`` above ``config.kpt_threshold`` (all
+        joints' mean when none is above): the SPPE's own evidence of a person in the crop."""
+        above = kp_scores > self.config.kpt_threshold
+        return np.where(above.any(1), (kp_scores * above).sum(1) / np.maximum(above.sum(1), 1),
+                        kp_scores.mean(1) if kp_scores.size else 0.0)
+
     def person_scores(self, box_scores: np.ndarray, kp_scores: np.ndarray) -> np.ndarray:
         """People's result scores ``(m,)`` from detector scores ``(m,)`` and joint scores ``(m, k)``
         (``config.pose_score``: detector score x mean of the joints above ``kpt_threshold``)."""
-        above = kp_scores > self.config.kpt_threshold
-        kmean = np.where(above.any(1), (kp_scores * above).sum(1) / np.maximum(above.sum(1), 1),
-                         kp_scores.mean(1) if kp_scores.size else 0.0)
+        kmean = self.joint_scores(kp_scores)
         if self.config.pose_score == "kpt":
             return kmean
         if self.config.pose_score == "box":

@@ -38,10 +38,18 @@ class FakeStages:
         if stage == self.fail_stage and self.fail_at is not None and self.fail_at in indices:
             raise Boom(f"injected failure in {stage} at frame {self.fail_at}")
 
+    @staticmethod
+    def _centre(i: int, p: int) -> float:
+        """x of person ``p``'s centre on frame ``i`` (y is 100, the radius 20 px)."""
+        return 100 + 200 * p + 2 * i
+
     def detect(self, images):
-        # the frame index is painted into pixel (0, 0) by make_frames
-        self._maybe_fail("detect", [int(im[0, 0, 0]) for im in images])
-        return [list(range(self.people)) for _ in images]
+        # the frame index is painted into pixel (0, 0) by make_frames; each person's box is
+        # ``(m, 5)`` xyxy + score, as a real detector's
+        idx = [int(im[0, 0, 0]) for im in images]
+        self._maybe_fail("detect", idx)
+        return [np.array([[self._centre(i, p) - 20, 80, self._centre(i, p) + 20, 120, 0.9]
+                          for p in range(self.people)]).reshape(-1, 5) for i in idx]
 
     def estimate(self, images, detections):
         idx = [int(im[0, 0, 0]) for im in images]
@@ -50,14 +58,24 @@ class FakeStages:
         for i, dets in zip(idx, detections):
             k = COCO17.num_keypoints
             ang = np.linspace(0, 2 * np.pi, k, endpoint=False)
-            kp = np.stack([[100 + 200 * p + 2 * i + 20 * np.cos(ang),
-                            100 + 20 * np.sin(ang)] for p in dets]).transpose(0, 2, 1) \
-                if dets else np.zeros((0, k, 2))
-            out.append(FramePoses.from_keypoints(kp, np.full((len(dets), k), 0.9), COCO17))
+            # which person a box holds: the one whose centre is nearest the box's (tests that
+            # call this directly may name the people by index instead)
+            people = [int(b) if np.ndim(b) == 0
+                      else round((float(b[0] + b[2]) / 2 - self._centre(i, 0)) / 200) for b in dets]
+            kp = np.stack([[self._centre(i, p) + 20 * np.cos(ang), 100 + 20 * np.sin(ang)]
+                           for p in people]).transpose(0, 2, 1) if people else np.zeros((0, k, 2))
+            out.append(FramePoses.from_keypoints(kp, np.full((len(people), k), 0.9), COCO17))
         return out
 
     def group(self, estimate: FramePoses, image) -> FramePoses:
         return estimate
+
+    def joint_scores(self, estimate: FramePoses):
+        """Video mode: each pose's mean joint score."""
+        return estimate.keypoint_scores.mean(1)
+
+    def keep(self, estimate: FramePoses, index):
+        return estimate.subset(index)
 
 
 class NearestTracker:

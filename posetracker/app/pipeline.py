@@ -17,6 +17,19 @@ bounded queues: a stage that runs
 ahead blocks on ``put`` instead of piling frames up, so memory does not grow with video length.
 At most ``queue_size`` items wait in each queue plus one batch inside each stage.
 
+Video mode (``PipelineOptions.video``, :mod:`posetracker.app.video`): the pose workers and the
+grouping stage become one *video loop* thread, so the order is::
+
+    reader ──q──▶ detect ──q──▶ video loop ──q──▶ track ──q──▶ write
+                  scheduled     per frame, in order: adaptive detection (when wanted), pose on
+                  keyframes     detector boxes + proposals, dead proposals out, group, the next
+                  only          frame's proposals
+
+The detector runs ahead on the keyframes it knows from the frame numbers (``detect_every``), so
+decoding and detection overlap the pose work; the loop is sequential because frame t + 1's crops
+come from frame t's poses. Adaptive keyframes are detected inside the loop, decided from the frame
+before: the output does not depend on thread timing.
+
 Every stage's work is timed (seconds inside the stage's call, not time spent waiting on queues).
 Shutdown: the first exception in any stage (or a ``KeyboardInterrupt`` in the caller's thread) sets a
 stop event; every stage polls it while waiting on a queue and exits; the caller joins all threads and
@@ -48,7 +61,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from posetracker.app.settings import AppConfig
+from posetracker.app.settings import AppConfig, PipelineConfig
+from posetracker.app.video import Keyframes, VideoLoop
 from posetracker.core.poses import FramePoses
 from posetracker.core.timing import StageTimes
 from posetracker.io.sources import SourceFrame
@@ -106,6 +120,10 @@ class PipelineOptions:
             (a stage stuck in a long model call finishes that call first).
         mode: ``threaded`` (each stage on its own thread) or ``sequential`` (the same stages and
             batches one after the other on the caller's thread).
+        video: Video mode's settings (``detect_every``, ``keyframes``, ``proposals`` of a
+            :class:`~posetracker.app.settings.PipelineConfig`; :mod:`posetracker.app.video`), or
+            ``None``: every frame handled as the first (the default here; :meth:`from_config`
+            passes the config's ``pipeline`` when its ``video_mode`` is on).
     """
 
     det_batch: int = _DEFAULTS.estimator.frame_batch
@@ -116,6 +134,7 @@ class PipelineOptions:
     torch_threads: int = 0
     join_timeout: float = 30.0
     mode: Literal["threaded", "sequential"] = _DEFAULTS.pipeline.mode
+    video: PipelineConfig | None = None
 
     def __post_init__(self) -> None:
         for name in ("det_batch", "pose_batch", "pose_max_frames", "pose_workers", "queue_size"):
@@ -136,7 +155,8 @@ class PipelineOptions:
                    pose_batch=config.estimator.sppe.batch_size,
                    pose_max_frames=pc.pose_max_frames,
                    pose_workers=pc.pose_workers if pc.mode == "threaded" else 1,
-                   queue_size=pc.queue_size, torch_threads=threads, mode=pc.mode)
+                   queue_size=pc.queue_size, torch_threads=threads, mode=pc.mode,
+                   video=pc if pc.video_mode else None)
 
 
 class RunFigures:
@@ -226,12 +246,16 @@ def _read(frames: Iterator[SourceFrame], times: StageTimes, seq: int = 0) -> _Fr
     return item
 
 
-def _detect(batch: list[_FrameInFlight], stages: FrameStages, times: StageTimes) -> None:
+def _detect(batch: list[_FrameInFlight], stages: FrameStages, times: StageTimes,
+            keyframes: Keyframes | None = None) -> None:
+    """The detector on the batch's frames (video mode: its scheduled keyframes only; the others
+    keep ``detections`` ``None``). Timed per frame of the batch, detected or not."""
+    keys = [it for it in batch if keyframes is None or keyframes.scheduled(it.seq)]
     dets = _timed(times, "detect", len(batch),
-                  lambda: stages.detect([it.frame.image for it in batch]))
-    if len(dets) != len(batch):
-        raise RuntimeError(f"detector returned {len(dets)} results for {len(batch)} frames")
-    for it, d in zip(batch, dets):
+                  lambda: stages.detect([it.frame.image for it in keys]) if keys else [])
+    if len(dets) != len(keys):
+        raise RuntimeError(f"detector returned {len(dets)} results for {len(keys)} frames")
+    for it, d in zip(keys, dets):
         it.detections = d
 
 
@@ -242,6 +266,12 @@ def _estimate(batch: list[_FrameInFlight], stages: FrameStages, times: StageTime
         raise RuntimeError(f"pose estimator returned {len(out)} results for {len(batch)} frames")
     for it, e in zip(batch, out):
         it.estimate, it.detections = e, None
+
+
+def _video_step(it: _FrameInFlight, loop: VideoLoop) -> None:
+    """Video mode: pose, group and the next frame's proposals of one frame, in order."""
+    it.poses = loop(it.frame.image, it.detections)
+    it.detections = None
 
 
 def _group(it: _FrameInFlight, stages: FrameStages, times: StageTimes) -> None:
@@ -397,6 +427,7 @@ class _ThreadedRun(_RunControl):
         self.options, self.times = options, times
         self.q_read, self.q_det, self.q_pose, self.q_group, self.q_track = (
             queue.Queue(maxsize=options.queue_size) for _ in range(5))
+        self.keyframes = Keyframes(options.video) if options.video is not None else None
         self.gather = threading.Lock()
         self.turn = threading.Condition()
         self.pose_ended = False
@@ -421,7 +452,7 @@ class _ThreadedRun(_RunControl):
         while not done:
             batch, done = self.gather_batch(self.q_read, self.detect_full)
             if batch:
-                _detect(batch, self.stages, self.times)
+                _detect(batch, self.stages, self.times, self.keyframes)
                 for it in batch:
                     self.put(self.q_det, it)
         self.put(self.q_det, _END)
@@ -461,6 +492,14 @@ class _ThreadedRun(_RunControl):
             _group(item, self.stages, self.times)
             self.put(self.q_group, item)
             expect += 1
+        self.put(self.q_group, _END)
+
+    def video(self) -> None:
+        """Video mode's pose stage: one thread, frames in order (see :mod:`posetracker.app.video`)."""
+        loop = VideoLoop(self.stages, self.options.video, self.times)
+        while (item := self.get(self.q_det)) is not _END:
+            _video_step(item, loop)
+            self.put(self.q_group, item)
         self.put(self.q_group, _END)
 
     def tracking(self) -> None:
@@ -504,12 +543,16 @@ class _ThreadedRun(_RunControl):
         """Start the stage threads, yield each tracked frame, stop and join them at the end (also
         when the consumer closes the generator early); re-raise the first error of any stage."""
         n = self.options.torch_threads  # every stage's model calls get the run's setting
+        if self.options.video is not None:  # pose -> group -> proposals: one loop in order
+            middle = [_worker(self, "video", self.video, n)]
+        else:
+            middle = [*(_worker(self, f"pose-{i}", self.pose_worker, n)
+                        for i in range(self.options.pose_workers)),
+                      _worker(self, "group", self.grouping, n)]
         threads = [
             _worker(self, "read", self.reader, n),
             _worker(self, "detect", self.detector, n),
-            *(_worker(self, f"pose-{i}", self.pose_worker, n)
-              for i in range(self.options.pose_workers)),
-            _worker(self, "group", self.grouping, n),
+            *middle,
             _worker(self, "track", self.tracking, n),
         ]
         try:
@@ -652,19 +695,27 @@ def _sequential(
     """
     frames_it = iter(source)
     step = _TrackStep(tracker, times)
+    video = options.video
+    loop = VideoLoop(stages, video, times) if video is not None else None
+    seq = 0
     try:
         while True:
             chunk: list[_FrameInFlight] = []
             with torch_threads(options.torch_threads):
-                while len(chunk) < options.det_batch and (it := _read(frames_it, times)):
+                while len(chunk) < options.det_batch and (it := _read(frames_it, times, seq)):
                     chunk.append(it)
+                    seq += 1
                 if not chunk:
                     break
-                _detect(chunk, stages, times)
-                _estimate(chunk, stages, times)
+                _detect(chunk, stages, times, loop.keyframes if loop is not None else None)
+                if loop is None:
+                    _estimate(chunk, stages, times)
             for it in chunk:
                 with torch_threads(options.torch_threads):
-                    _group(it, stages, times)
+                    if loop is None:
+                        _group(it, stages, times)
+                    else:
+                        _video_step(it, loop)
                     done = step(it)
                 for d in done:  # written before the next frame is grouped, as it finishes
                     yield d.frame, d.poses
@@ -707,6 +758,14 @@ class RMPEStages:
 
     def estimate(self, images: Sequence[np.ndarray], detections: Sequence[np.ndarray]) -> list:
         return self.estimator.estimate_people(list(images), list(detections))
+
+    def joint_scores(self, inter) -> np.ndarray:
+        """Video mode: each box's mean joint score (:meth:`RMPEEstimator.joint_scores`)."""
+        return self.estimator.joint_scores(inter.keypoint_scores)
+
+    def keep(self, inter, index: np.ndarray):
+        """Video mode: the per-box estimates at ``index`` only."""
+        return inter.subset(index)
 
     def group(self, inter, image: np.ndarray) -> FramePoses:
         poses = self.estimator.group(inter)

@@ -90,6 +90,62 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class ProposalConfig:
+    """Video mode's predicted proposals: each pose of frame t proposes a box for frame t + 1 to the
+    pose estimator, beside (or, between keyframes, instead of) the detector's boxes (see
+    :mod:`posetracker.app.video`).
+
+    Attributes:
+        enabled: Feed the previous frame's poses back as proposals. Off with ``detect_every`` 1 is
+            frame-by-frame estimation (every frame handled as the first).
+        margin: Each side of a proposal box grows by this share of the keypoint extent: the
+            extent of the joints is tighter than a detector's box (the head top and the feet lie
+            beyond the joints); the SPPE's own crop margin (``estimator.sppe.scale_factor``) is
+            added on top, as for a detector box.
+        min_keypoint_score: Joints scored below this do not count in the extent.
+        score_decay: A proposal made on a keyframe has the pose's box score times this (the
+            detector's score decays with every keyframe on which the detector missed the person;
+            between keyframes it holds), so that pose NMS ranks a fresh detection above a
+            proposal and a person the detector keeps missing fades under ``min_pose_score``.
+        min_joint_score: A proposal's pose survives only if the SPPE's mean joint score (of the
+            joints above ``estimator.kpt_threshold``) reaches this; a proposal over background
+            or over a person who has left the frame dies there. Measured on the demo videos
+            on real frames (``docs/video.md``): the two people of two_people.mp4 0.76-0.92, the
+            motion-blurred players of basketball_crossing.mp4 0.24-0.44, the same boxes moved
+            onto the background of two_people.mp4 0.04-0.25 (median 0.05).
+        overlap: A proposal whose box overlaps a detector box of the same frame at IoU >= this is
+            not estimated (the detector already proposed that person; saves an SPPE call).
+        motion_level: Adaptive keyframes: a grey-level change (0-255) above which a cell of the
+            frame counts as moving.
+        motion_share: Adaptive keyframes: the detector runs when the moving cells outside every
+            proposal box exceed this share of the frame (a new person could be there), after the
+            whole-frame shift (a camera pan) that changes the fewest cells. Measured
+            (``docs/video.md``): the static camera of two_people.mp4 moves <= 0.4 % of the cells
+            per frame, the panning camera of basketball_crossing.mp4 (frames 240-299, players
+            and crowd included) 1-9 %; at 0.01 the adaptive run there detected nearly every
+            frame (no faster than every-frame detection), at 0.05 it agreed at OKS 0.5 on 100 %
+            of the poses with the same ids.
+    """
+
+    enabled: bool = True
+    margin: float = 0.1
+    min_keypoint_score: float = 0.2
+    score_decay: float = 0.9
+    min_joint_score: float = 0.3
+    overlap: float = 0.5
+    motion_level: float = 30.0
+    motion_share: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("margin", "min_keypoint_score", "min_joint_score", "motion_level",
+                     "motion_share"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"proposals.{name} must be >= 0")
+        if not 0 < self.score_decay <= 1 or not 0 < self.overlap <= 1:
+            raise ValueError("proposals.score_decay and proposals.overlap must be in (0, 1]")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """How frames flow through the stages (see :mod:`posetracker.app.pipeline`).
 
@@ -109,12 +165,19 @@ class PipelineConfig:
         pose_workers: Pose-estimator threads working on successive batches at once (threaded
             mode); on a CPU the pose estimator is the slowest stage, so it gets more than one.
         threads: Torch CPU threads per call; 0 = automatic: in threaded mode the CPU cores shared
-            out among the pose workers and the detector (at least 1), in sequential mode torch's
-            default (all cores).
+            out among the pose workers and the detector (at least 1; in video mode between the
+            video loop and the detector), in sequential mode torch's default (all cores).
         min_pose_score: Poses whose person score (detector score x mean joint score) is below
             this are dropped before tracking, as PoseFlow drops low-scored poses: the detector's
             low-scored boxes (furniture, hands, far background) otherwise start ghost tracks and
             pull real tracks off their people (figures: ``docs/models.md``, "Settings of track").
+        detect_every: Video mode: the detector runs on every ``detect_every``-th frame (1: every
+            frame); between these keyframes the pose estimator runs on the proposals only
+            (needs ``proposals.enabled``).
+        keyframes: ``fixed`` (every ``detect_every`` frames) or ``adaptive``: also when a
+            track was lost on the previous frame or something moves outside every proposal box
+            (``proposals.motion_*``), and every ``detect_every`` frames at the latest.
+        proposals: Video mode's predicted proposals (:class:`ProposalConfig`).
         output: What is written.
     """
 
@@ -125,12 +188,17 @@ class PipelineConfig:
     pose_workers: int = 2
     threads: int = 0
     min_pose_score: float = 0.15
+    detect_every: int = 1
+    keyframes: Literal["fixed", "adaptive"] = "fixed"
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def torch_threads(self, cpu_count: int) -> int:
         """Torch threads per call for this mode (see ``threads``); 0 = torch's default."""
         if self.threads or self.mode == "sequential":
             return self.threads
+        if self.video_mode:  # the video loop and the detector
+            return max(1, cpu_count // 2)
         return max(1, cpu_count // (self.pose_workers + 1))
 
     def __post_init__(self) -> None:
@@ -140,6 +208,19 @@ class PipelineConfig:
             raise ValueError("threads must be >= 0")
         if self.min_pose_score < 0:
             raise ValueError("min_pose_score must be >= 0")
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.keyframes not in ("fixed", "adaptive"):
+            raise ValueError(f"keyframes must be fixed or adaptive, got {self.keyframes!r}")
+        if not self.proposals.enabled and (self.detect_every > 1 or self.keyframes == "adaptive"):
+            raise ValueError("detect_every > 1 and adaptive keyframes need proposals.enabled "
+                             "(between keyframes the pose estimator runs on proposals only)")
+
+    @property
+    def video_mode(self) -> bool:
+        """Whether frames are estimated with the previous frame's proposals (see
+        :mod:`posetracker.app.video`); otherwise every frame is handled as the first."""
+        return self.proposals.enabled
 
 
 def track_estimator() -> EstimatorConfig:

@@ -5,7 +5,7 @@ package and reads them from here).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,3 +43,12 @@ class FrameIntermediates:
     candidates: np.ndarray | None = None
     offsets: torch.Tensor | None = None
     heatmap_offset: float = -0.5
+
+    def subset(self, index: np.ndarray) -> FrameIntermediates:
+        """The boxes at ``index`` (an index array), with everything estimated for them."""
+        idx = np.asarray(index, dtype=np.int64)
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731 - arrays and tensors alike
+        return replace(self, boxes=self.boxes[idx], box_scores=self.box_scores[idx],
+                       affines=self.affines[idx], keypoints=self.keypoints[idx],
+                       keypoint_scores=self.keypoint_scores[idx], heatmaps=pick(self.heatmaps),
+                       candidates=pick(self.candidates), offsets=pick(self.offsets))

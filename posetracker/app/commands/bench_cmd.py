@@ -7,12 +7,22 @@ import functools
 import os
 from collections.abc import Callable
 
-from posetracker.app.benchmarks import association, dataset, estimate, models_table, pipeline, sppe, tracking, train
+from posetracker.app.benchmarks import (
+    association,
+    dataset,
+    estimate,
+    models_table,
+    pipeline,
+    sppe,
+    tracking,
+    train,
+    video,
+)
 from posetracker.core.outputs import POLICY, claim_outputs
 from posetracker.io.sources import IMAGE_SUFFIXES
 
 BENCH_MODULES: tuple = (tracking, estimate, models_table, pipeline, sppe, association, train,
-                         dataset)
+                         dataset, video)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
