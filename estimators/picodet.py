@@ -6,7 +6,7 @@ RGB / 255 normalised with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 
 returns every anchor point's box ``(N, 2125, 4)`` (x1, y1, x2, y2 in input pixels, decoded inside
 the graph) and its person score ``(N, 1, 2125)`` (sigmoid); thresholding, NMS and the map back to
 image pixels are done here with the detectors' shared step (:func:`posetracker.estimators.boxes.
-select_detections`, ``torchvision.ops.batched_nms``), so that every detector has the interface of
+select_detections`, :func:`~posetracker.estimators.boxes.batched_nms`), so that every detector has the interface of
 :meth:`posetracker.estimators.runtimes.darknet.DarknetYolo.detect`.
 
 Typical use::
