@@ -157,3 +157,15 @@ def test_estimator_keypoints_move_under_half_a_pixel(coco, models_dir):
     by_rounding = np.hypot(*(rounded - ref).transpose(2, 0, 1)) / per_crop_px
     assert (moved / per_crop_px)[confident].max() < by_rounding[confident].max() + 0.5
     assert ((moved / per_crop_px)[confident] > 0.5).sum() <= (by_rounding[confident] > 0.5).sum() + 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_crop_people_on_cuda_is_grid_sample_and_agrees(coco):
+    frames, _ = coco
+    boxes, fidx = _hard_boxes(frames, np.random.default_rng(3))
+    A = crop_affines(box_regions(boxes, SIZE, 1.25), SIZE)
+    keep = _keep(boxes)
+    gpu = crop_people(frames, fidx, A, SIZE, "cuda", keep)
+    assert gpu.device.type == "cuda"
+    assert torch.allclose(gpu.cpu(), _grid_crops(frames, fidx, A, keep), atol=1e-3)
+    assert _agree((gpu.cpu() - crop_people(frames, fidx, A, SIZE, "cpu", keep)).abs())
