@@ -43,7 +43,7 @@ from posetracker.core.schemas import KeypointSchema
 from posetracker.core.timing import StageTimes
 from posetracker.estimators.config import DetectorConfig, EstimatorConfig
 from posetracker.estimators.sppe import SPPE, load_sppe
-from posetracker.estimators.transform import STN, box_regions, crop_affines, crop_people, crop_to_image
+from posetracker.estimators.transform import STN, box_regions, crop_affines, crop_people, crop_to_image, snap_boxes
 
 STAGES = ("detect", "transform", "sppe", "sdtn", "nms")
 
@@ -278,12 +278,12 @@ class RMPEEstimator:
         allb = np.concatenate(dets) if sum(counts) else np.zeros((0, 5))
         fidx = np.repeat(np.arange(len(frames)), counts)
         size = self.sppe.input_size
-        A = crop_affines(box_regions(allb[:, :4], size, self.config.sppe.scale_factor), size)
+        b = snap_boxes(allb[:, :4])
+        A = crop_affines(box_regions(b, size, self.config.sppe.scale_factor), size)
         if len(allb):
             A = A.to(self.device)
             keep = None
             if self.config.sppe.mask_outside_box:
-                b = allb[:, :4]
                 pad = self.config.sppe.mask_margin * (b[:, 2:] - b[:, :2])
                 keep = np.concatenate([b[:, :2] - pad, b[:, 2:] + pad], axis=1)
             crops = crop_people(frames, fidx, A, size, self.device, keep)

@@ -190,6 +190,18 @@ def crop_boxes(images: torch.Tensor, frame_index: torch.Tensor | np.ndarray, aff
     return out[fi, slot]
 
 
+def snap_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Person boxes ``(m, 4)`` xyxy rounded to 1/8 pixel, as they are cropped (float64).
+
+    OpenCV rounds its sampling points to 1/32 pixel and its values to grey levels, so a CPU crop
+    (:func:`warp_crops`) changes by a grey level here and there whenever a box moves across such a
+    step, however little. The detector's float noise (about 3e-5 pixel between batches of
+    different sizes) would then make the same frame's poses differ between runs (a flat heatmap's
+    peak may jump a cell); on a 1/8 pixel grid that noise almost never changes a box.
+    """
+    return np.round(np.asarray(boxes, dtype=np.float64) * 8.0) / 8.0
+
+
 def _blank_outside(crop: np.ndarray, affine: np.ndarray, keep: np.ndarray) -> None:
     """Zero the pixels of one ``(h, w, C)`` crop whose image point (``affine`` ``(2, 3)`` crop ->
     image pixels) lies outside ``keep`` ``(4,)`` xyxy image pixels (edges kept), in place."""
