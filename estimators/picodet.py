@@ -6,7 +6,7 @@ RGB / 255 normalised with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 
 returns every anchor point's box ``(N, 2125, 4)`` (x1, y1, x2, y2 in input pixels, decoded inside
 the graph) and its person score ``(N, 1, 2125)`` (sigmoid); thresholding, NMS and the map back to
 image pixels are done here with the detectors' shared step (:func:`posetracker.estimators.boxes.
-select_detections`, ``torchvision.ops.batched_nms``), so that every detector has the interface of
+select_detections`, :func:`~posetracker.estimators.boxes.batched_nms`), so that every detector has the interface of
 :meth:`posetracker.estimators.runtimes.darknet.DarknetYolo.detect`.
 
 Typical use::
@@ -24,7 +24,14 @@ import torch
 from torch import nn
 
 from posetracker.core.errors import ModelError
-from posetracker.estimators.boxes import GraphDetector, as_image_list, darknet_batch, select_detections
+from posetracker.estimators.boxes import (
+    GraphDetector,
+    LetterboxTransform,
+    as_image_list,
+    darknet_batch,
+    select_detections,
+)
+from posetracker.estimators.boxes import letterbox as _letterbox
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -51,6 +58,24 @@ class PicoDetDetector(GraphDetector):
                              + ", ".join(f"{n} {tuple(t.shape)}" for n, t in outs.items()))
         self.boxes_name, self.scores_name = boxes[0], scores[0]
 
+    def preprocess(self, images: list[np.ndarray], letterbox: bool = False
+                   ) -> tuple[torch.Tensor, tuple[LetterboxTransform, ...]]:
+        """RGB uint8 images -> the network input (N, 3, h, w) float32 (RGB / 255, normalised, on
+        the device) and each image's transform back to image pixels.
+
+        Stretched (the default, as trained): each image resized as uint8 by OpenCV (bilinear),
+        then the whole batch converted and normalised at once. ``letterbox``: Darknet's centred
+        canvas with 0.5 grey borders (:func:`posetracker.estimators.boxes.darknet_batch`).
+        """
+        if letterbox:
+            x, transforms = darknet_batch(images, self.input_size, True, self.device)
+        else:
+            canvases, transforms = zip(*(_letterbox(im, self.input_size, keep_ratio=False, unit=False)
+                                         for im in images))
+            x = torch.from_numpy(np.stack(canvases)).to(self.device)   # (N, h, w, 3) uint8
+            x = x.permute(0, 3, 1, 2).contiguous().float() / 255.0
+        return (x - self.mean) / self.std, transforms
+
     @torch.inference_mode()
     def detect(self, images, conf: float = 0.3, nms: float = 0.5, class_id: int | None = 0,
                letterbox: bool = False, max_detections: int = 300) -> list[np.ndarray]:
@@ -63,8 +88,8 @@ class PicoDetDetector(GraphDetector):
         images = as_image_list(images)
         if not images:
             return []
-        x, transforms = darknet_batch(images, self.input_size, letterbox, self.device)
-        out = self.graph((x - self.mean) / self.std)
+        x, transforms = self.preprocess(images, letterbox)
+        out = self.graph(x)
         boxes = out[self.boxes_name].float()
         scores = out[self.scores_name].float().transpose(1, 2)  # (N, B, 1)
         return select_detections(boxes, scores, transforms, [im.shape[:2] for im in images],

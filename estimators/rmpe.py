@@ -5,8 +5,9 @@ For a batch of frames:
 
 1. **detect** people (boxes in original image pixels, score- and size-filtered);
 2. **transform**: each box becomes a crop region padded to the SPPE's aspect ratio and enlarged by
-   the scale factor; all crops of the batch come from one ``grid_sample`` call on the device
-   (optionally refined by a trained STN);
+   the scale factor; the crops are sampled from the frames (one ``cv2.warpAffine`` per crop on the
+   CPU, one ``grid_sample`` call for the batch on a GPU: :func:`posetracker.estimators.transform.
+   crop_people`), optionally refined by a trained STN;
 3. **SPPE**: keypoints and scores in crop pixels (optionally heatmaps and multi-peak candidates);
 4. **SDTN**: the inverse map takes them back to image pixels;
 5. **pose NMS** per frame removes and merges duplicate poses.
@@ -42,7 +43,7 @@ from posetracker.core.schemas import KeypointSchema
 from posetracker.core.timing import StageTimes
 from posetracker.estimators.config import DetectorConfig, EstimatorConfig
 from posetracker.estimators.sppe import SPPE, load_sppe
-from posetracker.estimators.transform import STN, box_regions, crop_affines, crop_boxes, crop_to_image, frames_to_tensor
+from posetracker.estimators.transform import STN, box_regions, crop_affines, crop_people, crop_to_image, snap_boxes
 
 STAGES = ("detect", "transform", "sppe", "sdtn", "nms")
 
@@ -314,22 +315,19 @@ class RMPEEstimator:
         allb = np.concatenate(dets) if sum(counts) else np.zeros((0, 5))
         fidx = np.repeat(np.arange(len(frames)), counts)
         size = self.sppe.input_size
-        A = crop_affines(box_regions(allb[:, :4], size, self.config.sppe.scale_factor), size)
+        b = snap_boxes(allb[:, :4])
+        A = crop_affines(box_regions(b, size, self.config.sppe.scale_factor), size)
         if len(allb):
-            images = frames_to_tensor(list(frames), self.device)
-            sizes = np.array([f.shape[:2] for f in frames])
             A = A.to(self.device)
             keep = None
             if self.config.sppe.mask_outside_box:
-                b = allb[:, :4]
                 pad = self.config.sppe.mask_margin * (b[:, 2:] - b[:, :2])
                 keep = np.concatenate([b[:, :2] - pad, b[:, 2:] + pad], axis=1)
-            crops = crop_boxes(images, fidx, A, size, frame_sizes=sizes, keep_regions=keep)
+            crops = crop_people(frames, fidx, A, size, self.device, keep)
             if self.stn is not None:
                 with torch.inference_mode():
                     A = self.stn.refine(crops, A, size)
-                crops = crop_boxes(images, fidx, A, size, frame_sizes=sizes, keep_regions=keep)
-            del images
+                crops = crop_people(frames, fidx, A, size, self.device, keep)
         else:
             crops = torch.zeros(0, 3, *size, device=self.device)
         t = self._tick("transform", t, len(frames))

@@ -15,7 +15,7 @@ score_threshold 0.05, max_output_boxes_per_class 200**, followed by a TopK that 
 
 Here the graph is cut right before ``NonMaxSuppression``: its two inputs, boxes (N, B, 4) and
 scores (N, 1, B) sorted by score, are computed in torch, and thresholding, NMS
-(``torchvision.ops.batched_nms``, one group per image, suppressing IoU > ``nms`` as onnxruntime
+(:func:`posetracker.estimators.boxes.batched_nms`, one group per image, suppressing IoU > ``nms`` as onnxruntime
 does), the map back to image pixels (``/ scale``, per axis) and the clip to the image are done
 with the caller's thresholds by the detectors' shared step
 (:func:`posetracker.estimators.boxes.select_detections`). With ``conf=0.05, nms=0.6, max_detections=100`` the result is

@@ -4,7 +4,7 @@ Both have the interface of :meth:`posetracker.estimators.runtimes.darknet.Darkne
 in, one ``(m, 5)`` array per image out (x1, y1, x2, y2 in the image's pixels, score; best first)
 -- so the estimator can use either in place of a Darknet YOLO. They share Darknet's letterbox
 (:func:`posetracker.estimators.boxes.darknet_input`) and the detectors' threshold / back-mapping /
-NMS step (:func:`posetracker.estimators.boxes.select_detections`, ``torchvision.ops.batched_nms``).
+NMS step (:func:`posetracker.estimators.boxes.select_detections`, :func:`~posetracker.estimators.boxes.batched_nms`).
 
 Each graph's own batch-1 post-processing is skipped: the heads are fetched for the whole batch
 with :meth:`posetracker.estimators.runtimes.tfjs.TfjsGraph.run` and decoded here in torch.

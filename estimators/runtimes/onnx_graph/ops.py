@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -253,7 +254,7 @@ def _fix_batch(x: torch.Tensor, shape: list[int], batch: int, where: str) -> lis
 def _build_expand(node: _Node, ctx: _BuildContext):
     def expand(x: torch.Tensor, shape: Any) -> torch.Tensor:
         # ONNX broadcasts both ways (a 1 in ``shape`` keeps x's dim); torch.expand does not.
-        return x.expand(torch.broadcast_shapes(x.shape, tuple(_host(shape))))
+        return x.expand(np.broadcast_shapes(x.shape, tuple(_host(shape))))
     return expand
 
 

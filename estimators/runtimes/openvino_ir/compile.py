@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -265,7 +266,7 @@ class CompiledIR:
                             and self.precision[x_vid] == self.precision[node.outs[0]]
                             and dims is not None and -1 not in dims and c.dim() <= len(dims)
                             and bool((c == 1).all())
-                            and tuple(torch.broadcast_shapes(tuple(c.shape), dims)) == dims):
+                            and tuple(np.broadcast_shapes(tuple(c.shape), dims)) == dims):
                         self._rewire(nodes, node.outs[0], x_vid)
                         break
                 else:

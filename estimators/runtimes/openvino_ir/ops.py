@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from posetracker.core.errors import ModelError
@@ -75,7 +76,7 @@ class _Binary(_Op):
         a, b = (args[i] if dynamic[i] else _static(args[i], ctx, False) for i in (0, 1))
         if method == "div_" and not (a.is_floating_point() or b.is_floating_point()):
             method = None  # integer division keeps its rounding mode: not in place
-        shape = torch.broadcast_shapes(a.shape, b.shape)
+        shape = np.broadcast_shapes(a.shape, b.shape)
         dtype = torch.result_type(a, b)
         in_a = method is not None and dynamic[0] and _can_overwrite(a, shape, dtype, ctx, 0)
         in_b = (method is not None and self.commutative and dynamic[1] and not in_a
@@ -432,7 +433,7 @@ class _Broadcast(_Op):
                 view[int(a)] = s
             return [x.reshape(view).expand(target)]
         if self.mode == "bidirectional":
-            target = list(torch.broadcast_shapes(tuple(x.shape), tuple(target)))
+            target = list(np.broadcast_shapes(tuple(x.shape), tuple(target)))
         return [x.expand(target)]
 
 
