@@ -123,8 +123,9 @@ class EstimatorConfig:
             CPU the fastest installed runtime for each model's format as measured
             (:attr:`posetracker.estimators.model_formats.ModelFormat.runtimes`, docs/models.md,
             "CPU backends"), else torch. Pre- and post-processing are the same code for every
-            backend. Naming a runtime that cannot read a model (TF.js, Darknet, FastPose, a
-            fine-tuned ``.safetensors``), on CUDA, or that is not installed is an error.
+            backend. A runtime named here runs the models it reads; the others (TF.js, Darknet,
+            FastPose, a fine-tuned ``.safetensors``, an IR under onnxruntime) stay torch with a
+            one-line note. Naming a runtime on CUDA, or one not installed, is an error.
         precision: The pose estimator's arithmetic: ``fp32``; ``fp16`` (CUDA only); ``bf16``
             (a CPU with AVX512_BF16 or AMX, or CUDA; OpenVINO's inference precision hint, or the
             torch network in bfloat16); ``auto``: fp32 (bf16 measured no faster on an

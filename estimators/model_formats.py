@@ -112,8 +112,10 @@ class ModelFormat:
                 the format's own files only (not a fine-tuned ``.safetensors``).
 
         ``auto``: torch on CUDA, else the first installed runtime of :attr:`runtimes`, else torch.
-        A runtime named explicitly that cannot serve (another format, CUDA, not installed) raises
-        :class:`ModelError` in one line.
+        A runtime named explicitly runs the models it can read; the others (TF.js, Darknet,
+        FastPose, a fine-tuned ``.safetensors``; an IR under onnxruntime) stay torch (the
+        application says so in one line), so that one setting serves a mixed pair of models.
+        Named explicitly on CUDA, or not installed, it raises :class:`ModelError` in one line.
         """
         from posetracker.estimators.runtimes.native import import_runtime, runtime_installed
 
@@ -125,9 +127,7 @@ class ModelFormat:
             usable = [r for r in self.runtimes if runtime_installed(r)] if on_cpu and own_files else []
             return usable[0] if usable else "torch"
         if requested not in self.runtimes or not own_files:
-            what = f"{self.what} with the weights {Path(weights).name}" if not own_files else self.what
-            raise ModelError(f"backend {requested} cannot run {what} (use backend torch or auto"
-                             f"{''.join(f' or {r}' for r in self.runtimes if own_files)})")
+            return "torch"
         if not on_cpu:
             raise ModelError(f"backend {requested} runs on the CPU, not on {device} (use device "
                              "cpu, or backend torch or auto)")

@@ -366,7 +366,7 @@ class PoseTracker:
                                                    config.estimator.sppe.model)},
             "device": device,
             # what actually ran each model (estimator.backend and .precision resolved)
-            "runtimes": stages.estimator.runtimes(),
+            "runtimes": stages.runtimes(),
             "config": to_dict(config),
             "timings": run.as_dict(),
         }
