@@ -83,7 +83,6 @@ class SPPEConfig:
         flip_test: Also run the horizontally flipped crops and average (left/right swapped;
             heatmap nets average the maps before decoding). Twice the SPPE work for a little
             AP (docs/models.md); ``track`` turns it off for speed.
-        half: Run the SPPE in float16 on CUDA (ignored on CPU).
         batch_size: At most this many crops per SPPE forward call.
         stn_checkpoint: Optional trained STN (localization net) state dict; empty = the analytic
             box transform, the default.
@@ -103,7 +102,6 @@ class SPPEConfig:
     model: str = "tinypose-256x192"
     scale_factor: float = 1.25
     flip_test: bool = True
-    half: bool = False
     batch_size: int = 64
     stn_checkpoint: str = ""
     mask_outside_box: bool = True
@@ -135,6 +133,21 @@ class EstimatorConfig:
             ``box`` = the detector score.
         kpt_threshold: Joints at or below this score do not count in the pose score's mean (0: the
             mean of all joints; docs/models.md).
+        backend: What runs the detector's and the pose estimator's graphs: ``torch`` (this
+            package's readers of the model files; CUDA, training), ``openvino`` or
+            ``onnxruntime`` (the native runtimes, CPU only, for the formats they read: OpenVINO
+            IR and ONNX; the ``openvino`` extra installs them), or ``auto``: torch on CUDA; on the
+            CPU the fastest installed runtime for each model's format as measured
+            (:attr:`posetracker.estimators.model_formats.ModelFormat.runtimes`, docs/models.md,
+            "CPU backends"), else torch. Pre- and post-processing are the same code for every
+            backend. A runtime named here runs the models it reads; the others (TF.js, Darknet,
+            FastPose, a fine-tuned ``.safetensors``, an IR under onnxruntime) stay torch with a
+            one-line note. Naming a runtime on CUDA, or one not installed, is an error.
+        precision: The pose estimator's arithmetic: ``fp32``; ``fp16`` (CUDA only); ``bf16``
+            (a CPU with AVX512_BF16 or AMX, or CUDA; OpenVINO's inference precision hint, or the
+            torch network in bfloat16); ``auto``: fp32 (bf16 measured no faster on an
+            AVX512_BF16 CPU without AMX and costs AP: docs/models.md, "CPU backends"). Asking
+            for a precision the device lacks is an error. The detector runs in float32.
     """
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -144,8 +157,15 @@ class EstimatorConfig:
     frame_batch: int = 4
     pose_score: Literal["box_x_kpt", "kpt", "box"] = "box_x_kpt"
     kpt_threshold: float = 0.0
+    backend: Literal["auto", "torch", "openvino", "onnxruntime"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
     def __post_init__(self) -> None:
+        if self.backend not in ("auto", "torch", "openvino", "onnxruntime"):
+            raise ValueError(f"backend must be auto, torch, openvino or onnxruntime, got "
+                             f"{self.backend!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if self.frame_batch <= 0:
             raise ValueError("frame_batch must be positive")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

@@ -14,6 +14,12 @@ table imports no runtime. Their signatures:
   -> detector`` (an ``nn.Module`` with ``detect(frames, conf=, nms=, max_detections=)``);
 - SPPE: ``read(path: Path, weights: Path | None, *, device, refine: str)
   -> (network, (h, w) input size in pixels, name)`` (see :class:`posetracker.estimators.sppe.SPPE`);
+- the readers of a format with native ``runtimes`` also take ``backend: str`` (resolved by
+  :meth:`ModelFormat.backend`: ``torch`` or one of its runtimes), ``threads: int`` (CPU threads
+  per call of a native runtime, 0: its default) and, for an SPPE, ``precision: str`` (``fp32``
+  or ``bf16``, for a native runtime; torch precision is the
+  :class:`posetracker.estimators.sppe.SPPE`'s); with a native backend they run the graph through
+  :class:`posetracker.estimators.runtimes.native.NativeGraph` instead of the torch reader;
 - cache converter: ``convert(topology: Path, weights: Path | None, dest: Path) -> None``, writing
   the weights as a ``.safetensors`` file at ``dest``.
 
@@ -58,6 +64,10 @@ class ModelFormat:
         sppe: ``"module:function"`` reading a single-person pose network, or ``None``.
         converter: ``"module:function"`` turning the files into a ``.safetensors`` of the
             weights for the model cache; ``None``: the files are cached as they are.
+        runtimes: The native CPU runtimes that run this format's graphs
+            (:mod:`posetracker.estimators.runtimes.native`), fastest first as measured on the
+            development CPU (docs/models.md, "CPU backends"): ``estimator.backend=auto`` takes the
+            first one installed. Empty: torch only.
     """
 
     name: str
@@ -70,6 +80,7 @@ class ModelFormat:
     detector: str | None = None
     sppe: str | None = None
     converter: str | None = None
+    runtimes: tuple[str, ...] = ()
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -89,6 +100,39 @@ class ModelFormat:
             raise ModelError(f"a {self.name} model ({self.what}) cannot be a "
                              f"{_STAGE_WORDS.get(stage, stage)}")
         return _import(ref)
+
+    def backend(self, requested: str, device: Any, weights: Path | None = None) -> str:
+        """The backend that runs a model of this format: ``torch`` or one of :attr:`runtimes`.
+
+        Args:
+            requested: ``estimator.backend`` (``auto``, ``torch``, ``openvino``, ``onnxruntime``).
+            device: Where the estimator runs (a ``torch.device`` or its name); the native
+                runtimes run on the CPU.
+            weights: The weights file the model is read with, when given: a native runtime reads
+                the format's own files only (not a fine-tuned ``.safetensors``).
+
+        ``auto``: torch on CUDA, else the first installed runtime of :attr:`runtimes`, else torch.
+        A runtime named explicitly runs the models it can read; the others (TF.js, Darknet,
+        FastPose, a fine-tuned ``.safetensors``; an IR under onnxruntime) stay torch (the
+        application says so in one line), so that one setting serves a mixed pair of models.
+        Named explicitly on CUDA, or not installed, it raises :class:`ModelError` in one line.
+        """
+        from posetracker.estimators.runtimes.native import import_runtime, runtime_installed
+
+        on_cpu = getattr(device, "type", str(device)) == "cpu"
+        own_files = weights is None or Path(weights).suffix.lower() in self.weights
+        if requested == "torch":
+            return "torch"
+        if requested == "auto":
+            usable = [r for r in self.runtimes if runtime_installed(r)] if on_cpu and own_files else []
+            return usable[0] if usable else "torch"
+        if requested not in self.runtimes or not own_files:
+            return "torch"
+        if not on_cpu:
+            raise ModelError(f"backend {requested} runs on the CPU, not on {device} (use device "
+                             "cpu, or backend torch or auto)")
+        import_runtime(requested)
+        return requested
 
     def convert(self, topology: Path, weights: Path | None, dest: Path) -> None:
         """Write the weights of the model in ``topology``/``weights`` to ``dest`` as
@@ -115,9 +159,10 @@ MODEL_FORMATS: Registry[ModelFormat] = Registry("model format", (
                 converter="posetracker.estimators.runtimes.tfjs.io:save_tfjs_safetensors"),
     ModelFormat("openvino", "an OpenVINO IR .xml", (".xml",), (".bin",), weights_needed=True,
                 detector="posetracker.estimators.picodet:read_detector",
-                sppe="posetracker.estimators.sppe:read_ir_heatmap"),
+                sppe="posetracker.estimators.sppe:read_ir_heatmap", runtimes=("openvino",)),
     ModelFormat("onnx", "an ONNX graph", (".onnx",),
-                detector="posetracker.estimators.rtmdet:read_detector"),
+                detector="posetracker.estimators.rtmdet:read_detector",
+                runtimes=("onnxruntime", "openvino")),
     ModelFormat("darknet", "a Darknet .cfg", (".cfg",), (".weights", ".safetensors"),
                 weights_needed=True, named_by_weights=True,
                 detector="posetracker.estimators.runtimes.darknet.network:read_detector",

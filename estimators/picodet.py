@@ -96,15 +96,25 @@ class PicoDetDetector(GraphDetector):
                                  conf, nms, 0, max_detections)
 
 
-def load_picodet(xml: str | Path, weights: str | Path | None = None) -> PicoDetDetector:
-    """PicoDet from its IR ``.xml`` (weights: the ``.bin`` beside it, or ``weights``)."""
-    from posetracker.estimators.runtimes.openvino_ir import load_openvino_ir
+def load_picodet(xml: str | Path, weights: str | Path | None = None,
+                 backend: str = "torch", threads: int = 0) -> PicoDetDetector:
+    """PicoDet from its IR ``.xml`` (weights: the ``.bin`` beside it, or ``weights``), its graph run
+    by torch (:func:`posetracker.estimators.runtimes.openvino_ir.load_openvino_ir`) or by
+    ``backend`` ``openvino`` (:class:`posetracker.estimators.runtimes.native.NativeGraph`, on
+    ``threads`` CPU threads)."""
+    if backend == "torch":
+        from posetracker.estimators.runtimes.openvino_ir import load_openvino_ir
 
-    return PicoDetDetector(load_openvino_ir(xml, weights))
+        return PicoDetDetector(load_openvino_ir(xml, weights))
+    from posetracker.estimators.runtimes.native import NativeGraph
+
+    return PicoDetDetector(NativeGraph(backend, Path(xml), None if weights is None else Path(weights),
+                                       precision="fp32", threads=threads))
 
 
 def read_detector(topology: Path, weights: Path | None, *, device: torch.device | str = "cpu",
-                  input_size: int | None = None) -> PicoDetDetector:
+                  input_size: int | None = None, backend: str = "torch", threads: int = 0
+                  ) -> PicoDetDetector:
     """The ``openvino`` format's detector reader (:func:`load_picodet`; the graph fixes its
     input size, ``input_size`` does not apply)."""
-    return load_picodet(topology, weights).to(device)
+    return load_picodet(topology, weights, backend, threads).to(device)

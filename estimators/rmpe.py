@@ -152,7 +152,8 @@ class PersonDetector:
 
 
 def load_detector(topology: str | Path, weights: str | Path | None = None,
-                  device: torch.device | str = "cpu", input_size: int | None = None):
+                  device: torch.device | str = "cpu", input_size: int | None = None,
+                  backend: str = "torch", threads: int = 0):
     """A person detector from its files, by format (the readers
     :mod:`posetracker.estimators.model_formats` names): RTMDet (``.onnx``,
     :func:`posetracker.estimators.rtmdet.load_rtmdet`), PicoDet (OpenVINO IR ``.xml`` and its ``.bin``,
@@ -164,13 +165,21 @@ def load_detector(topology: str | Path, weights: str | Path | None = None,
     application (:func:`posetracker.app.build.detector_files`).
 
     ``input_size``: square side in pixels for the detectors whose graphs take any size (RTMDet,
-    Darknet YOLO; a multiple of 32); the PicoDet and TF.js graphs fix theirs and ignore it."""
+    Darknet YOLO; a multiple of 32); the PicoDet and TF.js graphs fix theirs and ignore it.
+    ``backend``: ``estimator.backend``
+    (:meth:`posetracker.estimators.model_formats.ModelFormat.backend`); default torch;
+    ``threads``: CPU threads per call of a native backend (0: its default). The backend that runs
+    it is :func:`posetracker.estimators.runtimes.native.backend_of` the result."""
     from posetracker.estimators.model_formats import format_of
 
     topology = Path(topology)
-    read = format_of(topology, "detector").reader("detector")
-    return read(topology, None if weights is None else Path(weights), device=device,
-                input_size=input_size)
+    fmt = format_of(topology, "detector")
+    weights = None if weights is None else Path(weights)
+    backend = fmt.backend(backend, device, weights)
+    native = {"backend": backend, "threads": threads} if fmt.runtimes else {}
+    return fmt.reader("detector")(topology, weights, device=device, input_size=input_size,
+                                  **native)
+
 
 
 class Grouping(Protocol):
@@ -241,23 +250,38 @@ class RMPEEstimator:
     def has_detector(self) -> bool:
         return self.detector is not None
 
+    def runtimes(self) -> dict[str, dict[str, str]]:
+        """What runs each model, for a run's metadata: ``{"detector": {"backend": ...,
+        "precision": "fp32"}, "sppe": {"backend": ..., "precision": ...}}`` (no detector entry
+        without one)."""
+        from posetracker.estimators.runtimes.native import backend_of
+
+        out = {"sppe": {"backend": self.sppe.backend, "precision": self.sppe.precision}}
+        if self.detector is not None:
+            out["detector"] = {"backend": backend_of(self.detector.detector), "precision": "fp32"}
+        return out
+
     @classmethod
     def from_config(cls, config: EstimatorConfig, paths: ModelPaths, *,
-                    with_detector: bool = True, grouping: Grouping | None = None
-                    ) -> RMPEEstimator:
+                    with_detector: bool = True, grouping: Grouping | None = None,
+                    threads: int) -> RMPEEstimator:
         """Load the models from ``paths`` (the files of the models ``config`` names) onto the
-        config's device, with the config's thresholds (``grouping``: see the class)."""
+        config's device, with the config's thresholds (``grouping``: see the class;
+        ``threads``: CPU threads per call of a native backend, the caller's torch threads per
+        call; 0: the runtime's default)."""
         device = pick_device(config.device)
         s = config.sppe
         sppe = load_sppe(paths.sppe, weights=paths.sppe_weights, device=device,
-                         flip_test=s.flip_test, half=s.half, batch_size=s.batch_size,
+                         flip_test=s.flip_test, precision=config.precision,
+                         backend=config.backend, threads=threads, batch_size=s.batch_size,
                          refine=s.refine)
         detector = None
         if with_detector:
             d = config.detector
             if paths.detector is None:
                 raise ModelError("no detector model file given (pass boxes, or a detector)")
-            yolo = load_detector(paths.detector, paths.detector_weights, device, d.input_size)
+            yolo = load_detector(paths.detector, paths.detector_weights, device, d.input_size,
+                                 config.backend, threads)
             detector = PersonDetector(yolo, d)
         stn = None
         if s.stn_checkpoint:

@@ -163,19 +163,36 @@ class RTMDetDetector(GraphDetector):
                                  nms_in_input_pixels=True)
 
 
-def load_rtmdet(path: str | Path, input_size: tuple[int, int] = (320, 320)) -> RTMDetDetector:
-    """RTMDet from its mmdeploy end2end ``.onnx`` (NMS in the graph; cut off and done here)."""
+def load_rtmdet(path: str | Path, input_size: tuple[int, int] = (320, 320),
+                backend: str = "torch", threads: int = 0) -> RTMDetDetector:
+    """RTMDet from its mmdeploy end2end ``.onnx`` (NMS in the graph; cut off and done here).
+
+    ``backend``: ``torch`` (:class:`posetracker.estimators.runtimes.onnx_graph.OnnxGraph`) or a
+    native runtime (``onnxruntime``, ``openvino``) running the same cut graph
+    (:class:`posetracker.estimators.runtimes.native.NativeGraph`, on ``threads`` CPU threads)."""
     from posetracker.estimators.runtimes.onnx_graph import OnnxGraph, read_onnx
 
     model = read_onnx(path)
     boxes, scores, graph_nms = find_nms(model, str(path))
-    graph = OnnxGraph(model, outputs=[boxes, scores], source=str(path))
+    if backend == "torch":
+        graph = OnnxGraph(model, outputs=[boxes, scores], source=str(path))
+    else:
+        from onnx.utils import Extractor
+
+        from posetracker.estimators.runtimes.native import NativeGraph
+
+        inputs = [i.name for i in model.graph.input
+                  if i.name not in {t.name for t in model.graph.initializer}]
+        cut = Extractor(model).extract_model(inputs, [boxes, scores])
+        graph = NativeGraph(backend, cut.SerializeToString(), precision="fp32", threads=threads,
+                            source=str(path))
     return RTMDetDetector(graph, boxes, scores, graph_nms, input_size)
 
 
 def read_detector(topology: Path, weights: Path | None, *, device: torch.device | str = "cpu",
-                  input_size: int | None = None) -> RTMDetDetector:
+                  input_size: int | None = None, backend: str = "torch", threads: int = 0
+                  ) -> RTMDetDetector:
     """The ``onnx`` format's detector reader: RTMDet (:func:`load_rtmdet`) letterboxed to
     ``input_size`` squared (any multiple of 32; ``None``: 320, its training size)."""
     size = (input_size, input_size) if input_size else (320, 320)
-    return load_rtmdet(topology, input_size=size).to(device)
+    return load_rtmdet(topology, input_size=size, backend=backend, threads=threads).to(device)

@@ -1,7 +1,7 @@
 """Single-person pose estimators (SPPE) behind one interface: MoveNet and FastPose.
 
 :class:`SPPE` wraps a network that maps person crops ``(m, 3, h, w)`` (float RGB 0..255) to
-keypoints in crop pixels and scores, adds batching, optional flip testing and float16 on CUDA, and
+keypoints in crop pixels and scores, adds batching, optional flip testing and reduced precision, and
 reports what the joint-candidate association needs (raw heatmaps, multi-peak candidates).
 
 The wrapped network is any ``nn.Module`` whose ``forward(crops, **options)`` returns either a
@@ -61,6 +61,42 @@ class SPPEOutput:
     offsets: torch.Tensor | None = None
 
 
+#: Torch types of the precisions.
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX-BF16, from the Linux CPU
+    flags; elsewhere ``False``)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(requested: str, device: torch.device | str) -> str:
+    """``estimator.precision`` on ``device`` -> ``fp32``, ``fp16`` or ``bf16``.
+
+    ``auto`` is ``fp32`` (:class:`posetracker.estimators.config.EstimatorConfig`: bf16 measured
+    no faster on an AVX512_BF16 CPU and costs AP). An explicit precision the device cannot run
+    (fp16 on the CPU, bf16 on a CPU without bfloat16 arithmetic) raises :class:`ModelError`.
+    """
+    on_cuda = torch.device(device).type == "cuda"
+    if requested == "auto":
+        return "fp32"
+    if requested == "fp16" and not on_cuda:
+        raise ModelError("precision fp16 runs on CUDA only (on the CPU use fp32, or bf16 where "
+                         "the CPU has AVX512_BF16 or AMX)")
+    if requested == "bf16" and not on_cuda and not cpu_has_bf16():
+        raise ModelError("precision bf16: this CPU has no bfloat16 arithmetic (AVX512_BF16 or "
+                         "AMX); use fp32")
+    if requested not in _DTYPES:
+        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {requested!r}")
+    return requested
+
+
 def _field(out: Any, name: str):
     """Read ``name`` from a network output: a mapping, an object, or a ``(keypoints, scores)`` tuple."""
     if isinstance(out, dict):
@@ -77,19 +113,21 @@ class SPPE:
     Args:
         network: The pose network (see the module docstring); put in eval mode here.
         input_size: ``(h, w)`` crop size the network takes, pixels.
-        config: ``flip_test`` (also run mirrored crops and average with the un-mirrored result),
-            ``half`` (float16, only applied on CUDA: CPU half is slow and inexact) and
-            ``batch_size`` (most crops per forward call) of
+        config: ``flip_test`` (also run mirrored crops and average with the un-mirrored result)
+            and ``batch_size`` (most crops per forward call) of
             :class:`posetracker.estimators.config.SPPEConfig`; ``None``: its defaults.
         schema: Keypoint schema of its outputs (COCO-17 for MoveNet and FastPose).
         name: For reports.
+        dtype: The torch type the network and its input are cast to: float32, bfloat16 or
+            float16 (CUDA only; ``.to("cpu")`` goes back to float32). A network whose graph a
+            native runtime runs takes float32 (its precision was given when it was compiled).
         **overrides: Fields of ``config`` to replace (``SPPE(net, size, flip_test=False)``),
             checked by the config.
     """
 
     def __init__(self, network: nn.Module, input_size: tuple[int, int],
                  config: SPPEConfig | None = None, *, schema: KeypointSchema = COCO17,
-                 name: str = "sppe", **overrides: Any):
+                 name: str = "sppe", dtype: torch.dtype = torch.float32, **overrides: Any):
         config = configured(SPPEConfig, config, overrides)
         self.network = network.eval()
         self.input_size = tuple(input_size)
@@ -99,19 +137,38 @@ class SPPE:
         self.name = name
         tensors = [*network.parameters(), *network.buffers()]
         self.device = tensors[0].device if tensors else torch.device("cpu")
-        self.half = bool(config.half and self.device.type == "cuda")
-        if self.half:
-            self.network.half()
+        self.dtype = dtype
+        if dtype == torch.float16 and self.device.type != "cuda":
+            raise ModelError("precision fp16 runs on CUDA only")
+        if dtype != torch.float32:
+            self.network.to(dtype)
+
+    @property
+    def backend(self) -> str:
+        """What runs the network's graph: ``torch``, ``openvino`` or ``onnxruntime``."""
+        from posetracker.estimators.runtimes.native import backend_of
+
+        return backend_of(self.network)
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic the network runs in: ``fp32``, ``bf16`` or ``fp16``."""
+        from posetracker.estimators.runtimes.native import NativeGraph
+
+        native = [m.precision for m in self.network.modules() if isinstance(m, NativeGraph)]
+        return native[0] if native else next(k for k, v in _DTYPES.items() if v == self.dtype)
 
     def to(self, device: torch.device | str) -> SPPE:
         self.network.to(device)
         self.device = torch.device(device)
-        self.half = self.half and self.device.type == "cuda"
+        if self.dtype == torch.float16 and self.device.type != "cuda":
+            self.dtype = torch.float32   # CPU float16 is slow and inexact
+            self.network.float()
         return self
 
     def _run(self, crops: torch.Tensor, heatmaps: bool, candidates: int,
              flip: bool = False) -> SPPEOutput:
-        x = crops.to(self.device, torch.float16 if self.half else torch.float32)
+        x = crops.to(self.device, self.dtype)
         opts = {"flip": True} if flip else {}
         if heatmaps:
             opts["return_heatmaps"] = True
@@ -257,8 +314,9 @@ class FastPoseNet(nn.Module):
 
 
 def load_sppe(path: str | Path, *, weights: str | Path | None = None,
-              device: torch.device | str = "cpu", flip_test: bool = False, half: bool = False,
-              batch_size: int = 64, refine: str = "dark") -> SPPE:
+              device: torch.device | str = "cpu", flip_test: bool = False, precision: str = "fp32",
+              backend: str = "torch", threads: int = 0, batch_size: int = 64,
+              refine: str = "dark") -> SPPE:
     """Build the SPPE stored in model files (registry names are the application's business:
     :func:`posetracker.app.build.sppe_files` resolves them to these paths).
 
@@ -269,17 +327,25 @@ def load_sppe(path: str | Path, *, weights: str | Path | None = None,
             FastPose checkpoint ``.pth``/``.pt``/``.safetensors``.
         weights: For MoveNet, a ``.safetensors`` of the dequantized weights to use instead; for
             an IR, its ``.bin`` when not beside the ``.xml``.
-        device, flip_test, half, batch_size: See :class:`SPPE`.
+        device, flip_test, batch_size: See :class:`SPPE`.
+        precision: ``estimator.precision`` (:func:`resolve_precision`); default float32.
+        backend: ``estimator.backend``
+            (:meth:`posetracker.estimators.model_formats.ModelFormat.backend`); default torch.
+        threads: CPU threads per call of a native backend (0: the runtime's default).
         refine: Sub-cell refinement of heatmap SPPEs (:func:`posetracker.estimators.heatmaps.decode_heatmaps`).
     """
     from posetracker.estimators.model_formats import format_of
 
     path = Path(path)
-    read = format_of(path, "sppe").reader("sppe")
-    net, size, name = read(path, None if weights is None else Path(weights), device=device,
-                           refine=refine)
-    return SPPE(net.to(device), size, flip_test=flip_test, half=half, batch_size=batch_size,
-                name=name)
+    fmt = format_of(path, "sppe")
+    weights = None if weights is None else Path(weights)
+    backend = fmt.backend(backend, device, weights)
+    precision = resolve_precision(precision, device)
+    native = {"backend": backend, "precision": precision, "threads": threads} if fmt.runtimes \
+        else {}
+    net, size, name = fmt.reader("sppe")(path, weights, device=device, refine=refine, **native)
+    return SPPE(net.to(device), size, flip_test=flip_test, batch_size=batch_size, name=name,
+                dtype=_DTYPES[precision] if backend == "torch" else torch.float32)
 
 
 def read_movenet(path: Path, weights: Path | None, *, device: torch.device | str = "cpu",
@@ -312,16 +378,25 @@ def read_fastpose(path: Path, weights: Path | None, *, device: torch.device | st
 
 
 def read_ir_heatmap(xml: Path, weights: Path | None, *, device: torch.device | str = "cpu",
-                    refine: str = "dark") -> tuple[nn.Module, tuple[int, int], str]:
+                    refine: str = "dark", backend: str = "torch", precision: str = "fp32",
+                    threads: int = 0) -> tuple[nn.Module, tuple[int, int], str]:
     """A COCO-17 top-down heatmap net in OpenVINO IR (PP-TinyPose) as a :class:`HeatmapNet` (the
     ``openvino`` format's SPPE reader): input ``(1, 3, h, w)``, one 4-D output
     ``(1, 17, h / s, w / s)`` (the heatmaps); ``weights`` a ``.safetensors`` fine-tuned from it
-    (``posetracker train sppe``) or the IR's ``.bin``."""
+    (``posetracker train sppe``; torch only) or the IR's ``.bin``. ``backend``: ``torch`` (this
+    package's IR reader) or ``openvino`` (:class:`posetracker.estimators.runtimes.native.NativeGraph`
+    with ``precision``, on ``threads`` CPU threads)."""
     from posetracker.estimators.heatmaps import HeatmapNet
-    from posetracker.estimators.runtimes.openvino_ir import load_openvino_ir
 
     trained = weights is not None and Path(weights).suffix.lower() == ".safetensors"
-    module = load_openvino_ir(xml, None if trained else weights)
+    if backend == "torch":
+        from posetracker.estimators.runtimes.openvino_ir import load_openvino_ir
+
+        module = load_openvino_ir(xml, None if trained else weights)
+    else:
+        from posetracker.estimators.runtimes.native import NativeGraph
+
+        module = NativeGraph(backend, xml, weights, precision=precision, threads=threads)
     if trained:  # a fine-tuned checkpoint of this base network (``posetracker train sppe``)
         from posetracker.estimators.checkpoint import apply_sppe_checkpoint
 

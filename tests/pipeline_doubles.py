@@ -31,6 +31,9 @@ class FakeStages:
         self.sleep = sleep
         self.threads: set[str] = set()
 
+    def runtimes(self) -> dict:
+        return {}  # no models
+
     def _maybe_fail(self, stage: str, indices) -> None:
         self.threads.add(threading.current_thread().name)
         if self.sleep:

@@ -43,7 +43,7 @@ def test_readme_states_the_output_policy_and_the_two_setup_commands():
             "another output of the run, not writable, or in use by another running posetracker is "
             "refused with one line and exit 2; every file is written beside its target and renamed "
             "when complete, so an output is either complete or absent.") in readme
-    assert "pip install -e . && POSETRACKER_MODELS=../shared/models posetracker track " in readme
+    assert 'pip install -e ".[openvino]" && POSETRACKER_MODELS=../shared/models posetracker track ' in readme
     assert 'pip install -e ".[test]" && ruff check . && python -m pytest -q' in readme
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert 'pip install -q -e ".[test]"' in ci and "ruff check ." in ci and "pytest -q" in ci

@@ -80,7 +80,7 @@ def test_flags_map_onto_fields(capsys):
                        "--pose-batch", "7", "--sequential", "--half", "--tracker", "iou",
                        "--association", "crowdpose", "--format", "coco"])
     assert d["estimator"]["device"] == "cuda:1" and d["estimator"]["frame_batch"] == 2
-    assert d["estimator"]["sppe"]["batch_size"] == 7 and d["estimator"]["sppe"]["half"] is True
+    assert d["estimator"]["sppe"]["batch_size"] == 7 and d["estimator"]["precision"] == "fp16"
     assert d["pipeline"]["mode"] == "sequential" and d["tracker"]["kind"] == "iou"
     assert d["pipeline"]["association"] == "crowdpose"
     assert d["pipeline"]["output"]["format"] == "coco"

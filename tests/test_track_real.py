@@ -46,6 +46,9 @@ def test_two_people_tracked_with_the_real_models(tmp_path, data_dir, models_dir,
     assert len(left_ids) == 1
     meta = json.loads(out.read_text())["meta"]
     assert meta["config"]["pipeline"]["min_pose_score"] == 0.15
+    # estimator.backend auto on the CPU: the fastest installed runtime per format (test extra)
+    assert meta["runtimes"] == {"detector": {"backend": "onnxruntime", "precision": "fp32"},
+                                "sppe": {"backend": "openvino", "precision": "fp32"}}
     assert len(out.with_suffix(".jsonl").read_text().splitlines()) == 8
 
 

@@ -8,6 +8,9 @@ Each reader is a package split by job (file I/O, op table, compile passes, run):
 - :mod:`posetracker.estimators.runtimes.openvino_ir`: OpenVINO IR (``.xml`` + ``.bin``).
 - :mod:`posetracker.estimators.runtimes.onnx_graph`: ONNX ``ModelProto`` files.
 
+- :mod:`posetracker.estimators.runtimes.native`: not a reader: OpenVINO or onnxruntime running an
+  IR or ONNX graph in place of the torch module (``estimator.backend``).
+
 Shared by them: :mod:`posetracker.estimators.runtimes.kernels` (CPU convolution paths, SAME
 padding) and :mod:`posetracker.estimators.runtimes.plan` (the flat plan executor of the IR and
 ONNX runtimes). The detectors' letterbox and NMS are in :mod:`posetracker.estimators.boxes`.

@@ -127,7 +127,10 @@ def build_stages(config: AppConfig):
 
     grouping = build.build_grouping(config.pipeline.association, config.estimator,
                                     config.association)
-    estimator = build.build_estimator(config.estimator, grouping=grouping)
+    from posetracker.app.pipeline import PipelineOptions
+
+    estimator = build.build_estimator(config.estimator, grouping=grouping,
+                                      threads=PipelineOptions.from_config(config).torch_threads)
     return RMPEStages(estimator, min_pose_score=config.pipeline.min_pose_score), \
         str(estimator.device)
 
@@ -184,10 +187,10 @@ class PoseTracker:
             them (as ``--config``), a nested mapping, or ``None`` for the defaults.
         **overrides: Settings on top of ``config``: the command-line flags' keywords
             (:data:`posetracker.app.flags.API_KEYWORDS`: ``device="cpu"``, ``tracker="iou"``,
-            ``association="crowdpose"``, ``detector=...``, ``pose_model=...``, ``half``,
-            ``det_batch``, ``pose_batch``, ``mode``, ``threads``, ``min_pose_score``,
-            ``render_boxes``, ``format``; ``device``, ``detector``, ``pose_model`` and ``half``
-            set both the tracking and the per-image estimator), whole or partial sections
+            ``association="crowdpose"``, ``detector=...``, ``pose_model=...``, ``precision``,
+            ``backend``, ``det_batch``, ``pose_batch``, ``mode``, ``threads``, ``min_pose_score``,
+            ``render_boxes``, ``format``; ``device``, ``detector``, ``pose_model``, ``precision`` and
+            ``backend`` set both the tracking and the per-image estimator), whole or partial sections
             (``tracker={"kind": "iou"}``), or settings paths with ``__`` for dots
             (``pipeline__output__keypoint_threshold=0.3``).
 
@@ -328,7 +331,7 @@ class PoseTracker:
         from posetracker.io.render import VideoRenderer
         from posetracker.io.sinks import CsvSink, FinalJsonSink, JsonlSink, SinkSet
 
-        _, device = self._track_stages()
+        stages, device = self._track_stages()
         out_cfg = config.pipeline.output
         fps = src.fps / src.stride if src.fps else 0.0
         sinks = []
@@ -362,6 +365,8 @@ class PoseTracker:
             "models": {m: model_files(m) for m in (config.estimator.detector.model,
                                                    config.estimator.sppe.model)},
             "device": device,
+            # what actually ran each model (estimator.backend and .precision resolved)
+            "runtimes": stages.runtimes(),
             "config": to_dict(config),
             "timings": run.as_dict(),
         }
@@ -392,7 +397,7 @@ class PoseTracker:
             e = self.config.estimate
             grouping = build.build_grouping(e.association, e.estimator, self.config.association)
             self._estimator = build.build_estimator(e.estimator, with_detector=with_detector,
-                                                    grouping=grouping)
+                                                    grouping=grouping, threads=e.threads)
         return self._estimator
 
     @property

@@ -74,12 +74,21 @@ def build_grouping(method: str, estimator_config, association_config=None):
 
 
 def build_estimator(config, *, with_detector: bool = True,
-                    log: Callable[[str], None] | None = None, grouping=None):
+                    log: Callable[[str], None] | None = None, grouping=None, threads: int = 0):
     """The :class:`posetracker.estimators.rmpe.RMPEEstimator` an ``EstimatorConfig`` describes, its model
     names resolved through the registry (``with_detector=False``: boxes will be given;
-    ``grouping``: from :func:`build_grouping`, default pose NMS)."""
+    ``grouping``: from :func:`build_grouping`, default pose NMS; ``threads``: the torch threads
+    per call the caller runs it with, for the native backends, 0: their default)."""
+    from posetracker.app.models.resolve import _stderr_log
     from posetracker.estimators.rmpe import RMPEEstimator
 
     paths = model_paths(config, with_detector=with_detector, log=log)
-    return RMPEEstimator.from_config(config, paths, with_detector=with_detector,
-                                     grouping=grouping)
+    estimator = RMPEEstimator.from_config(config, paths, with_detector=with_detector,
+                                          grouping=grouping, threads=threads)
+    if config.backend not in ("auto", "torch"):
+        names = {"detector": config.detector.model, "sppe": config.sppe.model}
+        for stage, ran in estimator.runtimes().items():
+            if ran["backend"] != config.backend:
+                (log or _stderr_log)(f"note: backend {config.backend} cannot run {names[stage]}; "
+                                     f"it runs on {ran['backend']}")
+    return estimator

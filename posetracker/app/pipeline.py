@@ -92,6 +92,10 @@ class FrameStages(Protocol):
 
     def group(self, estimate: Any, image: np.ndarray) -> FramePoses: ...
 
+    def runtimes(self) -> dict[str, dict[str, str]]:
+        """What runs each model (backend, precision), for the run's metadata."""
+        ...
+
 
 @dataclass(frozen=True)
 class PipelineOptions:
@@ -752,6 +756,10 @@ class RMPEStages:
             raise ValueError("the estimator needs a detector to run on videos")
         self.estimator = estimator
         self.min_pose_score = min_pose_score
+
+    def runtimes(self) -> dict[str, dict[str, str]]:
+        """:meth:`RMPEEstimator.runtimes`: the backend and precision each model runs with."""
+        return self.estimator.runtimes()
 
     def detect(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         return self.estimator.detect(list(images))

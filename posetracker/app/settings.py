@@ -150,7 +150,7 @@ class PipelineConfig:
     """How frames flow through the stages (see :mod:`posetracker.app.pipeline`).
 
     Batch sizes and device live in the ``estimator`` section (``frame_batch``, ``sppe.batch_size``,
-    ``device``, ``sppe.half``), where the estimator reads them; the pipeline uses the same numbers
+    ``device``, ``precision``), where the estimator reads them; the pipeline uses the same numbers
     for its detector batches and its batches of people across frames.
 
     Attributes:

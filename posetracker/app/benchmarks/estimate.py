@@ -27,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="frame batch sizes to try (default 1 4)")
     p.add_argument("--devices", nargs="+", default=None, metavar="DEV",
                    help="devices (default: cpu, and cuda when available)")
-    p.add_argument("--precisions", nargs="+", default=["fp32", "fp16"], choices=("fp32", "fp16"),
-                   help="SPPE precisions; fp16 runs on CUDA only (default fp32 fp16)")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "fp16"],
+                   choices=("fp32", "bf16", "fp16"), help="SPPE precisions (estimator.precision); "
+                   "one a device cannot run is skipped (default fp32 fp16)")
     p.add_argument("--warmup", type=int, default=1, help="batches run before timing (default 1)")
     p.add_argument("--passes", type=int, default=1, help="play each source this many times (2: the "
                    "half-way RSS is after the first pass, so the 2nd-half growth tests for leaks)")
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     from posetracker.app.build import build_estimator
     from posetracker.app.commands.estimate_cmd import batched, estimator_config, set_threads
+    from posetracker.core.errors import ModelError
     from posetracker.evaluation.report import format_table, save_report
     from posetracker.io.sources import open_source
 
@@ -70,13 +72,13 @@ def run(args: argparse.Namespace) -> int:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
     for device in devices:
-        est = build_estimator(replace(base, device=device))
         for precision in args.precisions:
-            if precision == "fp16" and device != "cuda":
+            try:
+                est = build_estimator(replace(base, device=device, precision=precision),
+                                      threads=args.threads)
+            except ModelError as e:  # a precision this device lacks
+                print(f"{device} {precision}: skipped ({e})", file=sys.stderr)
                 continue
-            if precision == "fp16":
-                est.sppe.half = True
-                est.sppe.network.half()
             for src in args.sources:
                 source = open_source(src, max_frames=args.max_frames)
                 for bs in args.batch_sizes:
@@ -116,9 +118,6 @@ def run(args: argparse.Namespace) -> int:
                     })
                     print(f"{Path(src).name} {device} batch {bs} {precision}: "
                           f"{n / t_wall:.2f} frames/s", file=sys.stderr)
-            if precision == "fp16":
-                est.sppe.half = False
-                est.sppe.network.float()
     df = pd.DataFrame(rows)
     print(format_table(df, 2))
     print(f"(torch threads {args.threads}; SPPE {base.sppe.model}, detector {base.detector.model}, "

@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
             x, y, w, h = a["bbox"]
             kp_people[int(a["image_id"])].append([x, y, x + w, y + h])
     kp_boxes = {i: np.array(v, dtype=np.float64).reshape(-1, 4) for i, v in kp_people.items()}
-    rows, detections = _detector_rows(args.detectors, config, device, dataset, images, kp_boxes)
+    rows, detections = _detector_rows(args.detectors, config, device, dataset, images, kp_boxes,
+                                      args.threads)
     for name in args.pose_models:
         rows += _pose_rows(name, args, config, device, dataset, len(images), detections)
     df = pd.DataFrame(rows).set_index(["stage", "model", "setting"])
@@ -145,9 +146,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _detector_rows(detectors: list[str], config, device, dataset, images: dict[int, np.ndarray],
-                   kp_boxes: dict[int, np.ndarray]) -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
+                   kp_boxes: dict[int, np.ndarray], threads: int
+                   ) -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
     """Each detector's table row (box AP, recall, ms per image) and its detections (detector ->
-    image file name -> ``(m, 5)`` boxes and scores), computed once for the pose rows."""
+    image file name -> ``(m, 5)`` boxes and scores), computed once for the pose rows
+    (``threads``: CPU threads per call of a native backend)."""
     from posetracker.app.build import detector_files
     from posetracker.estimators.rmpe import PersonDetector, load_detector
 
@@ -156,7 +159,8 @@ def _detector_rows(detectors: list[str], config, device, dataset, images: dict[i
     d = config.detector
     detections: dict[str, dict[str, np.ndarray]] = {}  # detector -> file name -> (m, 5)
     for name in detectors:
-        yolo = load_detector(*detector_files(name), device, d.input_size)
+        yolo = load_detector(*detector_files(name), device, d.input_size, config.backend,
+                             threads)
         det = PersonDetector(yolo, d)
         t0 = time.perf_counter()
         dets = {i: det([im])[0] for i, im in images.items()}
@@ -187,7 +191,8 @@ def _pose_rows(name: str, args: argparse.Namespace, config, device, dataset, num
     rows = []
     s = config.sppe
     path, weights = sppe_files(name)
-    sppe = load_sppe(path, weights=weights, device=device, flip_test=s.flip_test, half=s.half,
+    sppe = load_sppe(path, weights=weights, device=device, flip_test=s.flip_test,
+                     precision=config.precision, backend=config.backend, threads=args.threads,
                      batch_size=s.batch_size, refine=s.refine)
     best = (-1.0, s.scale_factor)
     for scale in args.scales:

@@ -265,7 +265,7 @@ def run(args) -> int:
     for v in videos:
         if not v.is_file():
             raise InputError(f"no such video: {v}")
-    sets = [f"estimator.device={args.device}", *(["estimator.sppe.half=true"] if args.half
+    sets = [f"estimator.device={args.device}", *(["estimator.precision=fp16"] if args.half
                                                    else []), *args.set]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in ("threaded", "sequential")]

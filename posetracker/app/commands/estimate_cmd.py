@@ -43,8 +43,15 @@ def add_estimator_options(p: argparse.ArgumentParser, threads: int | None = None
                    f"{default(e + '.detector.model')})")
     g.add_argument("--device", metavar="auto|cpu|cuda[:N]", help="where the models run "
                    f"({e}.device, default: {default(e + '.device')})")
-    g.add_argument("--half", action="store_true", default=None, help="float16 SPPE on CUDA "
-                   f"({e}.sppe.half, default: {default(e + '.sppe.half')})")
+    g.add_argument("--backend", choices=("auto", "torch", "openvino", "onnxruntime"),
+                   help=f"what runs the models' graphs ({e}.backend, default: "
+                   f"{default(e + '.backend')} = torch on CUDA, else the fastest installed CPU "
+                   "runtime for each model)")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+                   help=f"SPPE arithmetic ({e}.precision, default: {default(e + '.precision')} "
+                   "= fp32; fp16 on CUDA, bf16 on CPUs with it)")
+    g.add_argument("--half", action="store_true", default=None,
+                   help="the same as --precision fp16 (CUDA; default: off)")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="flip test: average with the mirrored crops "
                    f"({e}.sppe.flip_test, default: {default(e + '.sppe.flip_test')})")

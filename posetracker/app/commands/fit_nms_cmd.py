@@ -65,7 +65,8 @@ def _fit(args: argparse.Namespace, settings, images: Path) -> int:
 
     config = settings.estimate.estimator
     dataset = read_coco_gt(args.gt)
-    estimator = build_estimator(replace(config, nms=replace(config.nms, mode="none")))
+    estimator = build_estimator(replace(config, nms=replace(config.nms, mode="none")),
+                                threads=settings.estimate.threads)
     with torch_threads(settings.estimate.threads):
         candidates = estimate_coco_images(estimator, dataset, images, config.frame_batch)
 

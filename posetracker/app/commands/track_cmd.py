@@ -84,8 +84,15 @@ def _add_video_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", metavar="auto|cpu|cuda[:N]", help="where the models run "
                    f"(estimator.device, default: {default('estimator.device')} = CUDA when "
                    "available)")
-    g.add_argument("--half", action="store_true", default=None, help="float16 pose estimator on "
-                   f"CUDA (estimator.sppe.half, default: {default('estimator.sppe.half')})")
+    g.add_argument("--backend", choices=("auto", "torch", "openvino", "onnxruntime"),
+                   help="what runs the models' graphs (estimator.backend, default: "
+                   f"{default('estimator.backend')} = torch on CUDA, else the fastest installed "
+                   "CPU runtime for each model)")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="pose estimator arithmetic (estimator.precision, default: "
+                   f"{default('estimator.precision')} = fp32; fp16 on CUDA, bf16 on CPUs with it)")
+    g.add_argument("--half", action="store_true", default=None,
+                   help="the same as --precision fp16 (CUDA; default: off)")
     g.add_argument("--det-batch", type=int, metavar="N", help="frames per detector call "
                    f"(estimator.frame_batch, default: {default('estimator.frame_batch')})")
     g.add_argument("--pose-batch", type=int, metavar="N", help="people per pose-estimator call, "

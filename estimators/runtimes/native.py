@@ -1,0 +1,217 @@
+"""Model graphs run by a native CPU runtime (OpenVINO or onnxruntime) instead of the torch readers.
+
+A :class:`NativeGraph` stands where the torch module of a model file stands
+(:class:`posetracker.estimators.runtimes.openvino_ir.OpenVinoIR`,
+:class:`posetracker.estimators.runtimes.onnx_graph.OnnxGraph`): ``graph(x)`` with ``x`` an
+``(N, C, H, W)`` float tensor returns ``{output name: tensor}`` on the CPU, float32. Only the graph
+call changes: the estimators' pre- and post-processing around it is the same code for every
+backend. The runtime is imported when the first graph is built, never by importing this module.
+
+How it runs:
+
+- **Shapes.** The batch dimension is left dynamic and every other dimension is fixed by the first
+  call that uses it: one compiled model per input shape without the batch.
+  Measured on the 2-core development CPU (docs/models.md, "CPU backends"): compiling a TinyPose
+  takes about 1-2 s while a dynamic batch ran as fast per crop as a model compiled for the exact
+  batch, so batches are not padded and not compiled per size.
+- **Threads.** Each call runs on ``threads`` threads, given when the graph is built: the
+  application passes the number its pipeline gives torch per stage call
+  (:meth:`posetracker.app.settings.PipelineConfig.torch_threads`, ``estimate.threads``), so the
+  native backends keep the same limit (0: the runtime's default, every core); idle runtime
+  threads do not spin.
+- **Concurrency.** Callers on several threads at once (the pipeline's pose workers and its
+  detector thread) are safe: the compiled models are shared (built under a lock), and each
+  calling thread has its own OpenVINO infer request; an onnxruntime session is thread-safe.
+- **Precision.** ``fp32`` or ``bf16`` (OpenVINO's ``INFERENCE_PRECISION_HINT``; onnxruntime runs
+  float32 only).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from posetracker.core.errors import ModelError
+
+#: The native runtimes: backend name -> the Python package it needs.
+RUNTIME_PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
+
+#: Precisions each runtime can be asked for (OpenVINO's hint values).
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+
+
+def backend_of(module: Any) -> str:
+    """What runs a loaded model's graph: the runtime of the first :class:`NativeGraph` inside
+    ``module`` (a detector, an SPPE network), else ``torch``."""
+    if isinstance(module, nn.Module):
+        for m in module.modules():
+            if isinstance(m, NativeGraph):
+                return m.runtime
+    return "torch"
+
+
+def runtime_installed(name: str) -> bool:
+    """Whether the package of runtime ``name`` can be imported (found, not imported)."""
+    return importlib.util.find_spec(RUNTIME_PACKAGES[name]) is not None
+
+
+def import_runtime(name: str) -> Any:
+    """The runtime's package, or :class:`ModelError` in one line when it is not installed."""
+    package = RUNTIME_PACKAGES[name]
+    try:
+        return importlib.import_module(package)
+    except ImportError as e:
+        raise ModelError(f"backend {name}: the {package} package is not installed ({e}); "
+                         "install the 'openvino' extra (pip install -e \".[openvino]\") or use "
+                         "estimator.backend=torch") from None
+
+
+class NativeGraph(nn.Module):
+    """One model graph run by a native runtime (module docstring).
+
+    Args:
+        runtime: ``openvino`` or ``onnxruntime``.
+        model: The model: an OpenVINO IR ``.xml`` path (OpenVINO only; ``weights`` its ``.bin``),
+            an ``.onnx`` path, or a serialised ONNX ``ModelProto`` (bytes, e.g. a graph cut before
+            its NMS).
+        weights: The IR's ``.bin`` (``None``: beside the ``.xml``).
+        precision: ``fp32`` or ``bf16`` (OpenVINO only).
+        threads: CPU threads per call (0: the runtime's default).
+        source: The file, for messages.
+
+    Attributes:
+        runtime, precision: As given.
+        input_name: The graph's (only) input.
+        input_shape: Its shape in the file, ``-1`` where dynamic (e.g. ``(1, 3, 256, 192)``).
+        output_names: Every output, in the file's order.
+    """
+
+    def __init__(self, runtime: str, model: Path | bytes, weights: Path | None = None, *,
+                 precision: str, threads: int, source: str = ""):
+        super().__init__()
+        if runtime not in RUNTIME_PACKAGES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIME_PACKAGES)}, got {runtime!r}")
+        self.runtime, self.precision = runtime, precision
+        self.source = source or (str(model) if isinstance(model, Path) else "<onnx>")
+        runner = _OpenVINO if runtime == "openvino" else _OnnxRuntime
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0, got {threads}")
+        self.threads = threads
+        self._runner = runner(model, weights, precision, threads, self.source)
+        self.input_name = self._runner.input_name
+        self.input_shape = self._runner.input_shape
+        self.output_names = list(self._runner.output_names)
+        self._selected = list(self.output_names)
+
+    def select_outputs(self, names: Sequence[str] | None) -> None:
+        """Return only these outputs (``None``: all)."""
+        names = list(self.output_names if names is None else names)
+        unknown = [n for n in names if n not in self.output_names]
+        if unknown:
+            raise ModelError(f"{self.source}: no output {', '.join(unknown)} "
+                             f"(outputs: {', '.join(self.output_names)})")
+        self._selected = names
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``x`` ``(N, C, H, W)`` -> ``{output name: float32 CPU tensor}`` (N first)."""
+        arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        outs = self._runner.run(arr)
+        return {n: torch.from_numpy(outs[n]) for n in self._selected}
+
+    def extra_repr(self) -> str:
+        return f"{self.runtime}, {self.precision}, threads={self.threads}, {self.source}"
+
+
+class _OpenVINO:
+    """OpenVINO on the CPU: a compiled model per input shape without the batch, an infer request
+    per calling thread."""
+
+    def __init__(self, model: Path | bytes, weights: Path | None, precision: str, threads: int,
+                 source: str):
+        if precision not in _OV_PRECISION:
+            raise ModelError(f"backend openvino: precision {precision} is not supported on the "
+                             f"CPU (use {' or '.join(_OV_PRECISION)})")
+        ov = import_runtime("openvino")
+        self._ov = ov
+        self._core = ov.Core()
+        try:
+            if isinstance(model, bytes):
+                self._model = self._core.read_model(model)
+            else:
+                self._model = self._core.read_model(str(model), None if weights is None else str(weights))
+        except RuntimeError as e:
+            raise ModelError(f"{source}: OpenVINO cannot read it: {str(e).splitlines()[0]}") from None
+        if len(self._model.inputs) != 1:
+            raise ModelError(f"{source}: expected one input, the graph has {len(self._model.inputs)}")
+        port = self._model.inputs[0]
+        self.input_name = port.get_any_name()
+        self.input_shape = tuple(d.get_length() if d.is_static else -1
+                                 for d in port.get_partial_shape())
+        self.output_names = [o.get_any_name() for o in self._model.outputs]
+        self._config = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
+                        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                        "ENABLE_CPU_PINNING": False}
+        if threads:
+            self._config["INFERENCE_NUM_THREADS"] = threads
+        self._compiled: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def _compile(self, shape: tuple[int, ...]) -> Any:
+        model = self._model.clone()
+        model.reshape({model.inputs[0]: self._ov.PartialShape([-1, *shape])})
+        return self._core.compile_model(model, "CPU", self._config)
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        key = tuple(x.shape[1:])
+        requests = self._local.__dict__.setdefault("requests", {})
+        request = requests.get(key)
+        if request is None:
+            with self._lock:
+                compiled = self._compiled.get(key)
+                if compiled is None:
+                    compiled = self._compiled[key] = self._compile(key)
+            request = requests[key] = compiled.create_infer_request()
+        request.infer({0: x})
+        # copies: the request reuses its output buffers on the next call
+        return {name: np.array(request.get_output_tensor(i).data, dtype=np.float32)
+                for i, name in enumerate(self.output_names)}
+
+
+class _OnnxRuntime:
+    """onnxruntime on the CPU: one session (its ``run`` is thread-safe)."""
+
+    def __init__(self, model: Path | bytes, weights: Path | None, precision: str, threads: int,
+                 source: str):
+        if precision != "fp32":
+            raise ModelError(f"backend onnxruntime runs float32 only, not {precision}")
+        if weights is not None:
+            raise ModelError(f"{source}: onnxruntime reads ONNX graphs with their weights inside")
+        ort = import_runtime("onnxruntime")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        # idle pool threads would spin on cores other stages need
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._session = ort.InferenceSession(model if isinstance(model, bytes) else str(model),
+                                                 opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own exception types
+            raise ModelError(f"{source}: onnxruntime cannot load it: "
+                             f"{str(e).splitlines()[0]}") from None
+        (port,) = self._session.get_inputs()
+        self.input_name = port.name
+        self.input_shape = tuple(d if isinstance(d, int) else -1 for d in port.shape)
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        outs = self._session.run(self.output_names, {self.input_name: x})
+        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.output_names, outs)}
