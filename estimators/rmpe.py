@@ -264,7 +264,7 @@ class RMPEEstimator:
     @classmethod
     def from_config(cls, config: EstimatorConfig, paths: ModelPaths, *,
                     with_detector: bool = True, grouping: Grouping | None = None,
-                    threads: int = 0) -> RMPEEstimator:
+                    threads: int) -> RMPEEstimator:
         """Load the models from ``paths`` (the files of the models ``config`` names) onto the
         config's device, with the config's thresholds (``grouping``: see the class;
         ``threads``: CPU threads per call of a native backend, the caller's torch threads per

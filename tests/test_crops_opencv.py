@@ -134,7 +134,7 @@ def test_estimator_keypoints_move_under_half_a_pixel(coco, models_dir):
     frames, boxes = coco
     est = RMPEEstimator.from_config(EstimatorConfig(device="cpu"),
                                     ModelPaths(models_dir / "tinypose-256x192.xml"),
-                                    with_detector=False)
+                                    with_detector=False, threads=0)
     assert est.config.sppe.mask_outside_box  # the default: the masks are part of what is compared
     fidx = np.repeat(np.arange(len(frames)), [len(b) for b in boxes])
     allb = snap_boxes(np.concatenate(boxes))  # the estimator crops its boxes so
@@ -182,7 +182,7 @@ def test_detector_float_noise_does_not_change_the_poses(coco, models_dir):
     frames, boxes = coco
     est = RMPEEstimator.from_config(EstimatorConfig(device="cpu"),
                                     ModelPaths(models_dir / "tinypose-256x192.xml"),
-                                    with_detector=False)
+                                    with_detector=False, threads=0)
     # Away from the grid's rounding edges (k/8 + 1/16), as nearly every box is.
     on_grid = [np.round(b * 8) / 8 + 0.02 for b in boxes]
     moved = [b + np.random.default_rng(i).uniform(-4e-5, 4e-5, b.shape) for i, b in enumerate(on_grid)]
