@@ -153,3 +153,24 @@ def test_reference_without_its_runtimes_is_one_clear_error(monkeypatch, tmp_path
     monkeypatch.setattr(bench, "find_spec", lambda name: None if name == "openvino" else True)
     with pytest.raises(InputError, match="openvino not installed"):
         bench.run(_args(video))
+
+
+def test_bench_worker_lets_a_settings_thread_count_win(monkeypatch):
+    # `--against pipeline.threads=2` must reach the run: the bench's own thread count goes first
+    # and the settings after it; the mode the bench runs goes last.
+    import posetracker.app.settings as settings
+    from posetracker.app.benchmarks.pipeline import worker
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(path, overrides=(), *a, **k):
+        seen.append(list(overrides))
+        raise Stop
+
+    monkeypatch.setattr(settings, "load_app_config", capture)
+    with pytest.raises(Stop):
+        worker({"mode": "threaded", "threads": 0, "sets": ["pipeline.threads=2"]})
+    assert seen[0] == ["pipeline.threads=0", "pipeline.threads=2", "pipeline.mode=threaded"]

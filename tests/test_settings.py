@@ -295,3 +295,19 @@ def test_convert_jsonl_defaults_are_tracks():
     args = build_parser().parse_args(["convert", "jsonl", "a.jsonl", "b.json"])
     assert args.keypoint_threshold == out.keypoint_threshold
     assert args.format == out.format and (not args.no_derive_head) == out.derive_head
+
+
+def test_automatic_threads_per_call_follow_the_mode():
+    # Video mode runs the pose model in one loop: each call gets every core (measured 1.3x on
+    # street_crowd over half the cores each, docs/pipeline.md); frame mode shares the cores out
+    # among its pose workers and the detector; an explicit setting always wins.
+    from posetracker.app.settings import PipelineConfig, ProposalConfig
+
+    video = PipelineConfig()
+    assert video.video_mode
+    assert video.torch_threads(2) == 2 and video.torch_threads(8) == 8
+    frame = PipelineConfig(proposals=ProposalConfig(enabled=False))
+    assert not frame.video_mode
+    assert frame.torch_threads(2) == 1 and frame.torch_threads(6) == 2
+    assert PipelineConfig(threads=3).torch_threads(2) == 3
+    assert PipelineConfig(mode="sequential").torch_threads(2) == 0

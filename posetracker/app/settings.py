@@ -165,8 +165,10 @@ class PipelineConfig:
         pose_workers: Pose-estimator threads working on successive batches at once (threaded
             mode); on a CPU the pose estimator is the slowest stage, so it gets more than one.
         threads: Torch CPU threads per call; 0 = automatic: in threaded mode the CPU cores shared
-            out among the pose workers and the detector (at least 1; in video mode between the
-            video loop and the detector), in sequential mode torch's default (all cores).
+            out among the pose workers and the detector (at least 1); in video mode every core for
+            each call (the one video loop runs the pose model, the long calls, and the detector's
+            are short: measured in docs/pipeline.md, 1.3x on street_crowd over half the cores
+            each); in sequential mode torch's default (all cores).
         min_pose_score: Poses whose person score (detector score x mean joint score) is below
             this are dropped before tracking, as PoseFlow drops low-scored poses: the detector's
             low-scored boxes (furniture, hands, far background) otherwise start ghost tracks and
@@ -197,8 +199,8 @@ class PipelineConfig:
         """Torch threads per call for this mode (see ``threads``); 0 = torch's default."""
         if self.threads or self.mode == "sequential":
             return self.threads
-        if self.video_mode:  # the video loop and the detector
-            return max(1, cpu_count // 2)
+        if self.video_mode:  # one pose loop: its calls get every core (docs/pipeline.md)
+            return max(1, cpu_count)
         return max(1, cpu_count // (self.pose_workers + 1))
 
     def __post_init__(self) -> None:

@@ -129,8 +129,10 @@ def worker(spec: dict) -> dict:
     from posetracker.io.sources import open_source
 
     threads = 1 if spec["mode"] == "sequential" else spec["threads"]  # sequential: one thread
-    config = load_app_config(None, [*spec["sets"], f"pipeline.mode={spec['mode']}",
-                                    f"pipeline.threads={threads}"])
+    # The bench's thread count first, so that a pipeline.threads in --set/--against wins (it was
+    # silently replaced before); the mode last: the bench runs each mode it lists.
+    config = load_app_config(None, [f"pipeline.threads={threads}", *spec["sets"],
+                                    f"pipeline.mode={spec['mode']}"])
     tracker = PoseTracker(config)
     # Warm-up: the first model calls pay one-off costs (kernel selection, weight packing) that
     # belong to loading, not to per-frame speed.
