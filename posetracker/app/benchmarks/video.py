@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from posetracker.app.benchmarks import shared_videos
+from posetracker.app.benchmarks.pipeline import DEFAULT_VIDEOS
 from posetracker.core.poses import FramePoses, keypoint_boxes
 
-DEFAULT_VIDEOS = ("two_people.mp4", "street_crowd.avi", "basketball_crossing.mp4")
 MODES = ("frame", "1", "2", "4", "adaptive")
 DROPOUTS = ("none", "20%", "40%", "burst")
 _BURST, _BURST_PERIOD = 5, 20  # frames without any box, and how often
