@@ -145,9 +145,11 @@ class EstimatorConfig:
             one-line note. Naming a runtime on CUDA, or one not installed, is an error.
         precision: The pose estimator's arithmetic: ``fp32``; ``fp16`` (CUDA only); ``bf16``
             (a CPU with AVX512_BF16 or AMX, or CUDA; OpenVINO's inference precision hint, or the
-            torch network in bfloat16); ``auto``: fp32 (bf16 measured no faster on an
-            AVX512_BF16 CPU without AMX and costs AP: docs/models.md, "CPU backends"). Asking
-            for a precision the device lacks is an error. The detector runs in float32.
+            torch network in bfloat16); ``auto``: bf16 on a CPU with AMX (TinyPose in
+            OpenVINO 1.6x, in torch 1.3x the float32 rate there, for at most 0.0035 AP), fp32
+            elsewhere (on AVX512_BF16 without AMX bf16 was no faster; fp16 on CUDA is not
+            measured: docs/models.md, "CPU backends"). Asking for a precision the device lacks
+            is an error. The detector runs in float32.
     """
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)

@@ -65,27 +65,36 @@ class SPPEOutput:
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX-BF16, from the Linux CPU
-    flags; elsewhere ``False``)."""
+def _cpu_flags() -> set[str]:
+    """The Linux CPU flags of ``/proc/cpuinfo`` (elsewhere none)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
+            return set(next((line for line in f if line.startswith("flags")), "").split())
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return set()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX-BF16)."""
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tile units for bfloat16 (``amx_bf16``): matrix products in
+    bfloat16 at several times the float32 rate, where AVX512_BF16 alone only converts and dots."""
+    return "amx_bf16" in _cpu_flags()
 
 
 def resolve_precision(requested: str, device: torch.device | str) -> str:
     """``estimator.precision`` on ``device`` -> ``fp32``, ``fp16`` or ``bf16``.
 
-    ``auto`` is ``fp32`` (:class:`posetracker.estimators.config.EstimatorConfig`: bf16 measured
-    no faster on an AVX512_BF16 CPU and costs AP). An explicit precision the device cannot run
-    (fp16 on the CPU, bf16 on a CPU without bfloat16 arithmetic) raises :class:`ModelError`.
+    ``auto`` (:class:`posetracker.estimators.config.EstimatorConfig`) is ``bf16`` on a CPU with
+    AMX and ``fp32`` elsewhere. An explicit precision the device cannot run (fp16 on the CPU,
+    bf16 on a CPU without bfloat16 arithmetic) raises :class:`ModelError`.
     """
     on_cuda = torch.device(device).type == "cuda"
     if requested == "auto":
-        return "fp32"
+        return "bf16" if not on_cuda and cpu_has_amx() else "fp32"
     if requested == "fp16" and not on_cuda:
         raise ModelError("precision fp16 runs on CUDA only (on the CPU use fp32, or bf16 where "
                          "the CPU has AVX512_BF16 or AMX)")

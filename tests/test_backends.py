@@ -87,6 +87,35 @@ def test_batch_size_does_not_change_a_crop_s_pose(models_dir, coco, torch_poses)
     _assert_same_poses(b, torch_poses)
 
 
+def test_batches_split_into_the_compiled_sizes():
+    assert native.static_chunks(7) == [(0, 4), (4, 2), (6, 1)]
+    assert native.static_chunks(18) == [(0, 4), (4, 4), (8, 4), (12, 4), (16, 2)]
+    assert native.static_chunks(0) == []
+    for n in range(1, 40):  # every item once, in order, no padding
+        chunks = native.static_chunks(n)
+        assert [s for s, _ in chunks] == list(np.cumsum([0] + [b for _, b in chunks])[:-1])
+        assert sum(b for _, b in chunks) == n and all(b in native.STATIC_BATCHES for _, b in chunks)
+
+
+def test_openvino_runs_fixed_batch_models_only(models_dir):
+    """A dynamic-batch model was 10-20 % slower per crop (docs/models.md, "CPU backends"): every
+    call must run models compiled for fixed batches, and an odd batch equals its parts."""
+    graph = NativeGraph("openvino", models_dir / TINYPOSE, precision="fp32", threads=1)
+    x = torch.rand(7, 3, 256, 192)
+    whole = graph(x)
+    compiled = graph._runner._compiled[(3, 256, 192)]
+    assert sorted(compiled) == sorted(native.STATIC_BATCHES)
+    for size, model in compiled.items():
+        assert model.inputs[0].get_partial_shape().is_static
+        assert model.inputs[0].get_shape()[0] == size
+    (name,) = [n for n in graph.output_names if whole[n].ndim == 4][:1]
+    parts = torch.cat([graph(x[i: i + 1])[name] for i in range(7)])
+    assert whole[name].shape[0] == 7
+    torch.testing.assert_close(whole[name], parts, atol=1e-5, rtol=0)
+    empty = graph(x[:0])
+    assert all(v.shape[0] == 0 and v.shape[1:] == whole[k].shape[1:] for k, v in empty.items())
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_native_rtmdet_finds_the_torch_reader_s_boxes(models_dir, coco, backend):
     images = [im for im, _ in coco]
@@ -269,14 +298,18 @@ def test_cli_refuses_a_bad_backend_with_exit_2(tmp_path, capsys):
 
 
 def test_precision(monkeypatch):
-    assert resolve_precision("auto", "cpu") == "fp32"
-    assert resolve_precision("auto", "cuda") == "fp32"
+    import posetracker.estimators.sppe as sppe_module
+
+    for amx in (False, True):  # auto: bf16 on an AMX CPU only, never on CUDA
+        monkeypatch.setattr(sppe_module, "_cpu_flags",
+                            lambda amx=amx: {"avx512_bf16"} | ({"amx_bf16"} if amx else set()))
+        assert resolve_precision("auto", "cpu") == ("bf16" if amx else "fp32")
+        assert resolve_precision("auto", "cuda") == "fp32"
+    monkeypatch.undo()
     assert resolve_precision("fp16", "cuda") == "fp16"
     with pytest.raises(ModelError) as e:
         resolve_precision("fp16", "cpu")
     assert "CUDA only" in _one_line(e)
-    import posetracker.estimators.sppe as sppe_module
-
     monkeypatch.setattr(sppe_module, "cpu_has_bf16", lambda: False)
     with pytest.raises(ModelError) as e:
         resolve_precision("bf16", "cpu")

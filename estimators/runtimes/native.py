@@ -9,11 +9,13 @@ backend. The runtime is imported when the first graph is built, never by importi
 
 How it runs:
 
-- **Shapes.** The batch dimension is left dynamic and every other dimension is fixed by the first
-  call that uses it: one compiled model per input shape without the batch.
-  Measured on the 2-core development CPU (docs/models.md, "CPU backends"): compiling a TinyPose
-  takes about 1-2 s while a dynamic batch ran as fast per crop as a model compiled for the exact
-  batch, so batches are not padded and not compiled per size.
+- **Shapes.** OpenVINO runs models compiled for fixed batch sizes (:data:`STATIC_BATCHES`: 4, 2
+  and 1) and splits a batch into runs of them, largest first (18 crops: four of 4 and one of 2),
+  so nothing is padded. On the 2-core development CPU a model with a dynamic batch cost 10-20 %
+  more CPU time per TinyPose crop than these at every batch size from 2 to 18, and a batch of 4
+  cost no more per crop than a batch of 8 or 16 (docs/models.md, "CPU backends"). Every other
+  dimension is fixed by the first call that uses it; that call compiles the three sizes (about
+  1 s each). onnxruntime keeps the dynamic batch.
 - **Threads.** Each call runs on ``threads`` threads, given when the graph is built: the
   application passes the number its pipeline gives torch per stage call
   (:meth:`posetracker.app.settings.PipelineConfig.torch_threads`, ``estimate.threads``), so the
@@ -44,8 +46,22 @@ from posetracker.core.errors import ModelError
 #: The native runtimes: backend name -> the Python package it needs.
 RUNTIME_PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 
+#: Batch sizes OpenVINO compiles models for, largest first (module docstring, "Shapes").
+STATIC_BATCHES = (4, 2, 1)
+
 #: Precisions each runtime can be asked for (OpenVINO's hint values).
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+
+
+def static_chunks(n: int) -> list[tuple[int, int]]:
+    """Split a batch of ``n`` into ``(start, size)`` runs of :data:`STATIC_BATCHES` sizes, largest
+    first, e.g. ``7 -> [(0, 4), (4, 2), (6, 1)]``: every item computed once, no padding."""
+    chunks, start = [], 0
+    for size in STATIC_BATCHES:
+        while n - start >= size:
+            chunks.append((start, size))
+            start += size
+    return chunks
 
 
 def backend_of(module: Any) -> str:
@@ -131,8 +147,8 @@ class NativeGraph(nn.Module):
 
 
 class _OpenVINO:
-    """OpenVINO on the CPU: a compiled model per input shape without the batch, an infer request
-    per calling thread."""
+    """OpenVINO on the CPU: models compiled for fixed batch sizes (:data:`STATIC_BATCHES`) per
+    input shape without the batch, an infer request per calling thread and model."""
 
     def __init__(self, model: Path | bytes, weights: Path | None, precision: str, threads: int,
                  source: str):
@@ -161,28 +177,41 @@ class _OpenVINO:
                         "ENABLE_CPU_PINNING": False}
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = threads
-        self._compiled: dict[tuple, Any] = {}
+        self._compiled: dict[tuple[int, ...], dict[int, Any]] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
 
     def _compile(self, shape: tuple[int, ...]) -> Any:
         model = self._model.clone()
-        model.reshape({model.inputs[0]: self._ov.PartialShape([-1, *shape])})
+        model.reshape({model.inputs[0]: self._ov.PartialShape(list(shape))})
         return self._core.compile_model(model, "CPU", self._config)
 
-    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        key = tuple(x.shape[1:])
+    def _request(self, size: int, tail: tuple[int, ...]) -> Any:
+        """This thread's infer request of the model compiled for a batch of ``size`` inputs of
+        shape ``tail``. The first call for a ``tail`` compiles every size of
+        :data:`STATIC_BATCHES` at once, so the cost is paid on the first frame, not spread
+        over the run."""
         requests = self._local.__dict__.setdefault("requests", {})
-        request = requests.get(key)
+        request = requests.get((size, tail))
         if request is None:
             with self._lock:
-                compiled = self._compiled.get(key)
-                if compiled is None:
-                    compiled = self._compiled[key] = self._compile(key)
-            request = requests[key] = compiled.create_infer_request()
-        request.infer({0: x})
-        # copies: the request reuses its output buffers on the next call
-        return {name: np.array(request.get_output_tensor(i).data, dtype=np.float32)
+                if tail not in self._compiled:
+                    self._compiled[tail] = {b: self._compile((b, *tail)) for b in STATIC_BATCHES}
+            request = requests[(size, tail)] = self._compiled[tail][size].create_infer_request()
+        return request
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        tail = tuple(x.shape[1:])
+        if not len(x):  # no input: the shapes of a batch of one, cut to none
+            return {n: o[:0] for n, o in self.run(np.zeros((1, *tail), np.float32)).items()}
+        parts = []
+        for start, size in static_chunks(len(x)):
+            request = self._request(size, tail)
+            request.infer({0: x[start: start + size]})
+            # copies: the request reuses its output buffers on the next call
+            parts.append([np.array(request.get_output_tensor(i).data, dtype=np.float32)
+                          for i in range(len(self.output_names))])
+        return {name: np.concatenate([p[i] for p in parts]) if len(parts) > 1 else parts[0][i]
                 for i, name in enumerate(self.output_names)}
 
 

@@ -49,7 +49,7 @@ def add_estimator_options(p: argparse.ArgumentParser, threads: int | None = None
                    "runtime for each model)")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                    help=f"SPPE arithmetic ({e}.precision, default: {default(e + '.precision')} "
-                   "= fp32; fp16 on CUDA, bf16 on CPUs with it)")
+                   "= bf16 on CPUs with AMX, else fp32; fp16 on CUDA)")
     g.add_argument("--half", action="store_true", default=None,
                    help="the same as --precision fp16 (CUDA; default: off)")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,

@@ -90,7 +90,7 @@ def _add_video_arguments(p: argparse.ArgumentParser) -> None:
                    "CPU runtime for each model)")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                    help="pose estimator arithmetic (estimator.precision, default: "
-                   f"{default('estimator.precision')} = fp32; fp16 on CUDA, bf16 on CPUs with it)")
+                   f"{default('estimator.precision')} = bf16 on CPUs with AMX, else fp32; fp16 on CUDA)")
     g.add_argument("--half", action="store_true", default=None,
                    help="the same as --precision fp16 (CUDA; default: off)")
     g.add_argument("--det-batch", type=int, metavar="N", help="frames per detector call "
