@@ -21,8 +21,8 @@ detection of LightTrack, each pose of frame t proposes a box for frame t + 1:
 4. **survive**: a proposal's pose is kept only if the SPPE's own mean joint score reaches
    ``proposals.min_joint_score`` (a proposal over background, or over a person who has left the
    frame, dies there: no ghost walks on);
-5. **group**: duplicates are removed as always (pose NMS or the CrowdPose association), the
-   proposals ranked below fresh detections by their decayed box score;
+5. **group**: duplicates are removed as always (pose NMS or the CrowdPose association), then
+   the poses under ``pipeline.min_pose_score``;
 6. the frame's poses become the proposals of frame t + 2 (step 1);
 7. **carry** (:func:`carry_proposals`): a proposal whose person was not found (no pose of the
    frame proposes an overlapping box) and whose pose did not die moves on by its motion, for up
@@ -30,14 +30,15 @@ detection of LightTrack, each pose of frame t proposes a box for frame t + 1:
    their crop's pose went to a neighbour) can be found again without the detector.
 
 Keyframes (:class:`Keyframes`): ``detect_every`` N runs the detector on frames 0, N, 2N, ...;
-``adaptive`` also runs it on a frame when a track was lost on the frame before (a proposal died,
-or grouping left fewer people than were proposed) or when the frame moved, against the frame
-before, outside every proposal box (``proposals.motion_*``: a new person could be there).
+``adaptive`` also runs it on a frame when a track was lost on the frame before (a proposal from
+a pose died, or grouping left fewer people than those proposals) or when the frame moved,
+against the frame before, outside every proposal box (``proposals.motion_*``: a new person could
+be there).
 
 Order of the stages (:mod:`posetracker.app.pipeline`): reader -> detector -> *video loop* ->
 tracker -> writer. The detector thread runs ahead on the scheduled keyframes (it knows them from
 the frame numbers), so detection and decoding overlap the pose work; the video loop
-(:class:`VideoLoop`) is one thread that takes the frames in order and runs steps 1-6 for each
+(:class:`VideoLoop`) is one thread that takes the frames in order and runs steps 1-7 for each
 (pose -> group -> proposals is a per-frame loop: frame t + 1's crops need frame t's poses). An
 adaptive keyframe is detected inside the loop, on its thread, when the loop decides it from
 frame t - 1's state and frame t's pixels: the decision never depends on thread timing, so the
@@ -286,7 +287,7 @@ def _made_from(pose_boxes: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 class VideoLoop:
-    """Steps 1-6 for one video, a frame at a time and in order (one thread).
+    """Steps 1-7 for one video, a frame at a time and in order (one thread).
 
     Args:
         stages: The estimator steps (:class:`VideoStages`).

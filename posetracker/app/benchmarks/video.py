@@ -12,7 +12,7 @@ and reports
 
 (a) frames/s and people per frame of each mode, and the work behind them, which the load of
     the machine does not change: detector calls and pose crops per frame, and the process's
-    CPU seconds per frame (all its threads);
+    CPU milliseconds per frame (all its threads);
 (b) agreement with the ``frame`` run: the share of its poses matched (one-to-one, greedily by
     OKS, per frame) at OKS >= 0.5 and >= 0.9, its poses the mode lacks, and the mode's poses
     left over, as a share of the ``frame`` run's poses: *misplaced* (paired one-to-one with a
@@ -202,7 +202,7 @@ def mode_config(config, mode: str, adaptive_every: int):
 def run_once(video: Path, stages, config, start: int, max_frames: int
              ) -> tuple[list[FramePoses], dict[str, float]]:
     """One tracked run: every frame's poses, and frames/s, detector calls, pose crops and
-    process CPU seconds per frame."""
+    process CPU milliseconds per frame."""
     from posetracker.app.pipeline import PipelineOptions, iter_pipeline
     from posetracker.io.sources import open_source
     from posetracker.tracker.factory import make_tracker
@@ -217,7 +217,7 @@ def run_once(video: Path, stages, config, start: int, max_frames: int
     n = max(len(out), 1)
     return out, {"fps": len(out) / max(time.perf_counter() - t0, 1e-9),
                  "det/frame": counting.detected / n, "crops/frame": counting.crops / n,
-                 "cpu s/frame": (time.process_time() - c0) / n}
+                 "cpu ms/frame": 1000 * (time.process_time() - c0) / n}
 
 
 def ids_text(frames: list[FramePoses]) -> str:
@@ -292,7 +292,7 @@ def run(args) -> int:
         print(f"\n{v.name}: frames {args.start}-{args.start + args.max_frames - 1}, {device}, "
               f"tracker {config.tracker.kind}; agreement against mode 'frame', recovery "
               "against the same mode without dropout")
-        print(format_table(df[df.video == v.name].drop(columns="video"), digits=1))
+        print(format_table(df[df.video == v.name].drop(columns="video"), digits=2))
     if args.out:
         save_report(pd.DataFrame(rows), args.out)
     return 0
