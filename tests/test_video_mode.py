@@ -111,10 +111,43 @@ def test_a_proposal_over_background_dies_at_once(stages, config, frames):
     ghost[[0, 2]] = [0, w]
     assert (loop.proposals[:, 0] > 2 * w).all()  # no person there
     loop.proposals = np.vstack([loop.proposals, ghost])
+    loop.motion = np.vstack([loop.motion, [0, 0]])
     poses = loop(frames[1], None)  # no keyframe: the pose estimator sees the proposals only
     assert len(poses) == 2
     assert loop.lost  # a proposal died: an adaptive run detects the next frame
     assert len(loop.proposals) == 2 and (loop.proposals[:, 0] > 2 * w).all()
+    assert len(loop.carried[0]) == 0  # a proposal that died is not carried on either
+
+
+def test_a_proposal_is_the_pose_box_and_decays_only_when_the_detector_missed(stages, config,
+                                                                            frames):
+    loop = _loop(stages, config)
+    first = loop(frames[0], stages.detect([frames[0]])[0])
+    # the boxes the poses came from (no motion yet), at the detector's scores: it saw them
+    assert np.allclose(loop.proposals[:, :4], first.boxes)
+    assert np.allclose(loop.proposals[:, 4], first.box_scores)
+    scores = loop.proposals[:, 4].copy()
+    assert len(loop(frames[1], None)) == 2  # not a keyframe: the detector did not look
+    assert np.allclose(loop.proposals[:, 4], scores)
+    assert len(loop(frames[2], np.zeros((0, 5)))) == 2  # a keyframe without either person
+    assert np.allclose(loop.proposals[:, 4], scores * config.pipeline.proposals.score_decay)
+
+
+def test_a_person_lost_on_the_frame_before_is_found_by_the_carried_proposal(stages, config,
+                                                                              frames):
+    loop = _loop(stages, config)
+    loop(frames[0], stages.detect([frames[0]])[0])
+    # person 1 went missing on frame 0: no pose proposes them, their proposal is carried
+    loop.carried = (loop.proposals[1:], loop.motion[1:], np.ones(1, int))
+    loop.proposals, loop.motion = loop.proposals[:1], loop.motion[:1]
+    poses = loop(frames[1], np.zeros((0, 5)))  # and the detector misses both on frame 1
+    assert len(poses) == 2 and not loop.lost  # a carried person found is no new loss
+    assert len(loop.proposals) == 2 and len(loop.carried[0]) == 0
+    without = _loop(stages, replace(config, pipeline=replace(
+        config.pipeline, proposals=replace(config.pipeline.proposals, memory=0))))
+    without(frames[0], stages.detect([frames[0]])[0])
+    without.proposals, without.motion = without.proposals[:1], without.motion[:1]
+    assert len(without(frames[1], np.zeros((0, 5)))) == 1
 
 
 def test_a_person_leaving_the_frame_proposes_nothing(stages, config, frames):
@@ -122,14 +155,14 @@ def test_a_person_leaving_the_frame_proposes_nothing(stages, config, frames):
                          frames[0])
     h, w = frames[0].shape[:2]
     cfg = config.pipeline.proposals
-    boxes, extents = predict_boxes(poses, None, cfg, (h, w))
+    boxes, _, extents = predict_boxes(poses, None, cfg, (h, w))
     assert len(boxes) == 2
     # the previous extents one person's width to the left: moving right, still inside
-    boxes, _ = predict_boxes(poses, extents - [50, 0, 50, 0], cfg, (h, w))
+    boxes, _, _ = predict_boxes(poses, extents - [50, 0, 50, 0], cfg, (h, w))
     assert len(boxes) == 2
     # the same people at the right border, most of each proposal beyond it: leaving
-    moved = replace(poses, keypoints=poses.keypoints
-                    + [w - poses.keypoints[..., 0].min() - 5, 0])
+    dx = w - poses.keypoints[..., 0].min() - 5
+    moved = replace(poses, keypoints=poses.keypoints + [dx, 0], boxes=poses.boxes + [dx, 0, dx, 0])
     assert len(predict_boxes(moved, None, cfg, (h, w))[0]) == 0
 
 
@@ -140,6 +173,7 @@ def test_adaptive_detects_on_the_first_frame_and_after_a_loss(stages, config, fr
     assert len(loop(frames[1], None)) == 2 and counting.calls == 1  # both tracked, nothing new
     w = loop.proposals[0, 2] - loop.proposals[0, 0]
     loop.proposals = np.vstack([loop.proposals, [0, 300, w, 900, 0.8]])  # a track to lose
+    loop.motion = np.vstack([loop.motion, [0, 0]])
     loop(frames[2], None)
     assert counting.calls == 1 and loop.lost
     assert len(loop(frames[3], None)) == 2 and counting.calls == 2
@@ -217,3 +251,67 @@ def test_adaptive_motion_test_ignores_a_camera_pan_but_not_a_newcomer():
     # ... unless a proposal box covers it (a known person moving)
     assert not keys.wanted(False, cells(newcomer), before, np.array([[96, 32, 168, 208, 0.9]]))
     assert keys.wanted(True, after, before, no_boxes)  # a track was lost
+
+
+def test_proposals_and_detector_boxes_pair_one_to_one():
+    from posetracker.app.video import merge_proposals
+
+    dets = np.array([[100, 100, 200, 300, 0.9]])
+    # two people crossing: both proposals overlap the one box the detector kept
+    proposals = np.array([[100, 100, 200, 300, 0.8], [130, 100, 230, 300, 0.7]])
+    boxes, n_det, kept = merge_proposals(dets, proposals, 0.5)
+    assert n_det == 1 and kept.tolist() == [1]  # the box accounts for the first person only
+    assert np.allclose(boxes, [dets[0], proposals[1]])
+    boxes, n_det, kept = merge_proposals(None, proposals, 0.5)
+    assert n_det == 0 and kept.tolist() == [0, 1] and len(boxes) == 2
+
+
+def test_a_lost_proposal_is_carried_on_until_memory_unless_it_died():
+    from posetracker.app.video import carry_proposals
+
+    cfg = ProposalConfig(memory=2, score_decay=0.5)
+    proposals = np.array([[100, 100, 200, 300, 0.8], [400, 100, 500, 300, 0.8],
+                          [700, 100, 800, 300, 0.8], [1000, 100, 1100, 300, 0.8]])
+    motion = np.array([[10, 0], [10, 0], [10, 0], [10, 0]])
+    age = np.array([0, 0, 2, 0])
+    died = np.array([False, True, False, False])
+    found = np.array([[1012, 100, 1112, 300, 0.8]])  # the fourth person's pose proposes again
+    boxes, moved, ages = carry_proposals(proposals, motion, age, died, found, cfg, (720, 1280),
+                                         keyframe=True)
+    # only the first: the second died (background), the third is carried too long already
+    assert np.allclose(boxes, [[110, 100, 210, 300, 0.4]]) and ages.tolist() == [1]
+    assert moved.tolist() == [[10, 0]]
+    boxes, _, _ = carry_proposals(proposals[:1], motion[:1], age[:1], died[:1], found, cfg,
+                                  (720, 1280), keyframe=False)
+    assert boxes[0, 4] == 0.8  # the detector did not look: no evidence against the person
+    none = carry_proposals(proposals, motion, age, died, found, replace(cfg, memory=0),
+                           (720, 1280), keyframe=True)
+    assert len(none[0]) == 0
+
+
+def test_the_motion_test_searches_no_shift_when_nothing_changed(monkeypatch):
+    from posetracker.app import video
+    from posetracker.app.video import Keyframes, cells
+
+    def search(*_):
+        raise AssertionError("a whole-frame shift was searched for")
+
+    scene = np.random.default_rng(1).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    keys = Keyframes(PipelineConfig(detect_every=8, keyframes="adaptive"))
+    monkeypatch.setattr(video, "_aligned_change", search)
+    assert not keys.wanted(False, cells(scene), cells(scene), np.zeros((0, 5)))
+
+
+def test_bench_counts_misplaced_apart_from_extra_poses():
+    from posetracker.core.poses import FramePoses
+    from posetracker.core.schemas import COCO17
+
+    rng = np.random.default_rng(0)
+    person = np.column_stack([rng.uniform(100, 160, 17), rng.uniform(100, 260, 17)])
+    mirrored = person.copy()
+    mirrored[:, 0] = 260 - mirrored[:, 0]  # the same extent, the joints elsewhere
+    ref = FramePoses.from_keypoints(person[None], np.ones((1, 17)), COCO17)
+    other = FramePoses.from_keypoints(np.stack([mirrored, person + [400, 0]]), np.ones((2, 17)),
+                                      COCO17)
+    c = match_counts([ref], [other])
+    assert c["m50"] == 0 and c["misplaced"] == 1 and c["other"] - c["other50"] == 2

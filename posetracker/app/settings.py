@@ -98,23 +98,27 @@ class ProposalConfig:
     Attributes:
         enabled: Feed the previous frame's poses back as proposals. Off with ``detect_every`` 1 is
             frame-by-frame estimation (every frame handled as the first).
-        margin: Each side of a proposal box grows by this share of the keypoint extent: the
-            extent of the joints is tighter than a detector's box (the head top and the feet lie
-            beyond the joints); the SPPE's own crop margin (``estimator.sppe.scale_factor``) is
-            added on top, as for a detector box.
-        min_keypoint_score: Joints scored below this do not count in the extent.
-        score_decay: A proposal made on a keyframe has the pose's box score times this (the
-            detector's score decays with every keyframe on which the detector missed the person;
-            between keyframes it holds), so that pose NMS ranks a fresh detection above a
-            proposal and a person the detector keeps missing fades under ``min_pose_score``.
+        min_keypoint_score: Joints scored below this do not count in the extent of the joints
+            (whose centre's shift is the person's motion).
+        score_decay: A proposal from a pose the detector missed on a keyframe (a pose made
+            from a proposal) has that pose's box score times this: the score decays with every
+            keyframe on which the detector missed the person, so that a person the detector
+            keeps missing fades under ``min_pose_score`` and pose NMS ranks a fresh detection
+            above them; a pose from a detector box keeps its score, and between keyframes it
+            holds (the detector did not look).
         min_joint_score: A proposal's pose survives only if the SPPE's mean joint score (of the
             joints above ``estimator.kpt_threshold``) reaches this; a proposal over background
             or over a person who has left the frame dies there. Measured on the demo videos
             on real frames (``docs/video.md``): the two people of two_people.mp4 0.76-0.92, the
             motion-blurred players of basketball_crossing.mp4 0.24-0.44, the same boxes moved
             onto the background of two_people.mp4 0.04-0.25 (median 0.05).
-        overlap: A proposal whose box overlaps a detector box of the same frame at IoU >= this is
-            not estimated (the detector already proposed that person; saves an SPPE call).
+        overlap: Proposals and the same frame's detector boxes are paired one to one at IoU >=
+            this; a paired proposal is not estimated (the detector already proposed that person;
+            saves an SPPE call), an unpaired one is, even beside an overlapping box (two people
+            crossing, the detector saw one).
+        memory: A proposal whose person was not found on its frame (no pose of that frame
+            proposes an overlapping box) is carried on, moved by its motion, for up to this many
+            frames (0: never); one whose pose died is not.
         motion_level: Adaptive keyframes: a grey-level change (0-255) above which a cell of the
             frame counts as moving.
         motion_share: Adaptive keyframes: the detector runs when the moving cells outside every
@@ -128,17 +132,17 @@ class ProposalConfig:
     """
 
     enabled: bool = True
-    margin: float = 0.1
     min_keypoint_score: float = 0.2
     score_decay: float = 0.9
     min_joint_score: float = 0.3
     overlap: float = 0.5
+    memory: int = 2
     motion_level: float = 30.0
     motion_share: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("margin", "min_keypoint_score", "min_joint_score", "motion_level",
-                     "motion_share"):
+        for name in ("min_keypoint_score", "min_joint_score", "memory",
+                     "motion_level", "motion_share"):
             if getattr(self, name) < 0:
                 raise ValueError(f"proposals.{name} must be >= 0")
         if not 0 < self.score_decay <= 1 or not 0 < self.overlap <= 1:

@@ -10,15 +10,20 @@ For each video, ``track`` runs (threaded, models loaded once) in each mode:
 
 and reports
 
-(a) frames/s and people per frame of each mode;
+(a) frames/s and people per frame of each mode, and the work behind them, which the load of
+    the machine does not change: detector calls and pose crops per frame, and the process's
+    CPU milliseconds per frame (all its threads);
 (b) agreement with the ``frame`` run: the share of its poses matched (one-to-one, greedily by
-    OKS, per frame) at OKS >= 0.5 and >= 0.9, its poses the mode lacks, and the mode's extra
-    poses (unmatched at 0.5), both as a share of the ``frame`` run's poses; the track ids and
-    frames per id;
+    OKS, per frame) at OKS >= 0.5 and >= 0.9, its poses the mode lacks, and the mode's poses
+    left over, as a share of the ``frame`` run's poses: *misplaced* (paired one-to-one with a
+    left-over reference pose by keypoint-extent IoU >= 0.5: the same person, another pose,
+    already counted as lacking) and *extra* (a person the reference has not: a ghost, a
+    duplicate, or someone the reference dropped); the track ids and frames per id;
 (c) detector dropout: a wrapper around the detector (here, never in the product) removes a
     seeded random 20 % or 40 % of its boxes on every frame, or all of its boxes in 5-frame bursts
     (frames 5-9, 25-29, 45-49, ...: a quarter of the frames); for each mode, the share of that
-    mode's intact run's poses the run with dropout recovers (OKS >= 0.5) and its extra poses.
+    mode's intact run's poses the run with dropout recovers (OKS >= 0.5), its misplaced and its
+    extra poses.
 
 OKS: the COCO formula over the reference pose's joints scored >= 0.5 (``output.keypoint_threshold``;
 all its joints when none is), the area from the reference pose's joint extent.
@@ -36,7 +41,9 @@ import numpy as np
 
 from posetracker.app.benchmarks import shared_videos
 from posetracker.app.benchmarks.pipeline import DEFAULT_VIDEOS
+from posetracker.app.video import greedy_pairs
 from posetracker.core.poses import FramePoses, keypoint_boxes
+from posetracker.tracker.similarity import box_iou
 
 MODES = ("frame", "1", "2", "4", "adaptive")
 DROPOUTS = ("none", "20%", "40%", "burst")
@@ -127,19 +134,52 @@ def oks_matrix(ref: FramePoses, other: FramePoses, min_score: float = 0.5) -> np
 
 def match_counts(ref: list[FramePoses], other: list[FramePoses]) -> dict[str, int]:
     """Reference poses matched at OKS >= 0.5 and >= 0.9 (one-to-one, greedily by OKS, per
-    frame), all reference poses, and ``other``'s poses matched at 0.5."""
-    n = m50 = m90 = o50 = 0
+    frame), all reference poses, ``other``'s poses matched at 0.5, and of ``other``'s poses left
+    over those ``misplaced`` (paired one-to-one, greedily, with a left-over reference pose at
+    keypoint-extent IoU >= 0.5: the same person with another pose)."""
+    n = m50 = m90 = misplaced = 0
     for r, o in zip(ref, other):
         oks = oks_matrix(r, o)
+        pairs = greedy_pairs(oks, 0.5)
         n += len(r)
-        while oks.size and oks.max() >= 0.5:
-            i, j = np.unravel_index(np.argmax(oks), oks.shape)
-            m50 += 1
-            m90 += oks[i, j] >= 0.9
-            o50 += 1
-            oks[i, :], oks[:, j] = -1, -1
+        m50 += len(pairs)
+        m90 += sum(oks[i, j] >= 0.9 for i, j in pairs)
+        left_r = np.setdiff1d(np.arange(len(r)), [i for i, _ in pairs])
+        left_o = np.setdiff1d(np.arange(len(o)), [j for _, j in pairs])
+        if len(left_r) and len(left_o):
+            misplaced += len(greedy_pairs(box_iou(keypoint_boxes(r.keypoints[left_r]),
+                                                  keypoint_boxes(o.keypoints[left_o])), 0.5))
     return {"ref": n, "m50": m50, "m90": int(m90), "other": sum(len(o) for o in other),
-            "other50": o50}
+            "other50": m50, "misplaced": misplaced}
+
+
+def _shares(c: dict[str, int], recovered: bool) -> dict[str, float]:
+    """The percentages of a row from :func:`match_counts`, as shares of the reference poses."""
+    pct = lambda k: 100 * k / max(c["ref"], 1)  # noqa: E731 - local shorthand
+    left = c["other"] - c["other50"]
+    head = ({"recovered %": pct(c["m50"])} if recovered else
+            {"agree@.5 %": pct(c["m50"]), "agree@.9 %": pct(c["m90"]),
+             "lacks %": pct(c["ref"] - c["m50"])})
+    return {**head, "misplaced %": pct(c["misplaced"]), "extra %": pct(left - c["misplaced"])}
+
+
+class CountingStages:
+    """Pipeline stages that count the work (benchmark only): frames the detector ran on, boxes
+    the pose model cropped. Everything else is the wrapped stages'."""
+
+    def __init__(self, stages):
+        self.stages, self.detected, self.crops = stages, 0, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.stages, name)
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        self.detected += len(images)
+        return self.stages.detect(images)
+
+    def estimate(self, images: Sequence[np.ndarray], detections: Sequence[np.ndarray]) -> list:
+        self.crops += sum(len(d) for d in detections)
+        return self.stages.estimate(images, detections)
 
 
 # -- the runs ------------------------------------------------------------------------------------------------
@@ -160,18 +200,24 @@ def mode_config(config, mode: str, adaptive_every: int):
 
 
 def run_once(video: Path, stages, config, start: int, max_frames: int
-             ) -> tuple[list[FramePoses], float]:
-    """One tracked run: every frame's poses, and frames/s."""
+             ) -> tuple[list[FramePoses], dict[str, float]]:
+    """One tracked run: every frame's poses, and frames/s, detector calls, pose crops and
+    process CPU milliseconds per frame."""
     from posetracker.app.pipeline import PipelineOptions, iter_pipeline
     from posetracker.io.sources import open_source
     from posetracker.tracker.factory import make_tracker
 
     src = open_source(str(video), start_frame=start, max_frames=max_frames)
     index = getattr(stages, "frame_index", None)
-    t0 = time.perf_counter()
-    out = [p for _, p in iter_pipeline(indexed(src, index), stages, make_tracker(config.tracker),
+    counting = CountingStages(stages)
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = [p for _, p in iter_pipeline(indexed(src, index), counting,
+                                       make_tracker(config.tracker),
                                        PipelineOptions.from_config(config))]
-    return out, len(out) / max(time.perf_counter() - t0, 1e-9)
+    n = max(len(out), 1)
+    return out, {"fps": len(out) / max(time.perf_counter() - t0, 1e-9),
+                 "det/frame": counting.detected / n, "crops/frame": counting.crops / n,
+                 "cpu ms/frame": 1000 * (time.process_time() - c0) / n}
 
 
 def ids_text(frames: list[FramePoses]) -> str:
@@ -198,33 +244,27 @@ def video_rows(video: Path, stages, config, args) -> list[dict]:
     intact: dict[str, list[FramePoses]] = {}
     rows = []
     for mode in modes:
-        poses, fps = run_once(video, stages, mode_config(config, mode, args.adaptive_every),
-                              args.start, args.max_frames)
+        poses, work = run_once(video, stages, mode_config(config, mode, args.adaptive_every),
+                               args.start, args.max_frames)
         intact[mode] = poses
-        rows.append({"video": video.name, "mode": mode, "dropout": "none", "fps": fps,
+        rows.append({"video": video.name, "mode": mode, "dropout": "none", **work,
                      "people/frame": sum(map(len, poses)) / max(len(poses), 1),
                      "ids": ids_text(poses)})
     ref = intact.get("frame")
     for row in rows:
         if ref is not None:
-            c = match_counts(ref, intact[row["mode"]])
-            row.update({"agree@.5 %": 100 * c["m50"] / max(c["ref"], 1),
-                        "agree@.9 %": 100 * c["m90"] / max(c["ref"], 1),
-                        "lacks %": 100 * (c["ref"] - c["m50"]) / max(c["ref"], 1),
-                        "extra %": 100 * (c["other"] - c["other50"]) / max(c["ref"], 1)})
+            row.update(_shares(match_counts(ref, intact[row["mode"]]), recovered=False))
     for drop in [d.strip() for d in args.dropouts.split(",") if d.strip()]:
         for mode in [m.strip() for m in args.dropout_modes.split(",") if m.strip()]:
             if mode not in intact:
                 continue
-            poses, fps = run_once(video, DropoutStages(stages, _rate(drop), args.seed),
-                                  mode_config(config, mode, args.adaptive_every), args.start,
-                                  args.max_frames)
-            c = match_counts(intact[mode], poses)
-            rows.append({"video": video.name, "mode": mode, "dropout": drop, "fps": fps,
+            poses, work = run_once(video, DropoutStages(stages, _rate(drop), args.seed),
+                                   mode_config(config, mode, args.adaptive_every), args.start,
+                                   args.max_frames)
+            rows.append({"video": video.name, "mode": mode, "dropout": drop, **work,
                          "people/frame": sum(map(len, poses)) / max(len(poses), 1),
                          "ids": ids_text(poses),
-                         "recovered %": 100 * c["m50"] / max(c["ref"], 1),
-                         "extra %": 100 * (c["other"] - c["other50"]) / max(c["ref"], 1)})
+                         **_shares(match_counts(intact[mode], poses), recovered=True)})
     return rows
 
 
@@ -252,7 +292,7 @@ def run(args) -> int:
         print(f"\n{v.name}: frames {args.start}-{args.start + args.max_frames - 1}, {device}, "
               f"tracker {config.tracker.kind}; agreement against mode 'frame', recovery "
               "against the same mode without dropout")
-        print(format_table(df[df.video == v.name].drop(columns="video"), digits=1))
+        print(format_table(df[df.video == v.name].drop(columns="video"), digits=2))
     if args.out:
         save_report(pd.DataFrame(rows), args.out)
     return 0
