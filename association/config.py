@@ -9,7 +9,39 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from posetracker.core.coco import MIN_JOINTS_FOR_CROWD_INDEX
 from posetracker.core.pose_nms import PoseNMSConfig
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    """When ``--association auto`` uses the association instead of pose NMS, frame by frame.
+
+    The frame's proposals (boxes with the SPPE's single-person answers) are checked first: where
+    they overlap (the CrowdPose crowd index of their answers and boxes,
+    :func:`posetracker.core.coco.crowd_index_of`, reaches ``crowd_threshold``), proposals compete
+    for joints and the association decides who owns which; elsewhere the frame gets pose NMS's
+    result unchanged, so uncrowded frames cannot lose.
+
+    Attributes:
+        crowd_threshold: Crowd index of the NMS people from which the association is used.
+        joint_threshold: Joint score from which a joint counts in the crowd index (as a
+            labelled joint of the ground truth does).
+        min_joints: People with fewer counted joints are not averaged over (the crowd index's
+            own rule: 4, :data:`posetracker.core.coco.MIN_JOINTS_FOR_CROWD_INDEX`).
+    """
+
+    crowd_threshold: float = 0.2
+    joint_threshold: float = 0.3
+    min_joints: int = MIN_JOINTS_FOR_CROWD_INDEX
+
+    def __post_init__(self) -> None:
+        if self.crowd_threshold < 0:
+            raise ValueError(f"crowd_threshold must be >= 0, got {self.crowd_threshold}")
+        if not 0.0 <= self.joint_threshold <= 1.0:
+            raise ValueError(f"joint_threshold must be in [0, 1], got {self.joint_threshold}")
+        if self.min_joints < 0:
+            raise ValueError(f"min_joints must be >= 0, got {self.min_joints}")
 
 
 @dataclass(frozen=True)
@@ -82,6 +114,7 @@ class AssociationConfig:
         prior_bias: The ``b`` of the person prior ``b / (distance + b)`` (cells) that turns a
             person-agnostic heatmap into this proposal's response when the SPPE gives the expected
             joint positions (:func:`posetracker.association.candidates.distance_prior`); 1.8 is MoveNet's.
+        auto: The rule of ``--association auto`` (:class:`AutoConfig`).
     """
 
     candidate_threshold: float = 0.05
@@ -101,6 +134,7 @@ class AssociationConfig:
     prior_bias: float = 1.8
     person_weight: Literal["score", "none"] = "score"
     nms: PoseNMSConfig = field(default_factory=PoseNMSConfig)
+    auto: AutoConfig = field(default_factory=AutoConfig)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.candidate_threshold < 1.0:
