@@ -187,6 +187,15 @@ def test_graph_uses_the_smaller_size_and_joint_delta():
     assert g.joints[0].num_nodes == 2 and g.joints[1].num_nodes == 1
 
 
+def test_default_merge_radius_is_the_measured_three_sizes():
+    """``delta_scale`` 3 (measured on the crowd composites: the fewest wrong candidate pairs): one
+    joint seen from two crops 2.5 sizes apart is one node; 3.5 sizes apart, two."""
+    sig = np.array([0.05, 0.05])                      # delta_k = delta_scale for both types
+    c = _cands([[[(0, 0, 0.9, 10)], [(0, 0, 0.9, 10)]], [[(25, 0, 0.8, 10)], [(35, 0, 0.8, 10)]]])
+    g = build_graph(c, sig, AssociationConfig())
+    assert g.joints[0].num_nodes == 1 and g.joints[1].num_nodes == 2
+
+
 def test_graph_does_not_chain_and_keeps_one_candidate_per_proposal():
     sig = np.array([0.05])
     cfg = AssociationConfig(delta_scale=1.0)
