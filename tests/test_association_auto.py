@@ -167,7 +167,8 @@ def test_bench_association_tables_on_real_images(tmp_path, data_dir):
         (root / "val2017" / im["file_name"]).symlink_to(src / "val2017" / im["file_name"])
     (root / "annotations" / "gt.json").write_text(json.dumps(
         dict(gt, images=pick, annotations=[a for a in gt["annotations"] if a["image_id"] in ids])))
-    ap, totals, cases = accuracy_tables(AppConfig(), str(root), None, worst=2)
+    tables = accuracy_tables(AppConfig(), str(root), None, worst=2, candidates=True)
+    ap, totals, cases = tables["ap"], tables["errors"], tables["cases"]
     assert list(ap.index.get_level_values("path")) == list(PATHS)
     assert ap.loc[("mini", "crowdpose"), "frames associated"] == 3
     assert ap.loc[("mini", "nms"), "frames associated"] == 0
@@ -176,3 +177,9 @@ def test_bench_association_tables_on_real_images(tmp_path, data_dir):
     assert len(set(totals["people"])) == 1 and totals["people"].iloc[0] > 0
     assert (totals["found"] + totals["lost"] == totals["people"]).all()
     assert len(cases) <= 4
+    thr = tables["thresholds"]
+    assert (thr["secondary candidates"].diff().dropna() <= 0).all()     # fewer as it rises
+    assert ((thr["on a joint"].dropna() >= 0) & (thr["on a joint"].dropna() <= 1)).all()
+    if len(tables["deltas"]):
+        d = tables["deltas"]
+        assert (d["same joint merged"].diff().dropna() >= 0).all()

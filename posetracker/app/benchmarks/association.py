@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "folder (annotations/*.json + val2017/), e.g. ../shared/data/coco_mini_val2017")
     p.add_argument("--composites", metavar="DIR", help="also on the val and train splits of a "
                    "`train make-crowds` folder")
+    p.add_argument("--candidates", action="store_true", help="also measure the candidates against "
+                   "the ground truth: response threshold and merge radius (delta_scale)")
     p.add_argument("--worst", type=int, default=5, help="images listed where the association "
                    "does worst and best against pose NMS, per set (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
@@ -131,13 +133,14 @@ def accuracy_sets(coco: str | None, composites: str | None) -> list[tuple[str, o
     return sets
 
 
-def group_set(config, gt_path, image_dir, log=lambda s: None):
+def group_set(config, gt_path, image_dir, log=lambda s: None, stats=None):
     """Every image of one set through the estimator of ``config.estimate`` (detected boxes, its
     models and settings, the SPPE heatmaps kept), each frame grouped by every path of
     :data:`PATHS` from the same per-box results.
 
     Returns ``(ground truth, {path: {image_id: FramePoses}}, {image_id: proposal boxes},
-    {image_id: True where auto associated})``; only poses are kept, frame by frame.
+    {image_id: True where auto associated})``; only poses are kept, frame by frame (and what
+    ``stats``, a :class:`CandidateStats`, collects from each frame's candidates).
     """
     import cv2
     import torch
@@ -166,9 +169,79 @@ def group_set(config, gt_path, image_dir, log=lambda s: None):
             else:
                 preds[p][iid] = g(inter, est.schema, est.person_scores)
         proposals[iid] = inter.boxes
+        if stats is not None and len(inter.boxes):
+            stats.add(gt, iid, inter, config.association)
         if (n + 1) % 20 == 0:
             log(f"  {n + 1}/{len(gt.images)} images")
     return gt, preds, proposals, auto_used
+
+
+class CandidateStats:
+    """What the candidates are worth, measured against the ground truth (``--candidates``).
+
+    - every *secondary* candidate (not a proposal's strongest peak of its joint type): its
+      person-weighted response and whether it lies on a ground-truth joint of its type (COCO's
+      per-joint OKS term >= 0.5 with some person): the response threshold's precision and recall;
+    - every pair of two proposals' strongest candidates of one joint type that both lie on a
+      ground-truth joint: their distance in units of ``min(u1, u2) * sigma_k / mean(sigma)``, on
+      the same joint (should be one node) or on two people's (should not): the merge radius
+      ``delta_scale``.
+    """
+
+    THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2)
+    DELTAS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+
+    def __init__(self) -> None:
+        self.score: list = []
+        self.on_joint: list = []
+        self.same: list = []
+        self.other: list = []
+
+    def add(self, gt, iid: int, inter, config) -> None:
+        """One frame's proposals (``inter``) against image ``iid`` of ``gt``."""
+        import numpy as np
+
+        from posetracker.association.assign import frame_candidates
+        from posetracker.evaluation.grouping_errors import GroundTruthPeople, joint_similarity
+
+        people = GroundTruthPeople.from_annotations(list(gt.annotations_by_image().get(iid, [])),
+                                                    gt.num_keypoints)
+        if not len(people.area):
+            return
+        sigmas = _sigmas(gt)
+        cand = frame_candidates(inter, config)
+        n, k, m = cand.score.shape
+        for slot in range(1, m):
+            sim = np.nan_to_num(joint_similarity(people, cand.xy[:, :, slot], sigmas), nan=0.0)
+            valid = cand.valid[:, :, slot]
+            self.score.append(cand.score[:, :, slot][valid])
+            self.on_joint.append(sim.max(0)[valid] >= 0.5)
+        sim = np.nan_to_num(joint_similarity(people, cand.xy[:, :, 0], sigmas), nan=0.0)
+        owner = np.where(sim.max(0) >= 0.5, sim.argmax(0), -1)          # (n, k)
+        rel = sigmas / sigmas.mean()
+        i, j = np.triu_indices(n, 1)
+        d = np.linalg.norm(cand.xy[i, :, 0] - cand.xy[j, :, 0], axis=-1)
+        d = d / (np.minimum(cand.size[i, :, 0], cand.size[j, :, 0]) * rel)
+        both = (owner[i] >= 0) & (owner[j] >= 0)
+        self.same.append(d[both & (owner[i] == owner[j])])
+        self.other.append(d[both & (owner[i] != owner[j])])
+
+    def tables(self, name: str):
+        """``(threshold rows, delta rows)`` of this set."""
+        import numpy as np
+
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+        score, on = cat(self.score), cat(self.on_joint).astype(bool)
+        same, other = cat(self.same), cat(self.other)
+        thr = [{"set": name, "response >=": t, "secondary candidates": int((score >= t).sum()),
+                "on a joint": float(on[score >= t].mean()) if (score >= t).any() else float("nan"),
+                "of all on a joint": float((on & (score >= t)).sum() / max(on.sum(), 1))}
+               for t in self.THRESHOLDS]
+        delta = [{"set": name, "delta_scale": t, "same joint merged": float((same <= t).mean()),
+                  "two people's merged": float((other <= t).mean()),
+                  "wrong pairs": int((same > t).sum() + (other <= t).sum())}
+                 for t in self.DELTAS] if len(same) and len(other) else []
+        return thr, delta
 
 
 def ap_rows(name: str, gt, preds: dict, auto_used: dict) -> list[dict]:
@@ -232,22 +305,30 @@ def _sigmas(gt):
 
 
 def accuracy_tables(config, coco: str | None, composites: str | None, worst: int = 5,
-                    log=lambda s: None):
-    """AP per path and crowd bin, the error totals, and the worst and best images of the
-    association against pose NMS, on every set of :func:`accuracy_sets` (three DataFrames)."""
+                    log=lambda s: None, candidates: bool = False) -> dict:
+    """On every set of :func:`accuracy_sets`: AP per path and crowd bin (``"ap"``), the error
+    totals (``"errors"``), the images where the association does worst and best against pose
+    NMS (``"cases"``), and with ``candidates`` the :class:`CandidateStats` tables
+    (``"thresholds"``, ``"deltas"``); each a DataFrame."""
     import pandas as pd
 
-    aps, totals, cases = [], [], []
+    rows: dict[str, list] = {"ap": [], "errors": [], "cases": [], "thresholds": [], "deltas": []}
     for name, gt_path, images in accuracy_sets(coco, composites):
         log(f"{name}: {gt_path}")
-        gt, preds, proposals, auto_used = group_set(config, gt_path, images, log)
-        aps += ap_rows(name, gt, preds, auto_used)
+        stats = CandidateStats() if candidates else None
+        gt, preds, proposals, auto_used = group_set(config, gt_path, images, log, stats)
+        rows["ap"] += ap_rows(name, gt, preds, auto_used)
         t, c = error_rows(name, gt, preds, proposals, worst)
-        totals += t
-        cases += c
-    frame = lambda rows, idx: (pd.DataFrame(rows).set_index(idx) if rows  # noqa: E731
-                               else pd.DataFrame())
-    return frame(aps, ["set", "path"]), frame(totals, ["set", "path"]), frame(cases, ["set", "image_id"])
+        rows["errors"] += t
+        rows["cases"] += c
+        if stats is not None:
+            thr, delta = stats.tables(name)
+            rows["thresholds"] += thr
+            rows["deltas"] += delta
+    index = {"ap": ["set", "path"], "errors": ["set", "path"], "cases": ["set", "image_id"],
+             "thresholds": ["set", "response >="], "deltas": ["set", "delta_scale"]}
+    return {key: pd.DataFrame(r).set_index(index[key]) if r else pd.DataFrame()
+            for key, r in rows.items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -273,7 +354,9 @@ def run(args: argparse.Namespace) -> int:
         def log(s: str) -> None:
             print(s, file=sys.stderr, flush=True)
 
-        ap, totals, cases = accuracy_tables(config, args.coco, args.composites, args.worst, log)
+        tables = accuracy_tables(config, args.coco, args.composites, args.worst, log,
+                                 args.candidates)
+        ap, totals, cases = tables["ap"], tables["errors"], tables["cases"]
         e = config.estimate.estimator
         print(f"\nCOCO keypoint AP by ground-truth crowd index, detected boxes ({e.detector.model}, "
               f"{e.sppe.model}, the estimate settings); frames associated: by the association:")
@@ -284,9 +367,18 @@ def run(args: argparse.Namespace) -> int:
         print("\nimages where the association differs most from pose NMS (errors = lost + "
               "duplicate + wrong joints), worst for it first:")
         print(format_table(cases) if len(cases) else "(none)")
+        if args.candidates:
+            print("\nsecondary candidates (not a proposal's strongest peak) by person-weighted "
+                  "response: how many, the share on a ground-truth joint, the share of all those "
+                  "on a joint kept:")
+            print(format_table(tables["thresholds"]))
+            print("\ntwo proposals' strongest candidates on ground-truth joints, merged into one "
+                  "node by delta_scale: on the same joint (should) / on two people's (should not):")
+            print(format_table(tables["deltas"]))
         if args.out:
             from pathlib import Path
             p = Path(args.out)
-            for suffix, df in (("_ap", ap), ("_errors", totals), ("_cases", cases)):
-                save_report(df, p.with_name(p.stem + suffix + p.suffix))
+            for suffix, df in tables.items():
+                if len(df):
+                    save_report(df, p.with_name(f"{p.stem}_{suffix}{p.suffix}"))
     return 0
