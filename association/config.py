@@ -1,7 +1,8 @@
 """Settings of the CrowdPose joint-candidate association (Li et al., CVPR 2019), as a frozen dataclass.
 
-Every field has a default that works with MoveNet heatmaps; YAML configs and ``--set association.x=...``
-overrides are read with :func:`posetracker.core.config.load_config`.
+Every field has one default (measured with TinyPose-256 heatmaps: docs/association.md); YAML
+configs and ``--set association.x=...`` overrides are read with
+:func:`posetracker.core.config.load_config`.
 """
 
 from __future__ import annotations

@@ -254,10 +254,12 @@ def ap_rows(name: str, gt, preds: dict, auto_used: dict) -> list[dict]:
         bins = evaluate_coco_by_crowd(gt, by_image, thresholds=CROWD_LIMITS)
         crowded = evaluate_coco_by_crowd(gt, by_image, thresholds=(lo, lo)).loc["hard"]
         row = {"set": name, "path": path}
-        for label, r in (("all", bins.loc["overall"]), (f"ci<{lo:g}", bins.loc["easy"]),
-                         (f"ci {lo:g}-{hi:g}", bins.loc["medium"]), (f"ci>={hi:g}", bins.loc["hard"]),
-                         (f"ci>={lo:g}", crowded)):
-            row[f"AP {label} ({int(r['images'])})"] = r["AP"]
+        parts = (("all", bins.loc["overall"]), (f"ci<{lo:g}", bins.loc["easy"]),
+                 (f"ci {lo:g}-{hi:g}", bins.loc["medium"]), (f"ci>={hi:g}", bins.loc["hard"]),
+                 (f"ci>={lo:g}", crowded))
+        for label, r in parts:
+            row[f"AP {label}"] = r["AP"]
+        row["images"] = "/".join(str(int(r["images"])) for _, r in parts)
         row["frames associated"] = (len(by_image) if path == "crowdpose" else
                                     sum(auto_used.values()) if path == "auto" else 0)
         rows.append(row)
