@@ -26,7 +26,10 @@ joint type. Steps:
 5. redundant proposals that survive step 3 are merged by RMPE's parametric pose NMS
    (``config.nms``, the estimator's defaults). Two boxes on one person rarely yield candidates
    within one joint node's radius (a few pixels) for every joint, so each keeps some nodes of its
-   own; the pose NMS compares whole poses at the person's scale and merges them.
+   own; the pose NMS compares whole poses at the person's scale and merges them. A merged-away
+   pose is not dropped but ranked last: kept at ``config.redundant_score`` x its person score
+   (COCO AP ranks people, so a pose that is a second person after all adds recall at the end of
+   the ranking, and one that is a duplicate costs little precision there).
 """
 
 from __future__ import annotations
@@ -198,10 +201,18 @@ def associate(
     if pose_scores is not None:
         poses = replace(poses, scores=pose_scores(np.asarray(box_scores, np.float64)[kept],
                                                       poses.keypoint_scores))
-    # Step 5: merge the redundant proposals that kept joint nodes of their own.
-    poses, nms = pose_nms(poses, config.nms)
-    order = np.argsort(nms.keep, kind="stable")          # back to proposal order
-    return poses.subset(order), kept[nms.keep[order]]
+    # Step 5: merge the redundant proposals that kept joint nodes of their own; the merged-away
+    # poses stay, unmerged, at ``redundant_score`` x their score (see AssociationConfig).
+    merged, nms = pose_nms(poses, config.nms)
+    source = nms.keep
+    if config.redundant_score > 0:
+        rest = np.setdiff1d(np.arange(len(poses)), nms.keep)
+        demoted = poses.subset(rest)
+        merged = FramePoses.concatenate(
+            [merged, replace(demoted, scores=demoted.scores * config.redundant_score)])
+        source = np.concatenate([nms.keep, rest])
+    order = np.argsort(source, kind="stable")            # back to proposal order
+    return merged.subset(order), kept[source[order]]
 
 
 def associate_heatmaps(

@@ -116,6 +116,15 @@ class AssociationConfig:
         nms: Step 5, RMPE's parametric pose NMS over the associated poses (the estimator's
             defaults; ``mode: none`` turns it off): boxes of one person that each kept joint nodes of
             their own are merged, ordered by the person score.
+        redundant_score: Step 5 keeps the poses its pose NMS merges into a stronger one, unmerged,
+            at this fraction of their person score (0: removed, as pose NMS alone does). Two
+            overlapping people's poses look alike to the pose NMS; ranked low, a second person
+            adds recall and a duplicate costs little precision. Measured on the crowd composites'
+            train split (AP on crowd index >= 0.2; 0 = removed: 0.3973): 0.1, 0.2, 0.3, 0.4, 0.5
+            give 0.4051, 0.4078, 0.4105, 0.4110, 0.4111; 0.3 is the smallest within 0.001 of the
+            best, the one that ranks merged-away poses lowest at no cost on train (0.4 and 0.5 lose
+            on the validation composites and on the COCO subset's crowded image:
+            docs/association.md).
         prior_bias: The ``b`` of the person prior ``b / (distance + b)`` (cells) that turns a
             person-agnostic heatmap into this proposal's response when the SPPE gives the expected
             joint positions (:func:`posetracker.association.candidates.distance_prior`); 1.8 is MoveNet's.
@@ -138,6 +147,7 @@ class AssociationConfig:
     kpt_threshold: float = 0.2
     prior_bias: float = 1.8
     person_weight: Literal["score", "none"] = "score"
+    redundant_score: float = 0.3
     nms: PoseNMSConfig = field(default_factory=PoseNMSConfig)
     auto: AutoConfig = field(default_factory=AutoConfig)
 
@@ -157,6 +167,8 @@ class AssociationConfig:
             raise ValueError(f"delta_scale must be > 0, got {self.delta_scale}")
         if not 0.0 <= self.fallback_factor <= 1.0:
             raise ValueError(f"fallback_factor must be in [0, 1], got {self.fallback_factor}")
+        if not 0.0 <= self.redundant_score <= 1.0:
+            raise ValueError(f"redundant_score must be in [0, 1], got {self.redundant_score}")
         if self.prior_bias <= 0:
             raise ValueError(f"prior_bias must be > 0, got {self.prior_bias}")
         if self.min_joints < 0:

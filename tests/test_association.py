@@ -346,9 +346,18 @@ def test_redundant_proposal_owning_no_joints_is_removed():
     no_nms = AssociationConfig(min_joints=0, nms=PoseNMSConfig(mode="none"))
     _, kept0 = associate(cand, boxes, np.ones(3), COCO17, no_nms)
     assert list(kept0) == [0, 1, 2]
-    # ... and the pose NMS then merges it: its fallback joints repeat A's and B's
-    _, kept1 = associate(cand, boxes, np.ones(3), COCO17, AssociationConfig(min_joints=0))
+    # ... and the pose NMS then merges it: its fallback joints repeat A's and B's; removed with
+    # redundant_score 0, else kept unmerged at redundant_score x its score, ranked last
+    gone = AssociationConfig(min_joints=0, redundant_score=0.0)
+    _, kept1 = associate(cand, boxes, np.ones(3), COCO17, gone)
     assert list(kept1) == [0, 1]
+    full, _ = associate(cand, boxes, np.ones(3), COCO17, no_nms)
+    demoted, kept2 = associate(cand, boxes, np.ones(3), COCO17, AssociationConfig(min_joints=0))
+    assert list(kept2) == [0, 1, 2]
+    assert AssociationConfig().redundant_score == 0.3
+    assert demoted.scores[2] == pytest.approx(0.3 * full.scores[2])
+    assert demoted.scores[2] < demoted.scores[:2].min()
+    np.testing.assert_array_equal(demoted.keypoints[2], full.keypoints[2])
 
 
 def test_association_beats_single_peak_reading_on_crowded_scenes():
