@@ -116,6 +116,20 @@ def test_auto_associates_where_people_overlap():
     assert not AutoGrouping(_nms_grouping, high).group(inter, COCO17, _scores)[1]
 
 
+def test_estimate_defaults_to_auto_and_track_to_nms():
+    """The defaults chosen by the figures (docs/association.md): ``auto`` for per-image
+    estimation, pose NMS for tracking (the association keeps merged-away poses ranked low)."""
+    from posetracker.app.build import build_grouping
+    from posetracker.app.settings import AppConfig
+    from posetracker.estimators.rmpe import PoseNMSGrouping
+
+    c = AppConfig()
+    assert isinstance(build_grouping(c.estimate.association, c.estimate.estimator, c.association),
+                      AutoGrouping)
+    assert isinstance(build_grouping(c.pipeline.association, c.estimator, c.association),
+                      PoseNMSGrouping)
+
+
 def test_auto_config_is_validated():
     with pytest.raises(ValueError):
         AutoConfig(crowd_threshold=-1)
