@@ -26,7 +26,10 @@ joint type. Steps:
 5. redundant proposals that survive step 3 are merged by RMPE's parametric pose NMS
    (``config.nms``, the estimator's defaults). Two boxes on one person rarely yield candidates
    within one joint node's radius (a few pixels) for every joint, so each keeps some nodes of its
-   own; the pose NMS compares whole poses at the person's scale and merges them.
+   own; the pose NMS compares whole poses at the person's scale and merges them. A merged-away
+   pose is not dropped but ranked last: kept at ``config.redundant_score`` x its person score
+   (COCO AP ranks people, so a pose that is a second person after all adds recall at the end of
+   the ranking, and one that is a duplicate costs little precision there).
 """
 
 from __future__ import annotations
@@ -198,10 +201,18 @@ def associate(
     if pose_scores is not None:
         poses = replace(poses, scores=pose_scores(np.asarray(box_scores, np.float64)[kept],
                                                       poses.keypoint_scores))
-    # Step 5: merge the redundant proposals that kept joint nodes of their own.
-    poses, nms = pose_nms(poses, config.nms)
-    order = np.argsort(nms.keep, kind="stable")          # back to proposal order
-    return poses.subset(order), kept[nms.keep[order]]
+    # Step 5: merge the redundant proposals that kept joint nodes of their own; the merged-away
+    # poses stay, unmerged, at ``redundant_score`` x their score (see AssociationConfig).
+    merged, nms = pose_nms(poses, config.nms)
+    source = nms.keep
+    if config.redundant_score > 0:
+        rest = np.setdiff1d(np.arange(len(poses)), nms.keep)
+        demoted = poses.subset(rest)
+        merged = FramePoses.concatenate(
+            [merged, replace(demoted, scores=demoted.scores * config.redundant_score)])
+        source = np.concatenate([nms.keep, rest])
+    order = np.argsort(source, kind="stable")            # back to proposal order
+    return merged.subset(order), kept[source[order]]
 
 
 def associate_heatmaps(
@@ -322,30 +333,37 @@ def associate_intermediates(
     n = len(inter.boxes)
     if n == 0 or inter.heatmaps is None:
         return FramePoses.empty(schema), np.zeros(0, dtype=np.int64)
-    aff = inter.affines
-    aff = aff.double().cpu().numpy() if isinstance(aff, torch.Tensor) else np.asarray(aff, np.float64)
-    cells_to_image = heatmap_affines(aff, float(inter.heatmap_stride),
-                                     float(getattr(inter, "heatmap_offset", -0.5)))
-    # image -> cells: invert each affine
-    lin = cells_to_image[:, :, :2]
-    inv = np.linalg.inv(lin)
-    kp = np.asarray(inter.keypoints, dtype=np.float64)
-    expected = np.einsum("nij,nkj->nki", inv, kp - cells_to_image[:, None, :, 2])
-    heatmaps = torch.as_tensor(inter.heatmaps).float().clamp(0.0, 1.0)
-    offsets = getattr(inter, "offsets", None)
-    expected = answer_cells(expected, tuple(heatmaps.shape[-2:]), offsets)
-    expected = np.nan_to_num(expected, nan=-1e4)     # a joint without an answer: no prior peak
+    cand = frame_candidates(inter, config)
     box_scores = np.asarray(inter.box_scores, dtype=np.float64)
     person_weights = None
     if config.person_weight == "score":
         kp_scores = np.asarray(inter.keypoint_scores, dtype=np.float64)
         person_weights = (pose_scores(box_scores, kp_scores) if pose_scores is not None
                           else box_scores * kp_scores.mean(axis=1))
-    poses, kept = associate_heatmaps(heatmaps, cells_to_image, np.asarray(inter.boxes), box_scores,
-                                     schema, config, offsets=offsets,
-                                     expected=torch.as_tensor(expected, device=heatmaps.device),
-                                     person_weights=person_weights, pose_scores=pose_scores)
-    return poses, kept
+    return associate(cand, np.asarray(inter.boxes), box_scores, schema, config, person_weights,
+                     pose_scores)
+
+
+def frame_candidates(inter: FrameIntermediates,
+                     config: AssociationConfig = AssociationConfig()) -> JointCandidates:
+    """The joint candidates of one frame's proposals as :func:`associate_intermediates` takes
+    them: each proposal's heatmaps weighted by the person prior centred on the cell of its
+    single-person answer, peaks refined (by the SPPE's offsets when it has them), in image pixels."""
+    aff = inter.affines
+    aff = aff.double().cpu().numpy() if isinstance(aff, torch.Tensor) else np.asarray(aff, np.float64)
+    cells_to_image = heatmap_affines(aff, float(inter.heatmap_stride),
+                                     float(getattr(inter, "heatmap_offset", -0.5)))
+    # image -> cells: invert each affine
+    inv = np.linalg.inv(cells_to_image[:, :, :2])
+    kp = np.asarray(inter.keypoints, dtype=np.float64)
+    expected = np.einsum("nij,nkj->nki", inv, kp - cells_to_image[:, None, :, 2])
+    heatmaps = torch.as_tensor(inter.heatmaps).float().clamp(0.0, 1.0)
+    offsets = getattr(inter, "offsets", None)
+    expected = answer_cells(expected, tuple(heatmaps.shape[-2:]), offsets)
+    expected = np.nan_to_num(expected, nan=-1e4)     # a joint without an answer: no prior peak
+    prior = distance_prior(torch.as_tensor(expected, device=heatmaps.device),
+                           tuple(heatmaps.shape[-2:]), config.prior_bias)
+    return extract_candidates(heatmaps, cells_to_image, config, offsets=offsets, prior=prior)
 
 
 @dataclass(frozen=True)

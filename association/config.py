@@ -1,7 +1,8 @@
 """Settings of the CrowdPose joint-candidate association (Li et al., CVPR 2019), as a frozen dataclass.
 
-Every field has a default that works with MoveNet heatmaps; YAML configs and ``--set association.x=...``
-overrides are read with :func:`posetracker.core.config.load_config`.
+Every field has one default (measured with TinyPose-256 heatmaps: docs/association.md); YAML
+configs and ``--set association.x=...`` overrides are read with
+:func:`posetracker.core.config.load_config`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,39 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from posetracker.core.coco import MIN_JOINTS_FOR_CROWD_INDEX
 from posetracker.core.pose_nms import PoseNMSConfig
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    """When ``--association auto`` uses the association instead of pose NMS, frame by frame.
+
+    The frame's proposals (boxes with the SPPE's single-person answers) are checked first: where
+    they overlap (the CrowdPose crowd index of their answers and boxes,
+    :func:`posetracker.core.coco.crowd_index_of`, reaches ``crowd_threshold``), proposals compete
+    for joints and the association decides who owns which; elsewhere the frame gets pose NMS's
+    result unchanged, so uncrowded frames cannot lose.
+
+    Attributes:
+        crowd_threshold: Crowd index of the NMS people from which the association is used.
+        joint_threshold: Joint score from which a joint counts in the crowd index (as a
+            labelled joint of the ground truth does).
+        min_joints: People with fewer counted joints are not averaged over (the crowd index's
+            own rule: 4, :data:`posetracker.core.coco.MIN_JOINTS_FOR_CROWD_INDEX`).
+    """
+
+    crowd_threshold: float = 0.2
+    joint_threshold: float = 0.3
+    min_joints: int = MIN_JOINTS_FOR_CROWD_INDEX
+
+    def __post_init__(self) -> None:
+        if self.crowd_threshold < 0:
+            raise ValueError(f"crowd_threshold must be >= 0, got {self.crowd_threshold}")
+        if not 0.0 <= self.joint_threshold <= 1.0:
+            raise ValueError(f"joint_threshold must be in [0, 1], got {self.joint_threshold}")
+        if self.min_joints < 0:
+            raise ValueError(f"min_joints must be >= 0, got {self.min_joints}")
 
 
 @dataclass(frozen=True)
@@ -45,6 +78,10 @@ class AssociationConfig:
             they lie within ``min(u1, u2) * delta_k`` pixels, with
             ``delta_k = delta_scale * sigma_k / mean(sigma)`` (``sigma``: the schema's OKS sigmas), so
             loosely annotated joints (hips) merge from farther apart than precise ones (eyes).
+            3 is measured on the crowd composites' train split (TinyPose-256): of the pairs of
+            two proposals' candidates on one ground-truth joint, 91 % merge (84 % at 2), of the
+            pairs on two different people's joints 1.9 % do (0.7 % at 2); the fewest wrong pairs
+            of 1, 2, 3, 4, 6, 8 (docs/association.md).
         node_position: Where an assigned joint is placed: ``"own"`` = the owner's own candidate in the
             node; ``"mean"`` = the response-weighted mean of all the node's candidates.
 
@@ -79,9 +116,19 @@ class AssociationConfig:
         nms: Step 5, RMPE's parametric pose NMS over the associated poses (the estimator's
             defaults; ``mode: none`` turns it off): boxes of one person that each kept joint nodes of
             their own are merged, ordered by the person score.
+        redundant_score: Step 5 keeps the poses its pose NMS merges into a stronger one, unmerged,
+            at this fraction of their person score (0: removed, as pose NMS alone does). Two
+            overlapping people's poses look alike to the pose NMS; ranked low, a second person
+            adds recall and a duplicate costs little precision. Measured on the crowd composites'
+            train split (AP on crowd index >= 0.2; 0 = removed: 0.3973): 0.1, 0.2, 0.3, 0.4, 0.5
+            give 0.4051, 0.4078, 0.4105, 0.4110, 0.4111; 0.3 is the smallest within 0.001 of the
+            best, the one that ranks merged-away poses lowest at no cost on train (0.4 and 0.5 lose
+            on the validation composites and on the COCO subset's crowded image:
+            docs/association.md).
         prior_bias: The ``b`` of the person prior ``b / (distance + b)`` (cells) that turns a
             person-agnostic heatmap into this proposal's response when the SPPE gives the expected
             joint positions (:func:`posetracker.association.candidates.distance_prior`); 1.8 is MoveNet's.
+        auto: The rule of ``--association auto`` (:class:`AutoConfig`).
     """
 
     candidate_threshold: float = 0.05
@@ -91,7 +138,7 @@ class AssociationConfig:
     refine: Literal["gaussian", "quadratic", "none"] = "gaussian"
     response_size: float = 1.5
     measure_size: bool = True
-    delta_scale: float = 2.0
+    delta_scale: float = 3.0
     node_position: Literal["own", "mean"] = "own"
     fallback: Literal["next", "keep", "drop"] = "keep"
     fallback_factor: float = 1.0
@@ -100,7 +147,9 @@ class AssociationConfig:
     kpt_threshold: float = 0.2
     prior_bias: float = 1.8
     person_weight: Literal["score", "none"] = "score"
+    redundant_score: float = 0.3
     nms: PoseNMSConfig = field(default_factory=PoseNMSConfig)
+    auto: AutoConfig = field(default_factory=AutoConfig)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.candidate_threshold < 1.0:
@@ -118,6 +167,8 @@ class AssociationConfig:
             raise ValueError(f"delta_scale must be > 0, got {self.delta_scale}")
         if not 0.0 <= self.fallback_factor <= 1.0:
             raise ValueError(f"fallback_factor must be in [0, 1], got {self.fallback_factor}")
+        if not 0.0 <= self.redundant_score <= 1.0:
+            raise ValueError(f"redundant_score must be in [0, 1], got {self.redundant_score}")
         if self.prior_bias <= 0:
             raise ValueError(f"prior_bias must be > 0, got {self.prior_bias}")
         if self.min_joints < 0:

@@ -187,6 +187,15 @@ def test_graph_uses_the_smaller_size_and_joint_delta():
     assert g.joints[0].num_nodes == 2 and g.joints[1].num_nodes == 1
 
 
+def test_default_merge_radius_is_the_measured_three_sizes():
+    """``delta_scale`` 3 (measured on the crowd composites: the fewest wrong candidate pairs): one
+    joint seen from two crops 2.5 sizes apart is one node; 3.5 sizes apart, two."""
+    sig = np.array([0.05, 0.05])                      # delta_k = delta_scale for both types
+    c = _cands([[[(0, 0, 0.9, 10)], [(0, 0, 0.9, 10)]], [[(25, 0, 0.8, 10)], [(35, 0, 0.8, 10)]]])
+    g = build_graph(c, sig, AssociationConfig())
+    assert g.joints[0].num_nodes == 1 and g.joints[1].num_nodes == 2
+
+
 def test_graph_does_not_chain_and_keeps_one_candidate_per_proposal():
     sig = np.array([0.05])
     cfg = AssociationConfig(delta_scale=1.0)
@@ -337,9 +346,18 @@ def test_redundant_proposal_owning_no_joints_is_removed():
     no_nms = AssociationConfig(min_joints=0, nms=PoseNMSConfig(mode="none"))
     _, kept0 = associate(cand, boxes, np.ones(3), COCO17, no_nms)
     assert list(kept0) == [0, 1, 2]
-    # ... and the pose NMS then merges it: its fallback joints repeat A's and B's
-    _, kept1 = associate(cand, boxes, np.ones(3), COCO17, AssociationConfig(min_joints=0))
+    # ... and the pose NMS then merges it: its fallback joints repeat A's and B's; removed with
+    # redundant_score 0, else kept unmerged at redundant_score x its score, ranked last
+    gone = AssociationConfig(min_joints=0, redundant_score=0.0)
+    _, kept1 = associate(cand, boxes, np.ones(3), COCO17, gone)
     assert list(kept1) == [0, 1]
+    full, _ = associate(cand, boxes, np.ones(3), COCO17, no_nms)
+    demoted, kept2 = associate(cand, boxes, np.ones(3), COCO17, AssociationConfig(min_joints=0))
+    assert list(kept2) == [0, 1, 2]
+    assert AssociationConfig().redundant_score == 0.3
+    assert demoted.scores[2] == pytest.approx(0.3 * full.scores[2])
+    assert demoted.scores[2] < demoted.scores[:2].min()
+    np.testing.assert_array_equal(demoted.keypoints[2], full.keypoints[2])
 
 
 def test_association_beats_single_peak_reading_on_crowded_scenes():

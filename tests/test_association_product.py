@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -173,7 +174,8 @@ def test_movenet_sppe_returns_offsets_that_decode_its_keypoints(models_dir, data
     assert err.max() < 0.05, err.max()
 
 
-def test_estimate_cli_crowdpose_on_a_real_image(tmp_path, data_dir, models_dir):
+@pytest.mark.parametrize("association", ["crowdpose", "auto"])
+def test_estimate_cli_crowdpose_on_a_real_image(tmp_path, data_dir, models_dir, association):
     import shutil
 
     from posetracker.app.cli import main
@@ -185,7 +187,7 @@ def test_estimate_cli_crowdpose_on_a_real_image(tmp_path, data_dir, models_dir):
     gt_path = coco / "annotations" / "person_keypoints_val2017.json"
     out = tmp_path / "preds.json"
     assert main(["estimate", str(folder), "-o", str(out), "--gt", str(gt_path), "--association",
-                 "crowdpose", "--pose-model", str(models_dir / "movenet-lightning.json"),
+                 association, "--pose-model", str(models_dir / "movenet-lightning.json"),
                  "--detector", str(models_dir / "yolo-fastest-1.1-xl.cfg"), "--device", "cpu",
                  "--threads", "1", "-q"]) == 0
     preds = json.loads(out.read_text())

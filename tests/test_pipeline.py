@@ -244,7 +244,7 @@ def toy_estimator(models_dir):
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("association", ["nms", "crowdpose"])
+@pytest.mark.parametrize("association", ["nms", "crowdpose", "auto"])
 def test_rmpe_stages_match_the_estimator(toy_estimator, data_dir, association):
     from posetracker.app.build import build_grouping
     from posetracker.app.pipeline import RMPEStages

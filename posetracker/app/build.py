@@ -59,18 +59,25 @@ def model_paths(config, *, with_detector: bool = True,
 
 def build_grouping(method: str, estimator_config, association_config=None):
     """The one place that picks how a frame's per-box poses become its people: ``nms`` (RMPE pose
-    NMS with ``estimator_config.nms``) or ``crowdpose`` (the joint-candidate association with
-    ``association_config``, an ``AssociationConfig``). The result is passed to the estimator."""
-    if method == "nms":
-        from posetracker.estimators.rmpe import PoseNMSGrouping
+    NMS with ``estimator_config.nms``), ``crowdpose`` (the joint-candidate association with
+    ``association_config``, an ``AssociationConfig``) or ``auto`` (the association on frames
+    whose people overlap, pose NMS elsewhere; the rule: ``association_config.auto``). The result
+    is passed to the estimator."""
+    from posetracker.association.config import AssociationConfig
+    from posetracker.estimators.rmpe import PoseNMSGrouping
 
+    config = association_config or AssociationConfig()
+    if method == "nms":
         return PoseNMSGrouping(estimator_config.nms)
     if method == "crowdpose":
         from posetracker.association.assign import AssociationGrouping
-        from posetracker.association.config import AssociationConfig
 
-        return AssociationGrouping(association_config or AssociationConfig())
-    raise ValueError(f"grouping must be 'nms' or 'crowdpose', got {method!r}")
+        return AssociationGrouping(config)
+    if method == "auto":
+        from posetracker.association.auto import AutoGrouping
+
+        return AutoGrouping(PoseNMSGrouping(estimator_config.nms), config)
+    raise ValueError(f"grouping must be 'auto', 'nms' or 'crowdpose', got {method!r}")
 
 
 def build_estimator(config, *, with_detector: bool = True,

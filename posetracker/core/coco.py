@@ -374,24 +374,35 @@ def crowd_index(annotations: Iterable[dict], min_joints: int = MIN_JOINTS_FOR_CR
     anns = [a for a in annotations if "keypoints" in a]
     if not anns:
         return 0.0
-    # joints: (m, 3) all labelled joints of the image with the index of their owner.
-    owners, points = [], []
-    for p, a in enumerate(anns):
+    points = []
+    for a in anns:
         kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)
-        lab = kp[kp[:, 2] > 0, :2]
-        points.append(lab)
-        owners.append(np.full(len(lab), p))
-    pts = np.concatenate(points) if points else np.zeros((0, 2))
-    own = np.concatenate(owners) if owners else np.zeros(0, dtype=int)
+        points.append(kp[kp[:, 2] > 0, :2])
+    boxes = np.array([[float(v) for v in a["bbox"]] for a in anns], dtype=np.float64).reshape(-1, 4)
+    boxes[:, 2:] += boxes[:, :2]
+    counted = np.array([not a.get("iscrowd", 0) and a.get("num_keypoints", len(p)) >= min_joints
+                        for a, p in zip(anns, points)], dtype=bool)
+    return crowd_index_of(points, boxes, counted)
 
+
+def crowd_index_of(points: list[np.ndarray], boxes: np.ndarray, counted: np.ndarray) -> float:
+    """The crowd index ``1/n sum_i N_b(i) / N_a(i)`` of people given as arrays (the rule of
+    :func:`crowd_index`, which reads annotations; this also serves predicted poses).
+
+    Args:
+        points: Per person an ``(n_i, 2)`` array of its joints (labelled, or confident enough).
+        boxes: ``(m, 4)`` xyxy boxes, pixels; a joint inside the closed box counts.
+        counted: ``(m,)`` bool, the person is one of the ``i`` averaged over (its own joints
+            count as others' ``N_b`` either way).
+    """
+    pts = np.concatenate(points) if points else np.zeros((0, 2))
+    own = np.concatenate([np.full(len(p), i) for i, p in enumerate(points)]) if points else \
+        np.zeros(0, dtype=int)
     ratios = []
-    for p, a in enumerate(anns):
-        n_labelled = len(points[p])
-        num_kp = a.get("num_keypoints", n_labelled)
-        if a.get("iscrowd", 0) or num_kp < min_joints or n_labelled == 0:
+    for i, p in enumerate(points):
+        if not counted[i] or len(p) == 0:
             continue
-        x, y, w, h = (float(v) for v in a["bbox"])
-        inside = ((pts[:, 0] >= x) & (pts[:, 0] <= x + w) & (pts[:, 1] >= y) & (pts[:, 1] <= y + h))
-        n_other = int(np.count_nonzero(inside & (own != p)))
-        ratios.append(n_other / n_labelled)
+        x0, y0, x1, y1 = boxes[i]
+        inside = (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)
+        ratios.append(int(np.count_nonzero(inside & (own != i))) / len(p))
     return float(np.mean(ratios)) if ratios else 0.0

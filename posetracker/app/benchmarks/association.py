@@ -6,16 +6,13 @@ people inside its crop) at several people counts; milliseconds per frame of cand
 from the candidates, what replaces pose NMS), each the fastest of ``--repeat`` runs, median over frames.
 One torch thread.
 
-Accuracy (``--coco DIR``): on a COCO-format set, each image's ground-truth person boxes are cropped
-(the estimator's symmetric spatial transformer) and run through MoveNet once; both paths share those
-heads. The *nms* path decodes MoveNet's single person per crop and applies parametric pose NMS; the
-*crowdpose* path takes joint candidates from the same heatmaps (each proposal's heatmaps
-weighted by a prior around MoveNet's own single-person answer, refined by MoveNet's sub-cell
-offsets as the estimator's intermediates carry them, or without them for comparison) and
-associates them (:func:`posetracker.association.assign.associate_intermediates`). Both rank
-poses by box score x mean joint score above a threshold (the estimator's and the association config's thresholds are
-both shown). COCO keypoint AP overall and per crowd-index bucket (easy < 0.2 <= medium
-< 0.8 <= hard) and on all images with crowd index >= 0.2.
+Accuracy (``--coco DIR``, ``--composites DIR``): every image through the estimator as
+``posetracker estimate`` runs it (the estimate settings: detector, pose model, flip test; detected
+boxes), the SPPE heatmaps kept, and each frame's per-box results grouped three ways: pose NMS
+(``nms``), the association on every frame (``crowdpose``) and the ``auto`` rule. COCO keypoint AP
+on all images and per ground-truth crowd-index bin (0-0.2, 0.2-0.5, >= 0.5, and >= 0.2); the
+per-person breakdown (people lost, of them without a proposal box, duplicates kept, joints given
+to the wrong person); and the images where the association differs most from pose NMS.
 """
 
 from __future__ import annotations
@@ -36,13 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeat", type=int, default=5, help="timed runs per frame, the fastest kept "
                    "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--coco", metavar="DIR", help="also compare AP on a COCO-format folder "
-                   "(annotations/*.json + images), e.g. ../shared/data/coco_mini_val2017")
-    p.add_argument("--model", default="movenet-thunder", metavar="NAME|PATH",
-                   help="MoveNet model for --coco: registry name or model.json (default: %(default)s)")
+    p.add_argument("--coco", metavar="DIR", help="also compare AP and errors on a COCO-format "
+                   "folder (annotations/*.json + val2017/), e.g. ../shared/data/coco_mini_val2017")
+    p.add_argument("--composites", metavar="DIR", help="also on the val and train splits of a "
+                   "`train make-crowds` folder")
+    p.add_argument("--candidates", action="store_true", help="also measure the candidates against "
+                   "the ground truth: response threshold and merge radius (delta_scale)")
+    p.add_argument("--worst", type=int, default=5, help="images listed where the association "
+                   "does worst and best against pose NMS, per set (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an association setting, e.g. --set association.delta_scale=3")
+                   help="override a setting, e.g. --set association.delta_scale=3")
     p.add_argument("--out", metavar="FILE", help="also write the tables (.csv, .json or .md; the AP "
                    "table gets the suffix _ap)")
     p.set_defaults(func=run)
@@ -100,183 +101,286 @@ def speed_table(people: list[int], frames: int, seed: int, config, repeat: int =
     return pd.DataFrame(rows).set_index("people")
 
 
-def _pose_scores(box_scores, kp_scores, threshold: float):
-    """Box score x mean joint score above ``threshold`` (all joints when none is): the estimator's
-    ``box_x_kpt`` rule, applied to both paths."""
-    import numpy as np
-
-    above = kp_scores > threshold
-    kmean = np.where(above.any(1), (kp_scores * above).sum(1) / np.maximum(above.sum(1), 1),
-                     kp_scores.mean(1) if kp_scores.size else 0.0)
-    return box_scores * kmean
+#: Crowd-index bin limits of the accuracy tables (ground-truth crowd index of each image): bins
+#: 0-0.2, 0.2-0.5 and >= 0.5, and all images >= 0.2.
+CROWD_LIMITS = (0.2, 0.5)
+#: The groupings compared, as ``--association`` names them.
+PATHS = ("nms", "crowdpose", "auto")
 
 
-def coco_comparison(coco_dir: str, model: str, config, threads: int = 1):
-    """Both paths on every image of a COCO-format folder with ground-truth boxes.
-
-    Returns ``(table, timing)``: AP per path and set, and ms per frame of the association.
-    """
-    import cv2
-    import numpy as np
-    import torch
-
-    from posetracker.core.errors import InputError
-    from posetracker.core.poses import FramePoses
-    from posetracker.core.schemas import COCO17
-    from posetracker.estimators.config import EstimatorConfig
-
-    torch.set_num_threads(threads)
-    gt, image_dir, net = _coco_inputs(coco_dir, model)
-    est = EstimatorConfig()
-    boxes_by_image: dict[int, list] = {}
-    for a in gt.annotations:
-        if not a.get("iscrowd") and "bbox" in a:
-            x, y, w, h = a["bbox"]
-            boxes_by_image.setdefault(int(a["image_id"]), []).append([x, y, x + w, y + h])
-    nms_preds: dict = {}
-    crowd_preds: dict = {"crowdpose": {}, "crowdpose, no offsets": {}}
-    assoc_s, frames = 0.0, 0
-    for im in gt.images:
-        iid = int(im["id"])
-        boxes = np.array(boxes_by_image.get(iid, []), dtype=np.float64).reshape(-1, 4)
-        if not len(boxes):
-            nms_preds[iid] = FramePoses.empty(COCO17)
-            for preds in crowd_preds.values():
-                preds[iid] = FramePoses.empty(COCO17)
-            continue
-        bgr = cv2.imread(str(image_dir / im["file_name"]))
-        if bgr is None:
-            raise InputError(f"cannot read image {image_dir / im['file_name']}")
-        img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        nms_preds[iid], crowd, seconds = _both_paths(img, boxes, net, est, config)
-        for name, poses in crowd.items():
-            crowd_preds[name][iid] = poses
-        assoc_s += seconds
-        frames += 1
-    return _ap_table(gt, nms_preds, crowd_preds, est, config), 1000.0 * assoc_s / max(2 * frames, 1)
-
-
-def _coco_inputs(coco_dir: str, model: str):
-    """The ground truth (the first ``annotations/*.json``), the image folder and the MoveNet."""
+def accuracy_sets(coco: str | None, composites: str | None) -> list[tuple[str, object, object]]:
+    """The evaluated sets ``(name, ground-truth file, image folder)``: a COCO folder
+    (``annotations/*.json`` + ``val2017/``) and the validation and train splits of a
+    ``train make-crowds`` folder (``val.json`` + ``val/``, ``train.json`` + ``train/``)."""
     from pathlib import Path
 
     from posetracker.core.errors import InputError
-    from posetracker.estimators.movenet import MoveNet
-    from posetracker.io.formats.coco import read_coco_gt
 
-    root = Path(coco_dir)
-    ann = sorted((root / "annotations").glob("*.json")) if (root / "annotations").is_dir() else []
-    if not ann:
-        raise InputError(f"{root}: no annotations/*.json")
-    gt = read_coco_gt(ann[0])
-    image_dir = next((d for d in (root / "val2017", root / "images", root) if d.is_dir()), root)
-    path = Path(model)
-    if not path.exists():
-        from posetracker.app.models.resolve import resolve_model
-        path = Path(resolve_model(model))
-    return gt, image_dir, MoveNet.from_tfjs(path)
+    sets = []
+    if coco:
+        root = Path(coco)
+        ann = sorted((root / "annotations").glob("*.json")) if (root / "annotations").is_dir() else []
+        if not ann:
+            raise InputError(f"--coco {root}: no annotations/*.json")
+        images = next((d for d in (root / "val2017", root / "images") if d.is_dir()), root)
+        sets.append((root.name, ann[0], images))
+    if composites:
+        root = Path(composites)
+        for split in ("val", "train"):
+            if not (root / f"{split}.json").is_file():
+                raise InputError(f"--composites {root}: no {split}.json (made by train make-crowds)")
+            sets.append((f"composites {split}", root / f"{split}.json", root / split))
+    return sets
 
 
-def _both_paths(img, boxes, net, est, config):
-    """One RGB image's poses in the ``(n, 4)`` ground-truth ``boxes`` by both paths: the nms
-    path's poses, the crowdpose paths' poses by name, and the seconds the association took."""
-    from types import SimpleNamespace
+def group_set(config, gt_path, image_dir, log=lambda s: None, stats=None):
+    """Every image of one set through the estimator of ``config.estimate`` (detected boxes, its
+    models and settings, the SPPE heatmaps kept), each frame grouped by every path of
+    :data:`PATHS` from the same per-box results.
 
-    import numpy as np
+    Returns ``(ground truth, {path: {image_id: FramePoses}}, {image_id: proposal boxes},
+    {image_id: True where auto associated})``; only poses are kept, frame by frame (and what
+    ``stats``, a :class:`CandidateStats`, collects from each frame's candidates).
+    """
+    import cv2
     import torch
 
-    from posetracker.association.assign import associate_intermediates
-    from posetracker.core.pose_nms import pose_nms
-    from posetracker.core.poses import FramePoses
-    from posetracker.core.schemas import COCO17
-    from posetracker.estimators.transform import box_regions, crop_affines, crop_boxes, crop_to_image, frames_to_tensor
+    from posetracker.app import build
+    from posetracker.core.errors import InputError
+    from posetracker.io.formats.coco import read_coco_gt
 
-    size = (net.input_size, net.input_size)
-    A = crop_affines(box_regions(boxes, size, est.sppe.scale_factor), size)
-    crops = crop_boxes(frames_to_tensor([img]), np.zeros(len(boxes), dtype=np.int64), A, size,
-                       frame_sizes=np.array([img.shape[:2]]))
-    with torch.inference_mode():
-        single = net.decode(net.heads(crops), return_maps=True)
-    ones = np.ones(len(boxes))
-    # What the estimator's MoveNet SPPE reports (estimators.sppe.MoveNetNet): keypoints in
-    # pixel-index crop coordinates (MoveNet's fractions of the crop side x side - 0.5).
-    kp = crop_to_image(single.keypoints - 0.5, A).numpy()
-    sc = single.scores.double().numpy()
-    # nms path: the single-person answers, parametric pose NMS
-    poses = FramePoses(kp, sc, boxes, _pose_scores(ones, sc, est.kpt_threshold), COCO17)
-    nms_poses, _ = pose_nms(poses, est.nms)
-    # crowdpose paths: the same heads, associated (with and without MoveNet's sub-cell offsets)
-    inter = SimpleNamespace(
-        boxes=boxes, box_scores=ones, affines=A, keypoints=kp, keypoint_scores=sc,
-        heatmaps=single.heatmaps, heatmap_stride=net.input_size / single.heatmaps.shape[-1],
-        offsets=single.offsets.permute(0, 1, 3, 4, 2))
-    crowd, seconds = {}, 0.0
-    for name, with_offsets in (("crowdpose", True), ("crowdpose, no offsets", False)):
-        if not with_offsets:
-            inter.offsets = None
-        t0 = time.perf_counter()
-        crowd[name], _ = associate_intermediates(inter, COCO17, config)
-        seconds += time.perf_counter() - t0
-    return nms_poses, crowd, seconds
+    gt = read_coco_gt(gt_path)
+    e = config.estimate
+    est = build.build_estimator(e.estimator, threads=e.threads)
+    groupings = {p: build.build_grouping(p, e.estimator, config.association) for p in PATHS}
+    preds: dict = {p: {} for p in PATHS}
+    proposals, auto_used = {}, {}
+    for n, im in enumerate(gt.images):
+        bgr = cv2.imread(str(image_dir / im["file_name"]))
+        if bgr is None:
+            raise InputError(f"cannot read image {image_dir / im['file_name']}")
+        with torch.inference_mode():
+            inter = est.intermediates([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)], heatmaps=True,
+                                      candidates=0)[0]
+        iid = int(im["id"])
+        for p, g in groupings.items():
+            if p == "auto":
+                preds[p][iid], auto_used[iid] = g.group(inter, est.schema, est.person_scores)
+            else:
+                preds[p][iid] = g(inter, est.schema, est.person_scores)
+        proposals[iid] = inter.boxes
+        if stats is not None and len(inter.boxes):
+            stats.add(gt, iid, inter, config.association)
+        if (n + 1) % 20 == 0:
+            log(f"  {n + 1}/{len(gt.images)} images")
+    return gt, preds, proposals, auto_used
 
 
-def _ap_table(gt, nms_preds: dict, crowd_preds: dict, est, config):
-    """AP per path and crowd set, and AR, with the number of images of each set in the headers."""
-    import dataclasses
+class CandidateStats:
+    """What the candidates are worth, measured against the ground truth (``--candidates``).
 
-    import numpy as np
-    import pandas as pd
+    - every *secondary* candidate (not a proposal's strongest peak of its joint type): its
+      person-weighted response and whether it lies on a ground-truth joint of its type (COCO's
+      per-joint OKS term >= 0.5 with some person): the response threshold's precision and recall;
+    - every pair of two proposals' strongest candidates of one joint type that both lie on a
+      ground-truth joint: their distance in units of ``min(u1, u2) * sigma_k / mean(sigma)``, on
+      the same joint (should be one node) or on two people's (should not): the merge radius
+      ``delta_scale``.
+    """
 
+    THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2)
+    DELTAS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+
+    def __init__(self) -> None:
+        self.score: list = []
+        self.on_joint: list = []
+        self.same: list = []
+        self.other: list = []
+
+    def add(self, gt, iid: int, inter, config) -> None:
+        """One frame's proposals (``inter``) against image ``iid`` of ``gt``."""
+        import numpy as np
+
+        from posetracker.association.assign import frame_candidates
+        from posetracker.evaluation.grouping_errors import GroundTruthPeople, joint_similarity
+
+        people = GroundTruthPeople.from_annotations(list(gt.annotations_by_image().get(iid, [])),
+                                                    gt.num_keypoints)
+        if not len(people.area):
+            return
+        sigmas = _sigmas(gt)
+        cand = frame_candidates(inter, config)
+        n, k, m = cand.score.shape
+        for slot in range(1, m):
+            sim = np.nan_to_num(joint_similarity(people, cand.xy[:, :, slot], sigmas), nan=0.0)
+            valid = cand.valid[:, :, slot]
+            self.score.append(cand.score[:, :, slot][valid])
+            self.on_joint.append(sim.max(0)[valid] >= 0.5)
+        sim = np.nan_to_num(joint_similarity(people, cand.xy[:, :, 0], sigmas), nan=0.0)
+        owner = np.where(sim.max(0) >= 0.5, sim.argmax(0), -1)          # (n, k)
+        rel = sigmas / sigmas.mean()
+        i, j = np.triu_indices(n, 1)
+        d = np.linalg.norm(cand.xy[i, :, 0] - cand.xy[j, :, 0], axis=-1)
+        d = d / (np.minimum(cand.size[i, :, 0], cand.size[j, :, 0]) * rel)
+        both = (owner[i] >= 0) & (owner[j] >= 0)
+        self.same.append(d[both & (owner[i] == owner[j])])
+        self.other.append(d[both & (owner[i] != owner[j])])
+
+    def tables(self, name: str):
+        """``(threshold rows, delta rows)`` of this set."""
+        import numpy as np
+
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+        score, on = cat(self.score), cat(self.on_joint).astype(bool)
+        same, other = cat(self.same), cat(self.other)
+        thr = [{"set": name, "response >=": t, "secondary candidates": int((score >= t).sum()),
+                "on a joint": float(on[score >= t].mean()) if (score >= t).any() else float("nan"),
+                "of all on a joint": float((on & (score >= t)).sum() / max(on.sum(), 1))}
+               for t in self.THRESHOLDS]
+        delta = [{"set": name, "delta_scale": t, "same joint merged": float((same <= t).mean()),
+                  "two people's merged": float((other <= t).mean()),
+                  "wrong pairs": int((same > t).sum() + (other <= t).sum())}
+                 for t in self.DELTAS] if len(same) and len(other) else []
+        return thr, delta
+
+
+def ap_rows(name: str, gt, preds: dict, auto_used: dict) -> list[dict]:
+    """COCO keypoint AP of each path on all images and per crowd bin (:data:`CROWD_LIMITS`)."""
     from posetracker.evaluation.crowdpose import evaluate_coco_by_crowd
 
-    # Each path ranks poses by box score x mean joint score above a threshold: the estimator's
-    # threshold and the association config's, both shown (the ranking moves AP on small sets).
-    rows, images = [], {}
-    for thr in sorted({float(est.kpt_threshold), float(config.kpt_threshold)}):
-        for name, preds in (("nms", nms_preds), *crowd_preds.items()):
-            scored = {i: dataclasses.replace(p, scores=_pose_scores(
-                np.ones(len(p)), p.keypoint_scores, thr)) for i, p in preds.items()}
-            by = evaluate_coco_by_crowd(gt, scored)
-            crowded = evaluate_coco_by_crowd(gt, scored, thresholds=(0.2, 0.2)).loc["hard"]
-            row = {"path": name, "kpt thr": thr}
-            for s_ in by.index:
-                row[f"AP {s_}"] = by.loc[s_, "AP"]
-                images[s_] = int(by.loc[s_, "images"])
-            row["AP crowd>=0.2"] = crowded["AP"]
-            images["crowd>=0.2"] = int(crowded["images"])
-            row["AR overall"] = by.loc["overall", "AR"]
-            rows.append(row)
-    table = pd.DataFrame(rows).set_index(["path", "kpt thr"])
-    table.columns = [f"{c} ({images[c[3:]]})" if c[3:] in images else c for c in table.columns]
-    return table
+    lo, hi = CROWD_LIMITS
+    rows = []
+    for path, by_image in preds.items():
+        bins = evaluate_coco_by_crowd(gt, by_image, thresholds=CROWD_LIMITS)
+        crowded = evaluate_coco_by_crowd(gt, by_image, thresholds=(lo, lo)).loc["hard"]
+        row = {"set": name, "path": path}
+        parts = (("all", bins.loc["overall"]), (f"ci<{lo:g}", bins.loc["easy"]),
+                 (f"ci {lo:g}-{hi:g}", bins.loc["medium"]), (f"ci>={hi:g}", bins.loc["hard"]),
+                 (f"ci>={lo:g}", crowded))
+        for label, r in parts:
+            row[f"AP {label}"] = r["AP"]
+        row["images"] = "/".join(str(int(r["images"])) for _, r in parts)
+        row["frames associated"] = (len(by_image) if path == "crowdpose" else
+                                    sum(auto_used.values()) if path == "auto" else 0)
+        rows.append(row)
+    return rows
+
+
+def error_rows(name: str, gt, preds: dict, proposals: dict, worst: int = 5):
+    """The per-person breakdown (:mod:`posetracker.evaluation.grouping_errors`) of each path,
+    summed over the set, and the ``worst`` images where the association does worst and best
+    against pose NMS (by lost + duplicate + wrong-joint counts)."""
+    from posetracker.core.coco import crowd_index
+    from posetracker.evaluation.grouping_errors import ERROR_KINDS, GroundTruthPeople, error_table
+
+    by_image = gt.annotations_by_image()
+    k = gt.num_keypoints
+    people = {int(im["id"]): GroundTruthPeople.from_annotations(list(by_image.get(int(im["id"]), [])), k)
+              for im in gt.images}
+    sigmas = _sigmas(gt)
+    tables = {p: error_table(people, preds[p], sigmas, proposals) for p in preds}
+    totals = [{"set": name, "path": p, **{e: sum(r[e] for r in t.values()) for e in ERROR_KINDS}}
+              for p, t in tables.items()]
+
+    def bad(r: dict) -> int:
+        return r["lost"] + r["duplicate"] + r["wrong_joint"]
+
+    files = {int(im["id"]): im["file_name"] for im in gt.images}
+    cases = []
+    for iid in people:
+        a, b = tables["nms"][iid], tables["crowdpose"][iid]
+        if a != b:
+            cases.append({"set": name, "image_id": iid, "file": files[iid],
+                          "crowd index": crowd_index(list(by_image.get(iid, []))),
+                          "errors nms": bad(a), "errors crowdpose": bad(b),
+                          **{f"{e} (nms/crowdpose)": f"{a[e]}/{b[e]}"
+                             for e in ERROR_KINDS[2:]}})
+    cases.sort(key=lambda c: c["errors nms"] - c["errors crowdpose"])
+    picked = cases[:worst] + [c for c in cases[-worst:][::-1] if c not in cases[:worst]]
+    return totals, picked
+
+
+def _sigmas(gt):
+    from posetracker.evaluation.coco import coco_sigmas
+
+    return coco_sigmas(gt)
+
+
+def accuracy_tables(config, coco: str | None, composites: str | None, worst: int = 5,
+                    log=lambda s: None, candidates: bool = False) -> dict:
+    """On every set of :func:`accuracy_sets`: AP per path and crowd bin (``"ap"``), the error
+    totals (``"errors"``), the images where the association does worst and best against pose
+    NMS (``"cases"``), and with ``candidates`` the :class:`CandidateStats` tables
+    (``"thresholds"``, ``"deltas"``); each a DataFrame."""
+    import pandas as pd
+
+    rows: dict[str, list] = {"ap": [], "errors": [], "cases": [], "thresholds": [], "deltas": []}
+    for name, gt_path, images in accuracy_sets(coco, composites):
+        log(f"{name}: {gt_path}")
+        stats = CandidateStats() if candidates else None
+        gt, preds, proposals, auto_used = group_set(config, gt_path, images, log, stats)
+        rows["ap"] += ap_rows(name, gt, preds, auto_used)
+        t, c = error_rows(name, gt, preds, proposals, worst)
+        rows["errors"] += t
+        rows["cases"] += c
+        if stats is not None:
+            thr, delta = stats.tables(name)
+            rows["thresholds"] += thr
+            rows["deltas"] += delta
+    index = {"ap": ["set", "path"], "errors": ["set", "path"], "cases": ["set", "image_id"],
+             "thresholds": ["set", "response >="], "deltas": ["set", "delta_scale"]}
+    return {key: pd.DataFrame(r).set_index(index[key]) if r else pd.DataFrame()
+            for key, r in rows.items()}
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from posetracker.app.settings import load_section
+    from posetracker.app.settings import load_app_config
     from posetracker.core.errors import InputError
     from posetracker.evaluation.report import format_table, save_report
 
     torch.set_num_threads(args.threads)
-    config = load_section("association", args.overrides)
+    config = load_app_config(None, args.overrides)
     try:
         people = [int(v) for v in args.people.split(",") if v.strip()]
     except ValueError:
         raise InputError(f"--people expects comma-separated integers, got {args.people!r}") from None
-    speed = speed_table(people, args.frames, args.seed, config, args.repeat)
+    speed = speed_table(people, args.frames, args.seed, config.association, args.repeat)
     print(f"association on synthetic crowded frames, CPU, {args.threads} thread(s), fastest of "
           f"{args.repeat} runs per frame, median (and p90) over {args.frames} frames:")
     print(format_table(speed))
     if args.out:
         save_report(speed, args.out)
-    if args.coco:
-        table, ms = coco_comparison(args.coco, args.model, config, args.threads)
-        print(f"\nCOCO keypoint AP with ground-truth boxes, {args.model}; association "
-              f"{ms:.2f} ms/frame on real frames:", file=sys.stdout)
-        print(format_table(table))
+    if args.coco or args.composites:
+        def log(s: str) -> None:
+            print(s, file=sys.stderr, flush=True)
+
+        tables = accuracy_tables(config, args.coco, args.composites, args.worst, log,
+                                 args.candidates)
+        ap, totals, cases = tables["ap"], tables["errors"], tables["cases"]
+        e = config.estimate.estimator
+        print(f"\nCOCO keypoint AP by ground-truth crowd index, detected boxes ({e.detector.model}, "
+              f"{e.sppe.model}, the estimate settings); frames associated: by the association:")
+        print(format_table(ap))
+        print("\nper person (lost: no pose at OKS >= 0.5, of them no proposal box; duplicate; "
+              "wrong joint: nearer another person's same joint):")
+        print(format_table(totals))
+        print("\nimages where the association differs most from pose NMS (errors = lost + "
+              "duplicate + wrong joints), worst for it first:")
+        print(format_table(cases) if len(cases) else "(none)")
+        if args.candidates:
+            print("\nsecondary candidates (not a proposal's strongest peak) by person-weighted "
+                  "response: how many, the share on a ground-truth joint, the share of all those "
+                  "on a joint kept:")
+            print(format_table(tables["thresholds"]))
+            print("\ntwo proposals' strongest candidates on ground-truth joints, merged into one "
+                  "node by delta_scale: on the same joint (should) / on two people's (should not):")
+            print(format_table(tables["deltas"]))
         if args.out:
             from pathlib import Path
             p = Path(args.out)
-            save_report(table, p.with_name(p.stem + "_ap" + p.suffix))
+            for suffix, df in tables.items():
+                if len(df):
+                    save_report(df, p.with_name(f"{p.stem}_{suffix}{p.suffix}"))
     return 0

@@ -103,9 +103,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: all)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar (shown on a "
                    "terminal only) and no summary line (default: off)")
-    p.add_argument("--association", choices=("nms", "crowdpose"), default=None,
-                   help="group each frame's per-box poses by parametric pose NMS or by CrowdPose "
-                   f"joint-candidate association (estimate.association, default: "
+    from posetracker.app.settings import ASSOCIATIONS
+
+    p.add_argument("--association", choices=ASSOCIATIONS, default=None,
+                   help="group each frame's per-box poses by parametric pose NMS, by CrowdPose "
+                   "joint-candidate association, or auto: the association on images whose "
+                   "proposals overlap, pose NMS elsewhere (estimate.association, default: "
                    f"{default('estimate.association')})")
     add_estimator_options(p)
     p.set_defaults(func=run)

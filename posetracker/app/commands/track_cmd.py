@@ -98,8 +98,11 @@ def _add_video_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pose-batch", type=int, metavar="N", help="people per pose-estimator call, "
                    "gathered across frames (estimator.sppe.batch_size, default: "
                    f"{default('estimator.sppe.batch_size')})")
-    g.add_argument("--association", choices=("nms", "crowdpose"), help="remove duplicate poses "
-                   "by RMPE pose NMS or CrowdPose joint-candidate association "
+    from posetracker.app.settings import ASSOCIATIONS
+
+    g.add_argument("--association", choices=ASSOCIATIONS, help="remove duplicate poses "
+                   "by RMPE pose NMS, CrowdPose joint-candidate association, or auto: the "
+                   "association on frames whose proposals overlap, pose NMS elsewhere "
                    f"(pipeline.association, default: {default('pipeline.association')})")
     g.add_argument("--sequential", action="store_true", default=None, help="run the stages one "
                    "after the other on one thread (pipeline.mode=sequential; default: "
