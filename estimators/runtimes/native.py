@@ -19,8 +19,10 @@ How it runs:
 - **Threads.** Each call runs on ``threads`` threads, given when the graph is built: the
   application passes the number its pipeline gives torch per stage call
   (:meth:`posetracker.app.settings.PipelineConfig.torch_threads`, ``estimate.threads``), so the
-  native backends keep the same limit (0: the runtime's default, every core); idle runtime
-  threads do not spin.
+  native backends keep the same limit (0: every core); idle runtime threads do not spin. In
+  OpenVINO a batch of one runs on all of them; a larger batch is split into ``threads`` lanes
+  of near-equal parts, each run by a stream of one thread, at once (one thread per lane spends
+  less CPU per crop than several threads on one crop: docs/models.md, "CPU backends").
 - **Concurrency.** Callers on several threads at once (the pipeline's pose workers and its
   detector thread) are safe: the compiled models are shared (built under a lock), and each
   calling thread has its own OpenVINO infer request; an onnxruntime session is thread-safe.
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -172,47 +175,71 @@ class _OpenVINO:
         self.input_shape = tuple(d.get_length() if d.is_static else -1
                                  for d in port.get_partial_shape())
         self.output_names = [o.get_any_name() for o in self._model.outputs]
-        self._config = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
-                        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-                        "ENABLE_CPU_PINNING": False}
-        if threads:
-            self._config["INFERENCE_NUM_THREADS"] = threads
-        self._compiled: dict[tuple[int, ...], dict[int, Any]] = {}
+        base = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
+                "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
+        # a batch of one: one stream on every thread given
+        self._one = {**base, "NUM_STREAMS": 1, **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
+        # larger batches: one stream of one thread per lane, the batch split across the lanes
+        self.lanes = threads or os.cpu_count() or 1
+        self._lane = {**base, "NUM_STREAMS": self.lanes, "INFERENCE_NUM_THREADS": self.lanes}
+        self._compiled: dict[tuple[int, ...], dict[tuple[str, int], Any]] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
 
-    def _compile(self, shape: tuple[int, ...]) -> Any:
+    def _compile(self, shape: tuple[int, ...], config: dict) -> Any:
         model = self._model.clone()
         model.reshape({model.inputs[0]: self._ov.PartialShape(list(shape))})
-        return self._core.compile_model(model, "CPU", self._config)
+        return self._core.compile_model(model, "CPU", config)
 
-    def _request(self, size: int, tail: tuple[int, ...]) -> Any:
-        """This thread's infer request of the model compiled for a batch of ``size`` inputs of
-        shape ``tail``. The first call for a ``tail`` compiles every size of
-        :data:`STATIC_BATCHES` at once, so the cost is paid on the first frame, not spread
-        over the run."""
+    def _models(self, tail: tuple[int, ...]) -> dict[tuple[str, int], Any]:
+        """The compiled models for inputs of shape ``tail``: ``("one", 1)`` and ``("lane", b)``
+        for every ``b`` of :data:`STATIC_BATCHES` (one thread: ``("one", b)`` only). All are
+        compiled by the first call with this ``tail``, so the cost is paid on the first frame,
+        not spread over the run."""
+        with self._lock:
+            if tail not in self._compiled:
+                kind, config = ("one", self._one) if self.lanes == 1 else ("lane", self._lane)
+                models = {(kind, b): self._compile((b, *tail), config) for b in STATIC_BATCHES}
+                if self.lanes > 1:
+                    models[("one", 1)] = self._compile((1, *tail), self._one)
+                self._compiled[tail] = models
+            return self._compiled[tail]
+
+    def _request(self, kind: str, size: int, lane: int, tail: tuple[int, ...]) -> Any:
+        """This thread's infer request of lane ``lane`` on the ``(kind, size)`` model."""
         requests = self._local.__dict__.setdefault("requests", {})
-        request = requests.get((size, tail))
-        if request is None:
-            with self._lock:
-                if tail not in self._compiled:
-                    self._compiled[tail] = {b: self._compile((b, *tail)) for b in STATIC_BATCHES}
-            request = requests[(size, tail)] = self._compiled[tail][size].create_infer_request()
-        return request
+        key = (kind, size, lane, tail)
+        if key not in requests:
+            requests[key] = self._models(tail)[(kind, size)].create_infer_request()
+        return requests[key]
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run a batch: one item on every thread; more split into up to ``lanes`` near-equal
+        parts run at once, each part as runs of :data:`STATIC_BATCHES` sizes."""
         tail = tuple(x.shape[1:])
         if not len(x):  # no input: the shapes of a batch of one, cut to none
             return {n: o[:0] for n, o in self.run(np.zeros((1, *tail), np.float32)).items()}
-        parts = []
-        for start, size in static_chunks(len(x)):
-            request = self._request(size, tail)
-            request.infer({0: x[start: start + size]})
-            # copies: the request reuses its output buffers on the next call
-            parts.append([np.array(request.get_output_tensor(i).data, dtype=np.float32)
-                          for i in range(len(self.output_names))])
-        return {name: np.concatenate([p[i] for p in parts]) if len(parts) > 1 else parts[0][i]
-                for i, name in enumerate(self.output_names)}
+        kind = "one" if self.lanes == 1 or len(x) == 1 else "lane"
+        bounds = np.linspace(0, len(x), min(self.lanes, len(x)) + 1).round().astype(int)
+        lanes = [[(lo + s, b) for s, b in static_chunks(hi - lo)]
+                 for lo, hi in zip(bounds[:-1], bounds[1:])] if kind == "lane" else [static_chunks(len(x))]
+        parts: dict[int, list[np.ndarray]] = {}
+        for step in range(max(len(chunks) for chunks in lanes)):
+            started = []
+            for lane, chunks in enumerate(lanes):
+                if step < len(chunks):
+                    start, size = chunks[step]
+                    request = self._request(kind, size, lane, tail)
+                    request.start_async({0: x[start: start + size]})
+                    started.append((start, request))
+            for start, request in started:
+                request.wait()
+                # copies: the request reuses its output buffers on the next call
+                parts[start] = [np.array(request.get_output_tensor(i).data, dtype=np.float32)
+                                for i in range(len(self.output_names))]
+        order = sorted(parts)
+        return {name: np.concatenate([parts[s][i] for s in order]) if len(order) > 1
+                else parts[order[0]][i] for i, name in enumerate(self.output_names)}
 
 
 class _OnnxRuntime:
