@@ -47,6 +47,18 @@ class DetectorConfig:
             boxes), so the boxes it drops hold real people (docs/models.md, "Which detections
             reach the pose model").
         contain_score_ratio: The score ratio of ``contain_threshold``, in (0, 1].
+        flip: Test-time augmentation: every detector also runs on the mirrored frame, its boxes
+            mirrored back and fused with the others' (``fusion_iou``).
+        sizes: Test-time augmentation: further square input sizes (multiples of 32) ``model``
+            also runs at, beside ``input_size``, fused with the other runs (graphs of a fixed
+            size, PicoDet and TF.js, cannot take them).
+        ensemble: Further detectors (registry names or model files, as ``model``) run on every
+            frame at their own input size, fused with ``model``'s boxes.
+        fusion_iou: With more than one run (``flip``, ``sizes``, ``ensemble``), each run keeps
+            ``conf_threshold``, ``nms_threshold`` and ``max_people``, then the runs' boxes are
+            merged by weighted boxes fusion at this IoU
+            (:func:`posetracker.estimators.boxes.weighted_box_fusion`: corners averaged by score,
+            a box found by T of N runs scored T / N of its mean), then ``max_people`` again.
     """
 
     model: str = "rtmdet-nano"
@@ -57,8 +69,16 @@ class DetectorConfig:
     min_box_size: float = 20.0
     contain_threshold: float = 0.0
     contain_score_ratio: float = 1.0
+    flip: bool = False
+    sizes: tuple[int, ...] = ()
+    ensemble: tuple[str, ...] = ()
+    fusion_iou: float = 0.55
 
     def __post_init__(self) -> None:
+        if any(s <= 0 or s % 32 for s in self.sizes):
+            raise ValueError(f"sizes must be positive multiples of 32, got {list(self.sizes)}")
+        if not 0.0 < self.fusion_iou <= 1.0:
+            raise ValueError("fusion_iou must be in (0, 1]")
         if not 0.0 <= self.contain_threshold <= 1.0 or not 0.0 < self.contain_score_ratio <= 1.0:
             raise ValueError("contain_threshold must be in [0, 1] and contain_score_ratio in (0, 1]")
         if not 0.0 <= self.conf_threshold <= 1.0 or not 0.0 < self.nms_threshold <= 1.0:

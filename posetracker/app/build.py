@@ -52,9 +52,11 @@ def model_paths(config, *, with_detector: bool = True,
 
     sppe, sppe_weights = sppe_files(config.sppe.model, log)
     detector = detector_weights = None
+    ensemble: tuple = ()
     if with_detector:
         detector, detector_weights = detector_files(config.detector.model, log)
-    return ModelPaths(sppe, sppe_weights, detector, detector_weights)
+        ensemble = tuple(detector_files(name, log) for name in config.detector.ensemble)
+    return ModelPaths(sppe, sppe_weights, detector, detector_weights, ensemble)
 
 
 def build_grouping(method: str, estimator_config, association_config=None):
