@@ -304,3 +304,29 @@ def weighted_box_fusion(passes: Sequence[np.ndarray], iou_threshold: float = 0.5
     if len(fused):
         fused[:, 4] *= np.minimum(counts, n_runs) / n_runs
     return fused[np.argsort(-fused[:, 4], kind="stable")]
+
+
+def add_missed_boxes(passes: Sequence[np.ndarray], iou_threshold: float = 0.55) -> np.ndarray:
+    """The first run's boxes as they are, plus the people only the other runs found.
+
+    The further runs are there to find the people the first one missed, not to move the boxes
+    it found: their boxes are fused among themselves (:func:`weighted_box_fusion`, whose score
+    is then that of ``N - 1`` runs), and a fused box that overlaps no box of the first run at IoU
+    above ``iou_threshold`` is added with its score scaled to the ``N`` runs (found by none of
+    the first: ``(N - 1) / N`` of it).
+
+    Args:
+        passes: Per run an ``(m_i, 5)`` array of boxes xyxy + score; the first is the main run.
+        iou_threshold: Overlap above which a further box is taken as one the first run found.
+
+    Returns:
+        ``(k, 5)`` float64 boxes xyxy + score, best first.
+    """
+    first = np.asarray(passes[0], np.float64).reshape(-1, 5)
+    if len(passes) < 2:
+        return first
+    others = weighted_box_fusion(passes[1:], iou_threshold)
+    missed = others[box_iou(others[:, :4], first[:, :4]).max(1, initial=0.0) <= iou_threshold]
+    missed[:, 4] *= (len(passes) - 1) / len(passes)
+    out = np.concatenate([first, missed])
+    return out[np.argsort(-out[:, 4], kind="stable")]

@@ -41,7 +41,7 @@ from posetracker.core.pose_nms import PoseNMSConfig, pose_nms
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import KeypointSchema
 from posetracker.core.timing import StageTimes
-from posetracker.estimators.boxes import weighted_box_fusion
+from posetracker.estimators.boxes import add_missed_boxes, weighted_box_fusion
 from posetracker.estimators.config import DetectorConfig, EstimatorConfig
 from posetracker.estimators.sppe import SPPE, load_sppe
 from posetracker.estimators.transform import STN, box_regions, crop_affines, crop_people, crop_to_image, snap_boxes
@@ -181,8 +181,9 @@ class PersonDetector:
         runs = [run for det in (self.detector, *self.members) for run in self._run(det, frames)]
         out = []
         for i in range(len(frames)):
+            fuse = weighted_box_fusion if c.fusion == "wbf" else add_missed_boxes
             d = runs[0][i] if len(runs) == 1 else \
-                weighted_box_fusion([r[i] for r in runs], c.fusion_iou)[:c.max_people]
+                fuse([r[i] for r in runs], c.fusion_iou)[:c.max_people]
             d = d[np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1]) >= c.min_box_size]
             out.append(d[~contained_boxes(d, c.contain_threshold, c.contain_score_ratio)])
         return out

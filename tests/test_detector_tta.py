@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posetracker.estimators.boxes import weighted_box_fusion
+from posetracker.estimators.boxes import add_missed_boxes, weighted_box_fusion
 from posetracker.estimators.config import DetectorConfig
 from posetracker.estimators.rmpe import PersonDetector
 
@@ -55,8 +55,19 @@ def test_a_box_joins_the_fused_box_it_overlaps_most():
                                       10, 0.75])
 
 
+def test_add_missed_keeps_the_first_run_and_adds_only_the_people_it_missed():
+    first = np.array([[0, 0, 10, 20, 0.8]])
+    mirrored = np.array([[1, 0, 11, 20, 0.9], [50, 0, 60, 20, 0.6]])   # the same one, and a new one
+    out = add_missed_boxes([first, mirrored])
+    assert len(out) == 2
+    assert out[0] == pytest.approx([0, 0, 10, 20, 0.8])     # not moved, not rescored
+    assert out[1] == pytest.approx([50, 0, 60, 20, 0.3])    # found by one run of two
+    assert add_missed_boxes([first]) is not None and len(add_missed_boxes([first, first])) == 1
+
+
 def test_no_boxes_fuse_to_none():
     assert weighted_box_fusion([np.zeros((0, 5)), np.zeros((0, 5))]).shape == (0, 5)
+    assert add_missed_boxes([np.zeros((0, 5)), np.array([[0, 0, 5, 5, 0.4]])]).shape == (1, 5)
 
 
 class _Blob:
@@ -86,21 +97,40 @@ def _frame() -> np.ndarray:
 
 def test_the_mirrored_run_is_mapped_back_onto_the_frame():
     det = _Blob()
-    boxes = PersonDetector(det, DetectorConfig(flip=True, min_box_size=4))([_frame()])[0]
+    boxes = PersonDetector(det, DetectorConfig(flip=True, fusion="wbf", min_box_size=4))(
+        [_frame()])[0]
     # both runs found the same place: one box, its full score (unmapped, it would be two at 0.45)
     assert boxes.shape == (1, 5) and boxes[0] == pytest.approx([20, 30, 60, 100, 0.9])
     assert det.calls == [2]                # the frame and its mirror in one batch
 
 
 def test_members_boxes_are_fused_with_the_detectors():
-    lone = PersonDetector(_Blob(shift=4.0), min_box_size=4)([_frame()])[0]
-    fused = PersonDetector(_Blob(shift=4.0), DetectorConfig(min_box_size=4),
-                           members=[_Blob(shift=0.0)])([_frame()])[0]
+    wbf = DetectorConfig(flip=False, fusion="wbf", min_box_size=4)
+    lone = PersonDetector(_Blob(shift=4.0), wbf)([_frame()])[0]
+    fused = PersonDetector(_Blob(shift=4.0), wbf, members=[_Blob(shift=0.0)])([_frame()])[0]
     assert lone[0, 0] == 24
     assert len(fused) == 1 and fused[0, 0] == pytest.approx(22)   # the two models' mean
-    missing = PersonDetector(_Blob(), DetectorConfig(min_box_size=4),
-                             members=[_Blob(score=0.05)])([_frame()])[0]
+    missing = PersonDetector(_Blob(), wbf, members=[_Blob(score=0.05)])([_frame()])[0]
     assert missing[0, 4] == pytest.approx(0.45)      # found by one model of two
+
+
+def test_the_mirrored_run_adds_a_person_the_first_run_missed():
+    class _LeftOnly(_Blob):
+        """Finds the person only when it stands in the left half (as if occluded elsewhere)."""
+
+        def detect(self, images, conf, nms, max_detections):
+            found = super().detect(images, conf, nms, max_detections)
+            return [d if d[0, 0] < im.shape[1] / 2 else np.zeros((0, 5))
+                    for d, im in zip(found, images)]
+
+    frame = _frame()[:, ::-1].copy()      # the person now on the right: x 140..180
+    once = PersonDetector(_LeftOnly(), DetectorConfig(flip=False, min_box_size=4))([frame])[0]
+    twice = PersonDetector(_LeftOnly(), DetectorConfig(flip=True, min_box_size=4))([frame])[0]
+    assert len(once) == 0
+    assert twice.shape == (1, 5) and twice[0] == pytest.approx([140, 30, 180, 100, 0.45])
+    # found by the first run too: kept as the first run has it (not moved by the mirrored run)
+    biased = PersonDetector(_Blob(shift=4.0), DetectorConfig(min_box_size=4))([_frame()])[0]
+    assert biased.shape == (1, 5) and biased[0] == pytest.approx([24, 30, 64, 100, 0.9])
 
 
 def test_detector_config_checks_the_test_time_settings():
@@ -128,3 +158,12 @@ def test_the_real_models_load_as_runs_of_one_person_detector(models_dir):
                              "cpu")
     with pytest.raises(ModelError, match="ensemble"):
         load_person_detector(config, rtmdet, [], "cpu")
+
+
+def test_estimate_adds_the_mirrored_run_s_missed_people_and_track_runs_once():
+    from posetracker.app.settings import AppConfig
+
+    settings = AppConfig()
+    estimate = settings.estimate.estimator.detector
+    assert estimate.flip and estimate.fusion == "add_missed"    # docs/models.md: +AP on both sets
+    assert not settings.estimator.detector.flip                  # track: over its 10 % budget
