@@ -127,7 +127,7 @@ class PersonDetector:
         config: The thresholds and filters of
             :class:`posetracker.estimators.config.DetectorConfig` (``conf_threshold``,
             ``nms_threshold``, ``max_people``, ``min_box_size``, ``contain_*``, ``flip``,
-            ``fusion_iou``; which models, at which sizes, are the caller's: ``detector`` and
+            ``fusion``, ``fusion_iou``; which models, at which sizes, are the caller's: ``detector`` and
             ``members``); ``None``: the defaults.
         members: Further detectors run on every frame beside ``detector`` (the same model at
             the other ``sizes``, the ``ensemble``'s models), their boxes fused with its.
@@ -169,9 +169,10 @@ class PersonDetector:
         1. Each run (every detector, on the frame and, with ``flip``, on its mirror): boxes
            scored at least ``conf_threshold``, its box NMS at ``nms_threshold``, at most
            ``max_people``.
-        2. With more than one run, their boxes fused by weighted boxes fusion at
-           ``fusion_iou`` (:func:`posetracker.estimators.boxes.weighted_box_fusion`), at most
-           ``max_people``.
+        2. With more than one run, their boxes fused at ``fusion_iou`` by ``fusion``: the first
+           run's boxes plus the people only the others found
+           (:func:`posetracker.estimators.boxes.add_missed_boxes`), or weighted boxes fusion
+           (:func:`posetracker.estimators.boxes.weighted_box_fusion`); at most ``max_people``.
         3. Boxes whose shorter side is under ``min_box_size`` pixels are dropped.
         4. Boxes mostly inside a better-scored box (``contain_threshold``,
            ``contain_score_ratio``; :func:`contained_boxes`) are dropped.
@@ -180,8 +181,8 @@ class PersonDetector:
         frames = list(frames)
         runs = [run for det in (self.detector, *self.members) for run in self._run(det, frames)]
         out = []
+        fuse = weighted_box_fusion if c.fusion == "wbf" else add_missed_boxes
         for i in range(len(frames)):
-            fuse = weighted_box_fusion if c.fusion == "wbf" else add_missed_boxes
             d = runs[0][i] if len(runs) == 1 else \
                 fuse([r[i] for r in runs], c.fusion_iou)[:c.max_people]
             d = d[np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1]) >= c.min_box_size]

@@ -138,6 +138,8 @@ def test_detector_config_checks_the_test_time_settings():
         DetectorConfig(sizes=(400,))
     with pytest.raises(ValueError):
         DetectorConfig(fusion_iou=0.0)
+    with pytest.raises(ValueError):
+        DetectorConfig(fusion="mean")
 
 
 def test_the_real_models_load_as_runs_of_one_person_detector(models_dir):
