@@ -245,3 +245,88 @@ def select_detections(boxes: torch.Tensor, scores: torch.Tensor,
             cols.append(cls[k, None].to(sel_boxes.dtype))
         result.append(torch.cat(cols, dim=1).double().cpu().numpy())
     return result
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of xyxy boxes ``(n, 4)`` x ``(m, 4)`` -> ``(n, m)``; degenerate boxes give 0."""
+    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+
+    def area(x: np.ndarray) -> np.ndarray:
+        return np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)
+
+    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
+
+
+def weighted_box_fusion(passes: Sequence[np.ndarray], iou_threshold: float = 0.55) -> np.ndarray:
+    """Weighted boxes fusion (Solovyev, Wang and Gabruseva, "Weighted boxes fusion: Ensembling
+    boxes from different object detection models", Image and Vision Computing 2021) of the
+    detections of ``N = len(passes)`` detector runs on one image (other models, the mirrored
+    image, other input sizes), every model weighted equally.
+
+    Args:
+        passes: Per run an ``(m_i, 5)`` array of boxes xyxy (image pixels) + score, after that
+            run's own NMS.
+        iou_threshold: A box joins a fused box it overlaps at IoU above this (the paper: 0.55).
+
+    Returns:
+        ``(k, 5)`` float64 fused boxes xyxy + score, best first. A box every run found keeps its
+        mean score; one that ``T < N`` runs found has it scaled by ``T / N``.
+    """
+    n_runs = len(passes)
+    # Step 1: every run's boxes in one list B, by decreasing score.
+    boxes = np.concatenate([np.asarray(p, np.float64).reshape(-1, 5) for p in passes] or
+                           [np.zeros((0, 5))])
+    boxes = boxes[np.argsort(-boxes[:, 4], kind="stable")]
+    # Step 2: the clusters L (indices into B) and the fused boxes F, both empty.
+    clusters: list[list[int]] = []
+    fused = np.zeros((0, 5))
+    for i, box in enumerate(boxes):
+        # Step 3: the fused box of F that B's box overlaps most, if above the threshold.
+        ious = box_iou(box[None, :4], fused[:, :4])[0]
+        pos = int(np.argmax(ious)) if len(ious) else -1
+        if pos < 0 or ious[pos] <= iou_threshold:
+            # Step 4: no match: the box starts a new cluster and is its own fused box.
+            clusters.append([i])
+            fused = np.vstack([fused, box])
+            continue
+        # Step 5: the box joins cluster ``pos``; its fused box is recomputed from the cluster's
+        # T boxes: corners weighted by score, score the mean.
+        clusters[pos].append(i)
+        members = boxes[clusters[pos]]
+        weights = members[:, 4:5]
+        fused[pos, :4] = (weights * members[:, :4]).sum(0) / max(float(weights.sum()), 1e-12)
+        fused[pos, 4] = members[:, 4].mean()
+    # Step 6: a box few runs found is less sure: its score times min(T, N) / N.
+    counts = np.array([len(c) for c in clusters], dtype=np.float64)
+    if len(fused):
+        fused[:, 4] *= np.minimum(counts, n_runs) / n_runs
+    return fused[np.argsort(-fused[:, 4], kind="stable")]
+
+
+def add_missed_boxes(passes: Sequence[np.ndarray], iou_threshold: float = 0.55) -> np.ndarray:
+    """The first run's boxes as they are, plus the people only the other runs found.
+
+    The further runs are there to find the people the first one missed, not to move the boxes
+    it found: their boxes are fused among themselves (:func:`weighted_box_fusion`, whose score
+    is then that of ``N - 1`` runs), and a fused box that overlaps no box of the first run at IoU
+    above ``iou_threshold`` is added with its score scaled to the ``N`` runs (found by none of
+    the first: ``(N - 1) / N`` of it).
+
+    Args:
+        passes: Per run an ``(m_i, 5)`` array of boxes xyxy + score; the first is the main run.
+        iou_threshold: Overlap above which a further box is taken as one the first run found.
+
+    Returns:
+        ``(k, 5)`` float64 boxes xyxy + score, best first.
+    """
+    first = np.asarray(passes[0], np.float64).reshape(-1, 5)
+    if len(passes) < 2:
+        return first
+    others = weighted_box_fusion(passes[1:], iou_threshold)
+    missed = others[box_iou(others[:, :4], first[:, :4]).max(1, initial=0.0) <= iou_threshold]
+    missed[:, 4] *= (len(passes) - 1) / len(passes)
+    out = np.concatenate([first, missed])
+    return out[np.argsort(-out[:, 4], kind="stable")]

@@ -41,6 +41,7 @@ from posetracker.core.pose_nms import PoseNMSConfig, pose_nms
 from posetracker.core.poses import FramePoses
 from posetracker.core.schemas import KeypointSchema
 from posetracker.core.timing import StageTimes
+from posetracker.estimators.boxes import add_missed_boxes, weighted_box_fusion
 from posetracker.estimators.config import DetectorConfig, EstimatorConfig
 from posetracker.estimators.sppe import SPPE, load_sppe
 from posetracker.estimators.transform import STN, box_regions, crop_affines, crop_people, crop_to_image, snap_boxes
@@ -59,12 +60,15 @@ class ModelPaths:
         detector: The person detector's topology (a Darknet ``.cfg`` or a TF.js ``model.json``,
             see :func:`load_detector`); ``None`` without detector.
         detector_weights: Its weights; ``None`` = the files beside the topology.
+        ensemble: The (topology, weights) of each further detector whose boxes are fused with
+            the detector's (``DetectorConfig.ensemble``).
     """
 
     sppe: Path
     sppe_weights: Path | None = None
     detector: Path | None = None
     detector_weights: Path | None = None
+    ensemble: tuple[tuple[Path, Path | None], ...] = ()
 
 
 def pick_device(name: str) -> torch.device:
@@ -114,38 +118,73 @@ def contained_boxes(dets: np.ndarray, threshold: float, score_ratio: float) -> n
 
 
 class PersonDetector:
-    """Any person detector with the config's thresholds and box filters.
+    """Any person detector with the config's thresholds, box filters and test-time runs.
 
     Args:
         detector: Anything with ``detect(frames, conf=, nms=, max_detections=)`` returning
             ``(m, 5)`` xyxy + score per frame (:func:`load_detector`'s RTMDet, PicoDet, Darknet
             YOLO, TF.js CenterNet/NanoDet).
-        config: ``conf_threshold``, ``nms_threshold``, ``max_people``, ``min_box_size``,
-            ``contain_threshold`` and ``contain_score_ratio`` of
-            :class:`posetracker.estimators.config.DetectorConfig` (its other fields are the
-            application's: which model, at which size); ``None``: the defaults.
+        config: The thresholds and filters of
+            :class:`posetracker.estimators.config.DetectorConfig` (``conf_threshold``,
+            ``nms_threshold``, ``max_people``, ``min_box_size``, ``contain_*``, ``flip``,
+            ``fusion``, ``fusion_iou``; which models, at which sizes, are the caller's: ``detector`` and
+            ``members``); ``None``: the defaults.
+        members: Further detectors run on every frame beside ``detector`` (the same model at
+            the other ``sizes``, the ``ensemble``'s models), their boxes fused with its.
         **overrides: Fields of ``config`` to replace, checked by the config.
     """
 
-    def __init__(self, detector, config: DetectorConfig | None = None, **overrides: Any):
+    def __init__(self, detector, config: DetectorConfig | None = None, *,
+                 members: Sequence[Any] = (), **overrides: Any):
         self.detector = detector
+        self.members = tuple(members)
         self.config = configured(DetectorConfig, config, overrides)
+
+    @property
+    def runs(self) -> int:
+        """Detector runs per frame: each detector, on the frame and, with ``flip``, its mirror."""
+        return (1 + len(self.members)) * (2 if self.config.flip else 1)
+
+    def _run(self, detector, frames: list[np.ndarray]) -> list[list[np.ndarray]]:
+        """One detector on ``frames`` (and, with ``flip``, their mirrors, in the same batch):
+        per run, per frame ``(m, 5)`` boxes in the frame's own pixels."""
+        c = self.config
+        mirrored = [np.ascontiguousarray(f[:, ::-1]) for f in frames] if c.flip else []
+        dets = [np.asarray(d, dtype=np.float64).reshape(-1, 5)
+                for d in detector.detect(frames + mirrored, conf=c.conf_threshold,
+                                         nms=c.nms_threshold, max_detections=c.max_people)]
+        runs = [dets[:len(frames)]]
+        if mirrored:
+            back = []
+            for f, d in zip(frames, dets[len(frames):]):
+                d = d.copy()
+                d[:, [0, 2]] = f.shape[1] - d[:, [2, 0]]  # x -> W - x; the corners swap
+                back.append(d)
+            runs.append(back)
+        return runs
 
     def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """``(m, 5)`` xyxy + score per frame, best first: the boxes that reach the pose model.
 
-        1. The detector: boxes scored at least ``conf_threshold``, its box NMS at
-           ``nms_threshold``, at most ``max_people``.
-        2. Boxes whose shorter side is under ``min_box_size`` pixels are dropped.
-        3. Boxes mostly inside a better-scored box (``contain_threshold``,
+        1. Each run (every detector, on the frame and, with ``flip``, on its mirror): boxes
+           scored at least ``conf_threshold``, its box NMS at ``nms_threshold``, at most
+           ``max_people``.
+        2. With more than one run, their boxes fused at ``fusion_iou`` by ``fusion``: the first
+           run's boxes plus the people only the others found
+           (:func:`posetracker.estimators.boxes.add_missed_boxes`), or weighted boxes fusion
+           (:func:`posetracker.estimators.boxes.weighted_box_fusion`); at most ``max_people``.
+        3. Boxes whose shorter side is under ``min_box_size`` pixels are dropped.
+        4. Boxes mostly inside a better-scored box (``contain_threshold``,
            ``contain_score_ratio``; :func:`contained_boxes`) are dropped.
         """
         c = self.config
-        dets = self.detector.detect(list(frames), conf=c.conf_threshold, nms=c.nms_threshold,
-                                    max_detections=c.max_people)
+        frames = list(frames)
+        runs = [run for det in (self.detector, *self.members) for run in self._run(det, frames)]
         out = []
-        for d in dets:
-            d = np.asarray(d, dtype=np.float64).reshape(-1, 5)
+        fuse = weighted_box_fusion if c.fusion == "wbf" else add_missed_boxes
+        for i in range(len(frames)):
+            d = runs[0][i] if len(runs) == 1 else \
+                fuse([r[i] for r in runs], c.fusion_iou)[:c.max_people]
             d = d[np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1]) >= c.min_box_size]
             out.append(d[~contained_boxes(d, c.contain_threshold, c.contain_score_ratio)])
         return out
@@ -180,6 +219,36 @@ def load_detector(topology: str | Path, weights: str | Path | None = None,
     return fmt.reader("detector")(topology, weights, device=device, input_size=input_size,
                                   **native)
 
+
+
+def load_person_detector(config: DetectorConfig, main: tuple[Path, Path | None],
+                         ensemble: Sequence[tuple[Path, Path | None]], device: torch.device | str,
+                         backend: str = "torch", threads: int = 0) -> PersonDetector:
+    """The :class:`PersonDetector` ``config`` describes: ``model`` (its (topology, weights)
+    files ``main``) at ``input_size`` and at each of ``sizes``, and each model of the config's
+    ``ensemble`` (their files ``ensemble``, in order); ``backend``, ``threads``: see
+    :func:`load_detector`.
+
+    Raises:
+        ModelError: the files do not match the ensemble, or ``sizes`` for a graph of a fixed
+            input size.
+    """
+    if len(ensemble) != len(config.ensemble):
+        raise ModelError(f"detector.ensemble names {len(config.ensemble)} models, "
+                         f"{len(ensemble)} given")
+
+    def load(files: tuple[Path, Path | None], size: int):
+        return load_detector(*files, device, size, backend, threads)
+
+    members = []
+    for size in config.sizes:
+        members.append(load(main, size))
+        if tuple(members[-1].input_size) != (size, size):
+            h, w = members[-1].input_size
+            raise ModelError(f"detector.sizes {list(config.sizes)}: {config.model} takes "
+                             f"{w}x{h} input only")
+    members += [load(files, config.input_size) for files in ensemble]
+    return PersonDetector(load(main, config.input_size), config, members=members)
 
 
 class Grouping(Protocol):
@@ -277,12 +346,11 @@ class RMPEEstimator:
                          refine=s.refine)
         detector = None
         if with_detector:
-            d = config.detector
             if paths.detector is None:
                 raise ModelError("no detector model file given (pass boxes, or a detector)")
-            yolo = load_detector(paths.detector, paths.detector_weights, device, d.input_size,
-                                 config.backend, threads)
-            detector = PersonDetector(yolo, d)
+            detector = load_person_detector(config.detector,
+                                            (paths.detector, paths.detector_weights),
+                                            paths.ensemble, device, config.backend, threads)
         stn = None
         if s.stn_checkpoint:
             stn = STN()

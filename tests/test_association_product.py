@@ -137,7 +137,7 @@ def test_estimate_and_track_paths_give_the_same_poses_and_ranking():
     frames, boxes = _scene()
     from posetracker.app.build import build_grouping
 
-    est = _estimator(detector=PersonDetector(_FakeYolo(boxes), conf_threshold=0.05))
+    est = _estimator(detector=PersonDetector(_FakeYolo(boxes), conf_threshold=0.05, flip=False))
     est.grouping = build_grouping("crowdpose", est.config)
     via_estimate = est.estimate(frames)  # as PoseTracker.estimate / `posetracker estimate`
     stages = RMPEStages(est)

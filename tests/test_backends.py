@@ -266,6 +266,24 @@ def test_build_estimator_says_which_model_stays_on_torch(models_dir, monkeypatch
     assert len(lines) == 1 and "onnxruntime cannot run" in lines[0] and "torch" in lines[0]
 
 
+def test_the_detector_s_test_time_runs_keep_the_backend(models_dir):
+    """Flip, a further size and an ensemble member: each run on the runtime that reads it
+    (RTMDet at both sizes on onnxruntime; PicoDet's IR stays on torch, and says so)."""
+    from posetracker.app import build
+
+    lines: list[str] = []
+    picodet = str(models_dir / PICODET)
+    config = EstimatorConfig(device="cpu", backend="onnxruntime")
+    config = replace(config, detector=replace(config.detector, model=str(models_dir / RTMDET),
+                                              flip=True, sizes=(320,), ensemble=(picodet,)),
+                     sppe=replace(config.sppe, model=str(models_dir / TINYPOSE)))
+    est = build.build_estimator(config, log=lines.append, threads=1)
+    assert [backend_of(d) for d in (est.detector.detector, *est.detector.members)] == \
+        ["onnxruntime", "onnxruntime", "torch"]
+    assert any(picodet in line and "runs on torch" in line for line in lines)
+    assert est.detector([np.zeros((64, 96, 3), np.uint8)])[0].shape[1] == 5
+
+
 def _one_line(e: pytest.ExceptionInfo) -> str:
     text = str(e.value)
     assert "\n" not in text

@@ -85,7 +85,7 @@ def test_detector_path_and_empty_frames():
             return [b for b in boxes[: len(images)]] + [np.zeros((0, 5))] * (len(images) - len(boxes))
 
     est = RMPEEstimator(SPPE(BlobNet(), (64, 48), flip_test=False),
-                        PersonDetector(FakeYolo(), conf_threshold=0.05, min_box_size=4),
+                        PersonDetector(FakeYolo(), conf_threshold=0.05, min_box_size=4, flip=False),
                         EstimatorConfig(frame_batch=8))
     empty = np.zeros((50, 60, 3), np.uint8)
     poses = est.estimate(frames + [empty])
@@ -131,20 +131,20 @@ _FRAME = [np.zeros((200, 300, 3), np.uint8)]
 def test_a_part_inside_a_better_box_is_dropped():
     person = [50, 20, 130, 190, 0.9]
     upper_body = [60, 25, 125, 100, 0.4]     # wholly inside, less than half the score
-    det = PersonDetector(_GivenBoxes([person, upper_body]), contain_threshold=0.8,
+    det = PersonDetector(_GivenBoxes([person, upper_body]), contain_threshold=0.8, flip=False,
                          contain_score_ratio=0.6)
     assert det(_FRAME)[0].tolist() == [person]
     # a part scored near its whole is not dropped (a child in front of an adult may be one)
     near = [60, 25, 125, 100, 0.8]
     assert len(det.__class__(_GivenBoxes([person, near]), det.config)(_FRAME)[0]) == 2
     # off: every box reaches the pose model
-    assert len(PersonDetector(_GivenBoxes([person, upper_body]))(_FRAME)[0]) == 2
+    assert len(PersonDetector(_GivenBoxes([person, upper_body]), flip=False)(_FRAME)[0]) == 2
 
 
 def test_two_overlapping_people_both_reach_the_pose_model():
     front = [50, 20, 130, 190, 0.9]
     behind = [100, 30, 170, 185, 0.3]        # half of it hidden behind the front person
-    det = PersonDetector(_GivenBoxes([front, behind]), contain_threshold=0.8,
+    det = PersonDetector(_GivenBoxes([front, behind]), contain_threshold=0.8, flip=False,
                          contain_score_ratio=0.6)
     assert len(det(_FRAME)[0]) == 2
 
@@ -152,8 +152,8 @@ def test_two_overlapping_people_both_reach_the_pose_model():
 def test_too_small_boxes_are_dropped():
     person = [50, 20, 130, 190, 0.9]
     tiny = [200, 100, 210, 130, 0.9]         # 10 px wide
-    assert len(PersonDetector(_GivenBoxes([person, tiny]), min_box_size=12)(_FRAME)[0]) == 1
-    assert len(PersonDetector(_GivenBoxes([person, tiny]), min_box_size=8)(_FRAME)[0]) == 2
+    assert len(PersonDetector(_GivenBoxes([person, tiny]), min_box_size=12, flip=False)(_FRAME)[0]) == 1
+    assert len(PersonDetector(_GivenBoxes([person, tiny]), min_box_size=8, flip=False)(_FRAME)[0]) == 2
 
 
 def test_detector_config_checks_the_filters():

@@ -50,8 +50,8 @@ def test_estimate_and_track_read_the_same_settings(capsys):
         yaml.safe_dump(dataclasses.asdict(EstimatorConfig())))
     t, e = track["estimator"], track["estimate"]["estimator"]
     diff = {(s, k) for s in ("detector", "sppe", "nms") for k in t[s] if t[s][k] != e[s][k]}
-    assert diff == {("detector", "conf_threshold"), ("detector", "min_box_size"), ("sppe", "flip_test"),
-                    ("sppe", "batch_size"), ("nms", "eta")}
+    assert diff == {("detector", "conf_threshold"), ("detector", "min_box_size"), ("detector", "flip"),
+                    ("sppe", "flip_test"), ("sppe", "batch_size"), ("nms", "eta")}
 
 
 def test_one_set_grammar_rooted_at_the_settings(capsys, tmp_path):

@@ -50,7 +50,9 @@ def cut(poses, detector_config):
     from posetracker.estimators.rmpe import PersonDetector
 
     boxes = np.column_stack([poses.boxes, poses.box_scores]).reshape(-1, 5)
-    kept = PersonDetector(_Saved([boxes]), detector_config)([np.zeros((1, 1, 3), np.uint8)])[0]
+    # the saved boxes are the runs' fused boxes already: the cuts only (no second flip run)
+    kept = PersonDetector(_Saved([boxes]), replace(detector_config, flip=False))(
+        [np.zeros((1, 1, 3), np.uint8)])[0]
     rows: list[int] = []
     for k in kept:  # the saved row of each kept box (equal boxes: each row once)
         rows.append(next(int(r) for r in np.flatnonzero((boxes == k).all(1)) if r not in rows))

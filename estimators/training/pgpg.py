@@ -27,6 +27,7 @@ import numpy as np
 
 from posetracker.core.errors import InputError
 from posetracker.core.schemas import COCO17
+from posetracker.estimators.boxes import box_iou
 from posetracker.estimators.training.data import Person, TrainingData
 
 _LS, _RS, _LH, _RH = (COCO17.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip",
@@ -46,17 +47,6 @@ def align_pose(keypoints: np.ndarray) -> np.ndarray | None:
     out = (kp[:, :2] - hip) / torso
     out[kp[:, 2] <= 0] = np.nan
     return out
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of xyxy boxes ``(n, 4)`` x ``(m, 4)`` -> ``(n, m)``."""
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    def area(x):
-        return np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)
-    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
 
 
 def box_offset(det: np.ndarray, gt: np.ndarray) -> np.ndarray:

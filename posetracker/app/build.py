@@ -52,9 +52,11 @@ def model_paths(config, *, with_detector: bool = True,
 
     sppe, sppe_weights = sppe_files(config.sppe.model, log)
     detector = detector_weights = None
+    ensemble: tuple = ()
     if with_detector:
         detector, detector_weights = detector_files(config.detector.model, log)
-    return ModelPaths(sppe, sppe_weights, detector, detector_weights)
+        ensemble = tuple(detector_files(name, log) for name in config.detector.ensemble)
+    return ModelPaths(sppe, sppe_weights, detector, detector_weights, ensemble)
 
 
 def build_grouping(method: str, estimator_config, association_config=None):
@@ -94,8 +96,14 @@ def build_estimator(config, *, with_detector: bool = True,
                                           grouping=grouping, threads=threads)
     if config.backend not in ("auto", "torch"):
         names = {"detector": config.detector.model, "sppe": config.sppe.model}
-        for stage, ran in estimator.runtimes().items():
-            if ran["backend"] != config.backend:
-                (log or _stderr_log)(f"note: backend {config.backend} cannot run {names[stage]}; "
-                                     f"it runs on {ran['backend']}")
+        ran = {names[stage]: r["backend"] for stage, r in estimator.runtimes().items()}
+        if estimator.detector is not None:  # the ensemble's further detectors
+            from posetracker.estimators.runtimes.native import backend_of
+
+            members = estimator.detector.members[len(config.detector.sizes):]
+            ran.update(zip(config.detector.ensemble, map(backend_of, members)))
+        for name, backend in ran.items():
+            if backend != config.backend:
+                (log or _stderr_log)(f"note: backend {config.backend} cannot run {name}; "
+                                     f"it runs on {backend}")
     return estimator

@@ -247,13 +247,16 @@ def track_estimator() -> EstimatorConfig:
       boxes a frame reach the pose model, the same people and ids);
     - ``detector.min_box_size`` 16 (``estimate``: 20): basketball_crossing.mp4's small players
       lose poses from 20 px on, none at 16;
+    - ``detector.flip`` off (``estimate``: on): the mirrored detector run costs 13-19 % of the
+      frame time, over the 10 % ``track`` allows for it;
     - ``sppe.flip_test`` off (``estimate``: on): twice the pose work;
     - ``sppe.batch_size`` 16 (``estimate``: 64): smaller batches suit a CPU; on a GPU use 64;
     - ``nms.eta`` 9 (``estimate``: 6): keeps the poses of two people close together.
 
     The figures behind each are in ``docs/models.md``, "Settings of track".
     """
-    return EstimatorConfig(detector=DetectorConfig(conf_threshold=0.2, min_box_size=16.0),
+    return EstimatorConfig(detector=DetectorConfig(conf_threshold=0.2, min_box_size=16.0,
+                                                   flip=False),
                            sppe=SPPEConfig(flip_test=False, batch_size=16),
                            nms=PoseNMSConfig(eta=9.0))
 

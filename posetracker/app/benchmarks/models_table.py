@@ -40,22 +40,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: " + " ".join(DEFAULT_POSE_MODELS) + ")")
     p.add_argument("--scales", nargs="+", type=float, default=[1.0, 1.25],
                    help="crop scale factors tried with GT boxes (default 1.0 1.25)")
+    p.add_argument("--variant", action="append", default=[], metavar="'KEY=VALUE ...'",
+                   help="also run each detector with these detector settings (keys under "
+                   "estimate.estimator.detector, space-separated), e.g. --variant 'flip=true' "
+                   "--variant 'ensemble=[picodet-s-320]' (repeatable; each adds a detector row "
+                   "and its detector + pose rows)")
     p.add_argument("--save", metavar="PATH", help="also write the table (.md, .csv or .json)")
     add_estimator_options(p, threads=1)
     p.set_defaults(func=run)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of xyxy boxes ``(n, 4)`` x ``(m, 4)``."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=-1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
-
-
 def recall_at(dets: dict[int, np.ndarray], gts: dict[int, np.ndarray], iou: float = 0.5) -> float:
     """Fraction of GT boxes matched (greedy, best score first, one-to-one) at IoU >= ``iou``."""
+    from posetracker.estimators.boxes import box_iou
+
     found = total = 0
     for image_id, g in gts.items():
         total += len(g)
@@ -132,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             kp_people[int(a["image_id"])].append([x, y, x + w, y + h])
     kp_boxes = {i: np.array(v, dtype=np.float64).reshape(-1, 4) for i, v in kp_people.items()}
     rows, detections = _detector_rows(args.detectors, config, device, dataset, images, kp_boxes,
-                                      args.threads)
+                                      args.threads, args.variant)
     for name in args.pose_models:
         rows += _pose_rows(name, args, config, device, dataset, len(images), detections)
     df = pd.DataFrame(rows).set_index(["stage", "model", "setting"])
@@ -145,34 +143,53 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def detector_variants(base, variants: list[str]) -> dict[str, object]:
+    """``base`` (a ``DetectorConfig``) and each ``--variant`` (space-separated ``KEY=VALUE``
+    overrides of it), by label (``""`` for ``base``)."""
+    from posetracker.core.config import apply_overrides
+
+    out = {"": base}
+    for text in variants:
+        out[text] = apply_overrides(base, text.split(), where="--variant")
+    return out
+
+
 def _detector_rows(detectors: list[str], config, device, dataset, images: dict[int, np.ndarray],
-                   kp_boxes: dict[int, np.ndarray], threads: int
+                   kp_boxes: dict[int, np.ndarray], threads: int, variants: list[str]
                    ) -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
-    """Each detector's table row (box AP, recall, ms per image) and its detections (detector ->
-    image file name -> ``(m, 5)`` boxes and scores), computed once for the pose rows
-    (``threads``: CPU threads per call of a native backend)."""
+    """Each detector's table row (box AP, recall, ms per image) for the settings and each
+    ``variants`` entry (:func:`detector_variants`), and its detections (row label -> image file
+    name -> ``(m, 5)`` boxes and scores), computed once for the pose rows (``threads``: CPU
+    threads per call of a native backend)."""
+    from dataclasses import replace
+
     from posetracker.app.build import detector_files
-    from posetracker.estimators.rmpe import PersonDetector, load_detector
+    from posetracker.estimators.rmpe import load_person_detector
 
     names = {int(im["id"]): Path(im["file_name"]).name for im in dataset.images}
     rows = []
-    d = config.detector
-    detections: dict[str, dict[str, np.ndarray]] = {}  # detector -> file name -> (m, 5)
+    detections: dict[str, dict[str, np.ndarray]] = {}  # label -> file name -> (m, 5)
     for name in detectors:
-        yolo = load_detector(*detector_files(name), device, d.input_size, config.backend,
-                             threads)
-        det = PersonDetector(yolo, d)
-        t0 = time.perf_counter()
-        dets = {i: det([im])[0] for i, im in images.items()}
-        ms = 1000 * (time.perf_counter() - t0) / len(images)
-        detections[name] = {names[i]: v for i, v in dets.items()}
-        ap50, ap = box_ap(dataset, dets)
-        ap_kp = box_ap(dataset, dets, keypoint_people=True)[1]
-        rows.append({"stage": "detector", "model": Path(name).stem,
-                     "setting": f"{yolo.input_size[0]}px conf {d.conf_threshold}",
-                     "box AP50": ap50, "box AP": ap, "box AP kpt people": ap_kp,
-                     "recall@0.5": recall_at(dets, kp_boxes), "kpt AP": np.nan, "ms/image": ms})
-        print(f"detector {name}: box AP {ap:.3f}, AP50 {ap50:.3f}", file=sys.stderr)
+        for variant, d in detector_variants(replace(config.detector, model=name),
+                                            variants).items():
+            det = load_person_detector(d, detector_files(name),
+                                       [detector_files(m) for m in d.ensemble], device,
+                                       config.backend, threads)
+            det([next(iter(images.values()))])  # warm-up: first-call costs out of ms/image
+            t0 = time.perf_counter()
+            dets = {i: det([im])[0] for i, im in images.items()}
+            ms = 1000 * (time.perf_counter() - t0) / len(images)
+            label = f"{name} {variant}".strip()
+            detections[label] = {names[i]: v for i, v in dets.items()}
+            ap50, ap = box_ap(dataset, dets)
+            ap_kp = box_ap(dataset, dets, keypoint_people=True)[1]
+            rows.append({"stage": "detector", "model": Path(name).stem,
+                         "setting": f"{det.detector.input_size[0]}px conf {d.conf_threshold}"
+                                    + (f", {variant}" if variant else ""),
+                         "box AP50": ap50, "box AP": ap, "box AP kpt people": ap_kp,
+                         "recall@0.5": recall_at(dets, kp_boxes), "kpt AP": np.nan,
+                         "ms/image": ms})
+            print(f"detector {label}: box AP {ap:.3f}, AP50 {ap50:.3f}", file=sys.stderr)
     return rows, detections
 
 
@@ -218,8 +235,9 @@ def _pose_rows(name: str, args: argparse.Namespace, config, device, dataset, num
         ms = 1000 * (time.perf_counter() - t0) / num_images
         ap = float(evaluate_coco(dataset, preds)["AP"].iloc[0])
         rows.append({"stage": "detector + pose",
-                     "model": f"{Path(dname).stem} + {Path(name).stem}",
-                     "setting": f"scale {best[1]}, nms {config.nms.mode}",
+                     "model": f"{Path(dname.split()[0]).stem} + {Path(name).stem}",
+                     "setting": f"scale {best[1]}, nms {config.nms.mode}"
+                                + "".join(f", {v}" for v in dname.split(" ", 1)[1:]),
                      "box AP50": np.nan, "box AP": np.nan, "box AP kpt people": np.nan,
                      "recall@0.5": np.nan,
                      "kpt AP": ap, "ms/image": ms})
