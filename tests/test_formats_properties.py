@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import require_test_extra
 
 hypothesis = require_test_extra("hypothesis")
@@ -211,6 +212,19 @@ def _only_input_errors(read, text: str) -> None:
 @given(posetrack_like())
 def test_posetrack_reader_never_crashes(doc):
     _only_input_errors(read_posetrack, json.dumps(doc))
+
+
+@pytest.mark.parametrize("where", ["image", "annotation"])
+def test_a_posetrack_id_that_is_a_list_is_one_input_error(where):
+    """Found by the property above: ids are used as keys, so a list there once crashed."""
+    doc = {"images": [{"file_name": "a.jpg", "id": [1] if where == "image" else 1, "frame_id": 1,
+                       "vid_id": "v", "is_labeled": True}],
+           "annotations": [{"image_id": [] if where == "annotation" else 1}],
+           "categories": [{"keypoints": list(POSETRACK18.keypoints), "skeleton": []}]}
+    path = _tmp() / "in.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="must be a number or a string"):
+        read_posetrack(path)
 
 
 @SETTINGS

@@ -11,11 +11,12 @@ How it runs:
 
 - **Shapes.** OpenVINO runs models compiled for fixed batch sizes (:data:`STATIC_BATCHES`: 4, 2
   and 1) and splits a batch into runs of them, largest first (18 crops: four of 4 and one of 2),
-  so nothing is padded. On the 2-core development CPU a model with a dynamic batch cost 10-20 %
-  more CPU time per TinyPose crop than these at every batch size from 2 to 18, and a batch of 4
-  cost no more per crop than a batch of 8 or 16 (docs/models.md, "CPU backends"). Every other
-  dimension is fixed by the first call that uses it; that call compiles the three sizes (about
-  1 s each). onnxruntime keeps the dynamic batch.
+  so nothing is padded. On the 2-core development CPU a model with a dynamic batch cost 8-16 %
+  more CPU time per TinyPose crop on one thread at every batch size from 2 to 18, and a batch of
+  4 cost no more per crop than one of 8 or 16 (docs/models.md, "CPU backends"). Every other
+  dimension is fixed by the first call that uses it; that call compiles every model the graph
+  will use (the three sizes for the lanes below, and a batch of one on every thread; TinyPose:
+  about 0.5-1 s each). onnxruntime keeps the dynamic batch.
 - **Threads.** Each call runs on ``threads`` threads, given when the graph is built: the
   application passes the number its pipeline gives torch per stage call
   (:meth:`posetracker.app.settings.PipelineConfig.torch_threads`, ``estimate.threads``), so the

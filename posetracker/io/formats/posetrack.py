@@ -352,6 +352,8 @@ def _read_2018(data: dict, path: Path) -> VideoPoses:
     for ai, ann in enumerate(annotations):
         if not isinstance(ann, dict) or "image_id" not in ann:
             raise InputError(f"{path}: annotation {ai} has no image_id")
+        if not isinstance(ann["image_id"], (int, float, str)):
+            raise InputError(f"{path}: annotation {ai}: image_id must be a number or a string")
         by_image.setdefault(ann["image_id"], []).append(ann)
     has_scores = False
     frames = []
@@ -360,6 +362,8 @@ def _read_2018(data: dict, path: Path) -> VideoPoses:
     for fi, img in enumerate(images):
         if not isinstance(img, dict) or "id" not in img:
             raise InputError(f"{path}: image {fi} has no id")
+        if not isinstance(img["id"], (int, float, str)):
+            raise InputError(f"{path}: image {fi}: id must be a number or a string")
         where = f"{path}: frame {fi} ({img.get('file_name', img['id'])})"
         if img["id"] in seen:
             raise InputError(f"{where}: duplicate image id {img['id']}")
