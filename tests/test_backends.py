@@ -99,7 +99,7 @@ def test_batches_split_into_the_compiled_sizes():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_openvino_runs_fixed_batch_models_only(models_dir, threads):
-    """A dynamic-batch model cost 8-16 % more CPU per crop on one thread (docs/models.md, "CPU
+    """A dynamic-batch model cost 9-17 % more CPU per crop on one thread (docs/models.md, "CPU
     backends"), and one stream of one thread per lane less CPU than one stream on every
     thread: every call must run models compiled for fixed batches, on ``threads`` lanes, and a
     batch split across them equals its items run one by one."""

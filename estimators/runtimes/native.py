@@ -11,12 +11,12 @@ How it runs:
 
 - **Shapes.** OpenVINO runs models compiled for fixed batch sizes (:data:`STATIC_BATCHES`: 4, 2
   and 1) and splits a batch into runs of them, largest first (18 crops: four of 4 and one of 2),
-  so nothing is padded. On the 2-core development CPU a model with a dynamic batch cost 8-16 %
+  so nothing is padded. On the 2-core development CPU a model with a dynamic batch cost 9-17 %
   more CPU time per TinyPose crop on one thread at every batch size from 2 to 18, and a batch of
   4 cost no more per crop than one of 8 or 16 (docs/models.md, "CPU backends"). Every other
   dimension is fixed by the first call that uses it; that call compiles every model the graph
-  will use (the three sizes for the lanes below, and a batch of one on every thread; TinyPose:
-  about 0.5-1 s each). onnxruntime keeps the dynamic batch.
+  will use, side by side (the three sizes for the lanes below, and a batch of one on every
+  thread; TinyPose: about 1 s in all). onnxruntime keeps the dynamic batch.
 - **Threads.** Each call runs on ``threads`` threads, given when the graph is built: the
   application passes the number its pipeline gives torch per stage call
   (:meth:`posetracker.app.settings.PipelineConfig.torch_threads`, ``estimate.threads``), so the
@@ -38,6 +38,7 @@ import importlib.util
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -200,10 +201,15 @@ class _OpenVINO:
         with self._lock:
             if tail not in self._compiled:
                 kind, config = ("one", self._one) if self.lanes == 1 else ("lane", self._lane)
-                models = {(kind, b): self._compile((b, *tail), config) for b in STATIC_BATCHES}
+                jobs = {(kind, b): config for b in STATIC_BATCHES}
                 if self.lanes > 1:
-                    models[("one", 1)] = self._compile((1, *tail), self._one)
-                self._compiled[tail] = models
+                    jobs[("one", 1)] = self._one
+                # compiling is mostly one thread's work and releases the GIL: on 2 cores the
+                # four TinyPose models compiled side by side took half the time
+                with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+                    done = {key: pool.submit(self._compile, (key[1], *tail), cfg)
+                            for key, cfg in jobs.items()}
+                self._compiled[tail] = {key: f.result() for key, f in done.items()}
             return self._compiled[tail]
 
     def _request(self, kind: str, size: int, lane: int, tail: tuple[int, ...]) -> Any:
