@@ -97,6 +97,25 @@ def test_batches_split_into_the_compiled_sizes():
         assert sum(b for _, b in chunks) == n and all(b in native.STATIC_BATCHES for _, b in chunks)
 
 
+def test_ctrl_c_waits_for_every_runtime_job_then_interrupts():
+    """A compile or an inference left running in the runtime's threads when the interpreter
+    exits aborts the process ("terminate called"): Ctrl-C must wait for every job first."""
+    calls = []
+
+    def job(i: int, interrupt_first: bool):
+        def wait():
+            calls.append(i)
+            if interrupt_first and calls.count(i) == 1:
+                raise KeyboardInterrupt
+        return wait
+
+    with pytest.raises(KeyboardInterrupt):
+        native.finish_all([job(0, True), job(1, False), job(2, True)])
+    assert calls == [0, 0, 1, 2, 2]  # each waited to its end, the interrupt re-raised after
+    native.finish_all([job(3, False)])
+    assert calls[-1] == 3
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_openvino_runs_fixed_batch_models_only(models_dir, threads):
     """A dynamic-batch model cost 9-17 % more CPU per crop on one thread (docs/models.md, "CPU

@@ -37,7 +37,7 @@ import importlib
 import importlib.util
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,23 @@ def static_chunks(n: int) -> list[tuple[int, int]]:
             chunks.append((start, size))
             start += size
     return chunks
+
+
+def finish_all(waits: Sequence[Callable[[], Any]]) -> None:
+    """Call every ``wait`` (block until a runtime job ends) even through Ctrl-C, then re-raise the
+    interrupt: a compile or inference running in the runtime's threads cannot be stopped halfway,
+    and one still running when the interpreter exits aborts the process ("terminate called")
+    instead of the clean exit 130 the CLI promises."""
+    interrupted = False
+    for wait in waits:
+        while True:
+            try:
+                wait()
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def backend_of(module: Any) -> str:
@@ -206,9 +223,11 @@ class _OpenVINO:
                     jobs[("one", 1)] = self._one
                 # compiling is mostly one thread's work and releases the GIL: on 2 cores the
                 # four TinyPose models compiled side by side took half the time
-                with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
-                    done = {key: pool.submit(self._compile, (key[1], *tail), cfg)
-                            for key, cfg in jobs.items()}
+                pool = ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1))
+                done = {key: pool.submit(self._compile, (key[1], *tail), cfg)
+                        for key, cfg in jobs.items()}
+                finish_all([f.exception for f in done.values()])
+                pool.shutdown()
                 self._compiled[tail] = {key: f.result() for key, f in done.items()}
             return self._compiled[tail]
 
@@ -233,14 +252,16 @@ class _OpenVINO:
         parts: dict[int, list[np.ndarray]] = {}
         for step in range(max(len(chunks) for chunks in lanes)):
             started = []
-            for lane, chunks in enumerate(lanes):
-                if step < len(chunks):
-                    start, size = chunks[step]
-                    request = self._request(kind, size, lane, tail)
-                    request.start_async({0: x[start: start + size]})
-                    started.append((start, request))
+            try:
+                for lane, chunks in enumerate(lanes):
+                    if step < len(chunks):
+                        start, size = chunks[step]
+                        request = self._request(kind, size, lane, tail)
+                        started.append((start, request))  # before starting: waiting an idle request returns
+                        request.start_async({0: x[start: start + size]})
+            finally:
+                finish_all([request.wait for _, request in started])
             for start, request in started:
-                request.wait()
                 # copies: the request reuses its output buffers on the next call
                 parts[start] = [np.array(request.get_output_tensor(i).data, dtype=np.float32)
                                 for i in range(len(self.output_names))]
