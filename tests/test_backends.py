@@ -109,9 +109,18 @@ def test_ctrl_c_waits_for_every_runtime_job_then_interrupts():
                 raise KeyboardInterrupt
         return wait
 
-    with pytest.raises(KeyboardInterrupt):
-        native.finish_all([job(0, True), job(1, False), job(2, True)])
-    assert calls == [0, 0, 1, 2, 2]  # each waited to its end, the interrupt re-raised after
+    class Terminated(KeyboardInterrupt):  # the CLI's SIGTERM (exit 143, not 130)
+        pass
+
+    def terminated():
+        calls.append("term")
+        if calls.count("term") == 1:
+            raise Terminated
+
+    with pytest.raises(Terminated):
+        native.finish_all([terminated, job(0, True), job(1, False), job(2, True)])
+    # each waited to its end, the first interrupt re-raised after
+    assert calls == ["term", "term", 0, 0, 1, 2, 2]
     native.finish_all([job(3, False)])
     assert calls[-1] == 3
 

@@ -71,19 +71,19 @@ def static_chunks(n: int) -> list[tuple[int, int]]:
 
 def finish_all(waits: Sequence[Callable[[], Any]]) -> None:
     """Call every ``wait`` (block until a runtime job ends) even through Ctrl-C, then re-raise the
-    interrupt: a compile or inference running in the runtime's threads cannot be stopped halfway,
-    and one still running when the interpreter exits aborts the process ("terminate called")
-    instead of the clean exit 130 the CLI promises."""
-    interrupted = False
+    first interrupt (Ctrl-C, or the CLI's SIGTERM, a subclass): a compile or inference running in
+    the runtime's threads cannot be stopped halfway, and one still running when the interpreter
+    exits aborts the process ("terminate called") instead of the clean exit the CLI promises."""
+    interrupt: KeyboardInterrupt | None = None
     for wait in waits:
         while True:
             try:
                 wait()
                 break
-            except KeyboardInterrupt:
-                interrupted = True
-    if interrupted:
-        raise KeyboardInterrupt
+            except KeyboardInterrupt as e:  # or a subclass (the CLI's SIGTERM): the first is kept
+                interrupt = interrupt or e
+    if interrupt is not None:
+        raise interrupt
 
 
 def backend_of(module: Any) -> str:
