@@ -220,7 +220,7 @@ def test_help_shows_the_real_defaults():
     assert f"default: the config's kind, {d.tracker.kind}" in text
     assert f"default: {d.pipeline.output.format};" in text
     assert f"default: {d.pipeline.mode})" in text
-    assert f"(estimator.precision, default: {d.estimator.precision} = fp32;" in text
+    assert f"(estimator.precision, default: {d.estimator.precision} = bf16 on CPUs with AMX, else fp32;" in text
     assert f"(estimator.backend, default: {d.estimator.backend} = torch on CUDA" in text
 
 
