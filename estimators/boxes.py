@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from posetracker.core.boxes import box_iou
+
 # Rows of the IoU matrix NMS computes at once (memory: this x the group's boxes x 4 bytes x a few).
 _NMS_BLOCK = 256
 
@@ -245,19 +247,6 @@ def select_detections(boxes: torch.Tensor, scores: torch.Tensor,
             cols.append(cls[k, None].to(sel_boxes.dtype))
         result.append(torch.cat(cols, dim=1).double().cpu().numpy())
     return result
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of xyxy boxes ``(n, 4)`` x ``(m, 4)`` -> ``(n, m)``; degenerate boxes give 0."""
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-
-    def area(x: np.ndarray) -> np.ndarray:
-        return np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)
-
-    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
 
 
 def weighted_box_fusion(passes: Sequence[np.ndarray], iou_threshold: float = 0.55) -> np.ndarray:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from posetracker.core.boxes import box_iou
 from posetracker.core.poses import FramePoses
 
 #: Error kinds counted per image, in table order.
@@ -63,15 +64,6 @@ def joint_similarity(gt: GroundTruthPeople, pred: np.ndarray, sigmas: np.ndarray
     return np.where(np.isnan(gt.keypoints[:, None, :, 0]), np.nan, e)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(len(a), len(b))`` IoU of xyxy boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
-
-
 def grouping_errors(gt: GroundTruthPeople, pred: FramePoses, sigmas: np.ndarray,
                     proposals: np.ndarray | None = None) -> dict[str, int]:
     """The counts of :data:`ERROR_KINDS` for one image.
@@ -109,7 +101,7 @@ def grouping_errors(gt: GroundTruthPeople, pred: FramePoses, sigmas: np.ndarray,
     lost = ~taken
     no_box = 0
     if proposals is not None and g:
-        covered = (_iou(gt.boxes, np.asarray(proposals, dtype=np.float64).reshape(-1, 4)) >= 0.5
+        covered = (box_iou(gt.boxes, np.asarray(proposals, dtype=np.float64).reshape(-1, 4)) >= 0.5
                    ).any(1) if len(proposals) else np.zeros(g, dtype=bool)
         no_box = int((lost & ~covered).sum())
     return {"people": g, "found": int(taken.sum()), "lost": int(lost.sum()), "lost_no_box": no_box,

@@ -1,7 +1,7 @@
 """Layering, read from the folders: every file's layer is the folder it lives in, every import's layer is
 the package it names.
 
-    posetracker/core        schemas, poses, COCO data, pose NMS, errors, file helpers, config loading -> core
+    posetracker/core        schemas, poses, boxes, COCO data, pose NMS, errors, file helpers, config loading -> core
     posetracker/io          formats, sources, sinks, rendering                                       -> core, io
     tracker/, estimators/, association/, evaluation/  (posetracker.<folder>)        -> core and the folder itself
     posetracker/app and posetracker/__init__.py (the application and its API)       -> anything

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from posetracker.core.boxes import box_iou
 from posetracker.core.errors import ModelError
-from posetracker.estimators.boxes import box_iou
 from posetracker.estimators.movenet import square_crop
 from posetracker.estimators.tfjs_detectors import CenterNetDetector, NanoDetDetector, load_tfjs_detector
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from posetracker.core.boxes import box_iou, greedy_pairs
 from posetracker.core.poses import Frame, VideoPoses
 from posetracker.core.schemas import POSETRACK17
 from posetracker.tracker import pfnms
@@ -18,7 +19,7 @@ from posetracker.tracker.alphapose import (
 from posetracker.tracker.orb import OrbMatcher, box_correspondence_iou, joint_correspondence_iou
 from posetracker.tracker.perturb import NOISE_LEVELS, perturb_video
 from posetracker.tracker.poseflow import PoseFlowTracker
-from posetracker.tracker.similarity import box_iou, pose_similarity, top_mean
+from posetracker.tracker.similarity import pose_similarity, top_mean
 from tests.test_tracker import frame, person
 
 
@@ -26,6 +27,14 @@ def test_box_iou_known_values():
     a = np.array([[0, 0, 10, 10]])
     b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10]])
     assert np.allclose(box_iou(a, b), [[50 / 150, 0.0, 1.0]])
+
+
+def test_greedy_pairs_one_to_one_best_first():
+    sim = np.array([[0.9, 0.8, 0.0], [0.85, 0.2, 0.6]])
+    assert greedy_pairs(sim, 0.5) == [(0, 0), (1, 2)]  # row 1 loses column 0, takes its next
+    assert greedy_pairs(sim, 0.7) == [(0, 0)]          # every pair at the minimum or above
+    assert greedy_pairs(np.full((2, 2), 0.7), 0.5) == [(0, 0), (1, 1)]  # ties: row-major order
+    assert greedy_pairs(np.zeros((0, 3)), 0.1) == [] and greedy_pairs(np.zeros((3, 0)), 0.1) == []
 
 
 def test_pose_similarity_gaussian_and_absent_joints():

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
+from posetracker.core.boxes import box_iou, greedy_pairs
 from posetracker.core.config import configured
 from posetracker.core.poses import FramePoses
 from posetracker.tracker.base import ImmediateOutput
 from posetracker.tracker.config import IouConfig
-from posetracker.tracker.similarity import box_iou
 
 
 class NoTracker(ImmediateOutput):
@@ -58,17 +58,7 @@ class IouTracker(ImmediateOutput):
         n = len(poses)
         ids = np.full(n, -1, dtype=np.int64)
         if n and len(self._ids):
-            iou = box_iou(self._boxes, poses.boxes)
-            order = np.argsort(-iou, axis=None)
-            used_t, used_p = set(), set()
-            for flat in order:
-                i, j = divmod(int(flat), n)
-                if iou[i, j] < self.config.threshold:
-                    break
-                if i in used_t or j in used_p:
-                    continue
-                used_t.add(i)
-                used_p.add(j)
+            for i, j in greedy_pairs(box_iou(self._boxes, poses.boxes), self.config.threshold):
                 ids[j] = self._ids[i]
                 self._boxes[i] = poses.boxes[j]
                 self._last[i] = t

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from posetracker.tracker.similarity import box_iou, person_scale, pose_similarity
+from posetracker.core.boxes import box_iou
+from posetracker.tracker.similarity import person_scale, pose_similarity
 
 
 def intra_frame_distance(keypoints: np.ndarray, boxes: np.ndarray, sigma: float) -> np.ndarray:

@@ -78,6 +78,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from posetracker.core.boxes import box_iou
 from posetracker.core.config import configured
 from posetracker.core.poses import FramePoses
 from posetracker.tracker import pfnms
@@ -92,7 +93,6 @@ from posetracker.tracker.matching import (
     stack_histograms,
 )
 from posetracker.tracker.similarity import (
-    box_iou,
     person_scale,
     pose_confidence,
     pose_similarity,

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from posetracker.core.boxes import box_iou, greedy_pairs
 from posetracker.core.errors import InputError
 from posetracker.core.schemas import COCO17
-from posetracker.estimators.boxes import box_iou
 from posetracker.estimators.training.data import Person, TrainingData
 
 _LS, _RS, _LH, _RH = (COCO17.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip",
@@ -153,15 +153,7 @@ def match_detections(data: TrainingData, detections: dict[int, np.ndarray], min_
         if not len(det):
             continue
         iou = box_iou(np.stack([p.box for p in people]), det[:, :4])
-        used_p, used_d = set(), set()
-        for flat in np.argsort(-iou, axis=None):
-            i, j = np.unravel_index(flat, iou.shape)
-            if iou[i, j] < min_iou:
-                break
-            if i in used_p or j in used_d:
-                continue
-            used_p.add(i)
-            used_d.add(j)
+        for i, j in greedy_pairs(iou, min_iou):
             pairs.append((people[i], box_offset(det[j], people[i].box)))
     return pairs
 

@@ -55,9 +55,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from posetracker.app.settings import PipelineConfig, ProposalConfig
+from posetracker.core.boxes import box_iou, greedy_pairs
 from posetracker.core.poses import FramePoses
 from posetracker.core.timing import StageTimes
-from posetracker.tracker.similarity import box_iou
 
 _MOTION_STRIDE = 8  # pixels per cell of the motion test (a person is many cells wide)
 
@@ -90,17 +90,6 @@ def keypoint_extents(poses: FramePoses, min_score: float) -> tuple[np.ndarray, n
         v = kp[valid]
         boxes[valid] = np.concatenate([np.nanmin(v, 1), np.nanmax(v, 1)], 1)
     return boxes, valid
-
-
-def greedy_pairs(similarity: np.ndarray, minimum: float) -> list[tuple[int, int]]:
-    """One-to-one pairs ``(row, column)`` of an ``(n, m)`` similarity matrix (IoU, OKS: >= 0),
-    the most similar first, each at >= ``minimum``."""
-    sim, pairs = np.array(similarity, dtype=float), []
-    while sim.size and sim.max() >= minimum:
-        i, j = np.unravel_index(np.argmax(sim), sim.shape)
-        pairs.append((int(i), int(j)))
-        sim[i, :], sim[:, j] = -1, -1
-    return pairs
 
 
 def _motion(current: np.ndarray, previous: np.ndarray | None) -> np.ndarray:

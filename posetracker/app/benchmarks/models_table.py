@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def recall_at(dets: dict[int, np.ndarray], gts: dict[int, np.ndarray], iou: float = 0.5) -> float:
     """Fraction of GT boxes matched (greedy, best score first, one-to-one) at IoU >= ``iou``."""
-    from posetracker.estimators.boxes import box_iou
+    from posetracker.core.boxes import box_iou
 
     found = total = 0
     for image_id, g in gts.items():

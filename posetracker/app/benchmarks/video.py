@@ -41,9 +41,8 @@ import numpy as np
 
 from posetracker.app.benchmarks import shared_videos
 from posetracker.app.benchmarks.pipeline import DEFAULT_VIDEOS
-from posetracker.app.video import greedy_pairs
+from posetracker.core.boxes import box_iou, greedy_pairs
 from posetracker.core.poses import FramePoses, keypoint_boxes
-from posetracker.tracker.similarity import box_iou
 
 MODES = ("frame", "1", "2", "4", "adaptive")
 DROPOUTS = ("none", "20%", "40%", "burst")
