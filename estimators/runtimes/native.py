@@ -246,9 +246,10 @@ class _OpenVINO:
         if not len(x):  # no input: the shapes of a batch of one, cut to none
             return {n: o[:0] for n, o in self.run(np.zeros((1, *tail), np.float32)).items()}
         kind = "one" if self.lanes == 1 or len(x) == 1 else "lane"
+        # one lane per thread, at most one per item ("one": a single lane, the whole batch)
         bounds = np.linspace(0, len(x), min(self.lanes, len(x)) + 1).round().astype(int)
         lanes = [[(lo + s, b) for s, b in static_chunks(hi - lo)]
-                 for lo, hi in zip(bounds[:-1], bounds[1:])] if kind == "lane" else [static_chunks(len(x))]
+                 for lo, hi in zip(bounds[:-1], bounds[1:])]
         parts: dict[int, list[np.ndarray]] = {}
         for step in range(max(len(chunks) for chunks in lanes)):
             started = []
