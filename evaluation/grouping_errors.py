@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from posetracker.core.boxes import box_iou
+from posetracker.core.coco import oks_terms
 from posetracker.core.poses import FramePoses
 
 #: Error kinds counted per image, in table order.
@@ -57,10 +58,7 @@ def joint_similarity(gt: GroundTruthPeople, pred: np.ndarray, sigmas: np.ndarray
     """``(g, p, k)`` COCO's per-joint OKS term ``exp(-d^2 / (2 s^2 (2 sigma)^2))`` of each
     prediction ``(p, k, 2)`` against each person; NaN where the person's joint is unlabelled,
     0 where the prediction has none."""
-    var = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
-    d2 = ((gt.keypoints[:, None] - pred[None]) ** 2).sum(-1)                # (g, p, k)
-    e = np.exp(-d2 / (2.0 * var * np.maximum(gt.area, 1.0)[:, None, None] + 1e-12))
-    e = np.where(np.isnan(pred[None, ..., 0]), 0.0, e)
+    e = np.nan_to_num(oks_terms(gt.keypoints, pred, np.maximum(gt.area, 1.0), sigmas), nan=0.0)
     return np.where(np.isnan(gt.keypoints[:, None, :, 0]), np.nan, e)
 
 

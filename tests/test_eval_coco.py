@@ -13,7 +13,7 @@ import pytest
 
 from posetracker.app.api import evaluate_coco
 from posetracker.app.cli import main
-from posetracker.core.coco import coco_gt_to_frames
+from posetracker.core.coco import coco_gt_to_frames, oks_terms
 from posetracker.evaluation import coco as coco_eval
 from posetracker.evaluation.coco import COCO_COLUMNS
 from posetracker.io.formats.coco import load_coco_results, read_coco_gt
@@ -136,3 +136,14 @@ def test_out_formats_and_plot(case, tmp_path, capsys):
     assert "| all | 0.8609 |" in (tmp_path / "r.md").read_text()
     png = (tmp_path / "bars.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+
+def test_oks_terms_are_coco_s_formula_and_nan_where_a_joint_is_absent():
+    ref = np.array([[[10.0, 10.0], [np.nan, np.nan]]])          # one pose, its 2nd joint absent
+    other = np.array([[[13.0, 14.0], [5.0, 5.0]], [[10.0, 10.0], [np.nan, np.nan]]])
+    terms = oks_terms(ref, other, np.array([400.0]), np.array([0.1, 0.2]))
+    assert terms.shape == (1, 2, 2)
+    assert terms[0, 0, 0] == pytest.approx(np.exp(-25.0 / (2 * 400.0 * 0.2 ** 2)))
+    assert terms[0, 1, 0] == pytest.approx(1.0)
+    assert np.isnan(terms[0, :, 1]).all()
+

@@ -406,3 +406,22 @@ def crowd_index_of(points: list[np.ndarray], boxes: np.ndarray, counted: np.ndar
         inside = (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)
         ratios.append(int(np.count_nonzero(inside & (own != i))) / len(p))
     return float(np.mean(ratios)) if ratios else 0.0
+
+
+def oks_terms(ref: np.ndarray, other: np.ndarray, area: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+    """COCO's per-joint OKS term ``exp(-d^2 / (2 area (2 sigma)^2))`` of every joint of each
+    ``other`` pose against the same joint of each ``ref`` pose.
+
+    Args:
+        ref: ``(n, k, 2)`` joints, NaN where absent.
+        other: ``(m, k, 2)`` joints, NaN where absent.
+        area: ``(n,)`` the scale ``s^2`` of each ``ref`` pose, squared pixels (positive).
+        sigmas: ``(k,)`` the schema's OKS sigmas.
+
+    Returns:
+        ``(n, m, k)``; NaN where either joint is absent (the OKS mean over ``ref``'s joints is the
+        caller's: which joints count, and what an absent prediction scores, differ by use).
+    """
+    var = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    d2 = ((np.asarray(ref, np.float64)[:, None] - np.asarray(other, np.float64)[None]) ** 2).sum(-1)
+    return np.exp(-d2 / (2.0 * var * np.asarray(area, np.float64)[:, None, None]))

@@ -42,6 +42,7 @@ import numpy as np
 from posetracker.app.benchmarks import shared_videos
 from posetracker.app.benchmarks.pipeline import DEFAULT_VIDEOS
 from posetracker.core.boxes import box_iou, greedy_pairs
+from posetracker.core.coco import oks_terms
 from posetracker.core.poses import FramePoses, keypoint_boxes
 
 MODES = ("frame", "1", "2", "4", "adaptive")
@@ -122,10 +123,8 @@ def oks_matrix(ref: FramePoses, other: FramePoses, min_score: float = 0.5) -> np
         return np.zeros((len(ref), len(other)))
     b = keypoint_boxes(ref.keypoints)
     area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1.0)
-    var = (2 * ref.schema.sigma_array()) ** 2
-    d2 = ((ref.keypoints[:, None] - other.keypoints[None]) ** 2).sum(-1)  # (n, m, k)
-    with np.errstate(invalid="ignore"):
-        e = np.where(np.isfinite(d2), np.exp(-d2 / (2 * var * area[:, None, None])), 0.0)
+    e = np.nan_to_num(oks_terms(ref.keypoints, other.keypoints, area, ref.schema.sigma_array()),
+                      nan=0.0)                                                  # (n, m, k)
     vis = (ref.keypoint_scores >= min_score) & ref.present
     vis = np.where(vis.any(1, keepdims=True), vis, ref.present)  # no joint that sure: all joints
     return (e * vis[:, None]).sum(-1) / np.maximum(vis.sum(1), 1)[:, None]
