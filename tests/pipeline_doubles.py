@@ -80,6 +80,9 @@ class FakeStages:
     def keep(self, estimate: FramePoses, index):
         return estimate.subset(index)
 
+    def join(self, first: FramePoses, second: FramePoses) -> FramePoses:
+        return FramePoses.concatenate([first, second])
+
 
 class NearestTracker:
     """Gives each pose the id of the previous frame's pose with the nearest centre."""

@@ -298,14 +298,16 @@ def test_convert_jsonl_defaults_are_tracks():
 
 
 def test_automatic_threads_per_call_follow_the_mode():
-    # Video mode runs the pose model in one loop: each call gets every core (measured 1.3x on
-    # street_crowd over half the cores each, docs/pipeline.md); frame mode shares the cores out
-    # among its pose workers and the detector; an explicit setting always wins.
+    # With the detector on every frame the pose workers run most crops, in video mode as frame
+    # by frame: the cores are shared out among them and the detector. With fewer keyframes the
+    # one video loop runs most crops: each call gets every core. An explicit setting wins.
     from posetracker.app.settings import PipelineConfig, ProposalConfig
 
     video = PipelineConfig()
-    assert video.video_mode
-    assert video.torch_threads(2) == 2 and video.torch_threads(8) == 8
+    assert video.video_mode and video.detect_every == 1
+    assert video.torch_threads(2) == 1 and video.torch_threads(6) == 2
+    for sparse in (PipelineConfig(detect_every=4), PipelineConfig(keyframes="adaptive")):
+        assert sparse.torch_threads(2) == 2 and sparse.torch_threads(8) == 8
     frame = PipelineConfig(proposals=ProposalConfig(enabled=False))
     assert not frame.video_mode
     assert frame.torch_threads(2) == 1 and frame.torch_threads(6) == 2

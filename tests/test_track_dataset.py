@@ -193,7 +193,11 @@ def test_every_sequence_written_named_for_the_evaluation_and_scored(tracked):
         {n: ("done", k, 1) for n, k in names.items()}
     assert all(r["ids"] >= 1 and r["people_per_frame"] > 0 and r["seconds"] > 0 and
                r["rss_mb"] > 100 for r in s["sequences"])
-    assert len({r["worker"] for r in s["sequences"]}) == 2  # two worker processes took them
+    # worker processes, not this one, took them: which of the two took which depends on which
+    # loaded its models first (one that is ready early may take all three short sequences)
+    workers = {r["worker"] for r in s["sequences"]}
+    assert 1 <= len(workers) <= 2 and s["workers"] in (1, 2)
+    assert all(int(w.rsplit(":", 1)[1]) != os.getpid() for w in workers)
     # --eval: the official evaluation's tables, paired by file name with the ground truth
     assert "Average Precision" in tracked["stdout"] and "MOTA" in tracked["stdout"]
     assert tracked["report"].is_file()

@@ -206,6 +206,43 @@ def test_keyframes_follow_detect_every_and_dropout_is_recovered(stages, config, 
     assert {len(set(np.concatenate([p.track_ids for p in lossy_video])))} == {2}
 
 
+class Recording:
+    """The stages, recording how many frames and boxes each pose-estimator call got."""
+
+    def __init__(self, stages):
+        self.stages, self.calls = stages, []
+
+    def __getattr__(self, name):
+        return getattr(self.stages, name)
+
+    def estimate(self, images, detections):
+        self.calls.append((len(images), sum(len(d) for d in detections)))
+        return self.stages.estimate(images, detections)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threaded"])
+def test_the_detector_boxes_are_estimated_ahead_with_the_same_poses(stages, config, video, mode):
+    """The pipeline estimates the detector's boxes of several frames in one call, ahead of the
+    video loop, which estimates only the proposals left over: the poses are those of the loop
+    estimating every box itself, frame by frame, and no box is estimated twice."""
+    dropped = DropoutStages(stages, 0.4, seed=0)  # leaves proposals for the loop to estimate
+    frames = list(indexed(open_source(str(video), max_frames=8), dropped.frame_index))
+    alone = Recording(dropped)
+    loop = _loop(alone, config)
+    expected = [loop(f.image, dropped.detect([f.image])[0]) for f in frames]
+    ahead = Recording(dropped)
+    cfg = replace(config, pipeline=replace(config.pipeline, mode=mode))
+    got = [p for _, p in iter_pipeline(frames, ahead, None, PipelineOptions.from_config(cfg))]
+    assert [len(p) for p in got] == [len(p) for p in expected]
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-4)
+    boxes = lambda calls: sum(n for _, n in calls)  # noqa: E731
+    assert boxes(ahead.calls) == boxes(alone.calls)
+    assert len(ahead.calls) > len(frames) // 2  # the loop's calls for the proposals are there
+    if mode == "sequential":  # chunks of frames: the detector's boxes of 4 frames in one call
+        assert max(f for f, _ in ahead.calls) == config.estimator.frame_batch > 1
+
+
 def test_video_mode_through_the_api_and_the_cli(tmp_path, video, models_dir, capsys,
                                                 shared_models):
     tracker = PoseTracker(load_app_config(None, _models(models_dir) + [

@@ -17,18 +17,20 @@ bounded queues: a stage that runs
 ahead blocks on ``put`` instead of piling frames up, so memory does not grow with video length.
 At most ``queue_size`` items wait in each queue plus one batch inside each stage.
 
-Video mode (``PipelineOptions.video``, :mod:`posetracker.app.video`): the pose workers and the
-grouping stage become one *video loop* thread, so the order is::
+Video mode (``PipelineOptions.video``, :mod:`posetracker.app.video`): the grouping stage
+becomes the *video loop* thread, so the order is::
 
-    reader ──q──▶ detect ──q──▶ video loop ──q──▶ track ──q──▶ write
-                  scheduled     per frame, in order: adaptive detection (when wanted), pose on
-                  keyframes     detector boxes + proposals, dead proposals out, group, the next
-                  only          frame's proposals
+    reader ──q──▶ detect ──q──▶ pose ×N ──q──▶ video loop ──q──▶ track ──q──▶ write
+                  scheduled     the detector's     per frame, in order: adaptive detection (when
+                  keyframes     boxes, batches     wanted), pose on the proposals no detector box
+                  only          across frames      pairs with, dead proposals out, group, the
+                                                   next frame's proposals
 
-The detector runs ahead on the keyframes it knows from the frame numbers (``detect_every``), so
-decoding and detection overlap the pose work; the loop is sequential because frame t + 1's crops
-come from frame t's poses. Adaptive keyframes are detected inside the loop, decided from the frame
-before: the output does not depend on thread timing.
+The detector runs ahead on the keyframes it knows from the frame numbers (``detect_every``), and
+the pose workers estimate the detector's boxes ahead too (a box's pose does not depend on the
+frame before), so decoding, detection and most crops overlap the loop; the loop is sequential
+because frame t + 1's proposals come from frame t's poses. Adaptive keyframes are detected inside
+the loop, decided from the frame before: the output does not depend on thread timing.
 
 Every stage's work is timed (seconds inside the stage's call, not time spent waiting on queues).
 Shutdown: the first exception in any stage (or a ``KeyboardInterrupt`` in the caller's thread) sets a
@@ -263,19 +265,27 @@ def _detect(batch: list[_FrameInFlight], stages: FrameStages, times: StageTimes,
         it.detections = d
 
 
-def _estimate(batch: list[_FrameInFlight], stages: FrameStages, times: StageTimes) -> None:
+def _estimate(batch: list[_FrameInFlight], stages: FrameStages, times: StageTimes,
+              video: bool = False) -> None:
+    """The pose estimator on the people of the batch's frames, together. In video mode only
+    the frames with detector boxes (keyframes), and the boxes stay with the frame: the video
+    loop merges them with its proposals."""
+    todo = [it for it in batch if not video or it.detections is not None]
     out = _timed(times, "pose", len(batch), lambda: stages.estimate(
-        [it.frame.image for it in batch], [it.detections for it in batch]))
-    if len(out) != len(batch):
-        raise RuntimeError(f"pose estimator returned {len(out)} results for {len(batch)} frames")
-    for it, e in zip(batch, out):
-        it.estimate, it.detections = e, None
+        [it.frame.image for it in todo], [it.detections for it in todo]) if todo else [])
+    if len(out) != len(todo):
+        raise RuntimeError(f"pose estimator returned {len(out)} results for {len(todo)} frames")
+    for it, e in zip(todo, out):
+        it.estimate = e
+        if not video:
+            it.detections = None
 
 
 def _video_step(it: _FrameInFlight, loop: VideoLoop) -> None:
-    """Video mode: pose, group and the next frame's proposals of one frame, in order."""
-    it.poses = loop(it.frame.image, it.detections)
-    it.detections = None
+    """Video mode: the proposals' poses, group and the next frame's proposals of one frame, in
+    order (the detector's boxes estimated ahead, by :func:`_estimate`)."""
+    it.poses = loop(it.frame.image, it.detections, it.estimate)
+    it.detections = it.estimate = None
 
 
 def _group(it: _FrameInFlight, stages: FrameStages, times: StageTimes) -> None:
@@ -471,7 +481,7 @@ class _ThreadedRun(_RunControl):
                 self.pose_taken += bool(batch)
             if not batch:
                 continue
-            _estimate(batch, self.stages, self.times)
+            _estimate(batch, self.stages, self.times, video=self.keyframes is not None)
             with self.turn:
                 while self.pose_handed != mine:
                     if self.stop.is_set():
@@ -499,9 +509,9 @@ class _ThreadedRun(_RunControl):
         self.put(self.q_group, _END)
 
     def video(self) -> None:
-        """Video mode's pose stage: one thread, frames in order (see :mod:`posetracker.app.video`)."""
+        """Video mode's loop: one thread, frames in order (see :mod:`posetracker.app.video`)."""
         loop = VideoLoop(self.stages, self.options.video, self.times)
-        while (item := self.get(self.q_det)) is not _END:
+        while (item := self.get(self.q_pose)) is not _END:
             _video_step(item, loop)
             self.put(self.q_group, item)
         self.put(self.q_group, _END)
@@ -521,7 +531,8 @@ class _ThreadedRun(_RunControl):
 
     def pose_full(self, batch: list[_FrameInFlight]) -> bool:
         return (len(batch) >= self.options.pose_max_frames
-                or sum(len(it.detections) for it in batch) >= self.options.pose_batch)
+                or sum(len(it.detections) for it in batch if it.detections is not None)
+                >= self.options.pose_batch)
 
     def gather_batch(self, q_in: queue.Queue, full: Callable[[list[_FrameInFlight]], bool]
                      ) -> tuple[list[_FrameInFlight], bool]:
@@ -547,12 +558,11 @@ class _ThreadedRun(_RunControl):
         """Start the stage threads, yield each tracked frame, stop and join them at the end (also
         when the consumer closes the generator early); re-raise the first error of any stage."""
         n = self.options.torch_threads  # every stage's model calls get the run's setting
-        if self.options.video is not None:  # pose -> group -> proposals: one loop in order
-            middle = [_worker(self, "video", self.video, n)]
-        else:
-            middle = [*(_worker(self, f"pose-{i}", self.pose_worker, n)
-                        for i in range(self.options.pose_workers)),
-                      _worker(self, "group", self.grouping, n)]
+        # video mode: proposals -> group -> next proposals is one loop, in order
+        last = (_worker(self, "video", self.video, n) if self.options.video is not None else
+                _worker(self, "group", self.grouping, n))
+        middle = [*(_worker(self, f"pose-{i}", self.pose_worker, n)
+                    for i in range(self.options.pose_workers)), last]
         threads = [
             _worker(self, "read", self.reader, n),
             _worker(self, "detect", self.detector, n),
@@ -712,8 +722,7 @@ def _sequential(
                 if not chunk:
                     break
                 _detect(chunk, stages, times, loop.keyframes if loop is not None else None)
-                if loop is None:
-                    _estimate(chunk, stages, times)
+                _estimate(chunk, stages, times, video=loop is not None)
             for it in chunk:
                 with torch_threads(options.torch_threads):
                     if loop is None:
@@ -774,6 +783,10 @@ class RMPEStages:
     def keep(self, inter, index: np.ndarray):
         """Video mode: the per-box estimates at ``index`` only."""
         return inter.subset(index)
+
+    def join(self, first, second):
+        """Video mode: one frame's per-box estimates made in two calls, as one."""
+        return first.join(second)
 
     def group(self, inter, image: np.ndarray) -> FramePoses:
         poses = self.estimator.group(inter)

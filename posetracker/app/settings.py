@@ -178,10 +178,11 @@ class PipelineConfig:
         pose_workers: Pose-estimator threads working on successive batches at once (threaded
             mode); on a CPU the pose estimator is the slowest stage, so it gets more than one.
         threads: Torch CPU threads per call; 0 = automatic: in threaded mode the CPU cores shared
-            out among the pose workers and the detector (at least 1); in video mode every core for
-            each call (the one video loop runs the pose model, the long calls, and the detector's
-            are short: measured in docs/pipeline.md, 1.3x on street_crowd over half the cores
-            each); in sequential mode torch's default (all cores).
+            out among the pose workers and the detector (at least 1), also in video mode with
+            every frame detected (the pose workers estimate the detector's boxes ahead, the video
+            loop only the proposals); in video mode with fewer keyframes every core for each
+            call (the one video loop runs most crops); in sequential mode torch's default (all
+            cores).
         min_pose_score: Poses whose person score (detector score x mean joint score) is below
             this are dropped before tracking, as PoseFlow drops low-scored poses: the detector's
             low-scored boxes (furniture, hands, far background) otherwise start ghost tracks and
@@ -212,7 +213,8 @@ class PipelineConfig:
         """Torch threads per call for this mode (see ``threads``); 0 = torch's default."""
         if self.threads or self.mode == "sequential":
             return self.threads
-        if self.video_mode:  # one pose loop: its calls get every core (docs/pipeline.md)
+        if self.video_mode and (self.detect_every > 1 or self.keyframes == "adaptive"):
+            # most frames' crops are the one video loop's: its calls get every core
             return max(1, cpu_count)
         return max(1, cpu_count // (self.pose_workers + 1))
 

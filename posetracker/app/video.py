@@ -35,15 +35,18 @@ a pose died, or grouping left fewer people than those proposals) or when the fra
 against the frame before, outside every proposal box (``proposals.motion_*``: a new person could
 be there).
 
-Order of the stages (:mod:`posetracker.app.pipeline`): reader -> detector -> *video loop* ->
-tracker -> writer. The detector thread runs ahead on the scheduled keyframes (it knows them from
-the frame numbers), so detection and decoding overlap the pose work; the video loop
-(:class:`VideoLoop`) is one thread that takes the frames in order and runs steps 1-7 for each
-(pose -> group -> proposals is a per-frame loop: frame t + 1's crops need frame t's poses). An
-adaptive keyframe is detected inside the loop, on its thread, when the loop decides it from
-frame t - 1's state and frame t's pixels: the decision never depends on thread timing, so the
-output is the same in threaded and sequential mode. The proposals come from the grouped poses,
-before tracking, so every tracker (``iou``, ``alphapose``, ``poseflow``) gets them alike.
+Order of the stages (:mod:`posetracker.app.pipeline`): reader -> detector -> pose workers ->
+*video loop* -> tracker -> writer. The detector thread runs ahead on the scheduled keyframes (it
+knows them from the frame numbers), and the pose workers estimate the detector's boxes ahead,
+batched across frames as frame by frame (step 3 for those boxes does not need frame t - 1), so
+decoding, detection and most crops overlap the loop; the video loop (:class:`VideoLoop`) is one
+thread that takes the frames in order and runs steps 1-7 for each, estimating there only the
+proposals the detector's boxes left (pose -> group -> proposals is a per-frame loop: frame
+t + 1's proposals need frame t's poses). An adaptive keyframe is detected inside the loop, on its
+thread, when the loop decides it from frame t - 1's state and frame t's pixels: the decision
+never depends on thread timing, so the output is the same in threaded and sequential mode. The
+proposals come from the grouped poses, before tracking, so every tracker (``iou``,
+``alphapose``, ``poseflow``) gets them alike.
 """
 
 from __future__ import annotations
@@ -77,6 +80,9 @@ class VideoStages(Protocol):
 
     def keep(self, estimate: Any, index: np.ndarray) -> Any:
         """The per-box estimates at ``index`` only."""
+
+    def join(self, first: Any, second: Any) -> Any:
+        """One frame's per-box estimates: ``first``'s boxes, then ``second``'s."""
 
 
 def keypoint_extents(poses: FramePoses, min_score: float) -> tuple[np.ndarray, np.ndarray]:
@@ -285,7 +291,7 @@ class VideoLoop:
     """
 
     def __init__(self, stages: VideoStages, config: PipelineConfig, times: StageTimes):
-        for method in ("joint_scores", "keep"):
+        for method in ("joint_scores", "keep", "join"):
             if not callable(getattr(stages, method, None)):
                 raise TypeError(f"video mode needs stages with {method}() "
                                 f"({type(stages).__name__} has none)")
@@ -300,15 +306,33 @@ class VideoLoop:
         self.lost = False
         self.detected = 0  # frames the detector saw so far (scheduled or adaptive keyframes)
 
+    def _estimate(self, image: np.ndarray, boxes: np.ndarray, n_det: int, estimated: Any) -> Any:
+        """Step 3 on ``boxes`` ``(m, 5)``, the first ``n_det`` the detector's: all of them, or
+        with ``estimated`` (theirs, made ahead) the proposals only. A box's pose depends on its
+        own crop alone, so both ways give the same poses."""
+        if estimated is None:
+            return self._timed("pose", lambda: self.stages.estimate([image], [boxes])[0])
+        if len(boxes) == n_det:
+            return estimated
+        # the pose stage already counted this frame: its time adds, its count does not
+        rest = self._timed("pose", lambda: self.stages.estimate([image], [boxes[n_det:]])[0], 0)
+        return self.stages.join(estimated, rest)
+
     def _timed(self, stage: str, fn: Callable[[], Any], frames: int = 1) -> Any:
         t0 = time.perf_counter()
         out = fn()
         self.times.add(stage, time.perf_counter() - t0, frames)
         return out
 
-    def __call__(self, image: np.ndarray, detections: np.ndarray | None) -> FramePoses:
+    def __call__(self, image: np.ndarray, detections: np.ndarray | None,
+                 estimated: Any = None) -> FramePoses:
         """Frame t's poses: ``detections`` are the detector's boxes on a scheduled keyframe,
-        else ``None`` (the loop may then detect itself, adaptive keyframes)."""
+        else ``None`` (the loop may then detect itself, adaptive keyframes). ``estimated``: the
+        pose estimator's output for ``detections``, when the caller already has it (the
+        pipeline estimates the detector's boxes ahead, batched across frames: they do not
+        depend on frame t - 1's poses); only the proposals are then estimated here."""
+        if estimated is not None and detections is None:
+            raise ValueError("an estimate without the detections it was made from")
         grey = cells(image) if self.keyframes.adaptive else None
         if detections is None and self.keyframes.wanted(self.lost, grey, self.grey,
                                                         self.proposals):
@@ -318,7 +342,7 @@ class VideoLoop:
         fresh = len(self.proposals)
         proposals = np.concatenate([self.proposals, self.carried[0]])
         boxes, n_det, kept = merge_proposals(detections, proposals, self.cfg.overlap)
-        est = self._timed("pose", lambda: self.stages.estimate([image], [boxes])[0])
+        est = self._estimate(image, boxes, n_det, estimated)
         alive = self.stages.joint_scores(est)[n_det:] >= self.cfg.min_joint_score
         if not alive.all():  # step 4: dead proposals leave before grouping
             est = self.stages.keep(est, np.concatenate(

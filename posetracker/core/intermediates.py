@@ -52,3 +52,25 @@ class FrameIntermediates:
                        affines=self.affines[idx], keypoints=self.keypoints[idx],
                        keypoint_scores=self.keypoint_scores[idx], heatmaps=pick(self.heatmaps),
                        candidates=pick(self.candidates), offsets=pick(self.offsets))
+
+    def join(self, other: FrameIntermediates) -> FrameIntermediates:
+        """These boxes followed by ``other``'s (the same frame, estimated in two calls: video
+        mode estimates the detector's boxes ahead and its proposals in order)."""
+        if (self.heatmap_stride, self.heatmap_offset) != (other.heatmap_stride,
+                                                          other.heatmap_offset):
+            raise ValueError("cannot join intermediates of different heatmap geometries")
+
+        def cat(a, b):
+            if (a is None) != (b is None):
+                raise ValueError("cannot join intermediates with and without the same outputs")
+            if a is None:
+                return None
+            if isinstance(a, np.ndarray):
+                return np.concatenate([a, b])
+            import torch  # tensors came from torch: it is loaded
+
+            return torch.cat([a, b.to(a.device)])
+
+        return replace(self, **{f: cat(getattr(self, f), getattr(other, f)) for f in (
+            "boxes", "box_scores", "affines", "keypoints", "keypoint_scores", "heatmaps",
+            "candidates", "offsets")})
