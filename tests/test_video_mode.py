@@ -352,3 +352,26 @@ def test_bench_counts_misplaced_apart_from_extra_poses():
                                       COCO17)
     c = match_counts([ref], [other])
     assert c["m50"] == 0 and c["misplaced"] == 1 and c["other"] - c["other50"] == 2
+
+
+def test_per_box_estimates_join_in_order_and_refuse_mismatched_parts():
+    import torch
+
+    from posetracker.core.intermediates import FrameIntermediates
+
+    def part(m: int, start: float, heatmaps: bool = False) -> FrameIntermediates:
+        return FrameIntermediates(
+            boxes=np.full((m, 4), start), box_scores=np.full(m, start),
+            affines=torch.full((m, 2, 3), start, dtype=torch.float64),
+            keypoints=np.full((m, 17, 2), start), keypoint_scores=np.full((m, 17), start),
+            heatmaps=torch.zeros(m, 17, 4, 3) if heatmaps else None)
+
+    joined = part(2, 1.0).join(part(3, 2.0))
+    assert joined.boxes[:, 0].tolist() == [1, 1, 2, 2, 2]
+    assert joined.affines[:, 0, 0].tolist() == [1, 1, 2, 2, 2]
+    assert joined.keypoint_scores.shape == (5, 17) and joined.heatmaps is None
+    assert part(1, 1.0, True).join(part(2, 2.0, True)).heatmaps.shape == (3, 17, 4, 3)
+    with pytest.raises(ValueError, match="same outputs"):
+        part(1, 1.0, True).join(part(1, 2.0))
+    with pytest.raises(ValueError, match="geometries"):
+        part(1, 1.0).join(replace(part(1, 2.0), heatmap_stride=4.0))
