@@ -199,3 +199,24 @@ def test_orb_runs_only_where_it_could_change_a_link():
     assert n_a == 0 and n_all == len(images) and ids_a == ids_all
     ids_c, n_c = _tracked(images, crossing, "ambiguous")
     assert n_c > 0 and ids_c == _tracked(images, crossing, "always")[0]
+
+
+def test_orb_gray_of_a_channel_reversed_view_is_the_bgr_gray(data_dir):
+    """Video mode gives the tracker ``rgb[..., ::-1]``: the gray it takes from the RGB frame
+    underneath (no copy of the view) must equal OpenCV's BGR gray of that view, level for level,
+    and the features found on it must be the same."""
+    import cv2
+
+    from posetracker.io.sources import open_source
+    from posetracker.tracker.orb import gray
+
+    rgb = next(iter(open_source(str(data_dir / "videos" / "street_crowd.avi"), max_frames=1))).image
+    view = rgb[..., ::-1]
+    assert view.strides[2] < 0
+    want = cv2.cvtColor(np.ascontiguousarray(view), cv2.COLOR_BGR2GRAY)
+    assert np.array_equal(gray(view, cv2), want)
+    bgr = np.ascontiguousarray(view)   # a plain BGR frame, and a gray one, as they come
+    assert np.array_equal(gray(bgr, cv2), want) and gray(want, cv2) is want
+    m = OrbMatcher(n_features=500, max_side=960)
+    a, b = m.features(view), m.features(bgr)
+    assert len(a[0]) > 100 and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
