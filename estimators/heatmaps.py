@@ -133,6 +133,21 @@ def _smoothed_windows(maps: np.ndarray, x: np.ndarray, y: np.ndarray, g: np.ndar
     return band.T @ (win @ band)
 
 
+#: Values per call below which torch computes an elementwise logarithm on the calling thread.
+_LOG_GRAIN = 2048
+
+
+def _serial_log(values: np.ndarray) -> np.ndarray:
+    """``torch.log`` of ``values`` (any shape; a new array of that shape), in pieces of
+    ``_LOG_GRAIN`` values: torch's own logarithm (NumPy's may differ in the last bit), without
+    its intra-op threads, whose hand-off stalls for milliseconds when the other cores are busy."""
+    flat = torch.from_numpy(np.ascontiguousarray(values).reshape(-1))
+    out = torch.empty_like(flat)
+    for s in range(0, len(flat), _LOG_GRAIN):
+        torch.log(flat[s:s + _LOG_GRAIN], out=out[s:s + _LOG_GRAIN])
+    return out.numpy().reshape(values.shape)
+
+
 def refine_dark(heatmaps: torch.Tensor, cells: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
     """DARK refinement of arg-max ``cells`` ``(m, k, 2)``: ``(m, k, 2)`` float cells, on the
     maps' device (computed by NumPy on the host, as :func:`argmax_cells`).
@@ -152,9 +167,7 @@ def refine_dark(heatmaps: torch.Tensor, cells: torch.Tensor, sigma: float = 2.0)
     xy = _host(cells).reshape(m * k, 2)
     x, y = xy[:, 0], xy[:, 1]
     g = _host(gaussian_kernel(sigma, dtype=heatmaps.dtype))
-    # torch's logarithm, on the calling thread (a few thousand values, under its grain size)
-    win = torch.from_numpy(_smoothed_windows(maps, x, y, g))
-    logw = torch.log(win.clamp_min(1e-10)).numpy()
+    logw = _serial_log(np.maximum(_smoothed_windows(maps, x, y, g), 1e-10))
 
     def at(ox: int, oy: int) -> np.ndarray:
         return logw[:, 2 + oy, 2 + ox]

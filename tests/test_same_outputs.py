@@ -168,3 +168,19 @@ def test_dark_decoding_equals_the_torch_decoding_on_real_heatmaps(heatmaps):
     out, scores = decode_heatmaps(hm, "dark")
     assert torch.equal(scores, want_values)
     assert (out - _reference_dark(hm, want_cells)).abs().max() <= 1e-5
+
+
+def test_detector_input_equals_the_torch_normalisation(people):
+    """RTMDet's input (letterboxed, BGR, ``(x - mean) / std``) made by NumPy equals torch's,
+    bit for bit, for a batch of frames of different sizes."""
+    from torch import nn
+
+    from posetracker.estimators.rtmdet import GraphNMS, RTMDetDetector, letterbox_top_left
+
+    frames = [people[0][0], people[0][1], people[0][2][:300, :500]]
+    det = RTMDetDetector(nn.Identity(), "boxes", "scores", GraphNMS(0.6, 0.05, 100), (416, 416))
+    x, scales = det.preprocess(frames)
+    canvases, want_scales = zip(*(letterbox_top_left(f, (416, 416)) for f in frames))
+    bgr = torch.from_numpy(np.stack(canvases)).permute(0, 3, 1, 2).flip(1)
+    assert torch.equal(x, (bgr.to(torch.float32) - det.mean) / det.std)
+    assert scales == list(want_scales) and x.shape == (3, 3, 416, 416)
