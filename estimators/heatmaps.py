@@ -305,14 +305,18 @@ class HeatmapNet(nn.Module):
         """The network's input ``x * scale + bias`` of crops ``x`` ``(m, 3, h, w)`` RGB 0..255
         (same shape and dtype; ``x`` is not changed).
 
-        CPU float32 crops (no gradient) are normalised by NumPy, into one new array: the same
-        two rounded float32 operations per value, bit for bit, on the calling thread alone;
-        torch would allocate twice and split the work over its intra-op threads, whose hand-off
-        stalls whenever the other cores are busy (other pipeline stages, the model's threads).
+        CPU float32 crops (no gradient) are normalised by NumPy, crop by crop into one new
+        array (the second operation finds the crop in the cache): the same two rounded float32
+        operations per value, bit for bit, on the calling thread alone; torch would allocate
+        twice and split the work over its intra-op threads, whose hand-off stalls whenever the
+        other cores are busy (other pipeline stages, the model's threads).
         """
         if x.device.type == "cpu" and x.dtype == torch.float32 and not x.requires_grad:
-            y = np.multiply(x.numpy(), self.scale.numpy())
-            y += self.bias.numpy()
+            crops, y = x.numpy(), np.empty(tuple(x.shape), np.float32)
+            scale, bias = self.scale.numpy()[0], self.bias.numpy()[0]
+            for i in range(len(crops)):
+                np.multiply(crops[i], scale, out=y[i])
+                y[i] += bias
             return torch.from_numpy(y)
         return x * self.scale.to(x.dtype) + self.bias.to(x.dtype)
 

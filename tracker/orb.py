@@ -147,9 +147,14 @@ def gray(image: np.ndarray, cv2) -> np.ndarray:
 
 
 def _in_windows(points: np.ndarray, centers: np.ndarray, half: np.ndarray) -> np.ndarray:
-    """``points (c, 2)``, ``centers (n, k, 2)``, ``half (n,)`` -> ``(k, n, c)`` float32 membership."""
-    d = np.abs(centers.transpose(1, 0, 2)[:, :, None, :] - points[None, None])  # (k, n, c, 2)
-    inside = (d <= half[None, :, None, None]).all(-1)                           # NaN -> False
+    """``points (c, 2)``, ``centers (n, k, 2)``, ``half (n,)`` -> ``(k, n, c)`` float32 membership:
+    ``|center - point| <= half`` along x and along y (a NaN centre holds no point). One axis at
+    a time: no ``(k, n, c, 2)`` array and no reduction over its last axis of 2 (a tenth of the
+    time)."""
+    c = centers.transpose(1, 0, 2)                                   # (k, n, 2)
+    h = half[None, :, None]
+    inside = np.abs(c[:, :, None, 0] - points[:, 0]) <= h            # (k, n, c)
+    inside &= np.abs(c[:, :, None, 1] - points[:, 1]) <= h
     return inside.astype(np.float32)
 
 
