@@ -5,8 +5,6 @@ PP-TinyPose heatmaps of their crops."""
 
 from __future__ import annotations
 
-import json
-
 import cv2
 import numpy as np
 import pytest
@@ -22,30 +20,23 @@ from posetracker.estimators.heatmaps import (
 )
 from posetracker.estimators.sppe import load_sppe
 from posetracker.estimators.transform import box_regions, crop_affines, snap_boxes, warp_crops
+from tests import test_backends
+
+coco = test_backends.coco   # the fixture of the first COCO images with people
 
 SIZE = (256, 192)
 
 
 @pytest.fixture(scope="module")
-def people(data_dir):
+def people(coco):
     """``(frames, frame index (m,), boxes (m, 4) xyxy)``: the people of 4 COCO images, and
     boxes cut by the frame's border."""
-    root = data_dir / "coco_mini_val2017"
-    ann = json.loads((root / "annotations/person_keypoints_val2017.json").read_text())
-    boxes: dict[int, list] = {}
-    for a in ann["annotations"]:
-        x, y, w, h = a["bbox"]
-        if not a["iscrowd"] and w * h > 900:
-            boxes.setdefault(a["image_id"], []).append([x, y, x + w, y + h])
-    files = {i["id"]: i["file_name"] for i in ann["images"]}
-    ids = sorted(boxes)[:4]
-    frames = [np.ascontiguousarray(cv2.imread(str(root / "val2017" / files[i]))[:, :, ::-1])
-              for i in ids]
+    frames = [im for im, _ in coco[:4]]
     h, w = frames[0].shape[:2]
     border = [[-40.0, -30.0, 80.0, 150.0], [w - 60.0, h - 100.0, w + 30.0, h + 20.0]]
-    fidx = np.concatenate([np.full(len(boxes[i]), n) for n, i in enumerate(ids)] + [[0, 0]])
-    return frames, fidx.astype(np.int64), snap_boxes(np.concatenate([*(boxes[i] for i in ids),
-                                                                     border]))
+    fidx = np.concatenate([np.full(len(b), n) for n, (_, b) in enumerate(coco[:4])] + [[0, 0]])
+    boxes = np.concatenate([b for _, b in coco[:4]] + [border])
+    return frames, fidx.astype(np.int64), snap_boxes(boxes)
 
 
 def _reference_crops(frames, fidx, A, keep) -> torch.Tensor:
