@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,12 +29,26 @@ from torch import nn
 Refine = Literal["dark", "quarter", "none"]
 
 
+def _host(t: torch.Tensor) -> np.ndarray:
+    """``t`` as a NumPy array on the host (no copy for a CPU tensor)."""
+    return t.detach().cpu().numpy()
+
+
 def argmax_cells(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Arg-max cell and value of every map: ``(m, k, hh, hw)`` -> ``(m, k, 2)`` long x, y and
-    ``(m, k)`` values."""
+    ``(m, k)`` values, on the maps' device (the first maximum where several are equal).
+
+    Found by NumPy on the host, on the calling thread alone (the same cells and values as
+    ``torch.max``): the search is a millisecond of work, and torch would split it over its
+    intra-op threads, whose hand-off stalls whenever the other cores are busy (the other
+    pipeline stages, the model's own threads) and then costs ten times the work.
+    """
     m, k, hh, hw = heatmaps.shape
-    values, idx = heatmaps.reshape(m, k, hh * hw).max(dim=2)
-    return torch.stack((idx % hw, idx // hw), dim=-1), values
+    flat = _host(heatmaps).reshape(m, k, hh * hw)
+    idx = flat.argmax(axis=2)
+    values = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0]
+    cells = torch.from_numpy(np.stack((idx % hw, idx // hw), axis=-1))
+    return cells.to(heatmaps.device), torch.from_numpy(values).to(heatmaps.device)
 
 
 def _gather(maps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -86,34 +101,56 @@ def smooth(heatmaps: torch.Tensor, sigma: float) -> torch.Tensor:
     return x * (peak / now.clamp_min(1e-12))
 
 
-def _smoothed_windows(heatmaps: torch.Tensor, cells: torch.Tensor, sigma: float
-                      ) -> torch.Tensor:
+def _smoothed_windows(maps: np.ndarray, x: np.ndarray, y: np.ndarray, g: np.ndarray
+                      ) -> np.ndarray:
     """The smoothed maps (:func:`smooth`'s blur, before its rescaling) on the 5x5 cells around
-    each arg-max: ``(m * k, 5, 5)``, row = y offset + 2, column = x offset + 2.
+    each arg-max: ``(n, 5, 5)``, row = y offset + 2, column = x offset + 2.
 
     Only those 25 values enter DARK's derivatives, so each map is blurred on a window of
     ``5 + 2 r`` cells around its peak (``r`` the kernel radius; cells outside the map are 0, as
     the full blur's zero padding) instead of whole: the same values at a fraction of the cost
-    (64x48 maps: 21x21 windows, about a seventh of the cells).
+    (64x48 maps, ``sigma`` 2: 17x17 windows, a tenth of the cells). NumPy on the calling thread,
+    as :func:`argmax_cells`.
+
+    Args:
+        maps: ``(n, hh, hw)`` heatmaps.
+        x, y: ``(n,)`` integer arg-max cell of each map.
+        g: ``(2 r + 1,)`` Gaussian kernel (:func:`gaussian_kernel`), the maps' dtype.
     """
-    m, k, hh, hw = heatmaps.shape
-    g = gaussian_kernel(sigma, dtype=heatmaps.dtype, device=heatmaps.device)
-    r = (g.numel() - 1) // 2
-    half = r + 2
-    maps = F.pad(heatmaps.reshape(m * k, hh, hw), (half, half, half, half))
-    span = torch.arange(2 * half + 1, device=heatmaps.device)
-    x, y = cells[..., 0].reshape(-1), cells[..., 1].reshape(-1)
-    rows = (y[:, None] + span)[:, :, None]   # padded map row of window row i: y - half + i
-    cols = (x[:, None] + span)[:, None, :]
-    b = torch.arange(m * k, device=heatmaps.device)[:, None, None]
-    win = maps[b, rows, cols].unsqueeze(1)   # (n, 1, 2 half + 1, 2 half + 1)
-    win = F.conv2d(win, g.view(1, 1, 1, -1))  # valid blur along x: width 5
-    win = F.conv2d(win, g.view(1, 1, -1, 1))  # and along y: 5x5
-    return win[:, 0]
+    n, hh, hw = maps.shape
+    r = (len(g) - 1) // 2
+    span = np.arange(-r - 2, r + 3)
+    rows, cols = y[:, None] + span, x[:, None] + span   # (n, 2 r + 5) map rows and columns
+    flat = (np.arange(n) * (hh * hw))[:, None, None] + rows.clip(0, hh - 1)[:, :, None] * hw \
+        + cols.clip(0, hw - 1)[:, None, :]
+    inside = ((rows >= 0) & (rows < hh))[:, :, None] & ((cols >= 0) & (cols < hw))[:, None, :]
+    win = np.where(inside, maps.reshape(-1).take(flat), 0.0).astype(maps.dtype, copy=False)
+    # the valid (unpadded) blur as two matrix products: band[i, j] = g[i - j] takes the window
+    # (width 2 r + 5) to width 5, along x (columns), then along y (rows)
+    band = np.zeros((len(span), 5), dtype=maps.dtype)
+    for j in range(5):
+        band[j:j + len(g), j] = g
+    return band.T @ (win @ band)
+
+
+#: Values per call below which torch computes an elementwise logarithm on the calling thread.
+_LOG_GRAIN = 2048
+
+
+def _serial_log(values: np.ndarray) -> np.ndarray:
+    """``torch.log`` of ``values`` (any shape; a new array of that shape), in pieces of
+    ``_LOG_GRAIN`` values: torch's own logarithm (NumPy's may differ in the last bit), without
+    its intra-op threads, whose hand-off stalls for milliseconds when the other cores are busy."""
+    flat = torch.from_numpy(np.ascontiguousarray(values).reshape(-1))
+    out = torch.empty_like(flat)
+    for s in range(0, len(flat), _LOG_GRAIN):
+        torch.log(flat[s:s + _LOG_GRAIN], out=out[s:s + _LOG_GRAIN])
+    return out.numpy().reshape(values.shape)
 
 
 def refine_dark(heatmaps: torch.Tensor, cells: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
-    """DARK refinement of arg-max ``cells`` ``(m, k, 2)``: ``(m, k, 2)`` float cells.
+    """DARK refinement of arg-max ``cells`` ``(m, k, 2)``: ``(m, k, 2)`` float cells, on the
+    maps' device (computed by NumPy on the host, as :func:`argmax_cells`).
 
     1. Smooth each map with the Gaussian of the training targets (``sigma`` cells; 2 for 64x48
        maps), around its arg-max only (:func:`_smoothed_windows`). DARK rescales the smoothed
@@ -126,10 +163,13 @@ def refine_dark(heatmaps: torch.Tensor, cells: torch.Tensor, sigma: float = 2.0)
        invertible; the move is clamped to one cell (a flat log-map can give a wild step).
     """
     m, k, hh, hw = heatmaps.shape
-    logw = torch.log(_smoothed_windows(heatmaps, cells, sigma).clamp_min(1e-10))
-    x, y = cells[..., 0].reshape(-1), cells[..., 1].reshape(-1)
+    maps = _host(heatmaps).reshape(m * k, hh, hw)
+    xy = _host(cells).reshape(m * k, 2)
+    x, y = xy[:, 0], xy[:, 1]
+    g = _host(gaussian_kernel(sigma, dtype=heatmaps.dtype))
+    logw = _serial_log(np.maximum(_smoothed_windows(maps, x, y, g), 1e-10))
 
-    def at(ox: int, oy: int) -> torch.Tensor:
+    def at(ox: int, oy: int) -> np.ndarray:
         return logw[:, 2 + oy, 2 + ox]
 
     c = at(0, 0)
@@ -140,13 +180,14 @@ def refine_dark(heatmaps: torch.Tensor, cells: torch.Tensor, sigma: float = 2.0)
     hxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
     det = hxx * hyy - hxy * hxy
     room = (x >= 2) & (x <= hw - 3) & (y >= 2) & (y <= hh - 3)
-    ok = room & (det.abs() > 1e-12)
-    safe = torch.where(ok, det, torch.ones_like(det))
+    ok = room & (np.abs(det) > 1e-12)
+    safe = np.where(ok, det, 1.0).astype(det.dtype, copy=False)
     step_x = -(hyy * gx - hxy * gy) / safe
     step_y = -(-hxy * gx + hxx * gy) / safe
-    step = torch.stack((step_x, step_y), dim=-1).clamp(-1.0, 1.0)
-    step = torch.where(ok[:, None], step, torch.zeros_like(step))
-    return (cells.to(heatmaps.dtype).reshape(-1, 2) + step).reshape(m, k, 2)
+    step = np.stack((step_x, step_y), axis=-1).clip(-1.0, 1.0)
+    step = np.where(ok[:, None], step, 0.0).astype(det.dtype, copy=False)
+    out = (xy.astype(det.dtype) + step).reshape(m, k, 2)
+    return torch.from_numpy(out).to(heatmaps.device)
 
 
 def decode_heatmaps(heatmaps: torch.Tensor, refine: Refine = "dark", sigma: float = 2.0
@@ -257,8 +298,27 @@ class HeatmapNet(nn.Module):
 
     def heatmaps(self, x: torch.Tensor) -> torch.Tensor:
         """Raw heatmaps ``(m, k, hh, hw)`` of crops ``(m, 3, h, w)`` RGB 0..255."""
-        out = self.backbone(x * self.scale.to(x.dtype) + self.bias.to(x.dtype))
+        out = self.backbone(self.normalise(x))
         return out[self.output] if isinstance(out, dict) else out
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's input ``x * scale + bias`` of crops ``x`` ``(m, 3, h, w)`` RGB 0..255
+        (same shape and dtype; ``x`` is not changed).
+
+        CPU float32 crops (no gradient) are normalised by NumPy, crop by crop into one new
+        array (the second operation finds the crop in the cache): the same two rounded float32
+        operations per value, bit for bit, on the calling thread alone; torch would allocate
+        twice and split the work over its intra-op threads, whose hand-off stalls whenever the
+        other cores are busy (other pipeline stages, the model's threads).
+        """
+        if x.device.type == "cpu" and x.dtype == torch.float32 and not x.requires_grad:
+            crops, y = x.numpy(), np.empty(tuple(x.shape), np.float32)
+            scale, bias = self.scale.numpy()[0], self.bias.numpy()[0]
+            for i in range(len(crops)):
+                np.multiply(crops[i], scale, out=y[i])
+                y[i] += bias
+            return torch.from_numpy(y)
+        return x * self.scale.to(x.dtype) + self.bias.to(x.dtype)
 
     def forward(self, x: torch.Tensor, return_heatmaps: bool = False, candidates: int = 0,
                 flip: bool = False) -> dict:

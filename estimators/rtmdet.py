@@ -126,9 +126,17 @@ class RTMDetDetector(GraphDetector):
         in the graph's float type) and each image's (scale_x, scale_y)."""
         canvases, scales = zip(*(letterbox_top_left(im, self.input_size, letterbox)
                                  for im in images))
+        dtype = self.mean.dtype
+        if self.device.type == "cpu" and dtype == torch.float32:
+            # NumPy on the calling thread: the same float32 values bit for bit, a tenth of the
+            # time of torch's ops here, whose intra-op threads stall when the other cores are busy
+            bgr = np.stack(canvases)[..., ::-1].transpose(0, 3, 1, 2)   # (N, 3, h, w) uint8
+            x = np.ascontiguousarray(bgr, dtype=np.float32)
+            x -= self.mean.numpy()
+            x /= self.std.numpy()
+            return torch.from_numpy(x), list(scales)
         x = torch.from_numpy(np.stack(canvases)).to(self.device)   # (N, h, w, 3) uint8 RGB
         x = x.permute(0, 3, 1, 2).flip(1)                           # BGR, (N, 3, h, w)
-        dtype = self.mean.dtype
         return (x.to(dtype) - self.mean) / self.std, list(scales)
 
     @torch.inference_mode()

@@ -199,3 +199,52 @@ def test_orb_runs_only_where_it_could_change_a_link():
     assert n_a == 0 and n_all == len(images) and ids_a == ids_all
     ids_c, n_c = _tracked(images, crossing, "ambiguous")
     assert n_c > 0 and ids_c == _tracked(images, crossing, "always")[0]
+
+
+def test_orb_gray_of_a_channel_reversed_view_is_the_bgr_gray(data_dir):
+    """Video mode gives the tracker ``rgb[..., ::-1]``: the gray it takes from the RGB frame
+    underneath (no copy of the view) must equal OpenCV's BGR gray of that view, level for level,
+    and the features found on it must be the same."""
+    import cv2
+
+    from posetracker.io.sources import open_source
+    from posetracker.tracker.orb import gray
+
+    rgb = next(iter(open_source(str(data_dir / "videos" / "street_crowd.avi"), max_frames=1))).image
+    view = rgb[..., ::-1]
+    assert view.strides[2] < 0
+    want = cv2.cvtColor(np.ascontiguousarray(view), cv2.COLOR_BGR2GRAY)
+    assert np.array_equal(gray(view, cv2), want)
+    bgr = np.ascontiguousarray(view)   # a plain BGR frame, and a gray one, as they come
+    assert np.array_equal(gray(bgr, cv2), want) and gray(want, cv2) is want
+    m = OrbMatcher(n_features=500, max_side=960)
+    a, b = m.features(view), m.features(bgr)
+    assert len(a[0]) > 100 and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_joint_correspondence_iou_equals_the_count_per_pair():
+    """The broadcast window test equals counting, pair by pair and joint by joint, the matches
+    whose points lie within ``half`` of both joints (a missing joint holds none; points exactly
+    on the window's edge count)."""
+    rng = np.random.default_rng(5)
+    prev = rng.uniform(0, 200, (4, 17, 2))
+    cur = prev[[2, 0, 1]] + rng.normal(0, 4, (3, 17, 2))
+    prev[1, 5] = np.nan
+    corr = np.hstack([prev[rng.integers(0, 4, 300), rng.integers(0, 17, 300)],
+                      cur[rng.integers(0, 3, 300), rng.integers(0, 17, 300)]])
+    corr += rng.normal(0, 6, corr.shape)
+    corr[:, :2] = np.where(np.isnan(corr[:, :2]), 0.0, corr[:, :2])
+    corr[0, :2] = prev[0, 0] + [12.0, -12.0]               # on the edge of a 12-px window
+    half = np.array([12.0, 20.0, 9.0, 15.0])
+    got = joint_correspondence_iou(corr, prev, cur, half, 11.0)
+    want = np.zeros((4, 3, 17))
+    for a in range(4):
+        for b in range(3):
+            for j in range(17):
+                ina = np.abs(corr[:, :2] - prev[a, j]).max(1) <= half[a]
+                inb = np.abs(corr[:, 2:] - cur[b, j]).max(1) <= 11.0
+                union = (ina | inb).sum()
+                # counts in float32, as the matrix product of memberships gives them
+                want[a, b, j] = np.float32((ina & inb).sum()) / np.float32(union) if union else 0
+    assert np.array_equal(got, want)
+    assert (want > 0).sum() > 20 and np.all(want[1, :, 5] == 0)
