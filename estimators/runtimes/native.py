@@ -208,7 +208,7 @@ class _OpenVINO:
                      if threads == 1 else
                      {**base, "NUM_STREAMS": 1, **({"INFERENCE_NUM_THREADS": threads} if threads else {})})
         # larger batches: one stream of one thread per lane, the batch split across the lanes
-        self.lanes = threads or os.cpu_count() or 1
+        self.lanes = threads or cores
         self._lane = {**base, "NUM_STREAMS": self.lanes, "INFERENCE_NUM_THREADS": self.lanes}
         self._compiled: dict[tuple[int, ...], dict[tuple[str, int], Any]] = {}
         self._lock = threading.Lock()

@@ -44,14 +44,16 @@ class FrameIntermediates:
     offsets: torch.Tensor | None = None
     heatmap_offset: float = -0.5
 
+    #: The fields holding one row per box (``None`` where not estimated): what :meth:`subset`
+    #: picks and :meth:`join` concatenates.
+    PER_BOX = ("boxes", "box_scores", "affines", "keypoints", "keypoint_scores", "heatmaps",
+               "candidates", "offsets")
+
     def subset(self, index: np.ndarray) -> FrameIntermediates:
         """The boxes at ``index`` (an index array), with everything estimated for them."""
         idx = np.asarray(index, dtype=np.int64)
         pick = lambda a: None if a is None else a[idx]  # noqa: E731 - arrays and tensors alike
-        return replace(self, boxes=self.boxes[idx], box_scores=self.box_scores[idx],
-                       affines=self.affines[idx], keypoints=self.keypoints[idx],
-                       keypoint_scores=self.keypoint_scores[idx], heatmaps=pick(self.heatmaps),
-                       candidates=pick(self.candidates), offsets=pick(self.offsets))
+        return replace(self, **{f: pick(getattr(self, f)) for f in self.PER_BOX})
 
     def join(self, other: FrameIntermediates) -> FrameIntermediates:
         """These boxes followed by ``other``'s (the same frame, estimated in two calls: video
@@ -71,6 +73,4 @@ class FrameIntermediates:
 
             return torch.cat([a, b.to(a.device)])
 
-        return replace(self, **{f: cat(getattr(self, f), getattr(other, f)) for f in (
-            "boxes", "box_scores", "affines", "keypoints", "keypoint_scores", "heatmaps",
-            "candidates", "offsets")})
+        return replace(self, **{f: cat(getattr(self, f), getattr(other, f)) for f in self.PER_BOX})
