@@ -154,11 +154,45 @@ class SPPEConfig:
 
 
 @dataclass(frozen=True)
+class ScreenConfig:
+    """A small pose model that screens the detector's low-scored boxes before the pose model.
+
+    A person's score is the detector score x the mean joint score
+    (:meth:`posetracker.estimators.rmpe.RMPEEstimator.person_scores`), so a box scored 0.2 needs
+    joints averaging 0.75 to reach ``track``'s ``pipeline.min_pose_score`` of 0.15; most such
+    boxes never do (street_crowd.avi: 9.2 boxes a frame scored 0.2-0.25, 1.0 kept). Each box
+    scored below ``below`` first goes through ``model`` (a quarter of the pose model's work for
+    TinyPose 128x96 against 256x192); it reaches the pose model only if the detector score x its
+    mean joint score (the joints above ``EstimatorConfig.kpt_threshold``) is at least
+    ``min_score``. Boxes scored ``below`` or more, and boxes the caller gives (ground truth, the
+    tracker's proposals), are never screened. Figures: docs/models.md, "Screening low-scored
+    boxes".
+
+    Attributes:
+        model: A small pose estimator (registry name or file, as ``SPPEConfig.model``; it crops
+            with the pose model's ``scale_factor`` and mask, without flip test); empty: off (the
+            default; ``track`` turns it on).
+        below: Boxes scored under this are screened.
+        min_score: A screened box passes at this detector x mean joint score or more.
+    """
+
+    model: str = ""
+    below: float = 0.25
+    min_score: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.below <= 1.0 or not 0.0 <= self.min_score <= 1.0:
+            raise ValueError("screen.below and screen.min_score must be in [0, 1]")
+
+
+@dataclass(frozen=True)
 class EstimatorConfig:
     """The whole per-frame estimator: detector -> transform -> SPPE -> SDTN -> pose NMS.
 
     Attributes:
         detector, sppe, nms: The stages' configs.
+        screen: A small pose model that screens low-scored detections (:class:`ScreenConfig`);
+            off by default (``track`` turns it on).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` (the current CUDA device) or
             ``cuda:N`` (CUDA device N); the models are placed there explicitly.
         frame_batch: Frames run through the detector (and cropped) together.
@@ -189,6 +223,7 @@ class EstimatorConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     sppe: SPPEConfig = field(default_factory=SPPEConfig)
     nms: PoseNMSConfig = field(default_factory=PoseNMSConfig)
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
     device: str = "auto"
     frame_batch: int = 4
     pose_score: Literal["box_x_kpt", "kpt", "box"] = "box_x_kpt"

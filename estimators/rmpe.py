@@ -62,6 +62,8 @@ class ModelPaths:
         detector_weights: Its weights; ``None`` = the files beside the topology.
         ensemble: The (topology, weights) of each further detector whose boxes are fused with
             the detector's (``DetectorConfig.ensemble``).
+        screen, screen_weights: The small pose estimator screening low-scored boxes
+            (``EstimatorConfig.screen``), as ``sppe`` and ``sppe_weights``; ``None``: no screen.
     """
 
     sppe: Path
@@ -69,6 +71,8 @@ class ModelPaths:
     detector: Path | None = None
     detector_weights: Path | None = None
     ensemble: tuple[tuple[Path, Path | None], ...] = ()
+    screen: Path | None = None
+    screen_weights: Path | None = None
 
 
 def pick_device(name: str) -> torch.device:
@@ -297,12 +301,15 @@ class RMPEEstimator:
         stn: Optional trained :class:`~posetracker.estimators.transform.STN` refining the box crops.
         grouping: How a frame's per-box poses become its people; default pose NMS with
             ``config.nms`` (the application passes the CrowdPose association instead when asked).
+        screen: Optional small SPPE screening the detector's boxes scored under
+            ``config.screen.below`` (:class:`~posetracker.estimators.config.ScreenConfig`).
     """
 
     def __init__(self, sppe: SPPE, detector: PersonDetector | None = None,
                  config: EstimatorConfig = EstimatorConfig(), stn: STN | None = None,
-                 grouping: Grouping | None = None):
+                 grouping: Grouping | None = None, screen: SPPE | None = None):
         self.sppe = sppe
+        self.screen = screen
         self.detector = detector
         self.config = config
         self.stn = stn
@@ -326,6 +333,8 @@ class RMPEEstimator:
         from posetracker.estimators.runtimes.native import backend_of
 
         out = {"sppe": {"backend": self.sppe.backend, "precision": self.sppe.precision}}
+        if self.screen is not None:
+            out["screen"] = {"backend": self.screen.backend, "precision": self.screen.precision}
         if self.detector is not None:
             out["detector"] = {"backend": backend_of(self.detector.detector), "precision": "fp32"}
         return out
@@ -340,10 +349,13 @@ class RMPEEstimator:
         call; 0: the runtime's default)."""
         device = pick_device(config.device)
         s = config.sppe
+        native = {"precision": config.precision, "backend": config.backend, "threads": threads,
+                  "batch_size": s.batch_size, "refine": s.refine}
         sppe = load_sppe(paths.sppe, weights=paths.sppe_weights, device=device,
-                         flip_test=s.flip_test, precision=config.precision,
-                         backend=config.backend, threads=threads, batch_size=s.batch_size,
-                         refine=s.refine)
+                         flip_test=s.flip_test, **native)
+        screen = None
+        if paths.screen is not None and with_detector:
+            screen = load_sppe(paths.screen, weights=paths.screen_weights, device=device, **native)
         detector = None
         if with_detector:
             if paths.detector is None:
@@ -364,7 +376,7 @@ class RMPEEstimator:
 
             stn = load_checkpoint_stn(paths.sppe_weights)
             stn = None if stn is None else stn.to(device)
-        return cls(sppe, detector, config, stn, grouping)
+        return cls(sppe, detector, config, stn, grouping, screen)
 
     # -- stages ----------------------------------------------------------------------------
     def _sync(self) -> None:
@@ -395,7 +407,39 @@ class RMPEEstimator:
             return out
         if self.detector is None:
             raise InputError("this estimator has no detector: pass boxes")
-        return self.detector(frames)
+        return self._screened(frames, self.detector(frames))
+
+    def _crops(self, frames, boxes: np.ndarray, size: tuple[int, int],
+               affines: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 2 for ``boxes`` ``(m, 6)`` of ``frames`` (xyxy, score, frame index): the crop
+        affines ``(m, 2, 3)`` on the device (``affines`` if given, e.g. an STN's) and the
+        ``(m, 3, *size)`` crops, masked outside each box as the config says."""
+        b = snap_boxes(boxes[:, :4])
+        A = crop_affines(box_regions(b, size, self.config.sppe.scale_factor), size).to(self.device) \
+            if affines is None else affines
+        keep = None
+        if self.config.sppe.mask_outside_box:
+            pad = self.config.sppe.mask_margin * (b[:, 2:] - b[:, :2])
+            keep = np.concatenate([b[:, :2] - pad, b[:, 2:] + pad], axis=1)
+        return A, crop_people(frames, boxes[:, 5].astype(np.int64), A, size, self.device, keep)
+
+    def _screened(self, frames, dets: list[np.ndarray]) -> list[np.ndarray]:
+        """The detector's boxes ``(m, 5)`` per frame without those the screen rejects
+        (:class:`~posetracker.estimators.config.ScreenConfig`): each box scored under
+        ``below`` passes only if its score x the screen's mean joint score reaches
+        ``min_score``."""
+        c = self.config.screen
+        low = [np.flatnonzero(d[:, 4] < c.below) for d in dets]
+        if self.screen is None or not sum(map(len, low)):
+            return dets
+        rows = np.concatenate([np.column_stack([d[i], np.full(len(i), f)])
+                               for f, (d, i) in enumerate(zip(dets, low))])
+        with torch.inference_mode():
+            _, crops = self._crops(frames, rows, self.screen.input_size)
+            scores = self.screen(crops).scores.float().cpu().numpy()
+        passed = np.split(rows[:, 4] * self.joint_scores(scores) >= c.min_score,
+                          np.cumsum([len(i) for i in low])[:-1])
+        return [np.delete(d, i[~ok], axis=0) for d, i, ok in zip(dets, low, passed)]
 
     def _per_box(self, frames, boxes, heatmaps: bool, candidates: int):
         """Stages 1-4 for a batch: returns per-frame boxes and the flat per-box SPPE results."""
@@ -407,20 +451,15 @@ class RMPEEstimator:
         allb = np.concatenate(dets) if sum(counts) else np.zeros((0, 5))
         fidx = np.repeat(np.arange(len(frames)), counts)
         size = self.sppe.input_size
-        b = snap_boxes(allb[:, :4])
-        A = crop_affines(box_regions(b, size, self.config.sppe.scale_factor), size)
         if len(allb):
-            A = A.to(self.device)
-            keep = None
-            if self.config.sppe.mask_outside_box:
-                pad = self.config.sppe.mask_margin * (b[:, 2:] - b[:, :2])
-                keep = np.concatenate([b[:, :2] - pad, b[:, 2:] + pad], axis=1)
-            crops = crop_people(frames, fidx, A, size, self.device, keep)
+            rows = np.column_stack([allb, fidx])
+            A, crops = self._crops(frames, rows, size)
             if self.stn is not None:
                 with torch.inference_mode():
                     A = self.stn.refine(crops, A, size)
-                crops = crop_people(frames, fidx, A, size, self.device, keep)
+                A, crops = self._crops(frames, rows, size, A)
         else:
+            A = crop_affines(box_regions(np.zeros((0, 4)), size, self.config.sppe.scale_factor), size)
             crops = torch.zeros(0, 3, *size, device=self.device)
         t = self._tick("transform", t, len(frames))
         out = self.sppe(crops, heatmaps=heatmaps, candidates=candidates)
@@ -462,7 +501,7 @@ class RMPEEstimator:
             raise InputError("this estimator has no detector: pass boxes")
         t = time.perf_counter()
         with torch.inference_mode():
-            out = self.detector(list(frames))
+            out = self._screened(frames, self.detector(list(frames)))
         self._tick("detect", t, len(frames))
         return out
 

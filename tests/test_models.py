@@ -329,7 +329,11 @@ def test_fetch_downloads_the_default_pack_from_its_pinned_sources(models_dir, tm
         "https://raw.githubusercontent.com/guojin-yan/Csharp_and_OpenVINO_deploy_PP-TinyPose/"
         "0f6a4845d37b5b16edacbb76f1b1debb39e28a11/model/tinypose_256_192/ir_fp16/model.bin",
         "https://raw.githubusercontent.com/zli20/RtmDet-RtmPose-OnnxRuntime/"
-        "f7cb01b156d0ddce64ea09dfd24e450103782db9/models/rtmdet_nano.onnx"]
+        "f7cb01b156d0ddce64ea09dfd24e450103782db9/models/rtmdet_nano.onnx",
+        "https://raw.githubusercontent.com/guojin-yan/Csharp_and_OpenVINO_deploy_PP-TinyPose/"
+        "0f6a4845d37b5b16edacbb76f1b1debb39e28a11/model/tinypose_128_96/ir_fp16/model.xml",
+        "https://raw.githubusercontent.com/guojin-yan/Csharp_and_OpenVINO_deploy_PP-TinyPose/"
+        "0f6a4845d37b5b16edacbb76f1b1debb39e28a11/model/tinypose_128_96/ir_fp16/model.bin"]
     entry = cache.manifest()["models"]["rtmdet-nano"]
     assert entry["source"] == f"url:{seen[2]}"
     r = resolve_model("tinypose-256x192", cache)
@@ -370,7 +374,8 @@ def test_first_use_fetches_the_whole_default_pack_from_the_models_folder(models_
     assert r.format == "openvino" and r.topology.name == "picodet-s-320-pedestrian.xml"
     assert set(cache.manifest()["models"]) == {*DEFAULT_PACK, "picodet-s-320"}
     assert lines[0].startswith("picodet-s-320 is not in the cache")
-    assert "fetching tinypose-256x192, rtmdet-nano, picodet-s-320 from $POSETRACKER_MODELS" in lines[0]
+    assert ("fetching tinypose-256x192, rtmdet-nano, tinypose-128x96, picodet-s-320 from "
+            "$POSETRACKER_MODELS") in lines[0]
     entry = cache.manifest()["models"]["tinypose-256x192"]
     assert entry["source"] == f"dir:{models_dir.resolve()}"
     # The optional export record was taken from the local folder too, and is not required.
@@ -385,5 +390,5 @@ def test_cached_ir_and_onnx_files_are_checked(models_dir, tmp_path):
     cache.fetch(source_dir=models_dir)
     _flip_byte(cache.models_dir / "tinypose-256x192.bin", 4096)
     ok, problems = cache.verify()
-    assert ok == ["rtmdet-nano"] and len(problems) == 1
+    assert ok == ["rtmdet-nano", "tinypose-128x96"] and len(problems) == 1
     assert "tinypose-256x192.bin is corrupted" in problems[0]

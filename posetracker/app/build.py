@@ -51,12 +51,15 @@ def model_paths(config, *, with_detector: bool = True,
     from posetracker.estimators.rmpe import ModelPaths
 
     sppe, sppe_weights = sppe_files(config.sppe.model, log)
-    detector = detector_weights = None
+    detector = detector_weights = screen = screen_weights = None
     ensemble: tuple = ()
     if with_detector:
         detector, detector_weights = detector_files(config.detector.model, log)
         ensemble = tuple(detector_files(name, log) for name in config.detector.ensemble)
-    return ModelPaths(sppe, sppe_weights, detector, detector_weights, ensemble)
+        if config.screen.model:  # it screens detections only
+            screen, screen_weights = sppe_files(config.screen.model, log)
+    return ModelPaths(sppe, sppe_weights, detector, detector_weights, ensemble, screen,
+                      screen_weights)
 
 
 def build_grouping(method: str, estimator_config, association_config=None):
@@ -95,7 +98,8 @@ def build_estimator(config, *, with_detector: bool = True,
     estimator = RMPEEstimator.from_config(config, paths, with_detector=with_detector,
                                           grouping=grouping, threads=threads)
     if config.backend not in ("auto", "torch"):
-        names = {"detector": config.detector.model, "sppe": config.sppe.model}
+        names = {"detector": config.detector.model, "sppe": config.sppe.model,
+                 "screen": config.screen.model}
         ran = {names[stage]: r["backend"] for stage, r in estimator.runtimes().items()}
         if estimator.detector is not None:  # the ensemble's further detectors
             from posetracker.estimators.runtimes.native import backend_of

@@ -36,6 +36,7 @@ from posetracker.core.pose_nms import PoseNMSConfig
 from posetracker.estimators.config import (
     DetectorConfig,
     EstimatorConfig,
+    ScreenConfig,
     SPPEConfig,
 )
 from posetracker.io.formats.output_formats import OUTPUT_FORMATS
@@ -253,14 +254,19 @@ def track_estimator() -> EstimatorConfig:
       frame time, over the 10 % ``track`` allows for it;
     - ``sppe.flip_test`` off (``estimate``: on): twice the pose work;
     - ``sppe.batch_size`` 16 (``estimate``: 64): smaller batches suit a CPU; on a GPU use 64;
-    - ``nms.eta`` 9 (``estimate``: 6): keeps the poses of two people close together.
+    - ``nms.eta`` 9 (``estimate``: 6): keeps the poses of two people close together;
+    - ``screen.model`` ``tinypose-128x96`` (``estimate``: off): the boxes scored under 0.25 reach
+      the pose model only if the small model finds a person in them (street_crowd.avi: 16 instead
+      of 23 pose-model calls a frame, 1.16x the frames/s, 99 % of the poses the same; the other
+      two videos unchanged).
 
     The figures behind each are in ``docs/models.md``, "Settings of track".
     """
     return EstimatorConfig(detector=DetectorConfig(conf_threshold=0.2, min_box_size=16.0,
                                                    flip=False),
                            sppe=SPPEConfig(flip_test=False, batch_size=16),
-                           nms=PoseNMSConfig(eta=9.0))
+                           nms=PoseNMSConfig(eta=9.0),
+                           screen=ScreenConfig(model="tinypose-128x96"))
 
 
 @dataclass(frozen=True)

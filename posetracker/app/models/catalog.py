@@ -254,9 +254,10 @@ REGISTRY: Mapping[str, ModelSpec] = MappingProxyType({s.name: s for s in (
         classes=("person",)),
 )})
 
-#: The models the product uses by default; ``posetracker models fetch`` obtains them, and the
-#: first use of any registry model fetches them all (so ``models verify`` passes after set-up).
-DEFAULT_PACK = ("tinypose-256x192", "rtmdet-nano")
+#: The models the product uses by default (TinyPose 128x96: ``track``'s screen of low-scored
+#: boxes, ``EstimatorConfig.screen``); ``posetracker models fetch`` obtains them, and the first
+#: use of any registry model fetches them all (so ``models verify`` passes after set-up).
+DEFAULT_PACK = ("tinypose-256x192", "rtmdet-nano", "tinypose-128x96")
 
 #: A local folder holding model source files (as ``--from DIR``), tried before any download.
 MODELS_DIR_ENV = "POSETRACKER_MODELS"
