@@ -48,7 +48,8 @@ def test_two_people_tracked_with_the_real_models(tmp_path, data_dir, models_dir,
     assert meta["config"]["pipeline"]["min_pose_score"] == 0.15
     # estimator.backend auto on the CPU: the fastest installed runtime per format (test extra)
     assert meta["runtimes"] == {"detector": {"backend": "onnxruntime", "precision": "fp32"},
-                                "sppe": {"backend": "openvino", "precision": "fp32"}}
+                                "sppe": {"backend": "openvino", "precision": "fp32"},
+                                "screen": {"backend": "openvino", "precision": "fp32"}}
     assert len(out.with_suffix(".jsonl").read_text().splitlines()) == 8
 
 
