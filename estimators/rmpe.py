@@ -405,9 +405,14 @@ class RMPEEstimator:
                 b = b.reshape(-1, b.shape[-1] if b.size else 5)
                 out.append(np.column_stack([b[:, :4], b[:, 4] if b.shape[1] > 4 else np.ones(len(b))]))
             return out
+        return self._detected(frames)
+
+    def _detected(self, frames) -> list[np.ndarray]:
+        """Stage 1: the boxes that reach the pose model, ``(m, 5)`` per frame (the detector's,
+        less those the screen rejects)."""
         if self.detector is None:
             raise InputError("this estimator has no detector: pass boxes")
-        return self._screened(frames, self.detector(frames))
+        return self._screened(frames, self.detector(list(frames)))
 
     def _crops(self, frames, boxes: np.ndarray, size: tuple[int, int],
                affines: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -497,11 +502,9 @@ class RMPEEstimator:
         """The person detector on ``frames`` (``(H, W, 3)`` uint8 RGB): per frame an ``(m, 5)``
         array of boxes xyxy (image pixels) and detector score, best first."""
         self._check(frames)
-        if self.detector is None:
-            raise InputError("this estimator has no detector: pass boxes")
         t = time.perf_counter()
         with torch.inference_mode():
-            out = self._screened(frames, self.detector(list(frames)))
+            out = self._detected(frames)
         self._tick("detect", t, len(frames))
         return out
 

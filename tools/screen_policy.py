@@ -44,15 +44,13 @@ def scores(source: str, small: str, max_frames: int | None) -> tuple[np.ndarray,
     rows, cpu = [], {"big": 0.0, "small": 0.0}
     for f in open_source(source, max_frames=max_frames):
         boxes = big.detect([f.image])
+        person = {}
         for name, est in (("big", big), ("small", little)):
             t = time.process_time()
             (inter,) = est.estimate_people([f.image], boxes, heatmaps=False)
             cpu[name] += time.process_time() - t
-            if name == "big":
-                s_big = est.person_scores(inter.box_scores, inter.keypoint_scores)
-            else:
-                s_small = est.person_scores(inter.box_scores, inter.keypoint_scores)
-        rows.append(np.column_stack([boxes[0][:, 4], s_big, s_small]))
+            person[name] = est.person_scores(inter.box_scores, inter.keypoint_scores)
+        rows.append(np.column_stack([boxes[0][:, 4], person["big"], person["small"]]))
     return np.concatenate(rows), len(rows), cpu["small"] / max(cpu["big"], 1e-9)
 
 
