@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -61,6 +62,26 @@ def models_dir() -> Path:
     if not MODELS.is_dir():
         pytest.fail(f"shared models not found at {MODELS} (set POSETRACKER_SHARED)")
     return MODELS
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory) -> Iterator[Path]:
+    """The default model cache (``$POSETRACKER_CACHE``) of the whole session: the default pack,
+    copied from ``../shared/models`` once, as ``posetracker models fetch --from`` leaves it on a
+    user's machine. Runs that name a default model by its registry name (``track``'s screen,
+    beside models given as paths) find it there, offline, on a fresh machine as on one whose own
+    cache holds other models; tests of the cache itself set their own."""
+    from posetracker.app.models import ModelCache
+
+    def offline(url, *args, **kwargs):
+        raise OSError(f"network disabled in tests ({url})")
+
+    root = tmp_path_factory.mktemp("model-cache")
+    if MODELS.is_dir():  # without it the tests that need models fail on ``models_dir``
+        ModelCache(root).fetch(source_dir=MODELS, download=offline)
+    with pytest.MonkeyPatch.context() as mp:  # set before any fixture of a narrower scope
+        mp.setenv("POSETRACKER_CACHE", str(root))
+        yield root
 
 
 @pytest.fixture(autouse=True)
