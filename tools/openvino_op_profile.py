@@ -1,17 +1,20 @@
 """Where an OpenVINO model's CPU time goes: milliseconds per operation type, as OpenVINO's own
 per-layer counters (``PERF_COUNT``) report them, for the model compiled as the product's pose
-workers compile it (a fixed batch, float32, one stream of ``--threads`` threads).
+workers compile it (a fixed batch, float32, one stream of ``--threads`` threads), as the file
+has it and as the product runs it (its channel shuffles folded into the weights:
+:mod:`posetracker.estimators.runtimes.channel_order`).
 
     python tools/openvino_op_profile.py ../shared/models/tinypose-256x192.xml [--batch 4] \\
         [--threads 1] [--repeat 10] [--without-shuffles]
 
-Prints, per (operation type, kernel), its share of the call, its milliseconds per call and per
-item of the batch, and how many layers of that kind ran; then the runtime layout of the layers
-(``acdb`` is NHWC). ``--without-shuffles`` also times the model with every channel shuffle
-(the Reshape -> Transpose -> Reshape that OpenVINO fuses into ``ShuffleChannels``) cut out of
-the graph, alternating with the intact model: **its outputs are wrong** (the largest difference
-is printed), so it only bounds what an exact rewrite of the shuffles could save. Inputs are
-seeded random normals; these models' time does not depend on the values.
+Prints for each graph, per (operation type, kernel), its share of the call, its milliseconds per
+call and per item of the batch, and how many layers of that kind ran, and the runtime layout of
+the layers (``acdb`` is NHWC); then both graphs timed alternating (process CPU time, best of
+``--repeat``) and the largest difference of their outputs. ``--without-shuffles`` adds the graph
+with every channel shuffle (the Reshape -> Transpose -> Reshape that OpenVINO fuses into
+``ShuffleChannels``) cut out: **its outputs are wrong**, so it only bounds what removing the
+shuffles can save. Inputs are seeded random normals; these models' time does not depend on the
+values.
 """
 
 from __future__ import annotations
@@ -24,16 +27,16 @@ from pathlib import Path
 import numpy as np
 
 
-def compile_model(core, path: Path, batch: int, threads: int, cut_shuffles: bool,
-                  profile: bool):
-    """``path`` read, optionally without its channel shuffles, reshaped to ``batch`` and
-    compiled (float32, latency hint, one stream of ``threads`` threads); returns the compiled
-    model and the number of shuffles cut."""
-    import openvino as ov
+def read_graph(core, path: Path, kind: str):
+    """The graph of ``path`` as ``kind`` says: ``file`` (as stored), ``folded`` (as the product
+    runs it) or ``cut`` (every channel shuffle removed: wrong outputs)."""
+    from posetracker.estimators.runtimes.channel_order import fold_channel_shuffles
 
     model = core.read_model(str(path))
-    cut = 0
-    if cut_shuffles:
+    if kind == "folded":
+        folded = fold_channel_shuffles(model)
+        return model if folded is None else folded[0]
+    if kind == "cut":
         for op in model.get_ordered_ops():
             if op.get_type_name() != "Transpose":
                 continue
@@ -46,13 +49,52 @@ def compile_model(core, path: Path, batch: int, threads: int, cut_shuffles: bool
             source = before.input(0).get_source_output()
             for target in list(after[0].output(0).get_target_inputs()):
                 target.replace_source_output(source)
-            cut += 1
-    shape = [d.get_length() for d in model.inputs[0].get_partial_shape()]
-    model.reshape({model.inputs[0]: ov.PartialShape([batch, *shape[1:]])})
+    return model
+
+
+def compile_graph(core, model, batch: int, threads: int, profile: bool):
+    """``model`` reshaped to ``batch`` and compiled as a pose-worker lane (float32, latency
+    hint, one stream of ``threads`` threads)."""
+    import openvino as ov
+
+    model = model.clone()
+    shape = [d.get_length() for d in model.inputs[0].get_partial_shape()[1:]]
+    model.reshape({model.inputs[0]: ov.PartialShape([batch, *shape])})
     config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
               "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False,
               "PERF_COUNT": profile}
-    return core.compile_model(model, "CPU", config), cut
+    return core.compile_model(model, "CPU", config)
+
+
+def profile(core, name: str, model, x: np.ndarray, threads: int, repeat: int) -> None:
+    """Print ``model``'s per-operation table and runtime layouts."""
+    compiled = compile_graph(core, model, len(x), threads, True)
+    request = compiled.create_infer_request()
+    for _ in range(3):
+        request.infer({0: x})
+    ms: collections.Counter = collections.Counter()
+    layers: collections.Counter = collections.Counter()
+    for _ in range(repeat):
+        request.infer({0: x})
+        for info in request.profiling_info:
+            key = (info.node_type, info.exec_type)
+            ms[key] += info.real_time.total_seconds() * 1e3 / repeat
+            layers[key] += 1
+    total, batch = sum(ms.values()), len(x)
+    print(f"{name}: batch {batch}, {threads} thread(s), float32; {total:.2f} ms per call by the "
+          f"layer counters ({total / batch:.2f} per item)")
+    print(f"{'share':>6}  {'ms/call':>8}  {'ms/item':>8}  {'layers':>6}  operation (kernel)")
+    for key, value in ms.most_common():
+        if value >= 0.005:
+            print(f"{100 * value / total:5.1f}%  {value:8.2f}  {value / batch:8.2f}  "
+                  f"{layers[key] // repeat:6d}  {key[0]} ({key[1]})")
+    layouts: collections.Counter = collections.Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if "layerType" in info and "outputLayouts" in info:
+            if info["layerType"].astype(str) not in ("Const", "Input", "Output", "Reshape"):
+                layouts[info["outputLayouts"].astype(str)] += 1
+    print("runtime layouts of the layers:", dict(layouts))
 
 
 def main() -> int:
@@ -63,60 +105,36 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=4, help="items per call (default 4: the "
                    "product's largest fixed batch)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeat", type=int, default=10, help="profiled calls, after 3 warm-up calls")
+    p.add_argument("--repeat", type=int, default=10, help="profiled and timed calls per graph")
     p.add_argument("--without-shuffles", action="store_true",
-                   help="also time the model with its channel shuffles cut (wrong outputs)")
+                   help="also time the graph with its channel shuffles cut (wrong outputs)")
     args = p.parse_args()
     if not args.model.is_file() or args.batch < 1 or args.threads < 1 or args.repeat < 1:
         p.error("expected an existing .xml and positive --batch, --threads, --repeat")
     core = ov.Core()
-    compiled, _ = compile_model(core, args.model, args.batch, args.threads, False, True)
-    request = compiled.create_infer_request()
-    shape = [d.get_length() for d in compiled.inputs[0].get_partial_shape()]
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    for _ in range(3):
-        request.infer({0: x})
-    ms: collections.Counter = collections.Counter()
-    layers: collections.Counter = collections.Counter()
+    kinds = ["file", "folded", *(["cut"] if args.without_shuffles else [])]
+    graphs = {k: read_graph(core, args.model, k) for k in kinds}
+    shape = [d.get_length() for d in graphs["file"].inputs[0].get_partial_shape()[1:]]
+    x = np.random.default_rng(0).standard_normal((args.batch, *shape)).astype(np.float32)
+    for kind in ("file", "folded"):
+        profile(core, f"{args.model.name} ({kind})", graphs[kind], x, args.threads, args.repeat)
+        print()
+    requests = {k: compile_graph(core, g, args.batch, args.threads, False).create_infer_request()
+                for k, g in graphs.items()}
+    outs = {k: [o.copy() for o in r.infer({0: x}).values()] for k, r in requests.items()}
+    best = dict.fromkeys(requests, float("inf"))
     for _ in range(args.repeat):
-        request.infer({0: x})
-        for info in request.profiling_info:
-            key = (info.node_type, info.exec_type)
-            ms[key] += info.real_time.total_seconds() * 1e3 / args.repeat
-            layers[key] += 1
-    total = sum(ms.values())
-    print(f"{args.model.name}: batch {args.batch}, {args.threads} thread(s), float32; "
-          f"{total:.2f} ms per call by the layer counters ({total / args.batch:.2f} per item)")
-    print(f"{'share':>6}  {'ms/call':>8}  {'ms/item':>8}  {'layers':>6}  operation (kernel)")
-    for key, value in ms.most_common():
-        if value >= 0.005:
-            print(f"{100 * value / total:5.1f}%  {value:8.2f}  {value / args.batch:8.2f}  "
-                  f"{layers[key] // args.repeat:6d}  {key[0]} ({key[1]})")
-    layouts: collections.Counter = collections.Counter()
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        info = op.get_rt_info()
-        if "layerType" in info and "outputLayouts" in info:
-            kind = info["layerType"].astype(str)
-            if kind not in ("Const", "Input", "Output", "Reshape"):
-                layouts[info["outputLayouts"].astype(str)] += 1
-    print("runtime layouts of the layers:", dict(layouts))
-    if args.without_shuffles:
-        plain, _ = compile_model(core, args.model, args.batch, args.threads, False, False)
-        cut, n = compile_model(core, args.model, args.batch, args.threads, True, False)
-        runs = {"intact": plain.create_infer_request(), "shuffles cut": cut.create_infer_request()}
-        outs = {k: [o.copy() for o in r.infer({0: x}).values()] for k, r in runs.items()}
-        best = dict.fromkeys(runs, float("inf"))
-        for _ in range(args.repeat):
-            for name, r in runs.items():
-                t = time.process_time()
-                r.infer({0: x})
-                best[name] = min(best[name], time.process_time() - t)
-        diff = max(float(np.abs(a - b).max()) for a, b in zip(outs["intact"], outs["shuffles cut"]))
-        print(f"{n} shuffles cut: CPU ms per item, best of {args.repeat}, alternating: intact "
-              f"{1e3 * best['intact'] / args.batch:.2f}, shuffles cut "
-              f"{1e3 * best['shuffles cut'] / args.batch:.2f} "
-              f"({best['intact'] / best['shuffles cut']:.2f}x); outputs WRONG when cut "
-              f"(largest difference {diff:.3g}): a bound, not a result")
+        for kind, request in requests.items():
+            t = time.process_time()
+            request.infer({0: x})
+            best[kind] = min(best[kind], time.process_time() - t)
+    print(f"CPU ms per item, best of {args.repeat}, alternating:")
+    for kind in kinds:
+        diff = max(float(np.abs(a.astype(np.float64) - b).max())
+                   for a, b in zip(outs["file"], outs[kind]))
+        note = " (outputs WRONG: a bound, not a result)" if kind == "cut" else ""
+        print(f"  {kind:7s} {1e3 * best[kind] / args.batch:7.2f}  {best['file'] / best[kind]:.2f}x"
+              f"  largest output difference from the file's graph {diff:.3g}{note}")
     return 0
 
 

@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from posetracker.core.errors import ModelError
+from posetracker.estimators.runtimes.channel_order import fold_channel_shuffles
 
 #: The native runtimes: backend name -> the Python package it needs.
 RUNTIME_PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
@@ -191,6 +192,12 @@ class _OpenVINO:
             raise ModelError(f"{source}: OpenVINO cannot read it: {str(e).splitlines()[0]}") from None
         if len(self._model.inputs) != 1:
             raise ModelError(f"{source}: expected one input, the graph has {len(self._model.inputs)}")
+        # ShuffleNet blocks' channel shuffles carried into the next layers' weights: the same
+        # outputs to float rounding, a fifth less CPU per TinyPose crop (channel_order.py)
+        folded = fold_channel_shuffles(self._model)
+        self.shuffles_folded = 0 if folded is None else folded[1]
+        if folded is not None:
+            self._model = folded[0]
         port = self._model.inputs[0]
         self.input_name = port.get_any_name()
         self.input_shape = tuple(d.get_length() if d.is_static else -1

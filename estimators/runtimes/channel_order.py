@@ -1,0 +1,399 @@
+"""Channel shuffles folded into the weights of an OpenVINO graph: the same outputs, no shuffle run.
+
+ShuffleNet-style blocks (PP-TinyPose's) split a tensor's channels in halves, transform one half,
+concatenate the halves and shuffle the channels (a ``Reshape -> Transpose -> Reshape``, which
+OpenVINO runs as ``ShuffleChannels``). OpenVINO's CPU plugin keeps these tensors channels-last
+(NHWC), where a shuffle, split or concat moves every pixel's channels a few at a time: in
+TinyPose 256x192 that data movement is 46 % of the call on one thread, the shuffles alone 30 %
+(``tools/openvino_op_profile.py``; docs/models.md, "CPU backends").
+
+A channel permutation costs nothing where the next layer mixes channels anyway. This pass
+rebuilds the graph with each tensor's channel order carried along as data:
+
+1. Fold the constants (weights become plain constants).
+2. Walk the layers in order. Each tensor is held as pieces (tensors of the rebuilt graph,
+   concatenated along channels only when a layer needs one tensor) and an order: logical
+   channel ``c`` is physical channel ``order[c]`` of the pieces.
+3. A shuffle only changes the order; a concat joins the pieces. A split takes each half's
+   channels from the pieces (a piece wholly inside one half is taken as it is, the others are
+   cut into runs by one ``VariadicSplit``).
+4. A convolution absorbs its input's order into its weights' input axis; per-channel layers
+   (depthwise convolution, a per-channel bias or scale, ReLU, spatial resizing) keep the order,
+   their per-channel weights permuted to it. An addition of two tensors held in different orders
+   re-emits the branch that ends in a convolution with its output channels in the other's order.
+5. Outputs, and any layer not listed above, get their channels in the original order; a graph
+   where that would need a gather is left unchanged (:func:`fold_channel_shuffles` returns
+   ``None``).
+
+The arithmetic is the original's; only a convolution's sum over input channels runs in another
+order, so outputs agree to float rounding (``tests/test_channel_order.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Element-wise layers with one tensor input that act on each channel alike.
+_UNARY = {"Relu", "Clamp", "Sigmoid", "HSwish", "Swish", "Exp", "Abs", "Sqrt", "Tanh", "Elu",
+          "Gelu", "Negative", "Floor", "Ceiling", "HSigmoid", "Mish", "SoftPlus", "Convert"}
+#: Element-wise layers with two inputs.
+_BINARY = {"Add", "Multiply", "Subtract", "Divide", "Maximum", "Minimum"}
+
+
+class Unsupported(Exception):
+    """The graph needs a layer in an order this pass cannot give it without a gather."""
+
+
+@dataclass
+class _Value:
+    """A tensor of the original graph in the rebuilt one: ``pieces`` (rebuilt outputs, joined
+    along channels) and ``order`` ``(C,)``: logical channel ``c`` is physical ``order[c]``."""
+
+    pieces: list[Any]
+    order: np.ndarray
+    joined: Any = field(default=None, repr=False)
+
+    @property
+    def identity(self) -> bool:
+        return bool(np.array_equal(self.order, np.arange(len(self.order))))
+
+
+def _channels(output: Any) -> int:
+    shape = output.get_partial_shape()
+    if shape.rank.is_dynamic or shape.rank.get_length() < 2 or shape[1].is_dynamic:
+        raise Unsupported("a tensor without a static channel count")
+    return shape[1].get_length()
+
+
+def _rank(output: Any) -> int:
+    return output.get_partial_shape().rank.get_length()
+
+
+def _const(output: Any) -> np.ndarray | None:
+    node = output.get_node()
+    return node.get_data() if node.get_type_name() == "Constant" else None
+
+
+def _scatter(order: np.ndarray, values: np.ndarray, axis: int) -> np.ndarray:
+    """``values`` with index ``c`` of ``axis`` moved to ``order[c]``."""
+    out = np.empty_like(values)
+    index = [slice(None)] * values.ndim
+    index[axis] = order
+    out[tuple(index)] = values
+    return out
+
+
+def _reorder(values: np.ndarray, old: np.ndarray, new: np.ndarray, axis: int) -> np.ndarray:
+    """Per-channel ``values`` along ``axis`` held in physical order ``old`` moved to ``new``
+    (logical channel ``c`` from ``old[c]`` to ``new[c]``)."""
+    out = np.empty_like(values)
+    src = [slice(None)] * values.ndim
+    dst = [slice(None)] * values.ndim
+    src[axis], dst[axis] = old, new
+    out[tuple(dst)] = values[tuple(src)]
+    return out
+
+
+class _Rebuild:
+    """The walk of steps 2-5, rewiring the (folded) model's layers in place."""
+
+    def __init__(self, ops: Any):
+        self.ops = ops
+        self.values: dict[Any, _Value] = {}   # original output -> value
+        self.plain: dict[Any, Any] = {}       # original output -> output (no channel axis)
+        self.shuffles = 0
+
+    # -- values --------------------------------------------------------------------------------
+    def joined(self, v: _Value) -> Any:
+        """The value's pieces as one tensor (one concat, made once)."""
+        if v.joined is None:
+            v.joined = v.pieces[0] if len(v.pieces) == 1 else \
+                self.ops.concat(v.pieces, 1).output(0)
+        return v.joined
+
+    def logical(self, original: Any) -> Any:
+        """An output in the original channel order (for layers that need it)."""
+        if original in self.plain:
+            return self.plain[original]
+        v = self.values[original]
+        if not v.identity:
+            raise Unsupported(f"{original.get_node().get_friendly_name()} needs its channels in "
+                              "the original order")
+        return self.joined(v)
+
+    @staticmethod
+    def single(output: Any, order: np.ndarray) -> _Value:
+        return _Value([output], order, output)
+
+    @staticmethod
+    def rewire(node: Any, i: int, output: Any) -> None:
+        if node.input_value(i) != output:
+            node.input(i).replace_source_output(output)
+
+    def constant(self, node: Any, i: int, values: np.ndarray) -> None:
+        self.rewire(node, i, self.ops.constant(values).output(0))
+
+    # -- the walk ------------------------------------------------------------------------------
+    def run(self, model: Any) -> None:
+        skip: set[Any] = set()
+        for node in model.get_ordered_ops():
+            if node in skip:
+                continue
+            kind = node.get_type_name()
+            if kind == "Parameter":
+                out = node.output(0)
+                self.values[out] = self.single(out, np.arange(_channels(out)))
+            elif kind == "Constant":
+                self.plain[node.output(0)] = node.output(0)
+            elif kind == "Result":
+                self.rewire(node, 0, self.logical(node.input_value(0)))
+            elif kind == "Reshape" and self._shuffle(node, skip):
+                continue
+            elif kind == "Concat":
+                self._concat(node)
+            elif kind in ("Split", "VariadicSplit"):
+                self._split(node)
+            elif kind == "Convolution":
+                self._convolution(node)
+            elif kind == "GroupConvolution":
+                self._group_convolution(node)
+            elif kind in _UNARY or kind in ("Interpolate", "ShapeOf"):
+                self._channelwise(node)
+            elif kind in _BINARY:
+                self._binary(node)
+            else:
+                self._other(node)
+
+    def _other(self, node: Any) -> None:
+        """Any other layer: every input in the original order."""
+        for i, x in enumerate(node.input_values()):
+            self.rewire(node, i, self.logical(x))
+        for out in node.outputs():
+            self._keep(out)
+
+    def _keep(self, out: Any) -> None:
+        shape = out.get_partial_shape()
+        if shape.rank.is_static and shape.rank.get_length() >= 2 and shape[1].is_static:
+            self.values[out] = self.single(out, np.arange(shape[1].get_length()))
+        else:
+            self.plain[out] = out
+
+    def _shuffle(self, node: Any, skip: set[Any]) -> bool:
+        """``Reshape (N, g, C/g, H, W) -> Transpose (0, 2, 1, 3, 4) -> Reshape (N, C, H, W)``:
+        only the order changes (step 3)."""
+        out = node.output(0)
+        nxt = [t.get_node() for t in out.get_target_inputs()]
+        if _rank(out) != 5 or len(nxt) != 1 or nxt[0].get_type_name() != "Transpose":
+            return False
+        transpose = nxt[0]
+        perm = _const(transpose.input_value(1))
+        after = [t.get_node() for t in transpose.output(0).get_target_inputs()]
+        source = node.input_value(0)
+        if perm is None or list(perm) != [0, 2, 1, 3, 4] or len(after) != 1 \
+                or after[0].get_type_name() != "Reshape" or _rank(after[0].output(0)) != 4 \
+                or _rank(source) != 4 or source not in self.values:
+            return False
+        shape = out.get_partial_shape()
+        g, k = shape[1].get_length(), shape[2].get_length()
+        if g * k != _channels(source) or _channels(after[0].output(0)) != g * k:
+            return False
+        v = self.values[source]
+        # out[b * g + a] = in[a * k + b]
+        src = (np.arange(g)[None, :] * k + np.arange(k)[:, None]).reshape(-1)
+        self.values[after[0].output(0)] = _Value(v.pieces, v.order[src], v.joined)
+        skip.update({transpose, after[0]})
+        self.shuffles += 1
+        return True
+
+    def _concat(self, node: Any) -> None:
+        axis = node.get_attributes()["axis"]
+        inputs = node.input_values()
+        if axis not in (1, 1 - _rank(node.output(0))) or any(x not in self.values for x in inputs):
+            return self._other(node)
+        pieces, orders, offset = [], [], 0
+        for x in inputs:
+            v = self.values[x]
+            pieces.extend(v.pieces)
+            orders.append(v.order + offset)
+            offset += len(v.order)
+        self.values[node.output(0)] = _Value(pieces, np.concatenate(orders))
+
+    def _split(self, node: Any) -> None:
+        source = node.input_value(0)
+        axis = _const(node.input_value(1))
+        if axis is None or source not in self.values or int(axis) % _rank(source) != 1:
+            return self._other(node)
+        v = self.values[source]
+        sizes = [_channels(o) for o in node.outputs()]
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        part = np.empty(len(v.order), np.int64)          # physical channel -> output index
+        for j in range(len(sizes)):
+            part[v.order[bounds[j]:bounds[j + 1]]] = j
+        runs: list[tuple[int, int, Any]] = []            # (physical start, length, output)
+        start = 0
+        for piece in v.pieces:
+            n = _channels(piece)
+            cuts = np.flatnonzero(np.diff(part[start:start + n])) + 1
+            if not len(cuts):  # a piece wholly inside one part: taken as it is, no copy
+                runs.append((start, n, piece))
+            else:
+                heads = np.concatenate([[0], cuts])
+                lengths = np.diff(np.concatenate([heads, [n]]))
+                cut = self.ops.variadic_split(piece, self.ops.constant(np.int64(1)),
+                                              self.ops.constant(lengths.astype(np.int64)))
+                runs.extend((start + int(h), int(m), cut.output(i))
+                            for i, (h, m) in enumerate(zip(heads, lengths)))
+            start += n
+        for j, out in enumerate(node.outputs()):
+            mine = [(s, m, o) for s, m, o in runs if part[s] == j]
+            position = np.full(len(v.order), -1, np.int64)  # physical -> place in this part
+            at = 0
+            for s, m, _ in mine:
+                position[s:s + m] = np.arange(at, at + m)
+                at += m
+            self.values[out] = _Value([o for *_, o in mine],
+                                      position[v.order[bounds[j]:bounds[j + 1]]])
+
+    def _convolution(self, node: Any) -> None:
+        """Step 4: the input's order absorbed into the weights' input axis."""
+        data, weights = node.input_values()
+        w = _const(weights)
+        if data not in self.values or w is None:
+            return self._other(node)
+        v = self.values[data]
+        self.rewire(node, 0, self.joined(v))
+        if not v.identity:
+            self.constant(node, 1, _scatter(v.order, w, 1))
+        self._keep(node.output(0))
+
+    def _group_convolution(self, node: Any) -> None:
+        """A depthwise convolution keeps its input's order (its weights permuted to it)."""
+        data, weights = node.input_values()
+        w = _const(weights)
+        if data not in self.values or w is None or w.shape[1] != 1 or w.shape[2] != 1:
+            return self._other(node)
+        v = self.values[data]
+        self.rewire(node, 0, self.joined(v))
+        if not v.identity:
+            self.constant(node, 1, _scatter(v.order, w, 0))
+        self.values[node.output(0)] = self.single(node.output(0), v.order)
+
+    def _channelwise(self, node: Any) -> None:
+        """Unary per-channel layers, spatial resizing, shapes: the order passes through."""
+        inputs = node.input_values()
+        data = inputs[0]
+        if data not in self.values or (node.get_type_name() == "Interpolate"
+                                       and _channels(node.output(0)) != _channels(data)):
+            return self._other(node)
+        v = self.values[data]
+        self.rewire(node, 0, self.joined(v))
+        for i, x in enumerate(inputs[1:], 1):
+            self.rewire(node, i, self.logical(x))
+        if node.get_type_name() == "ShapeOf":
+            self.plain[node.output(0)] = node.output(0)
+        else:
+            self.values[node.output(0)] = self.single(node.output(0), v.order)
+
+    def _per_channel(self, c: np.ndarray, rank: int, channels: int) -> int | None:
+        """The axis of constant ``c`` that runs along the channels of a rank-``rank`` tensor it
+        is broadcast against (``None``: the same for every channel); raises if neither."""
+        shape = (1,) * (rank - c.ndim) + c.shape
+        if shape[1] == 1 or channels == 1:
+            return None
+        if shape[1] == channels and c.ndim == rank:
+            return 1
+        raise Unsupported("a constant along the channels in a shape not handled")
+
+    def _binary(self, node: Any) -> None:
+        inputs = node.input_values()
+        rank = _rank(node.output(0))
+        tensors = [i for i, x in enumerate(inputs) if x in self.values]
+        if len(tensors) == 1:
+            (t,) = tensors
+            v = self.values[inputs[t]]
+            c = _const(inputs[1 - t])
+            if c is None:
+                return self._other(node)
+            self.rewire(node, t, self.joined(v))
+            axis = self._per_channel(c, rank, len(v.order))
+            if axis is not None and not v.identity:
+                self.constant(node, 1 - t, _scatter(v.order, c, axis))
+            self.values[node.output(0)] = self.single(node.output(0), v.order)
+            return
+        if len(tensors) != 2:
+            return self._other(node)
+        va, vb = (self.values[x] for x in inputs)
+        if not np.array_equal(va.order, vb.order):
+            # one operand's branch (back to its convolution) re-emitted in the other's order
+            if va.identity and not vb.identity:
+                self.reorder(inputs[0], va.order, vb.order)
+                va = self.single(va.pieces[0], vb.order)
+            else:
+                self.reorder(inputs[1], vb.order, va.order)
+                vb = self.single(vb.pieces[0], va.order)
+        self.rewire(node, 0, self.joined(va))
+        self.rewire(node, 1, self.joined(vb))
+        self.values[node.output(0)] = self.single(node.output(0), va.order)
+
+    def reorder(self, out: Any, old: np.ndarray, new: np.ndarray) -> None:
+        """Step 4's re-emission: the branch ending at ``out`` (one consumer, one piece) changed
+        in place from physical order ``old`` to ``new``: its per-channel weights, and the
+        output axis of the convolution it starts from."""
+        node = out.get_node()
+        kind = node.get_type_name()
+        v = self.values.get(out)
+        if v is not None and np.array_equal(v.order, new):  # both inputs of an x + x
+            return
+        users = {t.get_node() for t in out.get_target_inputs()
+                 if t.get_node().get_type_name() != "ShapeOf"}  # a shape needs no order
+        if v is None or len(v.pieces) != 1 or v.pieces[0] != out or len(users) != 1:
+            raise Unsupported(f"{node.get_friendly_name()}: not a single-use branch")
+        inputs = node.input_values()
+        if kind == "Convolution":
+            self.constant(node, 1, _reorder(_const(inputs[1]), old, new, 0))
+        elif kind == "GroupConvolution":
+            self.constant(node, 1, _reorder(_const(inputs[1]), old, new, 0))
+            self.reorder(inputs[0], old, new)
+        elif kind in _UNARY or kind == "Interpolate":
+            self.reorder(inputs[0], old, new)
+        elif kind in _BINARY:
+            for i, x in enumerate(inputs):
+                c = _const(x)
+                if c is None:
+                    self.reorder(x, old, new)
+                elif (axis := self._per_channel(c, _rank(out), len(old))) is not None:
+                    self.constant(node, i, _reorder(c, old, new, axis))
+        else:
+            raise Unsupported(f"cannot reorder the output of a {kind}")
+        self.values[out] = self.single(out, new)
+
+
+def fold_channel_shuffles(model: Any) -> tuple[Any, int] | None:
+    """``model`` (an ``openvino.Model``, left unchanged) rebuilt without its channel shuffles
+    (module docstring), and how many were folded; ``None`` when it has none, or when a layer
+    would need a shuffled tensor in its original order."""
+    import openvino as ov
+    import openvino.opset13 as ops
+    from openvino import passes
+
+    if not any(n.get_type_name() == "Transpose" for n in model.get_ordered_ops()):
+        return None
+    model = model.clone()
+    if len(model.inputs) == 1:  # a dynamic batch: folding must not bake the batch size in
+        shape = model.inputs[0].get_partial_shape()
+        if shape.rank.is_static and shape.rank.get_length() >= 1:
+            dims = [shape[i] for i in range(shape.rank.get_length())]
+            model.reshape({model.inputs[0]: ov.PartialShape([ov.Dimension(), *dims[1:]])})
+    manager = passes.Manager()
+    manager.register_pass(passes.ConstantFolding())
+    manager.run_passes(model)
+    rebuild = _Rebuild(ops)
+    try:
+        rebuild.run(model)
+        model.validate_nodes_and_infer_types()
+    except Unsupported:
+        return None
+    return (model, rebuild.shuffles) if rebuild.shuffles else None
