@@ -4,7 +4,7 @@ ShuffleNet-style blocks (PP-TinyPose's) split a tensor's channels in halves, tra
 concatenate the halves and shuffle the channels (a ``Reshape -> Transpose -> Reshape``, which
 OpenVINO runs as ``ShuffleChannels``). OpenVINO's CPU plugin keeps these tensors channels-last
 (NHWC), where a shuffle, split or concat moves every pixel's channels a few at a time: in
-TinyPose 256x192 that data movement is 46 % of the call on one thread, the shuffles alone 30 %
+TinyPose 256x192 that data movement is 45 % of the call on one thread, the shuffles alone 30 %
 (``tools/openvino_op_profile.py``; docs/models.md, "CPU backends").
 
 A channel permutation costs nothing where the next layer mixes channels anyway. This pass
@@ -16,11 +16,12 @@ rebuilds the graph with each tensor's channel order carried along as data:
    channel ``c`` is physical channel ``order[c]`` of the pieces.
 3. A shuffle only changes the order; a concat joins the pieces. A split takes each half's
    channels from the pieces (a piece wholly inside one half is taken as it is, the others are
-   cut into runs by one ``VariadicSplit``).
+   cut into runs by one ``VariadicSplit``). The walk runs twice: the first finds every cut each
+   piece will need, the second cuts each piece once, at all of them.
 4. A convolution absorbs its input's order into its weights' input axis; per-channel layers
    (depthwise convolution, a per-channel bias or scale, ReLU, spatial resizing) keep the order,
    their per-channel weights permuted to it. An addition of two tensors held in different orders
-   re-emits the branch that ends in a convolution with its output channels in the other's order.
+   has the branch that ends in a convolution write its output channels in the other's order.
 5. Outputs, and any layer not listed above, get their channels in the original order; a graph
    where that would need a gather is left unchanged (:func:`fold_channel_shuffles` returns
    ``None``).
@@ -100,11 +101,18 @@ def _reorder(values: np.ndarray, old: np.ndarray, new: np.ndarray, axis: int) ->
 class _Rebuild:
     """The walk of steps 2-5, rewiring the (folded) model's layers in place."""
 
-    def __init__(self, ops: Any):
+    def __init__(self, ops: Any, plan: dict[tuple[str, int], set[int]] | None = None):
         self.ops = ops
         self.values: dict[Any, _Value] = {}   # original output -> value
         self.plain: dict[Any, Any] = {}       # original output -> output (no channel axis)
         self.shuffles = 0
+        # cutting pieces (step 3): every piece is a layer's output (a root, keyed by layer name
+        # and output index) or a run of one; ``plan`` gives each root's cuts, from an earlier
+        # walk, so that a root is cut once into the runs every later split needs
+        self.plan = plan or {}
+        self.cuts: dict[tuple[str, int], set[int]] = {}        # what this walk cut, per root
+        self.origin: dict[Any, tuple[tuple[str, int], int]] = {}  # run -> (root, offset)
+        self.cut_runs: dict[tuple[str, int], list[tuple[int, int, Any]]] = {}
 
     # -- values --------------------------------------------------------------------------------
     def joined(self, v: _Value) -> Any:
@@ -240,12 +248,7 @@ class _Rebuild:
             if not len(cuts):  # a piece wholly inside one part: taken as it is, no copy
                 runs.append((start, n, piece))
             else:
-                heads = np.concatenate([[0], cuts])
-                lengths = np.diff(np.concatenate([heads, [n]]))
-                cut = self.ops.variadic_split(piece, self.ops.constant(np.int64(1)),
-                                              self.ops.constant(lengths.astype(np.int64)))
-                runs.extend((start + int(h), int(m), cut.output(i))
-                            for i, (h, m) in enumerate(zip(heads, lengths)))
+                runs.extend((start + h, m, o) for h, m, o in self._cut(piece, n, cuts))
             start += n
         for j, out in enumerate(node.outputs()):
             mine = [(s, m, o) for s, m, o in runs if part[s] == j]
@@ -256,6 +259,28 @@ class _Rebuild:
                 at += m
             self.values[out] = _Value([o for *_, o in mine],
                                       position[v.order[bounds[j]:bounds[j + 1]]])
+
+    def _cut(self, piece: Any, n: int, cuts: np.ndarray) -> list[tuple[int, int, Any]]:
+        """``piece`` (``n`` channels) cut at ``cuts``: ``(start, length, output)`` runs that
+        together cover it. A root is cut once, at every cut the plan has for it (the runs later
+        splits need are already there); a run of a root is cut again only where the plan
+        missed a cut (on the first walk)."""
+        root, offset = self.origin.get(piece, ((piece.get_node().get_friendly_name(),
+                                                piece.get_index()), 0))
+        self.cuts.setdefault(root, set()).update(int(c) + offset for c in cuts)
+        if piece not in self.origin and root in self.cut_runs:
+            return self.cut_runs[root]
+        planned = {c - offset for c in self.plan.get(root, ()) if 0 < c - offset < n}
+        heads = np.array(sorted({0, *planned, *(int(c) for c in cuts)}), np.int64)
+        lengths = np.diff(np.concatenate([heads, [n]]))
+        cut = self.ops.variadic_split(piece, self.ops.constant(np.int64(1)),
+                                      self.ops.constant(lengths))
+        out = [(int(h), int(m), cut.output(i)) for i, (h, m) in enumerate(zip(heads, lengths))]
+        for h, _, o in out:
+            self.origin[o] = (root, offset + h)
+        if piece not in self.origin:
+            self.cut_runs[root] = out
+        return out
 
     def _convolution(self, node: Any) -> None:
         """Step 4: the input's order absorbed into the weights' input axis."""
@@ -390,8 +415,11 @@ def fold_channel_shuffles(model: Any) -> tuple[Any, int] | None:
     manager = passes.Manager()
     manager.register_pass(passes.ConstantFolding())
     manager.run_passes(model)
-    rebuild = _Rebuild(ops)
     try:
+        # a first walk finds where each piece must be cut, the second cuts each piece once
+        first = _Rebuild(ops)
+        first.run(model.clone())
+        rebuild = _Rebuild(ops, first.cuts)
         rebuild.run(model)
         model.validate_nodes_and_infer_types()
     except Unsupported:

@@ -29,6 +29,9 @@ How it runs:
   calling thread has its own OpenVINO infer request; an onnxruntime session is thread-safe.
   With one thread per call, OpenVINO's models have one single-thread stream per core, so up to
   that many callers run at once (one stream would run their requests one after another).
+- **Graph.** OpenVINO runs each model with its channel shuffles folded into the weights
+  (:mod:`posetracker.estimators.runtimes.channel_order`): the same outputs to float rounding,
+  TinyPose 256x192 with a quarter less CPU per crop (docs/models.md, "CPU backends").
 - **Precision.** ``fp32`` or ``bf16`` (OpenVINO's ``INFERENCE_PRECISION_HINT``; onnxruntime runs
   float32 only).
 """
@@ -193,7 +196,7 @@ class _OpenVINO:
         if len(self._model.inputs) != 1:
             raise ModelError(f"{source}: expected one input, the graph has {len(self._model.inputs)}")
         # ShuffleNet blocks' channel shuffles carried into the next layers' weights: the same
-        # outputs to float rounding, a fifth less CPU per TinyPose crop (channel_order.py)
+        # outputs to float rounding, a quarter less CPU per TinyPose crop (channel_order.py)
         folded = fold_channel_shuffles(self._model)
         self.shuffles_folded = 0 if folded is None else folded[1]
         if folded is not None:
