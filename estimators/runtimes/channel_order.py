@@ -396,6 +396,14 @@ class _Rebuild:
         self.values[out] = self.single(out, new)
 
 
+def _is_shuffle(node: Any) -> bool:
+    """The ``Transpose (0, 2, 1, 3, 4)`` of a channel shuffle."""
+    if node.get_type_name() != "Transpose":
+        return False
+    order = _const(node.input_value(1))
+    return order is not None and list(order) == [0, 2, 1, 3, 4]
+
+
 def fold_channel_shuffles(model: Any) -> tuple[Any, int] | None:
     """``model`` (an ``openvino.Model``, left unchanged) rebuilt without its channel shuffles
     (module docstring), and how many were folded; ``None`` when it has none, or when a layer
@@ -404,7 +412,7 @@ def fold_channel_shuffles(model: Any) -> tuple[Any, int] | None:
     import openvino.opset13 as ops
     from openvino import passes
 
-    if not any(n.get_type_name() == "Transpose" for n in model.get_ordered_ops()):
+    if not any(_is_shuffle(n) for n in model.get_ordered_ops()):
         return None
     model = model.clone()
     if len(model.inputs) == 1:  # a dynamic batch: folding must not bake the batch size in
