@@ -17,7 +17,9 @@ rebuilds the graph with each tensor's channel order carried along as data:
 3. A shuffle only changes the order; a concat joins the pieces. A split takes each half's
    channels from the pieces (a piece wholly inside one half is taken as it is, the others are
    cut into runs by one ``VariadicSplit``). The walk runs twice: the first finds every cut each
-   piece will need, the second cuts each piece once, at all of them.
+   piece will need and which pieces some layer takes whole; the second cuts each piece once, at
+   all of them, and a convolution's output that no layer takes whole (through its per-channel
+   bias and ReLU) is made as one smaller convolution per run instead of cut.
 4. A convolution absorbs its input's order into its weights' input axis; per-channel layers
    (depthwise convolution, a per-channel bias or scale, ReLU, spatial resizing) keep the order,
    their per-channel weights permuted to it. An addition of two tensors held in different orders
@@ -101,7 +103,8 @@ def _reorder(values: np.ndarray, old: np.ndarray, new: np.ndarray, axis: int) ->
 class _Rebuild:
     """The walk of steps 2-5, rewiring the (folded) model's layers in place."""
 
-    def __init__(self, ops: Any, plan: dict[tuple[str, int], set[int]] | None = None):
+    def __init__(self, ops: Any, plan: dict[tuple[str, int], set[int]] | None = None,
+                 whole: set[tuple[str, int]] | None = None):
         self.ops = ops
         self.values: dict[Any, _Value] = {}   # original output -> value
         self.plain: dict[Any, Any] = {}       # original output -> output (no channel axis)
@@ -113,10 +116,19 @@ class _Rebuild:
         self.cuts: dict[tuple[str, int], set[int]] = {}        # what this walk cut, per root
         self.origin: dict[Any, tuple[tuple[str, int], int]] = {}  # run -> (root, offset)
         self.cut_runs: dict[tuple[str, int], list[tuple[int, int, Any]]] = {}
+        # roots some layer takes whole (this walk); with ``whole`` from the first walk, a root
+        # no layer takes whole is made by one convolution per run instead of cut (no copy)
+        self.used_whole: set[tuple[str, int]] = set()
+        self.plan_whole = whole
 
     # -- values --------------------------------------------------------------------------------
+    @staticmethod
+    def root_of(piece: Any) -> tuple[str, int]:
+        return piece.get_node().get_friendly_name(), piece.get_index()
+
     def joined(self, v: _Value) -> Any:
         """The value's pieces as one tensor (one concat, made once)."""
+        self.used_whole.update(self.root_of(p) for p in v.pieces if p not in self.origin)
         if v.joined is None:
             v.joined = v.pieces[0] if len(v.pieces) == 1 else \
                 self.ops.concat(v.pieces, 1).output(0)
@@ -265,22 +277,76 @@ class _Rebuild:
         together cover it. A root is cut once, at every cut the plan has for it (the runs later
         splits need are already there); a run of a root is cut again only where the plan
         missed a cut (on the first walk)."""
-        root, offset = self.origin.get(piece, ((piece.get_node().get_friendly_name(),
-                                                piece.get_index()), 0))
+        root, offset = self.origin.get(piece, (self.root_of(piece), 0))
         self.cuts.setdefault(root, set()).update(int(c) + offset for c in cuts)
         if piece not in self.origin and root in self.cut_runs:
             return self.cut_runs[root]
         planned = {c - offset for c in self.plan.get(root, ()) if 0 < c - offset < n}
         heads = np.array(sorted({0, *planned, *(int(c) for c in cuts)}), np.int64)
         lengths = np.diff(np.concatenate([heads, [n]]))
-        cut = self.ops.variadic_split(piece, self.ops.constant(np.int64(1)),
-                                      self.ops.constant(lengths))
-        out = [(int(h), int(m), cut.output(i)) for i, (h, m) in enumerate(zip(heads, lengths))]
+        made = None
+        if piece not in self.origin and self.plan_whole is not None \
+                and root not in self.plan_whole:
+            made = self._per_run(piece, heads, lengths)
+        if made is None:
+            cut = self.ops.variadic_split(piece, self.ops.constant(np.int64(1)),
+                                          self.ops.constant(lengths))
+            made = [cut.output(i) for i in range(len(lengths))]
+        out = [(int(h), int(m), o) for h, m, o in zip(heads, lengths, made)]
         for h, _, o in out:
             self.origin[o] = (root, offset + h)
         if piece not in self.origin:
             self.cut_runs[root] = out
         return out
+
+    def _per_run(self, piece: Any, heads: np.ndarray, lengths: np.ndarray) -> list[Any] | None:
+        """``piece``'s runs made directly: when it is a convolution's output, through
+        per-channel constants and ReLU that nothing else reads, one such chain per run, each
+        with its rows of the weights (``None`` otherwise)."""
+        chain: list[tuple[Any, int]] = []          # (layer, index of its tensor input)
+        out = piece
+        while out.get_node().get_type_name() != "Convolution":
+            node = out.get_node()
+            kind = node.get_type_name()
+            ins = node.input_values()
+            if kind == "Relu":
+                t = 0
+            elif kind in ("Add", "Multiply") and len(ins) == 2:
+                consts = [_const(x) for x in ins]
+                if sum(c is not None for c in consts) != 1:
+                    return None
+                t = 0 if consts[0] is None else 1
+                c = consts[1 - t]
+                if c.ndim != _rank(out) or c.shape[1] not in (1, _channels(out)):
+                    return None
+            else:
+                return None
+            chain.append((node, t))
+            out = ins[t]
+            users = {u.get_node() for u in out.get_target_inputs()
+                     if u.get_node().get_type_name() != "ShapeOf"}
+            if len(users) != 1:
+                return None
+        conv = out.get_node()
+        w = _const(conv.input_value(1))
+        if w is None:
+            return None
+        a = conv.get_attributes()
+        made = []
+        for h, m in zip(heads, lengths):
+            y = self.ops.convolution(conv.input_value(0), self.ops.constant(w[h:h + m]),
+                                     a["strides"], a["pads_begin"], a["pads_end"],
+                                     a["dilations"], a["auto_pad"]).output(0)
+            for node, t in reversed(chain):
+                if node.get_type_name() == "Relu":
+                    y = self.ops.relu(y).output(0)
+                    continue
+                c = _const(node.input_value(1 - t))
+                c = self.ops.constant(c[:, h:h + m] if c.shape[1] > 1 else c).output(0)
+                make = self.ops.add if node.get_type_name() == "Add" else self.ops.multiply
+                y = make(*((y, c) if t == 0 else (c, y))).output(0)
+            made.append(y)
+        return made
 
     def _convolution(self, node: Any) -> None:
         """Step 4: the input's order absorbed into the weights' input axis."""
@@ -427,7 +493,7 @@ def fold_channel_shuffles(model: Any) -> tuple[Any, int] | None:
         # a first walk finds where each piece must be cut, the second cuts each piece once
         first = _Rebuild(ops)
         first.run(model.clone())
-        rebuild = _Rebuild(ops, first.cuts)
+        rebuild = _Rebuild(ops, first.cuts, first.used_whole)
         rebuild.run(model)
         model.validate_nodes_and_infer_types()
     except Unsupported:
