@@ -72,7 +72,10 @@ def _channels(output: Any) -> int:
 
 
 def _rank(output: Any) -> int:
-    return output.get_partial_shape().rank.get_length()
+    rank = output.get_partial_shape().rank
+    if rank.is_dynamic:
+        raise Unsupported("a tensor of unknown rank")
+    return rank.get_length()
 
 
 def _const(output: Any) -> np.ndarray | None:
@@ -115,7 +118,7 @@ class _Rebuild:
         self.plan = plan or {}
         self.cuts: dict[tuple[str, int], set[int]] = {}        # what this walk cut, per root
         self.origin: dict[Any, tuple[tuple[str, int], int]] = {}  # run -> (root, offset)
-        self.cut_runs: dict[tuple[str, int], list[tuple[int, int, Any]]] = {}
+        self.cut_runs: dict[Any, list[tuple[int, int, Any]]] = {}  # root output -> its runs
         # roots some layer takes whole (this walk); with ``whole`` from the first walk, a root
         # no layer takes whole is made by one convolution per run instead of cut (no copy)
         self.used_whole: set[tuple[str, int]] = set()
@@ -279,8 +282,8 @@ class _Rebuild:
         missed a cut (on the first walk)."""
         root, offset = self.origin.get(piece, (self.root_of(piece), 0))
         self.cuts.setdefault(root, set()).update(int(c) + offset for c in cuts)
-        if piece not in self.origin and root in self.cut_runs:
-            return self.cut_runs[root]
+        if piece in self.cut_runs:
+            return self.cut_runs[piece]
         planned = {c - offset for c in self.plan.get(root, ()) if 0 < c - offset < n}
         heads = np.array(sorted({0, *planned, *(int(c) for c in cuts)}), np.int64)
         lengths = np.diff(np.concatenate([heads, [n]]))
@@ -296,7 +299,7 @@ class _Rebuild:
         for h, _, o in out:
             self.origin[o] = (root, offset + h)
         if piece not in self.origin:
-            self.cut_runs[root] = out
+            self.cut_runs[piece] = out
         return out
 
     def _per_run(self, piece: Any, heads: np.ndarray, lengths: np.ndarray) -> list[Any] | None:
