@@ -64,6 +64,14 @@ def models_dir() -> Path:
     return MODELS
 
 
+def _refuse_download(url, *args, **kwargs):
+    """Stands for ``urlopen`` and for the model cache's download: tests never reach the
+    network."""
+    import urllib.error
+
+    raise urllib.error.URLError("network disabled in tests")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def model_cache(tmp_path_factory) -> Iterator[Path]:
     """The default model cache (``$POSETRACKER_CACHE``) of the whole session: the default pack,
@@ -73,12 +81,9 @@ def model_cache(tmp_path_factory) -> Iterator[Path]:
     cache holds other models; tests of the cache itself set their own."""
     from posetracker.app.models import ModelCache
 
-    def offline(url, *args, **kwargs):
-        raise OSError(f"network disabled in tests ({url})")
-
     root = tmp_path_factory.mktemp("model-cache")
     if MODELS.is_dir():  # without it the tests that need models fail on ``models_dir``
-        ModelCache(root).fetch(source_dir=MODELS, download=offline)
+        ModelCache(root).fetch(source_dir=MODELS, download=_refuse_download)
     with pytest.MonkeyPatch.context() as mp:  # set before any fixture of a narrower scope
         mp.setenv("POSETRACKER_CACHE", str(root))
         yield root
@@ -87,13 +92,9 @@ def model_cache(tmp_path_factory) -> Iterator[Path]:
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Tests never reach the network: a model download fails at once, as offline."""
-    import urllib.error
     import urllib.request
 
-    def refuse(url, *args, **kwargs):
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", _refuse_download)
     # A user's local model folder would let the offline-error tests find the files.
     monkeypatch.delenv("POSETRACKER_MODELS", raising=False)
 

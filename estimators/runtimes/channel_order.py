@@ -83,15 +83,6 @@ def _const(output: Any) -> np.ndarray | None:
     return node.get_data() if node.get_type_name() == "Constant" else None
 
 
-def _scatter(order: np.ndarray, values: np.ndarray, axis: int) -> np.ndarray:
-    """``values`` with index ``c`` of ``axis`` moved to ``order[c]``."""
-    out = np.empty_like(values)
-    index = [slice(None)] * values.ndim
-    index[axis] = order
-    out[tuple(index)] = values
-    return out
-
-
 def _reorder(values: np.ndarray, old: np.ndarray, new: np.ndarray, axis: int) -> np.ndarray:
     """Per-channel ``values`` along ``axis`` held in physical order ``old`` moved to ``new``
     (logical channel ``c`` from ``old[c]`` to ``new[c]``)."""
@@ -101,6 +92,36 @@ def _reorder(values: np.ndarray, old: np.ndarray, new: np.ndarray, axis: int) ->
     src[axis], dst[axis] = old, new
     out[tuple(dst)] = values[tuple(src)]
     return out
+
+
+def _scatter(order: np.ndarray, values: np.ndarray, axis: int) -> np.ndarray:
+    """``values`` in the original order with index ``c`` of ``axis`` moved to ``order[c]``."""
+    return _reorder(values, np.arange(len(order)), order, axis)
+
+
+def _users(output: Any) -> set[Any]:
+    """The layers reading ``output``, but for ``ShapeOf`` (a shape needs no channel order)."""
+    return {t.get_node() for t in output.get_target_inputs()
+            if t.get_node().get_type_name() != "ShapeOf"}
+
+
+def _per_channel(c: np.ndarray, rank: int, channels: int) -> int | None:
+    """The axis of constant ``c`` that runs along the channels of a rank-``rank`` tensor it is
+    broadcast against (``None``: the same for every channel); raises if neither."""
+    shape = (1,) * (rank - c.ndim) + c.shape
+    if shape[1] == 1 or channels == 1:
+        return None
+    if shape[1] == channels and c.ndim == rank:
+        return 1
+    raise Unsupported("a constant along the channels in a shape not handled")
+
+
+def _is_shuffle(node: Any) -> bool:
+    """The ``Transpose (0, 2, 1, 3, 4)`` of a channel shuffle."""
+    if node.get_type_name() != "Transpose":
+        return False
+    order = _const(node.input_value(1))
+    return order is not None and list(order) == [0, 2, 1, 3, 4]
 
 
 class _Rebuild:
@@ -209,14 +230,12 @@ class _Rebuild:
         only the order changes (step 3)."""
         out = node.output(0)
         nxt = [t.get_node() for t in out.get_target_inputs()]
-        if _rank(out) != 5 or len(nxt) != 1 or nxt[0].get_type_name() != "Transpose":
+        if _rank(out) != 5 or len(nxt) != 1 or not _is_shuffle(nxt[0]):
             return False
         transpose = nxt[0]
-        perm = _const(transpose.input_value(1))
         after = [t.get_node() for t in transpose.output(0).get_target_inputs()]
         source = node.input_value(0)
-        if perm is None or list(perm) != [0, 2, 1, 3, 4] or len(after) != 1 \
-                or after[0].get_type_name() != "Reshape" or _rank(after[0].output(0)) != 4 \
+        if len(after) != 1 or after[0].get_type_name() != "Reshape" or _rank(after[0].output(0)) != 4 \
                 or _rank(source) != 4 or source not in self.values:
             return False
         shape = out.get_partial_shape()
@@ -306,29 +325,27 @@ class _Rebuild:
         """``piece``'s runs made directly: when it is a convolution's output, through
         per-channel constants and ReLU that nothing else reads, one such chain per run, each
         with its rows of the weights (``None`` otherwise)."""
-        chain: list[tuple[Any, int]] = []          # (layer, index of its tensor input)
+        chain: list[tuple[Any, int, int | None]] = []  # (layer, its tensor input, constant axis)
         out = piece
         while out.get_node().get_type_name() != "Convolution":
             node = out.get_node()
             kind = node.get_type_name()
             ins = node.input_values()
-            if kind == "Relu":
-                t = 0
-            elif kind in ("Add", "Multiply") and len(ins) == 2:
+            t, axis = 0, None
+            if kind in ("Add", "Multiply") and len(ins) == 2:
                 consts = [_const(x) for x in ins]
                 if sum(c is not None for c in consts) != 1:
                     return None
                 t = 0 if consts[0] is None else 1
-                c = consts[1 - t]
-                if c.ndim != _rank(out) or c.shape[1] not in (1, _channels(out)):
+                try:
+                    axis = _per_channel(consts[1 - t], _rank(out), _channels(out))
+                except Unsupported:
                     return None
-            else:
+            elif kind != "Relu":
                 return None
-            chain.append((node, t))
+            chain.append((node, t, axis))
             out = ins[t]
-            users = {u.get_node() for u in out.get_target_inputs()
-                     if u.get_node().get_type_name() != "ShapeOf"}
-            if len(users) != 1:
+            if len(_users(out)) != 1:
                 return None
         conv = out.get_node()
         w = _const(conv.input_value(1))
@@ -340,12 +357,12 @@ class _Rebuild:
             y = self.ops.convolution(conv.input_value(0), self.ops.constant(w[h:h + m]),
                                      a["strides"], a["pads_begin"], a["pads_end"],
                                      a["dilations"], a["auto_pad"]).output(0)
-            for node, t in reversed(chain):
+            for node, t, axis in reversed(chain):
                 if node.get_type_name() == "Relu":
                     y = self.ops.relu(y).output(0)
                     continue
                 c = _const(node.input_value(1 - t))
-                c = self.ops.constant(c[:, h:h + m] if c.shape[1] > 1 else c).output(0)
+                c = self.ops.constant(c if axis is None else c[:, h:h + m]).output(0)
                 make = self.ops.add if node.get_type_name() == "Add" else self.ops.multiply
                 y = make(*((y, c) if t == 0 else (c, y))).output(0)
             made.append(y)
@@ -391,16 +408,6 @@ class _Rebuild:
         else:
             self.values[node.output(0)] = self.single(node.output(0), v.order)
 
-    def _per_channel(self, c: np.ndarray, rank: int, channels: int) -> int | None:
-        """The axis of constant ``c`` that runs along the channels of a rank-``rank`` tensor it
-        is broadcast against (``None``: the same for every channel); raises if neither."""
-        shape = (1,) * (rank - c.ndim) + c.shape
-        if shape[1] == 1 or channels == 1:
-            return None
-        if shape[1] == channels and c.ndim == rank:
-            return 1
-        raise Unsupported("a constant along the channels in a shape not handled")
-
     def _binary(self, node: Any) -> None:
         inputs = node.input_values()
         rank = _rank(node.output(0))
@@ -412,7 +419,7 @@ class _Rebuild:
             if c is None:
                 return self._other(node)
             self.rewire(node, t, self.joined(v))
-            axis = self._per_channel(c, rank, len(v.order))
+            axis = _per_channel(c, rank, len(v.order))
             if axis is not None and not v.identity:
                 self.constant(node, 1 - t, _scatter(v.order, c, axis))
             self.values[node.output(0)] = self.single(node.output(0), v.order)
@@ -441,9 +448,7 @@ class _Rebuild:
         v = self.values.get(out)
         if v is not None and np.array_equal(v.order, new):  # both inputs of an x + x
             return
-        users = {t.get_node() for t in out.get_target_inputs()
-                 if t.get_node().get_type_name() != "ShapeOf"}  # a shape needs no order
-        if v is None or len(v.pieces) != 1 or v.pieces[0] != out or len(users) != 1:
+        if v is None or len(v.pieces) != 1 or v.pieces[0] != out or len(_users(out)) != 1:
             raise Unsupported(f"{node.get_friendly_name()}: not a single-use branch")
         inputs = node.input_values()
         if kind == "Convolution":
@@ -458,19 +463,11 @@ class _Rebuild:
                 c = _const(x)
                 if c is None:
                     self.reorder(x, old, new)
-                elif (axis := self._per_channel(c, _rank(out), len(old))) is not None:
+                elif (axis := _per_channel(c, _rank(out), len(old))) is not None:
                     self.constant(node, i, _reorder(c, old, new, axis))
         else:
             raise Unsupported(f"cannot reorder the output of a {kind}")
         self.values[out] = self.single(out, new)
-
-
-def _is_shuffle(node: Any) -> bool:
-    """The ``Transpose (0, 2, 1, 3, 4)`` of a channel shuffle."""
-    if node.get_type_name() != "Transpose":
-        return False
-    order = _const(node.input_value(1))
-    return order is not None and list(order) == [0, 2, 1, 3, 4]
 
 
 def fold_channel_shuffles(model: Any) -> tuple[Any, int] | None:
@@ -493,7 +490,8 @@ def fold_channel_shuffles(model: Any) -> tuple[Any, int] | None:
     manager.register_pass(passes.ConstantFolding())
     manager.run_passes(model)
     try:
-        # a first walk finds where each piece must be cut, the second cuts each piece once
+        # a first walk finds where each piece must be cut and which pieces some layer takes
+        # whole; the second cuts each piece once, or makes it per run (step 3)
         first = _Rebuild(ops)
         first.run(model.clone())
         rebuild = _Rebuild(ops, first.cuts, first.used_whole)
