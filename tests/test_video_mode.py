@@ -179,6 +179,25 @@ def test_adaptive_detects_on_the_first_frame_and_after_a_loss(stages, config, fr
     assert len(loop(frames[3], None)) == 2 and counting.calls == 2
 
 
+def test_adaptive_decides_on_the_motion_cells_the_reader_made(stages, config, frames, video):
+    from posetracker.app.pipeline import _read
+    from posetracker.app.video import cells
+
+    # the reader's cells are the loop's own: the mean of the channels on the grid, exactly
+    item = _read(iter(open_source(str(video), max_frames=1)), StageTimes(("read",)), 0,
+                 motion=True)
+    image = item.frame.image
+    assert np.array_equal(item.motion, image[::8, ::8].mean(-1, dtype=np.float32))
+    assert _read(iter([item.frame]), StageTimes(("read",)), 0).motion is None  # not asked
+    counting = Counting(stages)
+    loop = _loop(counting, config, detect_every=8, keyframes="adaptive")
+    loop(frames[0], None, motion=cells(frames[0]))
+    loop(frames[1], None, motion=cells(frames[1]))
+    assert counting.calls == 1  # both people tracked, the frame still
+    loop(frames[2], None, motion=cells(frames[2]) + 100)  # given cells that all changed
+    assert counting.calls == 2
+
+
 def test_keyframes_follow_detect_every_and_dropout_is_recovered(stages, config, video):
     """Through the pipeline, threaded, with the detector losing 40 % of its boxes (seeded)."""
     def run(pc: PipelineConfig, st, tracker: str = "iou"):
@@ -338,6 +357,26 @@ def test_the_motion_test_searches_no_shift_when_nothing_changed(monkeypatch):
     keys = Keyframes(PipelineConfig(detect_every=8, keyframes="adaptive"))
     monkeypatch.setattr(video, "_aligned_change", search)
     assert not keys.wanted(False, cells(scene), cells(scene), np.zeros((0, 5)))
+
+
+def test_bench_runs_each_mode_on_models_with_tracks_threads(config, video, monkeypatch):
+    import posetracker.app.benchmarks.video as bench
+
+    built, warmed = [], []
+
+    def build(cfg):
+        built.append(PipelineOptions.from_config(cfg).torch_threads)
+        return f"stages {len(built)}", "cpu"
+
+    monkeypatch.setattr(bench, "run_once", lambda v, st, cfg, start, n: warmed.append((st, n)))
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    stages_for = bench.ModeStages(build)
+    got = {m: stages_for(bench.mode_config(config, m, 8), video, 0)
+           for m in ("frame", "1", "2", "adaptive")}
+    # the pose workers and the detector share the cores every frame; the loop gets them all
+    assert built == [1, 4]
+    assert got["frame"] == got["1"] != got["2"] == got["adaptive"]
+    assert warmed == [("stages 1", 1), ("stages 2", 1)]  # each set warmed once, on one frame
 
 
 def test_bench_counts_misplaced_apart_from_extra_poses():

@@ -64,7 +64,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from posetracker.app.settings import AppConfig, PipelineConfig
-from posetracker.app.video import Keyframes, VideoLoop
+from posetracker.app.video import Keyframes, VideoLoop, cells
 from posetracker.core.poses import FramePoses
 from posetracker.core.timing import StageTimes
 from posetracker.io.sources import SourceFrame
@@ -232,6 +232,7 @@ class _FrameInFlight:
     detections: Any = None
     estimate: Any = None
     poses: FramePoses | None = None
+    motion: np.ndarray | None = None  # adaptive keyframes: the motion test's cells of the frame
 
 
 def _timed(times: StageTimes, stage: str, n: int, fn: Callable[[], Any]) -> Any:
@@ -241,13 +242,17 @@ def _timed(times: StageTimes, stage: str, n: int, fn: Callable[[], Any]) -> Any:
     return out
 
 
-def _read(frames: Iterator[SourceFrame], times: StageTimes, seq: int = 0) -> _FrameInFlight | None:
-    """Decode the next frame; ``None`` at the end."""
+def _read(frames: Iterator[SourceFrame], times: StageTimes, seq: int = 0,
+          motion: bool = False) -> _FrameInFlight | None:
+    """Decode the next frame; ``None`` at the end. ``motion``: also make the frame's cells of
+    the adaptive keyframes' motion test (:func:`posetracker.app.video.cells`) here, while the
+    decoded pixels are in this thread's cache and off the video loop's path, where reading a
+    whole 1080p frame from memory took a tenth of a frame's work."""
     t0 = time.perf_counter()
     frame = next(frames, None)
     if frame is None:
         return None
-    item = _FrameInFlight(frame, seq)
+    item = _FrameInFlight(frame, seq, motion=cells(frame.image) if motion else None)
     times.add("read", time.perf_counter() - t0, 1)
     return item
 
@@ -284,8 +289,8 @@ def _estimate(batch: list[_FrameInFlight], stages: FrameStages, times: StageTime
 def _video_step(it: _FrameInFlight, loop: VideoLoop) -> None:
     """Video mode: the proposals' poses, group and the next frame's proposals of one frame, in
     order (the detector's boxes estimated ahead, by :func:`_estimate`)."""
-    it.poses = loop(it.frame.image, it.detections, it.estimate)
-    it.detections = it.estimate = None
+    it.poses = loop(it.frame.image, it.detections, it.estimate, it.motion)
+    it.detections = it.estimate = it.motion = None
 
 
 def _group(it: _FrameInFlight, stages: FrameStages, times: StageTimes) -> None:
@@ -452,7 +457,8 @@ class _ThreadedRun(_RunControl):
         frames = iter(self.source)
         try:
             seq = 0
-            while (item := _read(frames, self.times, seq)) is not None:
+            motion = self.keyframes is not None and self.keyframes.adaptive
+            while (item := _read(frames, self.times, seq, motion)) is not None:
                 self.put(self.q_read, item)
                 seq += 1
             self.put(self.q_read, _END)
@@ -716,7 +722,9 @@ def _sequential(
         while True:
             chunk: list[_FrameInFlight] = []
             with torch_threads(options.torch_threads):
-                while len(chunk) < options.det_batch and (it := _read(frames_it, times, seq)):
+                motion = loop is not None and loop.keyframes.adaptive
+                while len(chunk) < options.det_batch and (it := _read(frames_it, times, seq,
+                                                                         motion)):
                     chunk.append(it)
                     seq += 1
                 if not chunk:

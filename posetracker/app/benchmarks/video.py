@@ -27,15 +27,22 @@ and reports
 
 OKS: the COCO formula over the reference pose's joints scored >= 0.5 (``output.keypoint_threshold``;
 all its joints when none is), the area from the reference pose's joint extent.
+
+Each mode runs on models loaded with the threads per call that ``track`` gives that mode
+(:meth:`posetracker.app.settings.PipelineConfig.torch_threads`: one per call when the pose workers
+and the detector share the cores, every core when the video loop runs most crops): a native
+runtime's threads are fixed when a model loads, so one set of models for every mode would time
+some modes with the wrong threads. Modes of the same setting share one loaded set.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -236,14 +243,35 @@ def _rate(text: str) -> float | str:
         raise InputError(f"--dropouts {text!r}: a share such as 40%, or burst") from None
 
 
-def video_rows(video: Path, stages, config, args) -> list[dict]:
-    """The rows of one video: each mode intact, then the dropout runs."""
+class ModeStages:
+    """The loaded models of each thread setting (``track``'s per mode), loaded on first use and
+    warmed up on one frame, as ``bench pipeline`` does: a model's first calls pay one-off costs
+    (compiling for the input size, kernel selection) that belong to loading, not to frames/s."""
+
+    def __init__(self, build: Callable[[Any], Any]):
+        self.build, self.loaded = build, {}
+        self.device = ""
+
+    def __call__(self, config, video: Path, start: int) -> Any:
+        from posetracker.app.pipeline import PipelineOptions
+
+        threads = PipelineOptions.from_config(config).torch_threads
+        if threads not in self.loaded:
+            self.loaded[threads], self.device = self.build(config)
+            run_once(video, self.loaded[threads], config, start, 1)
+        return self.loaded[threads]
+
+
+def video_rows(video: Path, stages_for: Callable[[Any], Any], config, args) -> list[dict]:
+    """The rows of one video: each mode intact, then the dropout runs. ``stages_for``: the
+    stages to run a mode's settings with (:class:`ModeStages`)."""
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     intact: dict[str, list[FramePoses]] = {}
     rows = []
     for mode in modes:
-        poses, work = run_once(video, stages, mode_config(config, mode, args.adaptive_every),
-                               args.start, args.max_frames)
+        cfg = mode_config(config, mode, args.adaptive_every)
+        poses, work = run_once(video, stages_for(cfg, video, args.start), cfg, args.start,
+                               args.max_frames)
         intact[mode] = poses
         rows.append({"video": video.name, "mode": mode, "dropout": "none", **work,
                      "people/frame": sum(map(len, poses)) / max(len(poses), 1),
@@ -256,9 +284,9 @@ def video_rows(video: Path, stages, config, args) -> list[dict]:
         for mode in [m.strip() for m in args.dropout_modes.split(",") if m.strip()]:
             if mode not in intact:
                 continue
-            poses, work = run_once(video, DropoutStages(stages, _rate(drop), args.seed),
-                                   mode_config(config, mode, args.adaptive_every), args.start,
-                                   args.max_frames)
+            cfg = mode_config(config, mode, args.adaptive_every)
+            dropping = DropoutStages(stages_for(cfg, video, args.start), _rate(drop), args.seed)
+            poses, work = run_once(video, dropping, cfg, args.start, args.max_frames)
             rows.append({"video": video.name, "mode": mode, "dropout": drop, **work,
                          "people/frame": sum(map(len, poses)) / max(len(poses), 1),
                          "ids": ids_text(poses),
@@ -282,12 +310,13 @@ def run(args) -> int:
     for v in videos:
         if not v.is_file():
             raise InputError(f"{v}: no such video")
-    stages, device = build_stages(config)
+    stages_for = ModeStages(build_stages)
     rows = []
     for v in videos:
-        rows += video_rows(v, stages, config, args)
+        rows += video_rows(v, stages_for, config, args)
         df = pd.DataFrame(rows)
-        print(f"\n{v.name}: frames {args.start}-{args.start + args.max_frames - 1}, {device}, "
+        print(f"\n{v.name}: frames {args.start}-{args.start + args.max_frames - 1}, "
+              f"{stages_for.device}, "
               f"tracker {config.tracker.kind}; agreement against mode 'frame', recovery "
               "against the same mode without dropout")
         print(format_table(df[df.video == v.name].drop(columns="video"), digits=2))
