@@ -30,8 +30,10 @@ from posetracker.app.cli import main
 
 def _track_cmd(data_dir: Path, models_dir: Path, out: Path, frames: int) -> list[str]:
     # the console script, as a user runs it (under ``python -m`` runpy turns a handled
-    # KeyboardInterrupt during start-up into death by SIGINT now and then)
-    exe = shutil.which("posetracker")
+    # KeyboardInterrupt during start-up into death by SIGINT now and then): this interpreter's
+    # own, beside it (a ``posetracker`` found on PATH may be another installation's)
+    own = Path(sys.executable).with_name("posetracker")
+    exe = str(own) if own.is_file() else shutil.which("posetracker")
     start = [exe] if exe else [sys.executable, "-c",
                                "from posetracker.app.cli import main_entry; main_entry()"]
     return [*start, "track",

@@ -30,7 +30,7 @@ import numpy as np
 def read_graph(core, path: Path, kind: str):
     """The graph of ``path`` as ``kind`` says: ``file`` (as stored), ``folded`` (as the product
     runs it) or ``cut`` (every channel shuffle removed: wrong outputs)."""
-    from posetracker.estimators.runtimes.channel_order import fold_channel_shuffles
+    from posetracker.estimators.runtimes.channel_order import fold_channel_shuffles, is_shuffle
 
     model = core.read_model(str(path))
     if kind == "folded":
@@ -38,7 +38,7 @@ def read_graph(core, path: Path, kind: str):
         return model if folded is None else folded[0]
     if kind == "cut":
         for op in model.get_ordered_ops():
-            if op.get_type_name() != "Transpose":
+            if not is_shuffle(op):
                 continue
             before = op.input(0).get_source_output().get_node()
             after = [t.get_node() for t in op.output(0).get_target_inputs()]

@@ -116,7 +116,7 @@ def _per_channel(c: np.ndarray, rank: int, channels: int) -> int | None:
     raise Unsupported("a constant along the channels in a shape not handled")
 
 
-def _is_shuffle(node: Any) -> bool:
+def is_shuffle(node: Any) -> bool:
     """The ``Transpose (0, 2, 1, 3, 4)`` of a channel shuffle."""
     if node.get_type_name() != "Transpose":
         return False
@@ -230,7 +230,7 @@ class _Rebuild:
         only the order changes (step 3)."""
         out = node.output(0)
         nxt = [t.get_node() for t in out.get_target_inputs()]
-        if _rank(out) != 5 or len(nxt) != 1 or not _is_shuffle(nxt[0]):
+        if _rank(out) != 5 or len(nxt) != 1 or not is_shuffle(nxt[0]):
             return False
         transpose = nxt[0]
         after = [t.get_node() for t in transpose.output(0).get_target_inputs()]
@@ -478,7 +478,7 @@ def fold_channel_shuffles(model: Any) -> tuple[Any, int] | None:
     import openvino.opset13 as ops
     from openvino import passes
 
-    if not any(_is_shuffle(n) for n in model.get_ordered_ops()):
+    if not any(is_shuffle(n) for n in model.get_ordered_ops()):
         return None
     model = model.clone()
     if len(model.inputs) == 1:  # a dynamic batch: folding must not bake the batch size in
