@@ -262,7 +262,7 @@ class ModeStages:
         return self.loaded[threads]
 
 
-def video_rows(video: Path, stages_for: Callable[[Any], Any], config, args) -> list[dict]:
+def video_rows(video: Path, stages_for: ModeStages, config, args) -> list[dict]:
     """The rows of one video: each mode intact, then the dropout runs. ``stages_for``: the
     stages to run a mode's settings with (:class:`ModeStages`)."""
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
