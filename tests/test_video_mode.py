@@ -379,6 +379,29 @@ def test_bench_runs_each_mode_on_models_with_tracks_threads(config, video, monke
     assert warmed == [("stages 1", 1), ("stages 2", 1)]  # each set warmed once, on one frame
 
 
+def test_bench_runs_dropout_once_per_seed_against_one_intact_run(config, video, monkeypatch):
+    import argparse
+
+    import posetracker.app.benchmarks.video as bench
+
+    runs = []
+
+    def run_once(v, stages, cfg, start, n):
+        runs.append(getattr(stages, "seed", "intact"))
+        return [], {}
+
+    monkeypatch.setattr(bench, "run_once", run_once)
+    monkeypatch.setattr(bench, "match_counts", lambda ref, other: dict.fromkeys(
+        ("ref", "m50", "m90", "other", "other50", "misplaced"), 0))
+    args = argparse.Namespace(modes="1", dropouts="40%", dropout_modes="1", adaptive_every=8,
+                              start=0, max_frames=5)
+    rows = bench.video_rows(video, bench.ModeStages(lambda cfg: ("stages", "cpu")), config,
+                            args, [3, 7])
+    assert runs == ["intact", "intact", 3, 7]  # the warm-up, the intact run, one per seed
+    assert [(r["dropout"], r["seed"]) for r in rows] == [("none", None), ("40%", 3), ("40%", 7)]
+    assert main(["bench", "video", str(video), "--seeds", "0,x"]) == 2  # before any model loads
+
+
 def test_bench_counts_misplaced_apart_from_extra_poses():
     from posetracker.core.poses import FramePoses
     from posetracker.core.schemas import COCO17

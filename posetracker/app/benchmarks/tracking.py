@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from posetracker.app.benchmarks import int_list
+
 #: Benchmark rows: a tracker kind, or a PoseFlow variant (its settings in :data:`VARIANTS`).
 TRACKERS = ("poseflow", "poseflow-online", "poseflow-nojointfill", "poseflow-nofill",
             "poseflow-landed", "poseflow-nonms", "iou", "alphapose", "none")
@@ -295,15 +297,6 @@ def _read_crossing(args):
     return reference, images
 
 
-def _ints(option: str, text: str) -> list[int]:
-    from posetracker.core.errors import InputError
-
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise InputError(f"{option} {text!r}: expected comma-separated integers") from None
-
-
 def run(args) -> int:
     from posetracker.core.errors import InputError
     from posetracker.evaluation.report import format_table, save_report
@@ -312,8 +305,8 @@ def run(args) -> int:
 
     levels = [s.strip() for s in args.noise.split(",") if s.strip()]
     trackers = [s.strip() for s in args.trackers.split(",") if s.strip()]
-    seeds = [args.seed] if args.seed is not None else _ints("--seeds", args.seeds)
-    crossing_seeds = _ints("--crossing-seeds", args.crossing_seeds)
+    seeds = [args.seed] if args.seed is not None else int_list("--seeds", args.seeds)
+    crossing_seeds = int_list("--crossing-seeds", args.crossing_seeds)
     for lv in levels:
         if lv not in NOISE_LEVELS:
             raise InputError(f"unknown noise level {lv!r} (known: {', '.join(NOISE_LEVELS)})")

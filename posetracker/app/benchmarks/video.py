@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from posetracker.app.benchmarks import shared_videos
+from posetracker.app.benchmarks import int_list, shared_videos
 from posetracker.app.benchmarks.pipeline import DEFAULT_VIDEOS
 from posetracker.core.boxes import box_iou, greedy_pairs
 from posetracker.core.coco import oks_terms
@@ -78,7 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adaptive-every", type=int, default=8, metavar="N",
                    help="adaptive mode: the detector every N frames at the latest "
                    "(default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="dropout seed (default: %(default)s)")
+    p.add_argument("--seeds", default="0",
+                   help="comma-separated dropout seeds; each dropout run is made once per seed "
+                   "(default: %(default)s)")
+    p.add_argument("--seed", type=int, metavar="N", help="one seed (same as --seeds N)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                    help="settings override for every run, e.g. --set tracker.kind=iou")
     p.add_argument("--out", metavar="FILE.json", help="also write the rows as JSON")
@@ -262,9 +265,11 @@ class ModeStages:
         return self.loaded[threads]
 
 
-def video_rows(video: Path, stages_for: ModeStages, config, args) -> list[dict]:
-    """The rows of one video: each mode intact, then the dropout runs. ``stages_for``: the
-    stages to run a mode's settings with (:class:`ModeStages`)."""
+def video_rows(video: Path, stages_for: ModeStages, config, args, seeds: list[int]
+               ) -> list[dict]:
+    """The rows of one video: each mode intact, then the dropout runs, once per seed of
+    ``seeds`` (against the one intact run of their mode). ``stages_for``: the stages to run a
+    mode's settings with (:class:`ModeStages`)."""
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     intact: dict[str, list[FramePoses]] = {}
     rows = []
@@ -273,7 +278,7 @@ def video_rows(video: Path, stages_for: ModeStages, config, args) -> list[dict]:
         poses, work = run_once(video, stages_for(cfg, video, args.start), cfg, args.start,
                                args.max_frames)
         intact[mode] = poses
-        rows.append({"video": video.name, "mode": mode, "dropout": "none", **work,
+        rows.append({"video": video.name, "mode": mode, "dropout": "none", "seed": None, **work,
                      "people/frame": sum(map(len, poses)) / max(len(poses), 1),
                      "ids": ids_text(poses)})
     ref = intact.get("frame")
@@ -285,12 +290,13 @@ def video_rows(video: Path, stages_for: ModeStages, config, args) -> list[dict]:
             if mode not in intact:
                 continue
             cfg = mode_config(config, mode, args.adaptive_every)
-            dropping = DropoutStages(stages_for(cfg, video, args.start), _rate(drop), args.seed)
-            poses, work = run_once(video, dropping, cfg, args.start, args.max_frames)
-            rows.append({"video": video.name, "mode": mode, "dropout": drop, **work,
-                         "people/frame": sum(map(len, poses)) / max(len(poses), 1),
-                         "ids": ids_text(poses),
-                         **_shares(match_counts(intact[mode], poses), recovered=True)})
+            for seed in seeds:
+                dropping = DropoutStages(stages_for(cfg, video, args.start), _rate(drop), seed)
+                poses, work = run_once(video, dropping, cfg, args.start, args.max_frames)
+                rows.append({"video": video.name, "mode": mode, "dropout": drop, "seed": seed,
+                             **work, "people/frame": sum(map(len, poses)) / max(len(poses), 1),
+                             "ids": ids_text(poses),
+                             **_shares(match_counts(intact[mode], poses), recovered=True)})
     return rows
 
 
@@ -305,6 +311,7 @@ def run(args) -> int:
     for m in args.modes.split(","):
         if m.strip() and m.strip() not in MODES:
             raise InputError(f"--modes: unknown mode {m!r} (known: {', '.join(MODES)})")
+    seeds = [args.seed] if args.seed is not None else int_list("--seeds", args.seeds)
     config = load_app_config(None, args.set)
     videos = [Path(v) for v in args.videos] or shared_videos(DEFAULT_VIDEOS)
     for v in videos:
@@ -313,13 +320,13 @@ def run(args) -> int:
     stages_for = ModeStages(build_stages)
     rows = []
     for v in videos:
-        rows += video_rows(v, stages_for, config, args)
-        df = pd.DataFrame(rows)
+        rows += video_rows(v, stages_for, config, args, seeds)
+        df = pd.DataFrame(rows).astype({"seed": "Int64"})  # intact rows: no seed
         print(f"\n{v.name}: frames {args.start}-{args.start + args.max_frames - 1}, "
               f"{stages_for.device}, "
               f"tracker {config.tracker.kind}; agreement against mode 'frame', recovery "
               "against the same mode without dropout")
         print(format_table(df[df.video == v.name].drop(columns="video"), digits=2))
     if args.out:
-        save_report(pd.DataFrame(rows), args.out)
+        save_report(pd.DataFrame(rows).astype({"seed": "Int64"}), args.out)
     return 0
