@@ -134,7 +134,6 @@ def test_the_folded_graph_keeps_its_batch_free(models_dir):
     assert out["conv2d_441.tmp_1"].shape == (5, 17, 32, 24)
 
 
-
 def test_a_real_graph_without_shuffles_is_left_alone(models_dir):
     """PicoDet's export has no Reshape-Transpose-Reshape shuffle: nothing to fold."""
     model = ov.Core().read_model(str(models_dir / "picodet-s-320-pedestrian.xml"))
