@@ -577,3 +577,18 @@ def test_full_disk_converting_a_stream(work, tiny, capsys):
     _fill(tiny, 0)
     _full_disk_run(["convert", "jsonl", str(work / "a.jsonl"), str(target)], capsys, work, tiny,
                    target)
+
+
+def test_a_claim_removes_its_outputs_stale_temporaries_and_nothing_else(tmp_path):
+    """The temporary names a killed run leaves beside an output (``fileio``'s, with or without
+    the output's suffix, and a writer's own temporary path written atomically) go when the next
+    run claims that output; other files, other outputs' temporaries and folders stay."""
+    stale = [".out.json.ab12CD34.tmp", ".out.json.ab12CD34.tmp.json",
+             "..out.json.ab12CD34.tmp.zz99YY88.tmp"]
+    kept = ["out.json", ".out.json.abc.tmp", ".other.json.ab12CD34.tmp", "x.out.json.ab12CD34.tmp",
+            ".out.jsonl.ab12CD34.tmp"]
+    for name in stale + kept:
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".out.json.00000000.tmp").mkdir()
+    OutputClaim().acquire({"-o": tmp_path / "out.json"}).release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + [".out.json.00000000.tmp"])

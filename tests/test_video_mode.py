@@ -402,6 +402,29 @@ def test_bench_runs_dropout_once_per_seed_against_one_intact_run(config, video, 
     assert main(["bench", "video", str(video), "--seeds", "0,x"]) == 2  # before any model loads
 
 
+def test_bench_bursts_move_with_the_seed_and_shares_follow_it():
+    """Burst dropout drops every box of a quarter of the frames, in runs of 5; each seed moves
+    the bursts (seeds 0-3 cover every frame once); a share's draws depend on the seed too."""
+
+    class Boxes:
+        def detect(self, images):
+            return [np.ones((4, 5)) for _ in images]
+
+    def dropped(rate, seed, frames=40):
+        d = DropoutStages(Boxes(), rate, seed)
+        images = [np.zeros((2, 2, 3), np.uint8) for _ in range(frames)]
+        d.frame_index.update({id(im): i for i, im in enumerate(images)})
+        return np.array([len(b) == 0 for b in d.detect(images)]), \
+            np.array([4 - len(b) for b in d.detect(images)])
+
+    bursts = [dropped("burst", s)[0] for s in range(4)]
+    for b in bursts:
+        assert b.sum() == 10 and all(len(set(b[i: i + 5])) == 1 for i in range(0, 40, 5))
+    assert np.flatnonzero(bursts[0])[:5].tolist() == [5, 6, 7, 8, 9]  # seed 0 as before seeds
+    assert (np.sum(bursts, axis=0) == 1).all()  # seeds 0-3: every frame in one burst
+    assert not np.array_equal(dropped(0.4, 0)[1], dropped(0.4, 1)[1])
+
+
 def test_bench_counts_misplaced_apart_from_extra_poses():
     from posetracker.core.poses import FramePoses
     from posetracker.core.schemas import COCO17

@@ -150,8 +150,13 @@ def _stale_temps(path: Path) -> list[Path]:
     atomically, ``..NAME.XXXXXXXX.tmp.YYYYYYYY.tmp``."""
     pattern = re.compile(rf"^\.\.?{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp"
                          rf"(\.[A-Za-z0-9_]{{8}}\.tmp)?(\.[^.]*)?$")
+    prefix = "." + path.name
     try:
-        return [e for e in path.parent.iterdir() if pattern.match(e.name) and e.is_file()]
+        # names compared as strings before any Path is made: an output folder such as /tmp can
+        # hold tens of thousands of entries, and this runs at every claim
+        with os.scandir(path.parent) as entries:
+            return [Path(e.path) for e in entries if e.name.startswith((prefix, "." + prefix))
+                    and pattern.match(e.name) and e.is_file()]
     except OSError:
         return []
 

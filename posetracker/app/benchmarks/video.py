@@ -92,7 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 class DropoutStages:
     """Pipeline stages whose detector loses boxes: ``rate`` (a share, each box dropped at random,
-    seeded by ``seed`` and the frame's index) or ``"burst"`` (every box, in 5-frame bursts).
+    seeded by ``seed`` and the frame's index) or ``"burst"`` (every box, in 5-frame bursts on a
+    quarter of the frames; ``seed`` s moves them s bursts earlier, so seeds 0-3 together cover
+    every frame once).
     Everything else is the wrapped stages'. ``frame_index`` maps ``id(image)`` to the frame's index
     (filled by :func:`indexed`, while the image is alive)."""
 
@@ -108,7 +110,9 @@ class DropoutStages:
         for image, boxes in zip(images, self.stages.detect(images)):
             i = self.frame_index[id(image)]
             if self.rate == "burst":
-                drop = np.full(len(boxes), (i // _BURST) % (_BURST_PERIOD // _BURST) == 1)
+                # seed s shifts the bursts by s bursts: seeds 0-3 together cover every frame
+                shifted = i + self.seed * _BURST
+                drop = np.full(len(boxes), (shifted // _BURST) % (_BURST_PERIOD // _BURST) == 1)
             else:
                 drop = np.random.default_rng([self.seed, i]).random(len(boxes)) < self.rate
             out.append(boxes[~drop])
