@@ -62,9 +62,54 @@ def joint_similarity(gt: GroundTruthPeople, pred: np.ndarray, sigmas: np.ndarray
     return np.where(np.isnan(gt.keypoints[:, None, :, 0]), np.nan, e)
 
 
+@dataclass(frozen=True)
+class PoseMatch:
+    """How one image's predictions meet its ground-truth people (COCO's matching, module
+    docstring); every array is in the predictions' own order.
+
+    Attributes:
+        owner: ``(p,)`` the index of the person each prediction matched, -1 for none.
+        duplicate: ``(p,)`` an unmatched prediction at OKS >= 0.5 with a person already found.
+        wrong_joint: ``(p, k)`` a matched prediction's joint nearer (OKS term >= 0.5, and above
+            its own person's) the same joint of another person.
+    """
+
+    owner: np.ndarray
+    duplicate: np.ndarray
+    wrong_joint: np.ndarray
+
+
+def match_poses(gt: GroundTruthPeople, pred: FramePoses, sigmas: np.ndarray) -> PoseMatch:
+    """Match ``pred`` to the people of ``gt`` as COCO does: by decreasing score, each prediction
+    to the free person of highest OKS, at OKS >= 0.5."""
+    g, p = len(gt.area), len(pred)
+    kp = np.asarray(pred.keypoints, dtype=np.float64)                      # (p, k, 2)
+    sim = joint_similarity(gt, kp, sigmas)                                  # (g, p, k)
+    labelled = (~np.isnan(sim)).sum(-1)
+    oks = np.nansum(sim, -1) / np.maximum(labelled, 1)                     # (g, p)
+    owner = np.full(p, -1)
+    duplicate = np.zeros(p, dtype=bool)
+    wrong = np.zeros(kp.shape[:2], dtype=bool)
+    taken = np.zeros(g, dtype=bool)
+    for j in np.argsort(-np.asarray(pred.scores, dtype=np.float64), kind="stable"):
+        free = np.where(taken, -1.0, oks[:, j]) if g else np.zeros(0)
+        if g and free.max() >= 0.5:
+            owner[j] = int(free.argmax())
+            taken[owner[j]] = True
+        elif g and oks[:, j].max() >= 0.5:
+            duplicate[j] = True
+    for j in np.flatnonzero(owner >= 0):
+        own = np.nan_to_num(sim[owner[j], j], nan=0.0)
+        others = np.delete(np.nan_to_num(sim[:, j], nan=0.0), owner[j], axis=0)
+        if len(others):
+            best = others.max(0)
+            wrong[j] = (best > own) & (best >= 0.5)
+    return PoseMatch(owner, duplicate, wrong)
+
+
 def grouping_errors(gt: GroundTruthPeople, pred: FramePoses, sigmas: np.ndarray,
                     proposals: np.ndarray | None = None) -> dict[str, int]:
-    """The counts of :data:`ERROR_KINDS` for one image.
+    """The counts of :data:`ERROR_KINDS` for one image (from :func:`match_poses`).
 
     Args:
         gt: The image's people.
@@ -74,36 +119,17 @@ def grouping_errors(gt: GroundTruthPeople, pred: FramePoses, sigmas: np.ndarray,
             ``lost_no_box`` is 0.
     """
     g = len(gt.area)
-    order = np.argsort(-np.asarray(pred.scores), kind="stable")
-    kp = np.asarray(pred.keypoints, dtype=np.float64)[order]
-    sim = joint_similarity(gt, kp, sigmas)                                  # (g, p, k)
-    labelled = (~np.isnan(sim)).sum(-1)
-    oks = np.nansum(sim, -1) / np.maximum(labelled, 1)                     # (g, p)
-    owner = np.full(len(kp), -1)
-    taken = np.zeros(g, dtype=bool)
-    duplicate = 0
-    for j in range(len(kp)):
-        free = np.where(taken, -1.0, oks[:, j]) if g else np.zeros(0)
-        if g and free.max() >= 0.5:
-            owner[j] = int(free.argmax())
-            taken[owner[j]] = True
-        elif g and oks[:, j].max() >= 0.5:
-            duplicate += 1
-    wrong = 0
-    for j in np.flatnonzero(owner >= 0):
-        own = np.nan_to_num(sim[owner[j], j], nan=0.0)
-        others = np.delete(np.nan_to_num(sim[:, j], nan=0.0), owner[j], axis=0)
-        if len(others):
-            best = others.max(0)
-            wrong += int(((best > own) & (best >= 0.5)).sum())
-    lost = ~taken
+    m = match_poses(gt, pred, sigmas)
+    lost = np.ones(g, dtype=bool)
+    lost[m.owner[m.owner >= 0]] = False
     no_box = 0
     if proposals is not None and g:
         covered = (box_iou(gt.boxes, np.asarray(proposals, dtype=np.float64).reshape(-1, 4)) >= 0.5
                    ).any(1) if len(proposals) else np.zeros(g, dtype=bool)
         no_box = int((lost & ~covered).sum())
-    return {"people": g, "found": int(taken.sum()), "lost": int(lost.sum()), "lost_no_box": no_box,
-            "duplicate": duplicate, "wrong_joint": wrong}
+    return {"people": g, "found": int(g - lost.sum()), "lost": int(lost.sum()),
+            "lost_no_box": no_box, "duplicate": int(m.duplicate.sum()),
+            "wrong_joint": int(m.wrong_joint.sum())}
 
 
 def error_table(people: Mapping[int, GroundTruthPeople], preds: Mapping[int, FramePoses],

@@ -181,8 +181,12 @@ def test_bench_association_tables_on_real_images(tmp_path, data_dir):
         (root / "val2017" / im["file_name"]).symlink_to(src / "val2017" / im["file_name"])
     (root / "annotations" / "gt.json").write_text(json.dumps(
         dict(gt, images=pick, annotations=[a for a in gt["annotations"] if a["image_id"] in ids])))
-    tables = accuracy_tables(AppConfig(), str(root), None, worst=2, candidates=True)
+    tables = accuracy_tables(AppConfig(), str(root), None, worst=2, candidates=True,
+                             pictures_over="image")
     ap, totals, cases = tables["ap"], tables["errors"], tables["cases"]
+    # one row of three panels per case, drawn over its image
+    assert len(tables["pictures"]) == len(cases)
+    assert all(r.ndim == 3 and r.shape[2] == 3 and r.dtype == np.uint8 for r in tables["pictures"])
     assert list(ap.index.get_level_values("path")) == list(PATHS)
     assert ap.loc[("mini", "crowdpose"), "frames associated"] == 3
     assert ap.loc[("mini", "nms"), "frames associated"] == 0
@@ -197,3 +201,60 @@ def test_bench_association_tables_on_real_images(tmp_path, data_dir):
     if len(tables["deltas"]):
         d = tables["deltas"]
         assert (d["same joint merged"].diff().dropna() >= 0).all()
+
+
+def test_bench_association_pictures_show_who_each_pose_went_to(tmp_path, capsys):
+    """``--pictures``: a row per case, three panels (ground truth, pose NMS, the association);
+    a matched pose in its person's colour, a duplicate dark grey, a lost person pale; the option
+    needs images to draw and a .png, refused in one line before any model loads."""
+    import json
+
+    import cv2
+
+    from posetracker.app.benchmarks.association import _PANEL_H, _TITLE_H, case_picture
+    from posetracker.app.cli import main
+    from posetracker.io.formats.coco import read_coco_gt
+    from posetracker.io.render import track_colour
+
+    joints = np.stack([standing_person(60, 40, 150), standing_person(140, 45, 145)])
+    anns = [dict(id=i + 1, image_id=7, category_id=1, iscrowd=0,
+                 keypoints=np.c_[j, np.full(17, 2)].ravel().tolist(),
+                 bbox=[*j.min(0), *(j.max(0) - j.min(0))], area=float(np.prod(j.max(0) - j.min(0))))
+            for i, j in enumerate(joints)]
+    (tmp_path / "gt.json").write_text(json.dumps(dict(
+        images=[dict(id=7, file_name="a.jpg", width=240, height=200)], annotations=anns,
+        categories=[dict(id=1, name="person", keypoints=list(COCO17.keypoints),
+                         skeleton=[[a + 1, b + 1] for a, b in COCO17.skeleton])])))
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.full((200, 240, 3), 90, np.uint8))
+    box = person_boxes(joints)
+    nms = FramePoses(joints[1:], np.ones((1, 17)), box[1:], np.array([0.9]), COCO17)  # A lost
+    assoc = FramePoses(np.stack([joints[0], joints[0] + 3, joints[1]]), np.ones((3, 17)),
+                       box[[0, 0, 1]], np.array([0.9, 0.5, 0.8]), COCO17)  # a duplicate of A
+    case = {"set": "t", "image_id": 7, "file": "a.jpg", "crowd index": 0.1}
+    row = case_picture(case, read_coco_gt(tmp_path / "gt.json"), {"nms": {7: nms},
+                       "crowdpose": {7: assoc}}, tmp_path, "blank")
+    assert row.dtype == np.uint8 and row.shape[0] == _TITLE_H + _PANEL_H + 6
+    drawing = row[_TITLE_H: _TITLE_H + _PANEL_H]
+    borders = np.flatnonzero((row == 200).all(axis=(0, 2)))
+    panels = np.split(drawing, [b for b in borders[1::2]][:2], axis=1)
+    assert len(panels) == 3
+
+    def count(panel, colour, tol=8):
+        return int((np.abs(panel.astype(int) - colour) <= tol).all(-1).sum())
+
+    def has(panel, colour, tol=8):
+        return count(panel, colour, tol) > 0
+
+    a, b = np.array(track_colour(0)), np.array(track_colour(1))
+    pale_a = (a + 2 * 255) // 3
+    truth, by_nms, by_assoc = panels
+    assert has(truth, a) and has(truth, b)
+    assert has(by_nms, b) and not has(by_nms, a) and has(by_nms, pale_a)   # A lost
+    # A found: in A's colour; pale only where a line's smoothed edge passes through it
+    assert has(by_assoc, a) and count(by_assoc, pale_a) * 5 < count(by_nms, pale_a)
+    # the duplicate (elsewhere that grey is only where a label's dark patch was smoothed)
+    assert count(by_assoc, (70, 70, 70)) > 5 * count(by_nms, (70, 70, 70))
+    for argv in (["--pictures", str(tmp_path / "p.png")],
+                 ["--coco", str(tmp_path), "--pictures", str(tmp_path / "p.jpg")]):
+        assert main(["bench", "association", "--people", "1", "--frames", "1", *argv]) == 2
+        assert len([x for x in capsys.readouterr().err.splitlines() if x.strip()]) == 1

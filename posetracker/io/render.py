@@ -56,6 +56,7 @@ def draw_poses(
     boxes: bool = False,
     trails: dict[int, deque] | None = None,
     thickness: int | None = None,
+    colour: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
     """Draw ``poses`` on a copy of ``image`` (``(H, W, 3)`` uint8, any channel order: colours are
     given as RGB, so pass RGB for true colours).
@@ -66,6 +67,7 @@ def draw_poses(
         trails: Per track id, the recent centre points (oldest first) to draw as a fading line;
             the caller keeps and updates them (see :class:`VideoRenderer`).
         thickness: Line width in pixels (default: scaled with the image size).
+        colour: Draw every pose in this colour (RGB) instead of its track's.
 
     Returns:
         The drawn image, same shape and dtype.
@@ -85,18 +87,18 @@ def draw_poses(
                      max(1, round(t * fade)), cv2.LINE_AA)
     for i in range(len(poses)):
         tid = None if poses.track_ids is None else int(poses.track_ids[i])
-        colour = track_colour(tid if tid is not None else i)
+        c = colour or track_colour(tid if tid is not None else i)
         kp = poses.keypoints[i]
         ok = np.isfinite(kp).all(axis=1) & (poses.keypoint_scores[i] >= kpt_threshold)
         for a, b in poses.schema.skeleton:
             if ok[a] and ok[b]:
                 cv2.line(out, (int(kp[a, 0]), int(kp[a, 1])), (int(kp[b, 0]), int(kp[b, 1])),
-                         colour, t + 1, cv2.LINE_AA)
+                         c, t + 1, cv2.LINE_AA)
         for j in np.flatnonzero(ok):
-            cv2.circle(out, (int(kp[j, 0]), int(kp[j, 1])), t + 2, colour, -1, cv2.LINE_AA)
+            cv2.circle(out, (int(kp[j, 0]), int(kp[j, 1])), t + 2, c, -1, cv2.LINE_AA)
         box = poses.boxes[i]
         if boxes and np.all(np.isfinite(box)):
-            cv2.rectangle(out, (int(box[0]), int(box[1])), (int(box[2]), int(box[3])), colour, t)
+            cv2.rectangle(out, (int(box[0]), int(box[1])), (int(box[2]), int(box[3])), c, t)
         if tid is not None:
             # Label above the highest drawn joint (or the box top), on a dark patch to stay legible.
             anchor = kp[ok][np.argmin(kp[ok][:, 1])] if ok.any() else box[:2]
@@ -106,7 +108,7 @@ def draw_poses(
                 x = int(np.clip(anchor[0] - tw / 2, 0, max(0, w - tw)))
                 y = int(np.clip(anchor[1] - 3 * t - base, th, h - base))
                 cv2.rectangle(out, (x - 2, y - th - 2), (x + tw + 2, y + base), (0, 0, 0), -1)
-                cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, font, colour, t,
+                cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, font, c, t,
                             cv2.LINE_AA)
     return out
 

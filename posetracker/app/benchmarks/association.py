@@ -20,6 +20,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
+
+import numpy as np
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the ground truth: response threshold and merge radius (delta_scale)")
     p.add_argument("--worst", type=int, default=5, help="images listed where the association "
                    "does worst and best against pose NMS, per set (default: %(default)s)")
+    p.add_argument("--pictures", metavar="FILE.png", help="with --coco/--composites: draw those "
+                   "images into one PNG, a row each: ground truth, pose NMS, the association "
+                   "(a pose in its person's colour, dark grey: duplicate, light grey: nobody's, "
+                   "rings: joints nearer another person's, pale: a person lost)")
+    p.add_argument("--pictures-over", choices=("image", "blank"), default="image",
+                   help="draw the pictures over the image or a blank page (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set association.delta_scale=3")
@@ -307,14 +316,17 @@ def _sigmas(gt):
 
 
 def accuracy_tables(config, coco: str | None, composites: str | None, worst: int = 5,
-                    log=lambda s: None, candidates: bool = False) -> dict:
+                    log=lambda s: None, candidates: bool = False,
+                    pictures_over: str | None = None) -> dict:
     """On every set of :func:`accuracy_sets`: AP per path and crowd bin (``"ap"``), the error
     totals (``"errors"``), the images where the association does worst and best against pose
     NMS (``"cases"``), and with ``candidates`` the :class:`CandidateStats` tables
-    (``"thresholds"``, ``"deltas"``); each a DataFrame."""
+    (``"thresholds"``, ``"deltas"``); each a DataFrame. With ``pictures_over`` (``image`` or
+    ``blank``) also ``"pictures"``: the cases drawn (:func:`case_picture`), one RGB row each."""
     import pandas as pd
 
     rows: dict[str, list] = {"ap": [], "errors": [], "cases": [], "thresholds": [], "deltas": []}
+    pictures = []
     for name, gt_path, images in accuracy_sets(coco, composites):
         log(f"{name}: {gt_path}")
         stats = CandidateStats() if candidates else None
@@ -323,14 +335,119 @@ def accuracy_tables(config, coco: str | None, composites: str | None, worst: int
         t, c = error_rows(name, gt, preds, proposals, worst)
         rows["errors"] += t
         rows["cases"] += c
+        if pictures_over is not None:
+            pictures += [case_picture(case, gt, preds, images, pictures_over) for case in c]
         if stats is not None:
             thr, delta = stats.tables(name)
             rows["thresholds"] += thr
             rows["deltas"] += delta
     index = {"ap": ["set", "path"], "errors": ["set", "path"], "cases": ["set", "image_id"],
              "thresholds": ["set", "response >="], "deltas": ["set", "delta_scale"]}
-    return {key: pd.DataFrame(r).set_index(index[key]) if r else pd.DataFrame()
-            for key, r in rows.items()}
+    out = {key: pd.DataFrame(r).set_index(index[key]) if r else pd.DataFrame()
+           for key, r in rows.items()}
+    if pictures_over is not None:
+        out["pictures"] = pictures
+    return out
+
+
+#: Colours (RGB) of the pictures: a prediction that is nobody's, a duplicate, a misplaced joint.
+_NOBODY, _DUPLICATE, _WRONG = (170, 170, 170), (70, 70, 70), (0, 0, 0)
+_PANEL_H, _TITLE_H = 280, 24  # pixels: each panel's drawing, its title strip
+
+
+def case_picture(case: dict, gt, preds: dict, image_dir, over: str = "image") -> np.ndarray:
+    """One case of :func:`error_rows` drawn as a row of three panels ``(h, w, 3)`` uint8 RGB: the
+    ground truth (each person in a colour, numbered), then pose NMS's poses and the
+    association's, each prediction in the colour of the person it matched
+    (:func:`posetracker.evaluation.grouping_errors.match_poses`), dark grey when a duplicate,
+    light grey when nobody's, with a black ring on each joint nearer another person's same joint, and each
+    person no prediction matched (lost) thin and pale; the titles count lost people,
+    duplicates and such joints. Panels show the region of the image's people
+    and poses, drawn over the image (``over="image"``, paled) or a blank page (``"blank"``)."""
+    import cv2
+
+    from posetracker.core.errors import InputError
+    from posetracker.core.poses import FramePoses
+    from posetracker.evaluation.grouping_errors import GroundTruthPeople, match_poses
+    from posetracker.io.render import draw_poses, track_colour
+
+    iid = int(case["image_id"])
+    anns = list(gt.annotations_by_image().get(iid, []))
+    people = GroundTruthPeople.from_annotations(anns, gt.num_keypoints)
+    nms, assoc = preds["nms"][iid], preds["crowdpose"][iid]
+    schema = nms.schema
+    bgr = cv2.imread(str(Path(image_dir) / case["file"]))
+    if bgr is None:
+        raise InputError(f"cannot read image {Path(image_dir) / case['file']}")
+    h, w = bgr.shape[:2]
+    page = (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) // 2 + 128 if over == "image"
+            else np.full_like(bgr, 255))
+    labelled = ~np.isnan(people.keypoints[..., 0])
+    truth = FramePoses.from_keypoints(np.nan_to_num(people.keypoints), labelled.astype(float),
+                                      schema, track_ids=np.arange(len(people.area)))
+    sigmas = _sigmas(gt)
+    # the region of everyone drawn, with a margin, at most the image
+    boxes = np.concatenate([people.boxes, nms.boxes, assoc.boxes]).reshape(-1, 4)
+    x0, y0 = np.maximum(boxes[:, :2].min(0) - 20, 0) if len(boxes) else (0, 0)
+    x1, y1 = np.minimum(boxes[:, 2:].max(0) + 20, [w, h]) if len(boxes) else (w, h)
+    region = (slice(int(y0), int(max(y1, y0 + 1))), slice(int(x0), int(max(x1, x0 + 1))))
+    t = max(1, round(max(region[0].stop - region[0].start, region[1].stop - region[1].start) / 300))
+
+    def grouping(poses: FramePoses, label: str) -> tuple[np.ndarray, str]:
+        m = match_poses(people, poses, sigmas)
+        mine = np.flatnonzero(m.owner >= 0)
+        out = page
+        for g in sorted(set(range(len(people.area))) - set(m.owner[mine].tolist())):
+            pale = tuple(int(c + 2 * 255) // 3 for c in track_colour(g))
+            out = draw_poses(out, truth.subset([g]), colour=pale, thickness=max(1, t // 2))
+        out = draw_poses(out, poses.subset(np.flatnonzero((m.owner < 0) & ~m.duplicate)),
+                         colour=_NOBODY, thickness=t)
+        out = draw_poses(out, poses.subset(mine).with_track_ids(m.owner[mine]), thickness=t)
+        # a duplicate lies on its person's pose (OKS >= 0.5): drawn over it, thinner
+        out = draw_poses(out, poses.subset(np.flatnonzero(m.duplicate)), colour=_DUPLICATE,
+                         thickness=max(1, t // 2))
+        for j, k in zip(*np.nonzero(m.wrong_joint)):
+            x, y = poses.keypoints[j, k]
+            cv2.circle(out, (int(x), int(y)), 4 * t, _WRONG, t, cv2.LINE_AA)
+        lost = len(people.area) - len(mine)
+        return out, (f"{label}: lost {lost}, duplicate {int(m.duplicate.sum())}, "
+                     f"wrong joints {int(m.wrong_joint.sum())}")
+
+    panels = [(draw_poses(page, truth, thickness=t),
+               f"{case['set']} {iid} (crowd index {case['crowd index']:.2f}): "
+               f"{len(people.area)} people")]
+    panels += [grouping(nms, "pose NMS"), grouping(assoc, "association")]
+    drawn = []
+    for img, title in panels:
+        crop = img[region]
+        scale = _PANEL_H / crop.shape[0]
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), _PANEL_H),
+                          interpolation=cv2.INTER_AREA)
+        width = max(crop.shape[1], 8 * len(title) + 10)
+        panel = np.full((_TITLE_H + _PANEL_H + 6, width + 6, 3), 255, np.uint8)
+        panel[_TITLE_H: _TITLE_H + _PANEL_H, 3: 3 + crop.shape[1]] = crop
+        panel[:, -2:] = 200  # the border between panels
+        cv2.putText(panel, title, (4, _TITLE_H - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        drawn.append(panel)
+    return np.concatenate(drawn, axis=1)
+
+
+def save_pictures(rows: list[np.ndarray], path: str) -> None:
+    """The rows of :func:`case_picture`, one under the other (white to the widest), as one PNG
+    written whole or not at all."""
+    import cv2
+
+    from posetracker.core.fileio import atomic_write_bytes
+
+    width = max(r.shape[1] for r in rows)
+    page = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)),
+                                  constant_values=255) for r in rows])
+    ok, png = cv2.imencode(".png", cv2.cvtColor(page, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the pictures as PNG")
+    atomic_write_bytes(path, png.tobytes())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -341,6 +458,10 @@ def run(args: argparse.Namespace) -> int:
     from posetracker.evaluation.report import format_table, save_report
 
     torch.set_num_threads(args.threads)
+    if args.pictures and not (args.coco or args.composites):
+        raise InputError("--pictures draws the --coco/--composites images: give one of them")
+    if args.pictures and not args.pictures.lower().endswith(".png"):
+        raise InputError(f"--pictures {args.pictures}: the pictures are written as one .png file")
     config = load_app_config(None, args.overrides)
     try:
         people = [int(v) for v in args.people.split(",") if v.strip()]
@@ -357,7 +478,8 @@ def run(args: argparse.Namespace) -> int:
             print(s, file=sys.stderr, flush=True)
 
         tables = accuracy_tables(config, args.coco, args.composites, args.worst, log,
-                                 args.candidates)
+                                 args.candidates, args.pictures_over if args.pictures else None)
+        pictures = tables.pop("pictures", [])
         ap, totals, cases = tables["ap"], tables["errors"], tables["cases"]
         e = config.estimate.estimator
         print(f"\nCOCO keypoint AP by ground-truth crowd index, detected boxes ({e.detector.model}, "
@@ -377,8 +499,13 @@ def run(args: argparse.Namespace) -> int:
             print("\ntwo proposals' strongest candidates on ground-truth joints, merged into one "
                   "node by delta_scale: on the same joint (should) / on two people's (should not):")
             print(format_table(tables["deltas"]))
+        if args.pictures:
+            if pictures:
+                save_pictures(pictures, args.pictures)
+                print(f"\n{len(pictures)} images drawn into {args.pictures}")
+            else:
+                print("\nno image where the groupings differ: no pictures written")
         if args.out:
-            from pathlib import Path
             p = Path(args.out)
             for suffix, df in tables.items():
                 if len(df):

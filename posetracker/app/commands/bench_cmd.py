@@ -31,24 +31,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     kinds = p.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
     for module in BENCH_MODULES:
         module.register(kinds)
-    # every benchmark's --out under the output policy (an input, unwritable, in use: refused)
+    # every benchmark's files (--out, --pictures) under the output policy (an input, unwritable,
+    # in use: refused)
     for bench in kinds.choices.values():
         run = bench.get_default("func")
-        if run is not None and any(a.dest == "out" for a in bench._actions):
-            bench.set_defaults(func=_claimed(run))
+        outputs = [a.dest for a in bench._actions if a.dest in OUTPUTS]
+        if run is not None and outputs:
+            bench.set_defaults(func=_claimed(run, outputs))
             bench.epilog = POLICY
 
 
-def _claimed(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """``run`` with ``--out`` claimed; the inputs are every argument that names a file or folder
-    (benchmarks take many: videos, annotation files, tracked files, frame folders)."""
+#: The options by which a benchmark writes files.
+OUTPUTS = ("out", "pictures")
+
+
+def _claimed(run: Callable[[argparse.Namespace], int], outputs: list[str]
+             ) -> Callable[[argparse.Namespace], int]:
+    """``run`` with its ``outputs`` (destinations of :data:`OUTPUTS`) claimed; the inputs are
+    every other argument that names a file or folder (benchmarks take many: videos, annotation
+    files, tracked files, frame folders)."""
 
     @functools.wraps(run)
     def claimed(args: argparse.Namespace) -> int:
-        values = [v for k, v in vars(args).items() if k != "out"]
+        values = [v for k, v in vars(args).items() if k not in outputs]
         given = [f for v in values for f in (v if isinstance(v, (list, tuple)) else [v])]
         inputs = [f for f in given if isinstance(f, str) and f and os.path.exists(f)]
-        with claim_outputs({"--out": args.out}, inputs,
+        with claim_outputs({f"--{dest}": getattr(args, dest) for dest in outputs}, inputs,
                            folder_suffixes=(*IMAGE_SUFFIXES, ".json", ".mat", ".mp4", ".avi")):
             return run(args)
 
