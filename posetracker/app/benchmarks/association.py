@@ -356,14 +356,16 @@ _PANEL_H, _TITLE_H = 280, 24  # pixels: each panel's drawing, its title strip
 
 
 def case_picture(case: dict, gt, preds: dict, image_dir, over: str = "image") -> np.ndarray:
-    """One case of :func:`error_rows` drawn as a row of three panels ``(h, w, 3)`` uint8 RGB: the
-    ground truth (each person in a colour, numbered), then pose NMS's poses and the
-    association's, each prediction in the colour of the person it matched
+    """One case of :func:`error_rows` drawn as a row of three panels ``(h, w, 3)`` uint8 RGB.
+
+    The panels: the ground truth (each person in a colour, numbered), then pose NMS's poses and
+    the association's, each prediction in the colour of the person it matched
     (:func:`posetracker.evaluation.grouping_errors.match_poses`), dark grey when a duplicate,
-    light grey when nobody's, with a black ring on each joint nearer another person's same joint, and each
-    person no prediction matched (lost) thin and pale; the titles count lost people,
-    duplicates and such joints. Panels show the region of the image's people
-    and poses, drawn over the image (``over="image"``, paled) or a blank page (``"blank"``)."""
+    light grey when nobody's, with a black ring on each joint nearer another person's same
+    joint, and each person no prediction matched (lost) thin and pale; the titles count lost
+    people, duplicates and such joints. Each panel shows the region of the image's people and
+    poses, over the image (``over="image"``, paled) or a blank page (``"blank"``), scaled to
+    ``_PANEL_H`` pixels high. ``image_dir``: the set's image folder (``case["file"]`` in it)."""
     import cv2
 
     from posetracker.core.errors import InputError
