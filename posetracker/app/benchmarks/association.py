@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from posetracker.app.benchmarks import int_list
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -65,7 +67,6 @@ def speed_table(people: list[int], frames: int, seed: int, config, repeat: int =
     Each frame is timed ``repeat`` times and the fastest run kept (on a shared machine the slower
     runs measure the neighbours); the table gives the median and 90th percentile over frames.
     """
-    import numpy as np
     import pandas as pd
 
     from posetracker.association.assign import assign, assignment_poses
@@ -121,8 +122,6 @@ def accuracy_sets(coco: str | None, composites: str | None) -> list[tuple[str, o
     """The evaluated sets ``(name, ground-truth file, image folder)``: a COCO folder
     (``annotations/*.json`` + ``val2017/``) and the validation and train splits of a
     ``train make-crowds`` folder (``val.json`` + ``val/``, ``train.json`` + ``train/``)."""
-    from pathlib import Path
-
     from posetracker.core.errors import InputError
 
     sets = []
@@ -208,8 +207,6 @@ class CandidateStats:
 
     def add(self, gt, iid: int, inter, config) -> None:
         """One frame's proposals (``inter``) against image ``iid`` of ``gt``."""
-        import numpy as np
-
         from posetracker.association.assign import frame_candidates
         from posetracker.evaluation.grouping_errors import GroundTruthPeople, joint_similarity
 
@@ -237,8 +234,6 @@ class CandidateStats:
 
     def tables(self, name: str):
         """``(threshold rows, delta rows)`` of this set."""
-        import numpy as np
-
         cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
         score, on = cat(self.score), cat(self.on_joint).astype(bool)
         same, other = cat(self.same), cat(self.other)
@@ -465,10 +460,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pictures and not args.pictures.lower().endswith(".png"):
         raise InputError(f"--pictures {args.pictures}: the pictures are written as one .png file")
     config = load_app_config(None, args.overrides)
-    try:
-        people = [int(v) for v in args.people.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"--people expects comma-separated integers, got {args.people!r}") from None
+    people = int_list("--people", args.people)
     speed = speed_table(people, args.frames, args.seed, config.association, args.repeat)
     print(f"association on synthetic crowded frames, CPU, {args.threads} thread(s), fastest of "
           f"{args.repeat} runs per frame, median (and p90) over {args.frames} frames:")
